@@ -1,0 +1,3 @@
+"""Routes of the accounts app (mounted by apiplatform/urls.py)."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Routes of the ingestion app (mounted by apiplatform/urls.py)."""
+
+urlpatterns: list = []
