@@ -162,6 +162,9 @@ class ApiKey(models.Model):
     rotated_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="rotated_to"
     )
+    version = models.PositiveIntegerField(
+        default=1, help_text="Bumped on every change; orders writes of the key's cache entry in Redis"
+    )
 
     class Meta:
         ordering = ["id"]
