@@ -143,7 +143,10 @@ class ProjectTask(Task):
             return self.run(*args, **kwargs)
         attempt = (request.retries or 0) + 1
         started = time.monotonic()
-        logger.info("task %s started (attempt %d)", self.name, attempt)
+        redelivered = bool((request.delivery_info or {}).get("redelivered"))
+        logger.info(
+            "task %s started (attempt %d%s)", self.name, attempt, ", redelivered" if redelivered else ""
+        )
         try:
             result = self.run(*args, **kwargs)
         except (Retry, Ignore, Reject):
