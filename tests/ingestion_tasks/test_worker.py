@@ -70,7 +70,8 @@ def kill_table(django_db_setup, django_db_blocker):
         cursor.execute(f"DROP TABLE IF EXISTS {KILL_TABLE}, {KILL_TABLE}_starts")
         cursor.execute(f"CREATE TABLE {KILL_TABLE} (id int PRIMARY KEY, value bigint NOT NULL)")
         cursor.execute(
-            f"CREATE TABLE {KILL_TABLE}_starts (n serial PRIMARY KEY, task_id text, pid int, redelivered bool)"
+            f"CREATE TABLE {KILL_TABLE}_starts"
+            " (n serial PRIMARY KEY, task_id text, pid int, redelivered bool)"
         )
     yield KILL_TABLE
     with django_db_blocker.unblock(), connection.cursor() as cursor:
