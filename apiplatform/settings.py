@@ -220,6 +220,12 @@ COINGECKO_RATE_LIMIT_PER_MIN = env_int("COINGECKO_RATE_LIMIT_PER_MIN", 500)
 COINGECKO_TIMEOUT = env_float("COINGECKO_TIMEOUT", 10.0)
 COINGECKO_VS_CURRENCY = env_str("COINGECKO_VS_CURRENCY", "usd")
 
+# --- market data store (see docs/marketdata.md) ----------------------------------------------------
+# Days of candles kept per timeframe (0 = forever); enforced per whole partition by the maintenance job.
+CANDLE_RETENTION_DAYS = env_str("CANDLE_RETENTION_DAYS", "1m=30,5m=365,15m=730,1h=0,1d=0")
+CANDLE_PARTITIONS_AHEAD = env_int("CANDLE_PARTITIONS_AHEAD", 3)  # future partitions kept ready per timeframe
+TICK_RETENTION_HOURS = env_int("TICK_RETENTION_HOURS", 48)
+
 # --- logging: JSON in production, readable text in development, request/task ids on every line ------
 LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "text")
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

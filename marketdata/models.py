@@ -1,0 +1,193 @@
+"""Market data store: coins, latest snapshots, raw ticks and OHLCV candles.
+
+Write through :mod:`marketdata.services` only (one write path: COPY → staging → upsert); read
+through :mod:`marketdata.selectors`. See docs/marketdata.md for the schema and the reasons.
+
+Numbers are ``double precision`` (``FloatField``): upstream sends JSON floats, prices span
+1e-10 … 1e6, and float8 keeps every value bit-exact as received while staying compact and fast.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models
+from django.utils import timezone
+
+
+class Timeframe(models.TextChoices):
+    M1 = "1m", "1 minute"
+    M5 = "5m", "5 minutes"
+    M15 = "15m", "15 minutes"
+    H1 = "1h", "1 hour"
+    D1 = "1d", "1 day"
+
+
+#: Length of one bucket of each timeframe.
+TIMEFRAME_DELTA: dict[str, timedelta] = {
+    "1m": timedelta(minutes=1),
+    "5m": timedelta(minutes=5),
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+}
+TIMEFRAMES: tuple[str, ...] = tuple(TIMEFRAME_DELTA)
+#: Each higher timeframe is rolled up from the one before it.
+ROLLUP_SOURCE: dict[str, str] = {"5m": "1m", "15m": "5m", "1h": "15m", "1d": "1h"}
+
+
+class Coin(models.Model):
+    """One asset of the upstream universe. Never deleted: delisted coins become inactive."""
+
+    upstream_id = models.CharField(max_length=200, unique=True, help_text="CoinGecko id, e.g. 'bitcoin'.")
+    symbol = models.CharField(max_length=100, db_index=True)
+    name = models.CharField(max_length=300)
+    active = models.BooleanField(default=True, db_index=True)
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["upstream_id"]
+
+    def __str__(self) -> str:
+        return f"{self.upstream_id} ({self.symbol})"
+
+
+class MarketSnapshot(models.Model):
+    """The latest market data of a coin (one row per coin, replaced on every refresh)."""
+
+    coin = models.OneToOneField(Coin, on_delete=models.CASCADE, primary_key=True, related_name="snapshot")
+    price = models.FloatField(null=True)
+    market_cap = models.FloatField(null=True)
+    rank = models.PositiveIntegerField(null=True, db_index=True, help_text="Upstream market-cap rank.")
+    volume_24h = models.FloatField(null=True, help_text="Rolling 24h traded volume (quote currency).")
+    high_24h = models.FloatField(null=True)
+    low_24h = models.FloatField(null=True)
+    change_24h_pct = models.FloatField(null=True)
+    last_updated = models.DateTimeField(null=True, help_text="Upstream's own update time of these values.")
+    fetched_at = models.DateTimeField(help_text="When we fetched these values.")
+
+    class Meta:
+        indexes = [models.Index(fields=["-market_cap"], name="snapshot_market_cap_desc")]
+
+    def __str__(self) -> str:
+        return f"snapshot {self.coin_id} @ {self.last_updated}"
+
+
+class Tick(models.Model):
+    """One upstream observation of a coin, keyed by the upstream's update time (seen twice = once).
+
+    Ticks are the input of the 1m candles; they are kept for ``TICK_RETENTION_HOURS`` only.
+    """
+
+    pk = models.CompositePrimaryKey("coin_id", "time")
+    coin = models.ForeignKey(Coin, on_delete=models.CASCADE, db_constraint=True)
+    time = models.DateTimeField(help_text="Upstream last_updated.")
+    price = models.FloatField()
+    market_cap = models.FloatField(null=True)
+    volume_24h = models.FloatField(null=True)
+    fetched_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["time"], name="tick_time")]
+
+    def __str__(self) -> str:
+        return f"tick {self.coin_id} @ {self.time}"
+
+
+class Candle(models.Model):
+    """One OHLCV bucket, keyed (coin, timeframe, bucket_start). The table is created by SQL.
+
+    ``marketdata_candle`` is partitioned LIST (timeframe) → RANGE (bucket_start), with a DEFAULT
+    partition at each level, which Django's schema editor cannot express; migration 0002 creates it
+    with RunSQL and only records this model in the migration state. Never ``save()`` candles:
+    write with ``services.candles_upsert`` (the admin lists them through ``CandleListing``).
+
+    - ``volume``: volume traded inside the bucket; null where the source does not provide it
+      (CoinGecko does not: it reports a rolling 24h volume). Roll-ups sum it (null if all null).
+    - ``volume_24h``: the upstream's rolling 24h volume at the bucket's close. Roll-ups take the last.
+    - ``market_cap``: market cap at the bucket's close (last). Serves rankings at a past time.
+    - ``closed``: the bucket's end has passed (a late correction can still rewrite it).
+    - ``filled``: no upstream value inside the bucket; carried forward flat from the previous close
+      after a successful poll (a minute we failed to poll stays a gap, i.e. no row).
+    """
+
+    pk = models.CompositePrimaryKey("coin_id", "timeframe", "bucket_start")
+    coin = models.ForeignKey(Coin, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    timeframe = models.CharField(max_length=3, choices=Timeframe.choices)
+    bucket_start = models.DateTimeField()
+    open = models.FloatField()
+    high = models.FloatField()
+    low = models.FloatField()
+    close = models.FloatField()
+    volume = models.FloatField(null=True)
+    volume_24h = models.FloatField(null=True)
+    market_cap = models.FloatField(null=True)
+    closed = models.BooleanField(default=False)
+    filled = models.BooleanField(default=False)
+    source = models.CharField(max_length=16)
+    revision = models.IntegerField(default=0, help_text="0 as first written; +1 each time values changed.")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        # The table is created by SQL in migration 0002 (SeparateDatabaseAndState): Django keeps the
+        # model "managed" so that test flushes truncate it, but never creates or alters it itself.
+        db_table = "marketdata_candle"
+
+    def __str__(self) -> str:
+        return f"{self.coin_id} {self.timeframe} {self.bucket_start:%Y-%m-%d %H:%M}"
+
+    @property
+    def bucket_end(self):
+        return self.bucket_start + TIMEFRAME_DELTA[self.timeframe]
+
+
+class SeriesWatermark(models.Model):
+    """Per (coin, timeframe, source) series: the newest bucket fetched from upstream (delta updates)."""
+
+    coin = models.ForeignKey(Coin, on_delete=models.CASCADE, related_name="+")
+    timeframe = models.CharField(max_length=3, choices=Timeframe.choices)
+    source = models.CharField(max_length=16)
+    until = models.DateTimeField(help_text="Everything before this time has been fetched.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["coin", "timeframe", "source"], name="watermark_series_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.coin_id} {self.timeframe} {self.source} < {self.until}"
+
+
+class CandleListing(models.Model):
+    """Read-only view of ``marketdata_candle`` for the admin (which cannot list composite-key models).
+
+    Unmanaged; ``bucket_start`` poses as the primary key only so the changelist can render rows. It is
+    not unique: never use this model for lookups or writes.
+    """
+
+    coin = models.ForeignKey(Coin, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    timeframe = models.CharField(max_length=3, choices=Timeframe.choices)
+    bucket_start = models.DateTimeField(primary_key=True)
+    open = models.FloatField()
+    high = models.FloatField()
+    low = models.FloatField()
+    close = models.FloatField()
+    volume = models.FloatField(null=True)
+    volume_24h = models.FloatField(null=True)
+    market_cap = models.FloatField(null=True)
+    closed = models.BooleanField()
+    filled = models.BooleanField()
+    source = models.CharField(max_length=16)
+    revision = models.IntegerField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        managed = False
+        db_table = "marketdata_candle"
+        verbose_name = "candle"
+        verbose_name_plural = "candles"
+
+    def __str__(self) -> str:
+        return f"{self.coin_id} {self.timeframe} {self.bucket_start:%Y-%m-%d %H:%M}"

@@ -1,0 +1,621 @@
+"""The market data write path. Every write of coins, snapshots, ticks and candles goes through here.
+
+Candles: one path, :func:`candles_upsert` (and the SQL builders :func:`candles_build_1m` and
+:func:`candles_rollup`, which feed the same ``INSERT … ON CONFLICT`` statement from a query instead
+of a staging table). Semantics, whatever the source:
+
+- keyed by (coin, timeframe, bucket_start); replaying a batch changes nothing;
+- rows whose values did not change are not rewritten (``ON CONFLICT … DO UPDATE … WHERE (…) IS
+  DISTINCT FROM (…)``): no dead tuples, ``updated_at`` and ``revision`` stay;
+- a batch with the same key twice keeps the last occurrence (one statement cannot touch a row twice);
+- invalid rows are counted as rejected (with a reason) and skipped, the rest land;
+- after commit, the changed (coin, timeframe) series get their cache version bumped
+  (:func:`marketdata.cache.candles_changed`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from marketdata import cache, partitions
+from marketdata.models import ROLLUP_SOURCE, TIMEFRAME_DELTA, TIMEFRAMES
+
+logger = logging.getLogger(__name__)
+
+EPOCH = "1970-01-01 00:00:00+00"
+
+
+# --- input records -------------------------------------------------------------------------------
+class CandleRow(NamedTuple):
+    """One candle to write. ``closed=None`` means: closed iff the bucket's end is not after now."""
+
+    coin_id: int
+    timeframe: str
+    bucket_start: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float | None = None
+    volume_24h: float | None = None
+    market_cap: float | None = None
+    closed: bool | None = None
+    filled: bool = False
+
+
+CANDLE_COLUMNS: tuple[str, ...] = CandleRow._fields
+_VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "volume_24h", "market_cap", "closed", "filled")
+_COPY_TYPES = ["int8", "text", "timestamptz", *["float8"] * 7, "bool", "bool"]
+
+
+class CoinIn(NamedTuple):
+    upstream_id: str
+    symbol: str
+    name: str
+
+
+class SnapshotIn(NamedTuple):
+    coin_id: int
+    price: float | None
+    market_cap: float | None
+    rank: int | None
+    volume_24h: float | None
+    high_24h: float | None
+    low_24h: float | None
+    change_24h_pct: float | None
+    last_updated: datetime | None
+    fetched_at: datetime
+
+
+class TickIn(NamedTuple):
+    coin_id: int
+    time: datetime  # upstream last_updated
+    price: float
+    market_cap: float | None = None
+    volume_24h: float | None = None
+
+
+@dataclass
+class UpsertResult:
+    """What one candle write did. ``spans``: per timeframe, (first, last) bucket_start that changed."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    spans: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+    changed_coin_ids: set[int] = field(default_factory=set)
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
+    def merge(self, other: UpsertResult) -> UpsertResult:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.rejected += other.rejected
+        self.duplicates += other.duplicates
+        for k, v in other.reasons.items():
+            self.reasons[k] = self.reasons.get(k, 0) + v
+        for tf, (lo, hi) in other.spans.items():
+            old = self.spans.get(tf)
+            self.spans[tf] = (min(lo, old[0]), max(hi, old[1])) if old else (lo, hi)
+        self.changed_coin_ids |= other.changed_coin_ids
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "duplicates": self.duplicates,
+            "reasons": dict(self.reasons),
+        }
+
+
+@dataclass
+class TickResult:
+    inserted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    earliest: datetime | None = None  # the oldest newly recorded tick time (where a 1m rebuild starts)
+    coin_ids: set[int] = field(default_factory=set)
+
+
+# --- the shared upsert ---------------------------------------------------------------------------
+_INTERVAL_CASE = (
+    "CASE {col} WHEN '1m' THEN interval '1 minute' WHEN '5m' THEN interval '5 minutes' "
+    "WHEN '15m' THEN interval '15 minutes' WHEN '1h' THEN interval '1 hour' "
+    "WHEN '1d' THEN interval '1 day' END"
+)
+
+_UPSERT_SQL = """
+WITH src AS MATERIALIZED ({src}),
+ins AS (
+    INSERT INTO marketdata_candle AS c
+        (coin_id, timeframe, bucket_start, open, high, low, close, volume, volume_24h, market_cap,
+         closed, filled, source, revision, updated_at)
+    SELECT coin_id, timeframe, bucket_start, open, high, low, close, volume, volume_24h, market_cap,
+           closed, filled, %(source)s, 0, %(written_at)s
+    FROM src
+    ON CONFLICT (coin_id, timeframe, bucket_start) DO UPDATE SET
+        open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
+        volume = EXCLUDED.volume, volume_24h = EXCLUDED.volume_24h, market_cap = EXCLUDED.market_cap,
+        closed = EXCLUDED.closed, filled = EXCLUDED.filled, source = EXCLUDED.source,
+        revision = c.revision + 1, updated_at = EXCLUDED.updated_at
+    WHERE (c.open, c.high, c.low, c.close, c.volume, c.volume_24h, c.market_cap, c.closed, c.filled)
+          IS DISTINCT FROM
+          (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume,
+           EXCLUDED.volume_24h, EXCLUDED.market_cap, EXCLUDED.closed, EXCLUDED.filled)
+    RETURNING c.coin_id, c.timeframe, c.bucket_start, c.revision = 0 AS inserted
+)
+SELECT coin_id, timeframe, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+       min(bucket_start), max(bucket_start)
+FROM ins GROUP BY coin_id, timeframe
+UNION ALL
+SELECT NULL, NULL, (SELECT count(*) FROM src), 0, NULL, NULL
+"""
+
+
+def _run_upsert(cur, src_sql: str, params: dict, *, source: str) -> UpsertResult:
+    """Upsert the rows produced by ``src_sql`` (candle columns, unique keys). One statement."""
+    cur.execute(_UPSERT_SQL.format(src=src_sql), {**params, "source": source, "written_at": timezone.now()})
+    result = UpsertResult()
+    total = 0
+    pairs: list[tuple[int, str]] = []
+    for coin_id, tf, ins, upd, lo, hi in cur.fetchall():
+        if coin_id is None:
+            total = ins
+            continue
+        result.inserted += ins
+        result.updated += upd
+        pairs.append((coin_id, tf))
+        result.changed_coin_ids.add(coin_id)
+        old = result.spans.get(tf)
+        result.spans[tf] = (min(lo, old[0]), max(hi, old[1])) if old else (lo, hi)
+    result.unchanged = total - result.inserted - result.updated
+    if pairs:
+        transaction.on_commit(lambda: cache.candles_changed(pairs=pairs))
+    return result
+
+
+def _ensure_partitions(cur, relation: str) -> None:
+    cur.execute(
+        f"SELECT timeframe, min(bucket_start), max(bucket_start) FROM {relation} "  # noqa: S608
+        "WHERE timeframe IN ('1m','5m','15m','1h','1d') GROUP BY timeframe"
+    )
+    for tf, lo, hi in cur.fetchall():
+        partitions.partitions_ensure(timeframe=tf, start=lo, end=hi)
+
+
+def _as_tuples(rows: Iterable[Sequence | Mapping]) -> Iterable[tuple]:
+    for row in rows:
+        if isinstance(row, tuple):
+            yield row if len(row) == len(CANDLE_COLUMNS) else CandleRow(*row)
+        elif isinstance(row, Mapping):
+            yield CandleRow(**{k: row[k] for k in CANDLE_COLUMNS if k in row})
+        else:
+            yield CandleRow(*row)
+
+
+_STAGE_DDL = """
+CREATE TEMP TABLE _candle_stage (
+    seq bigint GENERATED ALWAYS AS IDENTITY,
+    coin_id bigint, timeframe text, bucket_start timestamptz,
+    open float8, high float8, low float8, close float8,
+    volume float8, volume_24h float8, market_cap float8, closed bool, filled bool
+) ON COMMIT DROP
+"""
+
+# First failing rule names the reason; NULL = valid. NaN compares greater than every number in
+# PostgreSQL, so "x <= 1e300" also rejects NaN and +Infinity.
+_REJECT_REASON = f"""
+CASE
+  WHEN s.timeframe IS NULL OR s.timeframe NOT IN ('1m','5m','15m','1h','1d') THEN 'unknown timeframe'
+  WHEN s.bucket_start IS NULL THEN 'missing time'
+  WHEN date_bin({_INTERVAL_CASE.format(col="s.timeframe")}, s.bucket_start, '{EPOCH}') <> s.bucket_start
+       THEN 'time not aligned to timeframe'
+  WHEN s.open IS NULL OR s.high IS NULL OR s.low IS NULL OR s.close IS NULL THEN 'missing price'
+  WHEN NOT (s.open >= 0 AND s.open <= 1e300 AND s.high >= 0 AND s.high <= 1e300
+            AND s.low >= 0 AND s.low <= 1e300 AND s.close >= 0 AND s.close <= 1e300)
+       THEN 'price negative or not finite'
+  WHEN s.low > LEAST(s.open, s.close) OR s.high < GREATEST(s.open, s.close)
+       THEN 'low/high do not bound open/close'
+  WHEN NOT (COALESCE(s.volume, 0) >= 0 AND COALESCE(s.volume, 0) <= 1e300)
+       THEN 'volume negative or not finite'
+  WHEN NOT (COALESCE(s.volume_24h, 0) >= 0 AND COALESCE(s.volume_24h, 0) <= 1e300)
+       THEN 'volume_24h negative or not finite'
+  WHEN NOT (COALESCE(s.market_cap, 0) >= 0 AND COALESCE(s.market_cap, 0) <= 1e300)
+       THEN 'market_cap negative or not finite'
+  WHEN NOT EXISTS (SELECT 1 FROM marketdata_coin k WHERE k.id = s.coin_id) THEN 'unknown coin'
+END
+"""  # noqa: S608 - constant SQL
+
+
+@transaction.atomic
+def candles_upsert(
+    *, rows: Iterable[CandleRow | Sequence | Mapping], source: str, now: datetime | None = None
+) -> UpsertResult:
+    """Write candles: COPY into a temporary staging table, validate, dedupe, ``INSERT … ON CONFLICT``.
+
+    ``rows``: :class:`CandleRow` tuples (or tuples in its field order, or mappings with its field
+    names). ``closed=None`` → closed iff ``bucket_start + timeframe <= now``. ``source`` is stored on
+    every row written (e.g. ``ticks``, ``rollup``, ``ohlc``, ``import``).
+    """
+    now = now or timezone.now()
+    with connection.cursor() as cur:
+        cur.execute("SET LOCAL work_mem = '128MB'")
+        # DROP first: inside an outer transaction (nested atomic) ON COMMIT DROP has not fired yet.
+        cur.execute("DROP TABLE IF EXISTS _candle_stage")
+        cur.execute(_STAGE_DDL)
+        staged = 0
+        with cur.cursor.copy(
+            "COPY _candle_stage (coin_id, timeframe, bucket_start, open, high, low, close, volume, "
+            "volume_24h, market_cap, closed, filled) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(_COPY_TYPES)
+            for row in _as_tuples(rows):
+                copy.write_row(row)
+                staged += 1
+        if not staged:
+            return UpsertResult()
+        cur.execute(
+            f"WITH bad AS (DELETE FROM _candle_stage s WHERE ({_REJECT_REASON}) IS NOT NULL "  # noqa: S608
+            f"RETURNING {_REJECT_REASON} AS reason) SELECT reason, count(*) FROM bad GROUP BY reason"
+        )
+        reasons = dict(cur.fetchall())
+        _ensure_partitions(cur, "_candle_stage")
+        interval = _INTERVAL_CASE.format(col="timeframe")
+        src = f"""
+            SELECT DISTINCT ON (coin_id, timeframe, bucket_start)
+                coin_id, timeframe::varchar(3) AS timeframe, bucket_start, open, high, low, close,
+                volume, volume_24h, market_cap,
+                COALESCE(closed, bucket_start + {interval} <= %(now)s) AS closed,
+                COALESCE(filled, false) AS filled
+            FROM _candle_stage
+            ORDER BY coin_id, timeframe, bucket_start, seq DESC
+        """  # noqa: S608 - constant SQL
+        result = _run_upsert(cur, src, {"now": now}, source=source)
+    result.rejected = sum(reasons.values())
+    result.reasons = reasons
+    result.duplicates = staged - result.rejected - (result.inserted + result.updated + result.unchanged)
+    if result.rejected:
+        logger.warning("candles_upsert(%s): %d rows rejected: %s", source, result.rejected, reasons)
+    return result
+
+
+# --- ticks → 1m candles --------------------------------------------------------------------------
+_BUILD_1M_SQL = """
+WITH t AS (
+    SELECT coin_id, date_bin('1 minute', time, '{epoch}') AS b, time, price, market_cap, volume_24h
+    FROM marketdata_tick
+    WHERE time >= %(since)s AND time < %(until)s {coin_filter}
+),
+tm AS (
+    SELECT coin_id, b,
+           (array_agg(price ORDER BY time))[1] AS open, max(price) AS high, min(price) AS low,
+           (array_agg(price ORDER BY time DESC))[1] AS close,
+           (array_agg(volume_24h ORDER BY time DESC))[1] AS volume_24h,
+           (array_agg(market_cap ORDER BY time DESC))[1] AS market_cap
+    FROM t GROUP BY coin_id, b
+),
+polled AS (
+    SELECT p.coin_id, p.b FROM unnest(%(pc)s::bigint[], %(pb)s::timestamptz[]) AS p(coin_id, b)
+    WHERE p.b >= %(since)s AND p.b < %(until)s
+    UNION
+    SELECT coin_id, bucket_start FROM marketdata_candle
+    WHERE timeframe = '1m' AND filled AND bucket_start >= %(since)s AND bucket_start < %(until)s {coin_filter}
+),
+keys AS (SELECT coin_id, b FROM tm UNION SELECT coin_id, b FROM polled),
+seed AS (
+    SELECT k.coin_id, s.close, s.volume_24h, s.market_cap
+    FROM (SELECT DISTINCT coin_id FROM keys) k
+    CROSS JOIN LATERAL (
+        SELECT x.close, x.volume_24h, x.market_cap FROM marketdata_candle x
+        WHERE x.coin_id = k.coin_id AND x.timeframe = '1m' AND x.bucket_start < %(since)s
+        ORDER BY x.bucket_start DESC LIMIT 1
+    ) s
+),
+seq AS (
+    SELECT k.coin_id, k.b, tm.open, tm.high, tm.low, tm.close, tm.volume_24h, tm.market_cap
+    FROM keys k LEFT JOIN tm USING (coin_id, b)
+    UNION ALL
+    SELECT coin_id, %(since)s::timestamptz - interval '1 minute', NULL, NULL, NULL,
+           close, volume_24h, market_cap
+    FROM seed
+),
+g AS (
+    SELECT seq.*, count(close) OVER (PARTITION BY coin_id ORDER BY b) AS grp FROM seq
+),
+f AS (
+    SELECT g.*,
+           first_value(close) OVER w AS c_close,
+           first_value(volume_24h) OVER w AS c_vol,
+           first_value(market_cap) OVER w AS c_mcap
+    FROM g WINDOW w AS (PARTITION BY coin_id, grp ORDER BY b)
+)
+SELECT coin_id, '1m'::varchar(3) AS timeframe, b AS bucket_start,
+       COALESCE(open, c_close) AS open, COALESCE(high, c_close) AS high,
+       COALESCE(low, c_close) AS low, COALESCE(close, c_close) AS close,
+       NULL::float8 AS volume,
+       CASE WHEN close IS NULL THEN c_vol ELSE volume_24h END AS volume_24h,
+       CASE WHEN close IS NULL THEN c_mcap ELSE market_cap END AS market_cap,
+       b + interval '1 minute' <= %(now)s AS closed,
+       close IS NULL AS filled
+FROM f
+WHERE b >= %(since)s AND (close IS NOT NULL OR c_close IS NOT NULL)
+"""
+
+
+def _minute(t: datetime) -> datetime:
+    return t.replace(second=0, microsecond=0)
+
+
+@transaction.atomic
+def candles_build_1m(
+    *,
+    since: datetime,
+    until: datetime,
+    coin_ids: Iterable[int] | None = None,
+    polled: Iterable[tuple[int, datetime]] = (),
+    now: datetime | None = None,
+) -> UpsertResult:
+    """(Re)build the 1m candles of minutes [since, until) from the recorded ticks.
+
+    A minute with ticks: open = first tick, high/low = extremes, close = last tick (by upstream
+    time), ``volume_24h``/``market_cap`` = last tick's, ``volume`` = null (CoinGecko has no traded
+    volume). A minute without ticks that was polled successfully — listed in ``polled`` as
+    (coin_id, any time inside the minute), or already stored as filled — is carried forward flat
+    from the previous close and marked ``filled``. Any other minute stays a gap (no row).
+    Rows are written with the shared upsert (source ``ticks``); nothing is ever deleted.
+    """
+    now = now or timezone.now()
+    since, until = _minute(since), _minute(until - timedelta(microseconds=1)) + timedelta(minutes=1)
+    pc: list[int] = []
+    pb: list[datetime] = []
+    for coin_id, t in polled:
+        pc.append(coin_id)
+        pb.append(_minute(t))
+    params: dict[str, Any] = {"since": since, "until": until, "pc": pc, "pb": pb, "now": now}
+    coin_filter = ""
+    if coin_ids is not None:
+        params["coins"] = list(coin_ids)
+        coin_filter = "AND coin_id = ANY(%(coins)s::bigint[])"
+    with connection.cursor() as cur:
+        partitions.partitions_ensure(timeframe="1m", start=since, end=until - timedelta(minutes=1))
+        sql = _BUILD_1M_SQL.format(epoch=EPOCH, coin_filter=coin_filter)
+        return _run_upsert(cur, sql, params, source="ticks")
+
+
+# --- roll-ups ------------------------------------------------------------------------------------
+_ROLLUP_SQL = """
+SELECT coin_id, %(tf)s::varchar(3) AS timeframe, date_bin(%(iv)s, bucket_start, '{epoch}') AS bucket_start,
+       (array_agg(open ORDER BY bucket_start))[1] AS open,
+       max(high) AS high, min(low) AS low,
+       (array_agg(close ORDER BY bucket_start DESC))[1] AS close,
+       sum(volume) AS volume,
+       (array_agg(volume_24h ORDER BY bucket_start DESC)
+            FILTER (WHERE volume_24h IS NOT NULL))[1] AS volume_24h,
+       (array_agg(market_cap ORDER BY bucket_start DESC)
+            FILTER (WHERE market_cap IS NOT NULL))[1] AS market_cap,
+       date_bin(%(iv)s, bucket_start, '{epoch}') + %(iv)s <= %(now)s AS closed,
+       bool_and(filled) AS filled
+FROM marketdata_candle
+WHERE timeframe = %(src_tf)s AND coin_id = ANY(%(coins)s::bigint[])
+  AND bucket_start >= %(since)s AND bucket_start < %(until)s
+GROUP BY coin_id, date_bin(%(iv)s, bucket_start, '{epoch}')
+"""
+
+
+def bucket_floor(timeframe: str, t: datetime) -> datetime:
+    """Start of the bucket of ``timeframe`` containing ``t`` (buckets are aligned to the Unix epoch, UTC)."""
+    step = TIMEFRAME_DELTA[timeframe]
+    epoch = datetime(1970, 1, 1, tzinfo=t.tzinfo or timezone.get_current_timezone())
+    return t - ((t - epoch) % step)
+
+
+@transaction.atomic
+def candles_rollup(
+    *,
+    since: datetime,
+    until: datetime,
+    coin_ids: Iterable[int] | None = None,
+    now: datetime | None = None,
+    base: str = "1m",
+) -> dict[str, UpsertResult]:
+    """Roll up ``base`` candles in [since, until) into every higher timeframe: 1m → 5m → 15m → 1h → 1d.
+
+    Incremental: only the buckets of each higher timeframe that contain a source bucket of the
+    given range are recomputed (each from all of its source candles), in SQL, through the shared
+    upsert (source ``rollup``). open = first, high = max, low = min, close = last, volume = sum
+    (null if all null), volume_24h / market_cap = last non-null, filled = all sources filled,
+    closed = the bucket's end is not after ``now`` — so the current bucket is readable and open.
+    Pass the range (and coins) a write changed, e.g. from ``UpsertResult.spans``.
+    """
+    now = now or timezone.now()
+    if coin_ids is None:
+        with connection.cursor() as cur:
+            cur.execute("SELECT id FROM marketdata_coin")
+            coins = [r[0] for r in cur.fetchall()]
+    else:
+        coins = list(coin_ids)
+    results: dict[str, UpsertResult] = {}
+    order = list(TIMEFRAMES)
+    lo, hi = since, until
+    with connection.cursor() as cur:
+        for tf in order[order.index(base) + 1 :]:
+            src_tf = ROLLUP_SOURCE[tf]
+            step = TIMEFRAME_DELTA[tf]
+            lo = bucket_floor(tf, lo)
+            hi = bucket_floor(tf, hi - timedelta(microseconds=1)) + step
+            partitions.partitions_ensure(timeframe=tf, start=lo, end=hi - step)
+            sql = _ROLLUP_SQL.format(epoch=EPOCH)
+            params = {
+                "tf": tf,
+                "iv": step,
+                "src_tf": src_tf,
+                "coins": coins,
+                "since": lo,
+                "until": hi,
+                "now": now,
+            }
+            results[tf] = _run_upsert(cur, sql, params, source="rollup")
+    return results
+
+
+def candles_rollup_result(result: UpsertResult, *, now: datetime | None = None) -> dict[str, UpsertResult]:
+    """Roll up whatever a lower-timeframe write changed (convenience for callers of the write path)."""
+    out: dict[str, UpsertResult] = {}
+    for tf in ("1m", "5m", "15m", "1h"):
+        span = result.spans.get(tf)
+        if span:
+            for k, v in candles_rollup(
+                since=span[0],
+                until=span[1] + TIMEFRAME_DELTA[tf],
+                coin_ids=result.changed_coin_ids,
+                now=now,
+                base=tf,
+            ).items():
+                out.setdefault(k, UpsertResult()).merge(v)
+    return out
+
+
+# --- coins, snapshots, ticks ---------------------------------------------------------------------
+@transaction.atomic
+def coins_upsert(*, coins: Iterable[CoinIn | Mapping], seen_at: datetime | None = None) -> dict[str, int]:
+    """Insert new coins, refresh symbol/name of known ones, mark them active and seen.
+
+    Returns {upstream_id: coin id} for every coin given. Never deletes.
+    """
+    seen_at = seen_at or timezone.now()
+    ids: list[str] = []
+    symbols: list[str] = []
+    names: list[str] = []
+    seen: set[str] = set()
+    for coin in coins:
+        c = coin if isinstance(coin, CoinIn) else CoinIn(coin["upstream_id"], coin["symbol"], coin["name"])
+        if not c.upstream_id or c.upstream_id in seen:
+            continue
+        seen.add(c.upstream_id)
+        ids.append(c.upstream_id)
+        symbols.append((c.symbol or "")[:100])
+        names.append((c.name or "")[:300])
+    if not ids:
+        return {}
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO marketdata_coin AS c (upstream_id, symbol, name, active, first_seen, last_seen)
+            SELECT u, s, n, true, %(t)s, %(t)s
+            FROM unnest(%(ids)s::text[], %(symbols)s::text[], %(names)s::text[]) AS x(u, s, n)
+            ON CONFLICT (upstream_id) DO UPDATE SET
+                symbol = EXCLUDED.symbol, name = EXCLUDED.name, active = true,
+                last_seen = GREATEST(c.last_seen, EXCLUDED.last_seen)
+            RETURNING upstream_id, id
+            """,
+            {"ids": ids, "symbols": symbols, "names": names, "t": seen_at},
+        )
+        return dict(cur.fetchall())
+
+
+@transaction.atomic
+def coins_mark_inactive(*, keep_upstream_ids: Iterable[str]) -> int:
+    """Mark every active coin not in ``keep_upstream_ids`` inactive (delisted). Returns how many."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "UPDATE marketdata_coin SET active = false WHERE active AND NOT (upstream_id = ANY(%s::text[]))",
+            [list(keep_upstream_ids)],
+        )
+        return cur.rowcount
+
+
+@transaction.atomic
+def snapshots_upsert(*, rows: Iterable[SnapshotIn]) -> int:
+    """Replace the latest snapshot of each coin given; an older ``last_updated`` never overwrites a
+    newer one. Returns the number of snapshots written."""
+    cols: list[list] = [[] for _ in SnapshotIn._fields]
+    seen: dict[int, int] = {}
+    for row in rows:
+        r = row if isinstance(row, SnapshotIn) else SnapshotIn(**row)
+        if r.coin_id in seen:  # keep the last of duplicates
+            i = seen[r.coin_id]
+            for col, v in zip(cols, r, strict=True):
+                col[i] = v
+            continue
+        seen[r.coin_id] = len(cols[0])
+        for col, v in zip(cols, r, strict=True):
+            col.append(v)
+    if not cols[0]:
+        return 0
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO marketdata_marketsnapshot AS s
+                (coin_id, price, market_cap, rank, volume_24h, high_24h, low_24h, change_24h_pct,
+                 last_updated, fetched_at)
+            SELECT * FROM unnest(%s::bigint[], %s::float8[], %s::float8[], %s::int[], %s::float8[],
+                                 %s::float8[], %s::float8[], %s::float8[], %s::timestamptz[],
+                                 %s::timestamptz[])
+            ON CONFLICT (coin_id) DO UPDATE SET
+                price = EXCLUDED.price, market_cap = EXCLUDED.market_cap, rank = EXCLUDED.rank,
+                volume_24h = EXCLUDED.volume_24h, high_24h = EXCLUDED.high_24h, low_24h = EXCLUDED.low_24h,
+                change_24h_pct = EXCLUDED.change_24h_pct, last_updated = EXCLUDED.last_updated,
+                fetched_at = EXCLUDED.fetched_at
+            WHERE s.last_updated IS NULL OR EXCLUDED.last_updated IS NULL
+               OR EXCLUDED.last_updated >= s.last_updated
+            """,
+            cols,
+        )
+        written = cur.rowcount
+    if written:
+        transaction.on_commit(cache.snapshots_changed)
+    return written
+
+
+@transaction.atomic
+def ticks_record(*, ticks: Iterable[TickIn], fetched_at: datetime | None = None) -> TickResult:
+    """Record upstream ticks; a tick already recorded (same coin, same upstream time) counts once.
+
+    Ticks without a time or with a negative / non-finite price are rejected.
+    """
+    fetched_at = fetched_at or timezone.now()
+    cols: list[list] = [[], [], [], [], []]
+    result = TickResult()
+    for tick in ticks:
+        t = tick if isinstance(tick, TickIn) else TickIn(**tick)
+        if t.time is None or t.price is None or not (0 <= t.price < float("inf")):
+            result.rejected += 1
+            continue
+        for col, v in zip(cols, t, strict=True):
+            col.append(v)
+    if not cols[0]:
+        return result
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO marketdata_tick (coin_id, time, price, market_cap, volume_24h, fetched_at)
+            SELECT c, t, p, m, v, %s FROM unnest(%s::bigint[], %s::timestamptz[], %s::float8[],
+                                                 %s::float8[], %s::float8[]) AS x(c, t, p, m, v)
+            ON CONFLICT (coin_id, time) DO NOTHING
+            RETURNING coin_id, time
+            """,
+            [fetched_at, *cols],
+        )
+        new = cur.fetchall()
+    result.inserted = len(new)
+    result.duplicates = len(cols[0]) - len(new)
+    if new:
+        result.earliest = min(t for _, t in new)
+        result.coin_ids = {c for c, _ in new}
+    return result
