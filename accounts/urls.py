@@ -1,3 +1,26 @@
-"""Routes of the accounts app (mounted by apiplatform/urls.py)."""
+"""Routes of the management API, mounted at /v1/account/ by apiplatform/urls.py."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from accounts import views
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("signup", views.SignupView.as_view(), name="signup"),
+    path("token", views.TokenObtainView.as_view(), name="token"),
+    path("token/refresh", views.TokenRefreshView.as_view(), name="token-refresh"),
+    path("verify-email", views.VerifyEmailView.as_view(), name="verify-email"),
+    path("me", views.MeView.as_view(), name="me"),
+    path("organization", views.OrganizationView.as_view(), name="organization"),
+    path("members", views.MemberListView.as_view(), name="members"),
+    path("members/<int:member_id>", views.MemberDetailView.as_view(), name="member"),
+    path("invitations", views.InvitationListView.as_view(), name="invitations"),
+    path("invitations/accept", views.InvitationAcceptView.as_view(), name="invitation-accept"),
+    path("invitations/<int:invitation_id>", views.InvitationDetailView.as_view(), name="invitation"),
+    path("keys", views.ApiKeyListView.as_view(), name="keys"),
+    path("keys/<str:key_id>", views.ApiKeyDetailView.as_view(), name="key"),
+    path("keys/<str:key_id>/revoke", views.ApiKeyRevokeView.as_view(), name="key-revoke"),
+    path("keys/<str:key_id>/rotate", views.ApiKeyRotateView.as_view(), name="key-rotate"),
+    path("audit-events", views.AuditEventListView.as_view(), name="audit-events"),
+]

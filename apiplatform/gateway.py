@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from rest_framework.views import APIView
 
+from accounts.authentication import ApiKeyAuthentication
+from accounts.permissions import HasMarketDataRead
+
 
 class PublicAPIView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasMarketDataRead]
     endpoint_name: str = ""
     credit_cost: int = 1

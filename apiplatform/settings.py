@@ -163,7 +163,8 @@ if env_bool("TRUST_X_FORWARDED_PROTO", False):
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["apiplatform.renderers.ORJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    # Management API (/v1/account/): user JWTs. Public /v1 views (PublicAPIView) use API keys instead.
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apiplatform.exceptions.problem_exception_handler",
@@ -184,6 +185,40 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# --- accounts: JWT for the management API, API keys for the public API (docs/accounts.md) ------------
+from datetime import timedelta  # noqa: E402
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": env_str("JWT_SIGNING_KEY") or SECRET_KEY,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "user_id",
+}
+ACCOUNTS = {
+    # HMAC key for API-key hashes. Changing it invalidates every API key: set it once per deployment.
+    "API_KEY_PEPPER": env_str("API_KEY_PEPPER") or f"api-key-pepper:{SECRET_KEY}",
+    "KEY_LOCAL_CACHE_TTL": min(env_float("API_KEY_LOCAL_CACHE_TTL", 1.0), 1.0),  # revocation bound
+    "KEY_REDIS_CACHE_TTL": env_int("API_KEY_REDIS_CACHE_TTL", 300),
+    "LAST_USED_INTERVAL": env_int("API_KEY_LAST_USED_INTERVAL", 60),
+    "ROTATION_OVERLAP_SECONDS": env_int("API_KEY_ROTATION_OVERLAP_SECONDS", 24 * 3600),
+    "MAX_KEYS_PER_ORGANIZATION": env_int("MAX_KEYS_PER_ORGANIZATION", 100),
+    "TRUSTED_PROXY_DEPTH": env_int("TRUSTED_PROXY_DEPTH", 0),
+    "INVITATION_TTL_SECONDS": env_int("INVITATION_TTL_SECONDS", 7 * 24 * 3600),
+    "EMAIL_VERIFICATION_MAX_AGE": env_int("EMAIL_VERIFICATION_MAX_AGE", 3 * 24 * 3600),
+    # django-ratelimit rates protecting sign-up and login (per IP and per account email).
+    "RATE_SIGNUP_IP": env_str("RATE_SIGNUP_IP", "10/h"),
+    "RATE_LOGIN_IP": env_str("RATE_LOGIN_IP", "30/m"),
+    "RATE_LOGIN_ACCOUNT": env_str("RATE_LOGIN_ACCOUNT", "5/m"),
+    "RATE_REFRESH_IP": env_str("RATE_REFRESH_IP", "60/m"),
+}
+RATELIMIT_USE_CACHE = "default"
 
 # --- Celery ----------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")

@@ -1,0 +1,84 @@
+"""DRF authentication for the public API with Candlestack API keys.
+
+Accepted: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. On success
+``request.user`` is an :class:`accounts.keys.ApiKeyUser` and ``request.auth`` a
+:class:`accounts.keys.KeyPrincipal`. Every failure is a distinct problem type (accounts/problems.py);
+401s carry ``WWW-Authenticate``. The warm path does no SQL and, amortised, no Redis round trip.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework.authentication import BaseAuthentication
+
+from accounts import keys
+from accounts import problems as p
+from apiplatform.problems import ProblemError, ProblemType
+
+_CHALLENGE = 'Bearer realm="candlestack-api"'
+_RESULTS: dict[str, ProblemType] = {
+    keys.KeyCheck.UNKNOWN: p.API_KEY_UNKNOWN,
+    keys.KeyCheck.REVOKED: p.API_KEY_REVOKED,
+    keys.KeyCheck.EXPIRED: p.API_KEY_EXPIRED,
+    keys.KeyCheck.IP_NOT_ALLOWED: p.API_KEY_IP_NOT_ALLOWED,
+}
+
+
+def client_ip(request) -> str | None:
+    """REMOTE_ADDR, or with ``ACCOUNTS["TRUSTED_PROXY_DEPTH"] = n`` the n-th address from the right
+    of X-Forwarded-For (the one your own n proxies appended)."""
+    meta = request.META
+    depth = settings.ACCOUNTS["TRUSTED_PROXY_DEPTH"]
+    if depth:
+        forwarded = [a.strip() for a in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+        if len(forwarded) >= depth:
+            return forwarded[-depth]
+    return meta.get("REMOTE_ADDR")
+
+
+def raw_key_from(request) -> str | None:
+    meta = request.META
+    header = meta.get("HTTP_AUTHORIZATION")
+    if header:
+        scheme, _, value = header.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        raise ProblemError(
+            p.API_KEY_MALFORMED,
+            "The Authorization header must be `Bearer <key>`.",
+            headers={"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_request"'},
+        )
+    value = meta.get("HTTP_X_API_KEY")
+    if value is not None and value.strip():
+        return value.strip()
+    return None
+
+
+def fail(problem: ProblemType, detail: str | None = None) -> ProblemError:
+    headers = {}
+    if problem.status == 401:
+        error = "invalid_request" if problem in (p.API_KEY_MISSING, p.API_KEY_MALFORMED) else "invalid_token"
+        headers["WWW-Authenticate"] = f'{_CHALLENGE}, error="{error}"'
+    return ProblemError(problem, detail, headers=headers)
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """For public /v1 views. Missing credentials are an error here (not "anonymous"): public
+    endpoints always need a key, and the caller gets the specific ``api-key-missing`` problem."""
+
+    def authenticate(self, request):
+        raw = raw_key_from(request)
+        if raw is None:
+            raise fail(p.API_KEY_MISSING)
+        try:
+            parsed = keys.parse_key(raw)
+        except keys.MalformedKey:
+            raise fail(p.API_KEY_MALFORMED) from None
+        result, principal = keys.verify(parsed, client_ip(request))
+        if result != keys.KeyCheck.OK:
+            raise fail(_RESULTS[result])
+        assert principal is not None
+        return keys.ApiKeyUser(principal), principal
+
+    def authenticate_header(self, request):
+        return _CHALLENGE

@@ -1,0 +1,102 @@
+"""Problem types of the accounts app (RFC 9457). Listed at /problems/ and in docs/accounts.md.
+
+API-key failures are distinct so a developer knows what to fix, yet none of them tells a caller
+anything about a key it does not fully hold: "unknown" covers both a key id nobody has and a known
+key id with a wrong secret; revoked/expired/IP answers need the complete, correct key.
+"""
+
+from apiplatform.problems import register
+
+API_KEY_MISSING = register(
+    "api-key-missing",
+    401,
+    "API key required",
+    "No API key was sent. Send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
+)
+API_KEY_MALFORMED = register(
+    "api-key-malformed",
+    401,
+    "Malformed API key",
+    "The credential is not a Candlestack API key: wrong shape, or its checksum does not match "
+    "(a typo or a truncated copy). Keys look like `cs_live_<12>_<38>` or `cs_test_<12>_<38>`.",
+)
+API_KEY_UNKNOWN = register(
+    "api-key-unknown",
+    401,
+    "Unknown API key",
+    "The API key is well-formed but not recognised.",
+)
+API_KEY_REVOKED = register(
+    "api-key-revoked",
+    401,
+    "API key revoked",
+    "This API key has been revoked. Create a new key in your account.",
+)
+API_KEY_EXPIRED = register(
+    "api-key-expired",
+    401,
+    "API key expired",
+    "This API key is past its expiry time (for a rotated key: the overlap window has ended). "
+    "Use the replacement key.",
+)
+API_KEY_IP_NOT_ALLOWED = register(
+    "api-key-ip-not-allowed",
+    403,
+    "IP address not allowed for this key",
+    "This API key only accepts requests from its allowed IP ranges, and this request came from elsewhere.",
+)
+API_KEY_INSUFFICIENT_SCOPE = register(
+    "api-key-insufficient-scope",
+    403,
+    "API key lacks a scope",
+    "This API key does not carry the scope this endpoint requires (see `required_scope`).",
+)
+INVALID_CREDENTIALS = register(
+    "invalid-credentials",
+    401,
+    "Invalid email or password",
+    "No active account matches this email and password.",
+)
+ORGANIZATION_REQUIRED = register(
+    "organization-required",
+    400,
+    "Choose an organization",
+    "You belong to several organizations: name one with the `X-Organization: <slug>` header.",
+)
+ROLE_FORBIDDEN = register(
+    "role-forbidden",
+    403,
+    "Your role does not allow this",
+    "Your role in this organization does not include the permission this action needs "
+    "(see `required_permission` and docs/accounts.md for the role matrix).",
+)
+LAST_OWNER = register(
+    "last-owner",
+    409,
+    "An organization needs an owner",
+    "This change would leave the organization without an owner. Make someone else owner first.",
+)
+INVITATION_INVALID = register(
+    "invitation-invalid",
+    400,
+    "Invitation not valid",
+    "The invitation token is unknown, expired, revoked, already used, or for another email address.",
+)
+VERIFICATION_INVALID = register(
+    "verification-invalid",
+    400,
+    "Verification link not valid",
+    "The email verification token is malformed, expired, or for another address.",
+)
+ALREADY_MEMBER = register(
+    "already-member",
+    409,
+    "Already a member",
+    "This email address already belongs to a member of the organization.",
+)
+KEY_ALREADY_REVOKED = register(
+    "key-already-revoked",
+    409,
+    "Key already revoked",
+    "This API key is already revoked; revoked keys cannot be rotated or revoked again.",
+)

@@ -1,0 +1,186 @@
+"""Input validation and output shapes of the management API (no business rules here)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from accounts import keys, roles
+from accounts.models import KeyEnvironment, Role
+
+
+# --- input ----------
+class SignupIn(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
+    organization_name = serializers.CharField(max_length=200)
+    full_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class TokenIn(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    password = serializers.CharField(write_only=True, max_length=128)
+
+
+class RefreshIn(serializers.Serializer):
+    refresh = serializers.CharField()
+
+
+class TokenOut(serializers.Serializer):
+    access = serializers.CharField()
+    refresh = serializers.CharField()
+    token_type = serializers.CharField(default="Bearer")
+    access_expires_in = serializers.IntegerField(help_text="Seconds until the access token expires")
+
+
+class VerifyEmailIn(serializers.Serializer):
+    token = serializers.CharField(max_length=1000)
+
+
+class OrganizationUpdateIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+
+
+class RoleChangeIn(serializers.Serializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class InvitationIn(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.DEVELOPER)
+
+
+class InvitationAcceptIn(serializers.Serializer):
+    token = serializers.CharField(max_length=200)
+
+
+class ApiKeyIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    environment = serializers.ChoiceField(choices=KeyEnvironment.choices, default=KeyEnvironment.LIVE)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=[(s, s) for s in keys.KEY_SCOPES]),
+        required=False,
+        help_text="Default: ['market_data:read']. Management scopes cannot be granted to API keys.",
+    )
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    allowed_ips = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        default=list,
+        max_length=50,
+        help_text="IP addresses or CIDR ranges; empty = any address.",
+    )
+
+
+class ApiKeyRotateIn(serializers.Serializer):
+    old_key_expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Until when the old key keeps working. Default: now + 24 hours.",
+    )
+    old_key_expires_in = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=0,
+        max_value=30 * 24 * 3600,
+        help_text="Alternative to old_key_expires_at: seconds from now (0 = stop now).",
+    )
+
+
+# --- output ----------
+class OrganizationOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    slug = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class MyMembershipOut(serializers.Serializer):
+    organization = OrganizationOut()
+    role = serializers.CharField()
+    permissions = serializers.SerializerMethodField()
+
+    def get_permissions(self, obj) -> list[str]:
+        return roles.permissions_of(obj.role)
+
+
+class UserOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    email = serializers.EmailField()
+    full_name = serializers.CharField()
+    email_verified = serializers.SerializerMethodField()
+
+    def get_email_verified(self, obj) -> bool:
+        return obj.email_verified_at is not None
+
+
+class MeOut(UserOut):
+    memberships = MyMembershipOut(many=True)
+
+
+class SignupOut(serializers.Serializer):
+    user = UserOut()
+    organization = OrganizationOut()
+    role = serializers.CharField()
+    tokens = TokenOut()
+
+
+class MemberOut(serializers.Serializer):
+    id = serializers.IntegerField(help_text="Membership id (use it in /members/{id})")
+    user_id = serializers.IntegerField()
+    email = serializers.EmailField(source="user.email")
+    full_name = serializers.CharField(source="user.full_name")
+    role = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class InvitationOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    email = serializers.EmailField()
+    role = serializers.CharField()
+    status = serializers.CharField()
+    invited_by = serializers.EmailField(source="invited_by.email", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+
+
+class ApiKeyOut(serializers.Serializer):
+    key_id = serializers.CharField()
+    prefix = serializers.CharField(help_text="Public part of the key, e.g. cs_live_4fJx0cQ2mZpA")
+    name = serializers.CharField()
+    environment = serializers.CharField()
+    status = serializers.CharField(help_text="active, expired or revoked")
+    scopes = serializers.ListField(child=serializers.CharField())
+    allowed_ips = serializers.ListField(child=serializers.CharField())
+    expires_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    created_by = serializers.EmailField(source="created_by.email", allow_null=True, default=None)
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    rotated_from = serializers.CharField(source="rotated_from.key_id", allow_null=True, default=None)
+
+
+class ApiKeyCreatedOut(ApiKeyOut):
+    key = serializers.CharField(help_text="The full API key. Shown only in this response: store it now.")
+
+
+class ApiKeyRotatedOut(serializers.Serializer):
+    new_key = ApiKeyCreatedOut()
+    old_key = ApiKeyOut()
+
+
+class AuditEventOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    actor = serializers.CharField(source="actor_label")
+    action = serializers.CharField()
+    target_type = serializers.CharField()
+    target_id = serializers.CharField()
+    data = serializers.JSONField()
+    ip_address = serializers.CharField(allow_null=True)
+
+
+class AuditPageOut(serializers.Serializer):
+    results = AuditEventOut(many=True)
+    next_before = serializers.IntegerField(allow_null=True, help_text="Pass as ?before= for the next page")

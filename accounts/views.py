@@ -1,0 +1,549 @@
+"""The management API under /v1/account/ (JWT). Thin: parse, call a service/selector, shape output."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.utils import timezone
+from django_ratelimit.core import get_usage
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts import problems as p
+from accounts import roles, selectors, services
+from accounts import serializers as s
+from accounts.authentication import client_ip
+from accounts.models import ApiKey, Invitation, Membership
+from accounts.tenancy import ORGANIZATION_PARAMETER, OrganizationScopedView
+from apiplatform.problems import RATE_LIMITED, ProblemError
+
+TAG = "account"
+
+
+def _problem(description: str) -> OpenApiResponse:
+    return OpenApiResponse(description=description + " (application/problem+json)")
+
+
+E401 = _problem("Missing or invalid access token")
+E403 = _problem("Your role lacks the permission (`role-forbidden`)")
+E404 = _problem("Not found (also: another organization's object)")
+E400 = _problem("Invalid parameters (`validation-error`)")
+E429 = _problem("Too many attempts (`rate-limited`), see Retry-After")
+
+
+# --- brute-force protection (django-ratelimit) --------------------------------------------------------------
+def _limit(request, *, group: str, rate: str, key) -> None:
+    """Count one attempt; 429 problem with Retry-After when over ``rate`` for this key."""
+    usage = get_usage(request._request, group=group, key=key, rate=rate, increment=True)
+    if usage is not None and usage["should_limit"]:
+        retry_after = max(1, int(usage["time_left"]))
+        raise ProblemError(
+            RATE_LIMITED,
+            "Too many attempts. Wait before trying again.",
+            headers={"Retry-After": str(retry_after)},
+            extra={"retry_after": retry_after},
+        )
+
+
+def _limit_ip(request, group: str, rate_setting: str) -> None:
+    _limit(request, group=group, rate=settings.ACCOUNTS[rate_setting], key="ip")
+
+
+def _limit_account(request, group: str, rate_setting: str, email: str) -> None:
+    normalized = email.strip().lower()
+    _limit(request, group=group, rate=settings.ACCOUNTS[rate_setting], key=lambda _g, _r: normalized)
+
+
+def _token_pair(user) -> dict:
+    refresh = RefreshToken.for_user(user)
+    return {
+        "access": str(refresh.access_token),
+        "refresh": str(refresh),
+        "token_type": "Bearer",
+        "access_expires_in": int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds()),
+    }
+
+
+class PublicAccountView(APIView):
+    """Sign-up, login, refresh and email verification: no credentials needed."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+
+# --- sign-up and tokens ---
+class SignupView(PublicAccountView):
+    @extend_schema(
+        operation_id="account_signup",
+        tags=[TAG],
+        summary="Sign up: user + organization + owner membership; returns a JWT pair",
+        request=s.SignupIn,
+        responses={201: s.SignupOut, 400: E400, 429: E429},
+        examples=[
+            OpenApiExample(
+                "Sign up",
+                value={
+                    "email": "ada@example.com",
+                    "password": "a long passphrase",
+                    "organization_name": "Acme",
+                },
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request):
+        _limit_ip(request, "accounts.signup.ip", "RATE_SIGNUP_IP")
+        data = s.SignupIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        user, organization = services.user_signup(
+            email=data.validated_data["email"],
+            password=data.validated_data["password"],
+            organization_name=data.validated_data["organization_name"],
+            full_name=data.validated_data.get("full_name", ""),
+            ip_address=client_ip(request),
+        )
+        body = {
+            "user": s.UserOut(user).data,
+            "organization": s.OrganizationOut(organization).data,
+            "role": "owner",
+            "tokens": _token_pair(user),
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class TokenObtainView(PublicAccountView):
+    @extend_schema(
+        operation_id="account_token_obtain",
+        tags=[TAG],
+        summary="Log in with email and password: JWT access + refresh token",
+        request=s.TokenIn,
+        responses={200: s.TokenOut, 400: E400, 401: _problem("`invalid-credentials`"), 429: E429},
+    )
+    def post(self, request):
+        _limit_ip(request, "accounts.token.ip", "RATE_LOGIN_IP")
+        data = s.TokenIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        email = data.validated_data["email"].strip().lower()
+        _limit_account(request, "accounts.token.account", "RATE_LOGIN_ACCOUNT", email)
+        user = authenticate(request._request, email=email, password=data.validated_data["password"])
+        if user is None or not user.is_active:
+            raise ProblemError(p.INVALID_CREDENTIALS)
+        return Response(_token_pair(user))
+
+
+class TokenRefreshView(PublicAccountView):
+    @extend_schema(
+        operation_id="account_token_refresh",
+        tags=[TAG],
+        summary="Exchange a refresh token for a new pair (the old refresh token is blacklisted)",
+        request=s.RefreshIn,
+        responses={
+            200: s.TokenOut,
+            401: _problem("Invalid, expired or already used refresh token"),
+            429: E429,
+        },
+    )
+    def post(self, request):
+        _limit_ip(request, "accounts.refresh.ip", "RATE_REFRESH_IP")
+        serializer = TokenRefreshSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        body = dict(serializer.validated_data)
+        body["token_type"] = "Bearer"  # noqa: S105 - a scheme name
+        body["access_expires_in"] = int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds())
+        return Response(body)
+
+
+class VerifyEmailView(PublicAccountView):
+    @extend_schema(
+        operation_id="account_verify_email_link",
+        tags=[TAG],
+        summary="Verify an email address (the link in the verification email)",
+        parameters=[OpenApiParameter("token", OpenApiTypes.STR, OpenApiParameter.QUERY, required=True)],
+        responses={200: s.UserOut, 400: _problem("`verification-invalid`")},
+    )
+    def get(self, request):
+        user = services.user_verify_email(token=request.query_params.get("token", ""))
+        return Response(s.UserOut(user).data)
+
+    @extend_schema(
+        operation_id="account_verify_email",
+        tags=[TAG],
+        summary="Verify an email address with the token from the verification email",
+        request=s.VerifyEmailIn,
+        responses={200: s.UserOut, 400: _problem("`verification-invalid`")},
+    )
+    def post(self, request):
+        data = s.VerifyEmailIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.user_verify_email(token=data.validated_data["token"])
+        return Response(s.UserOut(user).data)
+
+
+# --- the caller ---
+class MeView(APIView):
+    authentication_classes = [JWTAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="account_me",
+        tags=[TAG],
+        summary="The logged-in user and the organizations they belong to (with role and permissions)",
+        responses={200: s.MeOut, 401: E401},
+    )
+    def get(self, request):
+        user = request.user
+        body = dict(s.UserOut(user).data)
+        body["memberships"] = s.MyMembershipOut(
+            selectors.memberships_of_user(user_id=user.pk), many=True
+        ).data
+        return Response(body)
+
+
+class InvitationAcceptView(APIView):
+    authentication_classes = [JWTAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="account_invitation_accept",
+        tags=[TAG],
+        summary="Accept an invitation (log in or sign up with the invited email address first)",
+        request=s.InvitationAcceptIn,
+        responses={201: s.MyMembershipOut, 400: _problem("`invitation-invalid`"), 401: E401},
+    )
+    def post(self, request):
+        data = s.InvitationAcceptIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.invitation_accept(
+            token=data.validated_data["token"], user=request.user, ip_address=client_ip(request)
+        )
+        return Response(s.MyMembershipOut(membership).data, status=status.HTTP_201_CREATED)
+
+
+# --- organization-scoped ---
+class OrganizationView(OrganizationScopedView):
+    required_permissions = {"GET": roles.ORG_READ, "PATCH": roles.ORG_UPDATE}
+
+    @extend_schema(
+        operation_id="account_organization",
+        tags=[TAG],
+        summary="The selected organization and your role in it",
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.MyMembershipOut, 401: E401, 404: E404},
+    )
+    def get(self, request):
+        return Response(s.MyMembershipOut(self.membership).data)
+
+    @extend_schema(
+        operation_id="account_organization_update",
+        tags=[TAG],
+        summary="Rename the organization (owner, admin)",
+        parameters=[ORGANIZATION_PARAMETER],
+        request=s.OrganizationUpdateIn,
+        responses={200: s.MyMembershipOut, 400: E400, 403: E403, 404: E404},
+    )
+    def patch(self, request):
+        data = s.OrganizationUpdateIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.organization_update(
+            organization=self.organization,
+            actor=request.user,
+            name=data.validated_data["name"],
+            ip_address=client_ip(request),
+        )
+        return Response(s.MyMembershipOut(self.membership).data)
+
+
+class MemberListView(OrganizationScopedView):
+    required_permissions = {"GET": roles.MEMBERS_READ}
+
+    @extend_schema(
+        operation_id="account_members_list",
+        tags=[TAG],
+        summary="Members of the organization and their roles",
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.MemberOut(many=True), 401: E401, 403: E403},
+    )
+    def get(self, request):
+        members = self.scoped(selectors.organization_members(organization=self.organization))
+        return Response(s.MemberOut(members, many=True).data)
+
+
+class MemberDetailView(OrganizationScopedView):
+    required_permissions = {
+        "GET": roles.MEMBERS_READ,
+        "PATCH": roles.MEMBERS_MANAGE,
+        "DELETE": roles.MEMBERS_MANAGE,
+    }
+
+    def _member(self, member_id: int) -> Membership:
+        return self.get_scoped_object(Membership.objects.select_related("user", "organization"), pk=member_id)
+
+    @extend_schema(
+        operation_id="account_member",
+        tags=[TAG],
+        summary="One member",
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.MemberOut, 404: E404},
+    )
+    def get(self, request, member_id: int):
+        return Response(s.MemberOut(self._member(member_id)).data)
+
+    @extend_schema(
+        operation_id="account_member_role_change",
+        tags=[TAG],
+        summary="Change a member's role (owner, admin; only owners grant or remove owner)",
+        parameters=[ORGANIZATION_PARAMETER],
+        request=s.RoleChangeIn,
+        responses={200: s.MemberOut, 400: E400, 403: E403, 404: E404, 409: _problem("`last-owner`")},
+    )
+    def patch(self, request, member_id: int):
+        membership = self._member(member_id)
+        data = s.RoleChangeIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_role_change(
+            membership=membership,
+            role=data.validated_data["role"],
+            actor=request.user,
+            actor_role=self.role,
+            ip_address=client_ip(request),
+        )
+        return Response(s.MemberOut(membership).data)
+
+    @extend_schema(
+        operation_id="account_member_remove",
+        tags=[TAG],
+        summary="Remove a member from the organization (owner, admin)",
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={204: None, 403: E403, 404: E404, 409: _problem("`last-owner`")},
+    )
+    def delete(self, request, member_id: int):
+        services.membership_remove(
+            membership=self._member(member_id),
+            actor=request.user,
+            actor_role=self.role,
+            ip_address=client_ip(request),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationListView(OrganizationScopedView):
+    required_permissions = {"GET": roles.INVITATIONS_READ, "POST": roles.INVITATIONS_MANAGE}
+
+    @extend_schema(
+        operation_id="account_invitations_list",
+        tags=[TAG],
+        summary="Invitations of the organization (pending, accepted, revoked, expired)",
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.InvitationOut(many=True), 403: E403},
+    )
+    def get(self, request):
+        invitations = self.scoped(selectors.organization_invitations(organization=self.organization))
+        return Response(s.InvitationOut(invitations, many=True).data)
+
+    @extend_schema(
+        operation_id="account_invitation_create",
+        tags=[TAG],
+        summary="Invite someone by email (the token is emailed, never returned)",
+        parameters=[ORGANIZATION_PARAMETER],
+        request=s.InvitationIn,
+        responses={201: s.InvitationOut, 400: E400, 403: E403, 409: _problem("`already-member`")},
+    )
+    def post(self, request):
+        data = s.InvitationIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        invitation, _token = services.invitation_create(
+            organization=self.organization,
+            email=data.validated_data["email"],
+            role=data.validated_data["role"],
+            actor=request.user,
+            actor_role=self.role,
+            ip_address=client_ip(request),
+        )
+        return Response(s.InvitationOut(invitation).data, status=status.HTTP_201_CREATED)
+
+
+class InvitationDetailView(OrganizationScopedView):
+    required_permissions = {"GET": roles.INVITATIONS_READ, "DELETE": roles.INVITATIONS_MANAGE}
+
+    def _invitation(self, invitation_id: int) -> Invitation:
+        return self.get_scoped_object(
+            Invitation.objects.select_related("organization", "invited_by"), pk=invitation_id
+        )
+
+    @extend_schema(
+        operation_id="account_invitation",
+        tags=[TAG],
+        summary="One invitation",
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.InvitationOut, 404: E404},
+    )
+    def get(self, request, invitation_id: int):
+        return Response(s.InvitationOut(self._invitation(invitation_id)).data)
+
+    @extend_schema(
+        operation_id="account_invitation_revoke",
+        tags=[TAG],
+        summary="Revoke a pending invitation",
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.InvitationOut, 400: _problem("`invitation-invalid`"), 403: E403, 404: E404},
+    )
+    def delete(self, request, invitation_id: int):
+        invitation = services.invitation_revoke(
+            invitation=self._invitation(invitation_id),
+            actor=request.user,
+            actor_role=self.role,
+            ip_address=client_ip(request),
+        )
+        return Response(s.InvitationOut(invitation).data)
+
+
+def _key_out(api_key: ApiKey) -> dict:
+    return dict(s.ApiKeyOut(selectors.api_keys_with_last_used([api_key])[0]).data)
+
+
+class ApiKeyListView(OrganizationScopedView):
+    required_permissions = {"GET": roles.KEYS_READ, "POST": roles.KEYS_MANAGE}
+
+    @extend_schema(
+        operation_id="account_keys_list",
+        tags=[TAG],
+        summary="API keys of the organization: prefix and metadata, never the secret",
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.ApiKeyOut(many=True), 403: E403},
+    )
+    def get(self, request):
+        api_keys = list(self.scoped(selectors.organization_api_keys(organization=self.organization)))
+        return Response(s.ApiKeyOut(selectors.api_keys_with_last_used(api_keys), many=True).data)
+
+    @extend_schema(
+        operation_id="account_key_create",
+        tags=[TAG],
+        summary="Create an API key. The response holds the full key: it is shown only once",
+        parameters=[ORGANIZATION_PARAMETER],
+        request=s.ApiKeyIn,
+        responses={201: s.ApiKeyCreatedOut, 400: E400, 403: E403},
+        examples=[
+            OpenApiExample(
+                "Create a key",
+                value={"name": "production server", "allowed_ips": ["203.0.113.0/24"]},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request):
+        data = s.ApiKeyIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        api_key, full_key = services.api_key_create(
+            organization=self.organization,
+            created_by=request.user,
+            ip_address=client_ip(request),
+            **data.validated_data,
+        )
+        return Response({**_key_out(api_key), "key": full_key}, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyDetailView(OrganizationScopedView):
+    required_permissions = {"GET": roles.KEYS_READ}
+
+    @extend_schema(
+        operation_id="account_key",
+        tags=[TAG],
+        summary="One API key (metadata only)",
+        parameters=[ORGANIZATION_PARAMETER],
+        responses={200: s.ApiKeyOut, 404: E404},
+    )
+    def get(self, request, key_id: str):
+        api_key = self.get_scoped_object(
+            selectors.organization_api_keys(organization=self.organization), key_id=key_id
+        )
+        return Response(_key_out(api_key))
+
+
+class ApiKeyRevokeView(OrganizationScopedView):
+    required_permissions = {"POST": roles.KEYS_MANAGE}
+
+    @extend_schema(
+        operation_id="account_key_revoke",
+        tags=[TAG],
+        summary="Revoke an API key: refused by every web process within one second",
+        parameters=[ORGANIZATION_PARAMETER],
+        request=None,
+        responses={200: s.ApiKeyOut, 403: E403, 404: E404, 409: _problem("`key-already-revoked`")},
+    )
+    def post(self, request, key_id: str):
+        api_key = self.get_scoped_object(ApiKey.objects.all(), key_id=key_id)
+        api_key = services.api_key_revoke(api_key=api_key, actor=request.user, ip_address=client_ip(request))
+        return Response(_key_out(api_key))
+
+
+class ApiKeyRotateView(OrganizationScopedView):
+    required_permissions = {"POST": roles.KEYS_MANAGE}
+
+    @extend_schema(
+        operation_id="account_key_rotate",
+        tags=[TAG],
+        summary="Rotate: a new key now, the old one keeps working until old_key_expires_at (default 24 h)",
+        parameters=[ORGANIZATION_PARAMETER],
+        request=s.ApiKeyRotateIn,
+        responses={
+            201: s.ApiKeyRotatedOut,
+            400: E400,
+            403: E403,
+            404: E404,
+            409: _problem("`key-already-revoked`"),
+        },
+    )
+    def post(self, request, key_id: str):
+        api_key = self.get_scoped_object(ApiKey.objects.all(), key_id=key_id)
+        data = s.ApiKeyRotateIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        expires_at = data.validated_data["old_key_expires_at"]
+        if data.validated_data["old_key_expires_in"] is not None:
+            expires_at = timezone.now() + timedelta(seconds=data.validated_data["old_key_expires_in"])
+        new, full_key, old = services.api_key_rotate(
+            api_key=api_key, actor=request.user, old_key_expires_at=expires_at, ip_address=client_ip(request)
+        )
+        body = {"new_key": {**_key_out(new), "key": full_key}, "old_key": _key_out(old)}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class AuditEventListView(OrganizationScopedView):
+    required_permissions = {"GET": roles.AUDIT_READ}
+
+    @extend_schema(
+        operation_id="account_audit_events",
+        tags=[TAG],
+        summary="Audit log of key, invitation and membership events, newest first",
+        parameters=[
+            ORGANIZATION_PARAMETER,
+            OpenApiParameter(
+                "before", OpenApiTypes.INT, OpenApiParameter.QUERY, description="Events older than this id"
+            ),
+            OpenApiParameter(
+                "limit", OpenApiTypes.INT, OpenApiParameter.QUERY, description="1-500, default 100"
+            ),
+        ],
+        responses={200: s.AuditPageOut, 400: E400, 403: E403},
+    )
+    def get(self, request):
+        try:
+            before = int(request.query_params["before"]) if "before" in request.query_params else None
+            limit = int(request.query_params.get("limit", 100))
+        except ValueError:
+            raise ValidationError({"before": "must be integers", "limit": "must be integers"}) from None
+        limit = max(1, min(limit, 500))
+        events = selectors.organization_audit_events(
+            organization=self.organization, before_id=before, limit=limit
+        )
+        next_before = events[-1].id if len(events) == limit else None
+        return Response({"results": s.AuditEventOut(events, many=True).data, "next_before": next_before})

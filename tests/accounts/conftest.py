@@ -1,0 +1,77 @@
+"""Fixtures for the accounts tests: organizations, members with roles, JWT clients, API keys."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts import keys, services
+from accounts.models import Membership, Organization, User
+
+_seq = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_cache():
+    """The process-local key cache must not leak entries between tests (Redis is flushed too)."""
+    keys.clear_local_cache()
+    yield
+    keys.clear_local_cache()
+
+
+@pytest.fixture
+def make_user(db):
+    def make(email: str | None = None, password: str = "correct horse battery staple") -> User:
+        return User.objects.create_user(email=email or f"user{next(_seq)}@example.test", password=password)
+
+    return make
+
+
+@pytest.fixture
+def make_org(db, make_user):
+    def make(name: str | None = None, owner: User | None = None) -> Organization:
+        owner = owner or make_user()
+        return services.organization_create(name=name or f"Org {next(_seq)}", owner=owner)
+
+    return make
+
+
+@pytest.fixture
+def make_member(db, make_user):
+    def make(organization: Organization, role: str, user: User | None = None) -> User:
+        user = user or make_user()
+        services.membership_add(organization=organization, user=user, role=role, actor=None)
+        return user
+
+    return make
+
+
+def owner_of(organization: Organization) -> User:
+    return Membership.objects.filter(organization=organization, role="owner").select_related("user").first().user
+
+
+@pytest.fixture
+def jwt_client():
+    def make(user: User, organization: Organization | None = None) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+        if organization is not None:
+            client.credentials(
+                HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}",
+                HTTP_X_ORGANIZATION=organization.slug,
+            )
+        return client
+
+    return make
+
+
+@pytest.fixture
+def make_key(db):
+    def make(organization: Organization, **kwargs):
+        kwargs.setdefault("name", "test key")
+        return services.api_key_create(organization=organization, **kwargs)
+
+    return make
