@@ -2,21 +2,297 @@
 
 Every public endpoint subclasses :class:`PublicAPIView` and declares, next to the view:
 ``endpoint_name`` (the name used for rate limits, plan gating and metering) and ``credit_cost``
-(credits one call costs). The gateway layer runs before the view: API-key authentication
-(accounts), rate limit + monthly quota (billing plans, atomic in Redis), and metering of every
-answered request. Views stay thin and know nothing of it.
+(credits one call costs; override ``get_credit_cost(request)`` for a cost that depends on the
+request, e.g. the number of candles asked for). Views stay thin and know nothing of the gateway:
+
+1. API-key authentication and scope check (accounts; DRF authentication + permission classes).
+2. ``initial()``: ONE Redis call (``apiplatform.ratelimit.gate``, a Lua script) checks the
+   endpoint against the organization's plan, the monthly credits, the organization's and the
+   key's token buckets, and consumes all of them or none. Refusals: 403 ``plan-upgrade-required``,
+   429 ``quota-exceeded``, 429 ``rate-limited`` (with ``Retry-After``).
+3. The view runs. A view that serves plan-dependent variants calls
+   ``self.require_timeframe(request, tf)`` (no extra round trip: the plan came back from step 2).
+4. ``finalize_response()``: the ``RateLimit-Policy`` / ``RateLimit`` headers are added and the
+   request is metered (ONE pipelined Redis call, ``billing.metering.record``); the credits of a
+   request that did not succeed (status ≥ 400) are given back in the same call.
+
+Warm path: 2 Redis round trips, 0 SQL queries. Redis unreachable: fail open with a per-process
+limiter and metering straight into PostgreSQL (docs/plans-and-limits.md).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+
+from django.conf import settings
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import serializers
 from rest_framework.views import APIView
 
 from accounts.authentication import ApiKeyAuthentication
 from accounts.permissions import HasMarketDataRead
+from apiplatform import problems, ratelimit
+from apiplatform.problems import ProblemError
+from billing import metering
+
+logger = logging.getLogger(__name__)
+
+QUOTA_EXCEEDED = problems.register(
+    "quota-exceeded",
+    429,
+    "Monthly quota exhausted",
+    "The organization has used all the credits of its plan for this calendar month (UTC). "
+    "`Retry-After` says when the quota renews; `upgrade_url` leads to a bigger plan.",
+)
+PLAN_UPGRADE_REQUIRED = problems.register(
+    "plan-upgrade-required",
+    403,
+    "Not included in your plan",
+    "This endpoint or option is not part of the organization's plan; `upgrade_url` leads to a plan "
+    "that includes it.",
+)
+
+
+class _ProblemSchema(serializers.Serializer):
+    """RFC 9457 problem details (see /problems/)."""
+
+    type = serializers.URLField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    instance = serializers.CharField(required=False)
+    request_id = serializers.CharField()
+    upgrade_url = serializers.URLField(required=False)
+
+
+_HEADER_DOCS = {
+    "RateLimit-Policy": (
+        "The limits that apply (IETF draft-ietf-httpapi-ratelimit-headers): `minute` is the "
+        "organization's sustained requests per minute (all its keys together), `key-minute` the "
+        "limit of this API key, `month` the monthly credits. Example: "
+        '`"minute";q=60;w=60, "key-minute";q=60;w=60, "month";q=10000;w=2592000`.'
+    ),
+    "RateLimit": (
+        "Where the caller stands: `r` requests (or credits, for `month`) remaining now, `t` seconds "
+        'until fully replenished (for `month`: until the quota renews). Example: `"minute";r=41;t=17, '
+        '"key-minute";r=41;t=17, "month";r=9877;t=1209600`. Absent only when the request could not be '
+        "attributed to an organization (401)."
+    ),
+}
+
+
+class GatewayAutoSchema(AutoSchema):
+    """Documents the gateway's headers on every response and its 403/429 problems."""
+
+    def _get_response_headers_for_code(self, status_code, direction="response"):
+        headers = super()._get_response_headers_for_code(status_code, direction)
+        if str(status_code) == "401":
+            return headers
+        for name, description in _HEADER_DOCS.items():
+            headers.setdefault(name, {"schema": {"type": "string"}, "description": description})
+        if str(status_code) == "429":
+            headers.setdefault(
+                "Retry-After",
+                {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."},
+            )
+        return headers
+
+    def _get_response_bodies(self, direction="response"):
+        bodies = super()._get_response_bodies(direction)
+        view = self.view
+        if getattr(view, "gateway", True):
+            problem = {"application/problem+json": None}
+            extra = {
+                "429": "Rate limit (`rate-limited`) or monthly quota (`quota-exceeded`) exceeded.",
+            }
+            if getattr(view, "plan_gated", True):
+                extra["403"] = "Not included in the plan (`plan-upgrade-required`) or key lacks a scope."
+            for code, description in extra.items():
+                if code not in bodies:
+                    bodies[code] = self._get_response_for_code(
+                        OpenApiResponse(_ProblemSchema, description=description), code, problem, direction
+                    )
+        return bodies
+
+
+# --- plan limits for the fallback (Redis unreachable) ----------------------------------------------
+_local_plans: dict[int, tuple[ratelimit.PlanLimits, float]] = {}
+_local_plans_lock = threading.Lock()
+
+
+def _remember_plan(organization_id: int, plan: ratelimit.PlanLimits) -> None:
+    _local_plans[organization_id] = (plan, time.monotonic() + settings.GATEWAY_LOCAL_PLAN_TTL)
+
+
+def _fallback_plan(organization_id: int) -> ratelimit.PlanLimits:
+    cached = _local_plans.get(organization_id)
+    if cached is not None and cached[1] > time.monotonic():
+        return cached[0]
+    from billing import selectors
+
+    plan = selectors.organization_plan_limits(organization_id=organization_id)
+    with _local_plans_lock:
+        if len(_local_plans) > 50_000:
+            _local_plans.clear()
+        _remember_plan(organization_id, plan)
+    return plan
+
+
+def upgrade_url() -> str:
+    return settings.BILLING_UPGRADE_URL
+
+
+def admit(*, organization_id: int, key_id: str, endpoint: str, cost: int) -> ratelimit.GateResult:
+    """Check and consume the limits of one request (see module docstring); never raises for Redis."""
+    now = ratelimit.now_us()
+    result = None
+    if ratelimit.client.available():
+        try:
+            result = ratelimit.gate(
+                organization_id=organization_id, key_id=key_id, endpoint=endpoint, cost=cost, now=now
+            )
+            if result is None:  # cold: Redis does not know the organization's plan yet
+                from billing import services
+
+                services.organization_plan_load(organization_id=organization_id, now_us=now)
+                result = ratelimit.gate(
+                    organization_id=organization_id, key_id=key_id, endpoint=endpoint, cost=cost, now=now
+                )
+        except ratelimit.RedisUnavailable:
+            result = None
+        except ratelimit.redis.RedisError as exc:  # from the cold path
+            ratelimit.client.mark_down(exc)
+            result = None
+    if result is None:
+        plan = _fallback_plan(organization_id)
+        return ratelimit.local_limiter.gate(
+            organization_id=organization_id, key_id=key_id, plan=plan, endpoint=endpoint, now=now
+        )
+    _remember_plan(organization_id, result.plan)
+    return result
+
+
+def rate_limit_headers(result: ratelimit.GateResult) -> dict[str, str]:
+    plan = result.plan
+    return {
+        "RateLimit-Policy": (
+            f'"minute";q={plan.rate_per_minute};w=60, "key-minute";q={plan.key_rate_per_minute};w=60, '
+            f'"month";q={plan.monthly_credits};w={ratelimit.MONTH_POLICY_WINDOW}'
+        ),
+        "RateLimit": (
+            f'"minute";r={result.tenant_remaining};t={result.tenant_reset_s}, '
+            f'"key-minute";r={result.key_remaining};t={result.key_reset_s}, '
+            f'"month";r={result.credits_remaining};t={result.month_reset_s}'
+        ),
+    }
+
+
+def refusal(result: ratelimit.GateResult, endpoint: str) -> ProblemError | None:
+    plan = result.plan
+    if result.status == ratelimit.RATE_LIMITED:
+        return ProblemError(
+            problems.RATE_LIMITED,
+            f"Rate limit of the {plan.display_name} plan exceeded; retry in {result.retry_after_s} s.",
+            extra={"retry_after": result.retry_after_s, "plan": plan.name},
+            headers={"Retry-After": str(max(1, result.retry_after_s))},
+        )
+    if result.status == ratelimit.QUOTA_EXCEEDED:
+        return ProblemError(
+            QUOTA_EXCEEDED,
+            f"The {plan.monthly_credits} monthly credits of the {plan.display_name} plan are used up; "
+            f"the quota renews in {result.month_reset_s} s. Upgrade for more.",
+            extra={"plan": plan.name, "upgrade_url": upgrade_url()},
+            headers={"Retry-After": str(result.month_reset_s)},
+        )
+    if result.status == ratelimit.ENDPOINT_NOT_IN_PLAN:
+        return ProblemError(
+            PLAN_UPGRADE_REQUIRED,
+            f"The {endpoint} endpoint is not included in the {plan.display_name} plan.",
+            extra={"plan": plan.name, "endpoint": endpoint, "upgrade_url": upgrade_url()},
+        )
+    return None
 
 
 class PublicAPIView(APIView):
+    """Base of every public /v1/ data endpoint: key auth, limits, quota, plan gating, metering."""
+
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasMarketDataRead]
     endpoint_name: str = ""
     credit_cost: int = 1
+    plan_gated: bool = True  # False: every plan may call it (e.g. /v1/limits)
+    gateway: bool = True  # False: no limits and no metering (benchmark twin only)
+    schema = GatewayAutoSchema()
+
+    gate_result: ratelimit.GateResult | None = None
+    _reserved: int = 0
+    _gate_now: int = 0
+
+    def get_credit_cost(self, request) -> int:
+        """Credits this request costs; override for request-dependent costs (documented per view)."""
+        return self.credit_cost
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authentication, permissions
+        if not (self.gateway and settings.GATEWAY_ENABLED):
+            return
+        principal = request.auth
+        cost = max(0, int(self.get_credit_cost(request)))
+        endpoint = self.endpoint_name if self.plan_gated else ""
+        result = admit(
+            organization_id=principal.organization_id, key_id=principal.key_id, endpoint=endpoint, cost=cost
+        )
+        self.gate_result = result
+        error = refusal(result, self.endpoint_name)
+        if error is not None:
+            raise error
+        if not result.degraded:
+            self._reserved = cost  # consumed in Redis; given back if the request does not succeed
+        self._charge = cost
+
+    def require_timeframe(self, request, timeframe: str) -> None:
+        """Plan gating of a timeframe (e.g. 1m candles on paid plans only): 403 with upgrade link."""
+        result = self.gate_result
+        if result is not None and not result.plan.includes_timeframe(timeframe):
+            raise ProblemError(
+                PLAN_UPGRADE_REQUIRED,
+                f"The {timeframe} timeframe is not included in the {result.plan.display_name} plan.",
+                extra={"plan": result.plan.name, "timeframe": timeframe, "upgrade_url": upgrade_url()},
+            )
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if not (self.gateway and settings.GATEWAY_ENABLED):
+            return response
+        try:
+            self._meter(request, response)
+        except Exception:  # metering must never turn an answer into an error
+            logger.exception("metering failed")
+        return response
+
+    def _meter(self, request, response) -> None:
+        result = self.gate_result
+        if result is not None:
+            for name, value in rate_limit_headers(result).items():
+                response[name] = value
+        principal = getattr(request, "_auth", None)  # never re-run authentication here
+        organization_id = getattr(principal, "organization_id", None)
+        key_id = getattr(principal, "key_id", "") if organization_id else ""
+        status = response.status_code
+        succeeded = status < 400 and result is not None and result.status == ratelimit.ADMITTED
+        charge = getattr(self, "_charge", 0) if succeeded else 0
+        metering.record(
+            metering.Hit(
+                organization_id=organization_id,
+                key_id=key_id or "",
+                endpoint=self.endpoint_name or type(self).__name__,
+                status=status,
+                credits=charge,
+                refund=0 if succeeded else self._reserved,
+                month=result.month if result is not None else "",
+                now_us=ratelimit.now_us(),
+            )
+        )

@@ -247,6 +247,18 @@ CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
+# --- billing / gateway (plans, rate limits, quotas, metering; see docs/plans-and-limits.md) ---------
+GATEWAY_ENABLED = env_bool("GATEWAY_ENABLED", True)  # off: PublicAPIView skips limits + metering (bench)
+GATEWAY_REDIS_URL = env_str("GATEWAY_REDIS_URL", REDIS_URL)
+GATEWAY_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "cs") + ":gw"
+GATEWAY_REDIS_TIMEOUT = env_float("GATEWAY_REDIS_TIMEOUT", 0.25)  # seconds per Redis call on the request path
+GATEWAY_REDIS_RETRY_SECONDS = env_float("GATEWAY_REDIS_RETRY_SECONDS", 1.0)  # back-off after a Redis failure
+GATEWAY_LOCAL_PLAN_TTL = env_float("GATEWAY_LOCAL_PLAN_TTL", 60.0)  # fallback plan cache (Redis down only)
+GATEWAY_BENCH_ROUTES = env_bool("GATEWAY_BENCH_ROUTES", False)  # bench twin /v1/limits-nogateway
+BILLING_DEFAULT_PLAN = env_str("BILLING_DEFAULT_PLAN", "free")
+BILLING_UPGRADE_URL = env_str("BILLING_UPGRADE_URL", f"{PUBLIC_BASE_URL.rstrip('/')}/pricing")
+BILLING_USAGE_FLUSH_SECONDS = env_int("BILLING_USAGE_FLUSH_SECONDS", 60)  # beat schedule of the flush task
+
 # --- CoinGecko upstream ---------------------------------------------------------------------------
 COINGECKO_PLAN = env_str("COINGECKO_PLAN", "pro")  # "pro" or "demo"
 COINGECKO_API_KEYS = env_list("COINGECKO_API_KEYS", [])

@@ -1,3 +1,13 @@
-"""Routes of the billing app (mounted by apiplatform/urls.py)."""
+"""Routes of the billing app (mounted at /v1/ by apiplatform/urls.py)."""
 
-urlpatterns: list = []
+from django.conf import settings
+from django.urls import path
+
+from billing import views
+
+urlpatterns = [
+    path("limits", views.LimitsView.as_view(), name="limits"),
+]
+
+if settings.GATEWAY_BENCH_ROUTES:  # bench/bench_gateway.py: the same endpoint without the gateway
+    urlpatterns.append(path("limits-nogateway", views.LimitsNoGatewayView.as_view(), name="limits-nogateway"))

@@ -1,0 +1,360 @@
+"""Rate limits, monthly quota and plan gating in ONE atomic Redis call (a Lua GCRA script).
+
+Why not django-ratelimit or DRF throttles here (see docs/plans-and-limits.md):
+
+* DRF throttles read a list, decide in Python and write it back: two processes read the same
+  state and both admit — they over-admit under concurrency.
+* django-ratelimit counts with an atomic INCR, but in fixed windows: 60/min admits 60 at 00:59 and
+  60 more at 01:00 — 120 within two seconds — and it cannot combine the key limit, the
+  organization limit and the quota into one all-or-nothing decision (a request refused by the
+  tenant limit would still have used up the key's window).
+* The plan promises "``burst`` requests at once, then ``rate_per_minute`` per minute, sustained".
+  That is exactly a token bucket, computed here as GCRA (one timestamp per bucket, the
+  "theoretical arrival time"). The script checks the endpoint against the plan, the monthly
+  credits, the organization bucket and the key bucket, and only when all pass writes all three.
+  Redis runs a script atomically, so the decision is exact across any number of web processes.
+
+The plan's limits live in Redis under the organization (``publish_plan``; written by
+``billing.services`` whenever a plan or an assignment changes), so the script needs no database
+and a plan change is seen by the very next request in every process.
+
+Time is passed into the script (``now_us``), never read inside it: tests and the multi-process
+precision test inject the clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+US = 1_000_000
+MINUTE_US = 60 * US
+MONTH_POLICY_WINDOW = 2_592_000  # seconds (30 days), the "w" advertised for the monthly policy
+
+ADMITTED = 0
+RATE_LIMITED = 1
+QUOTA_EXCEEDED = 2
+ENDPOINT_NOT_IN_PLAN = 3
+PLAN_UNKNOWN = -1
+
+_GATE_LUA = """
+-- KEYS[1] plan hash of the organization, KEYS[2] organization bucket (TAT), KEYS[3] key bucket,
+-- KEYS[4] credits used this month.  ARGV[1] now (us), ARGV[2] credit cost, ARGV[3] endpoint
+-- ("" = not gated), ARGV[4] TTL of the month counter (s).
+local p = redis.call('HMGET', KEYS[1], 'name', 'rpm', 'burst', 'krpm', 'quota', 'eps', 'tfs', 'v', 'dn')
+if not p[1] then return {-1} end
+local now = tonumber(ARGV[1])
+local cost = tonumber(ARGV[2])
+local ep = ARGV[3]
+local rpm = tonumber(p[2])
+local burst = tonumber(p[3])
+local krpm = tonumber(p[4])
+local quota = tonumber(p[5])
+local used = tonumber(redis.call('GET', KEYS[4]) or '0')
+
+local t_T = 60000000 / rpm
+local k_T = 60000000 / krpm
+local t_tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+if t_tat < now then t_tat = now end
+local k_tat = tonumber(redis.call('GET', KEYS[3]) or '0')
+if k_tat < now then k_tat = now end
+
+local status = 0
+local retry = 0
+if ep ~= '' and p[6] ~= '*' and not string.find(',' .. p[6] .. ',', ',' .. ep .. ',', 1, true) then
+  status = 3
+elseif used + cost > quota then
+  status = 2
+else
+  -- GCRA: admitting moves TAT forward by one emission interval T; refuse if the new TAT would be
+  -- more than burst*T ahead of now.
+  local t_allow = t_tat + t_T - burst * t_T
+  local k_allow = k_tat + k_T - burst * k_T
+  if t_allow > now or k_allow > now then
+    status = 1
+    retry = math.max(t_allow, k_allow) - now
+  else
+    t_tat = t_tat + t_T
+    k_tat = k_tat + k_T
+    redis.call('SET', KEYS[2], string.format('%.0f', t_tat), 'PX', math.ceil((t_tat - now) / 1000) + 1000)
+    redis.call('SET', KEYS[3], string.format('%.0f', k_tat), 'PX', math.ceil((k_tat - now) / 1000) + 1000)
+    if cost > 0 then
+      used = redis.call('INCRBY', KEYS[4], cost)
+      redis.call('EXPIRE', KEYS[4], tonumber(ARGV[4]))
+    end
+  end
+end
+local t_rem = math.floor((now + burst * t_T - t_tat) / t_T)
+local k_rem = math.floor((now + burst * k_T - k_tat) / k_T)
+return {status, p[1], p[8] or '0', rpm, burst, krpm, quota, p[6], p[7] or '', p[9] or '',
+        t_rem, math.ceil(t_tat - now), k_rem, math.ceil(k_tat - now), used, math.ceil(retry)}
+"""
+
+_PUBLISH_LUA = """
+-- KEYS[1] plan hash; ARGV[1] version, then field/value pairs. Older versions never overwrite newer.
+local cur = redis.call('HGET', KEYS[1], 'v')
+if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, 2))
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanLimits:
+    name: str
+    display_name: str
+    version: int
+    rate_per_minute: int
+    burst: int
+    key_rate_per_minute: int
+    monthly_credits: int
+    endpoints: str  # comma-separated endpoint names or "*"
+    timeframes: str  # comma-separated timeframes or "*"
+
+    def includes_endpoint(self, endpoint: str) -> bool:
+        return not endpoint or self.endpoints == "*" or endpoint in self.endpoints.split(",")
+
+    def includes_timeframe(self, timeframe: str) -> bool:
+        return self.timeframes == "*" or timeframe in self.timeframes.split(",")
+
+    def as_redis_fields(self) -> list[str]:
+        return [
+            "name", self.name, "dn", self.display_name, "rpm", str(self.rate_per_minute),
+            "burst", str(self.burst), "krpm", str(self.key_rate_per_minute),
+            "quota", str(self.monthly_credits), "eps", self.endpoints, "tfs", self.timeframes,
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class GateResult:
+    status: int
+    plan: PlanLimits
+    tenant_remaining: int
+    tenant_reset_s: int
+    key_remaining: int
+    key_reset_s: int
+    credits_used: int
+    retry_after_s: int
+    month_reset_s: int
+    month: str
+    degraded: bool = False  # decided by the per-process fallback (Redis unreachable)
+
+    @property
+    def credits_remaining(self) -> int:
+        return max(0, self.plan.monthly_credits - self.credits_used)
+
+
+class RedisUnavailable(Exception):
+    pass
+
+
+def now_us() -> int:
+    """The gateway's clock (microseconds). Tests replace it."""
+    return time.time_ns() // 1000
+
+
+def month_bounds(now: int) -> tuple[str, int]:
+    """(``YYYYMM`` of the UTC calendar month containing ``now``, seconds until the next month)."""
+    dt = datetime.fromtimestamp(now / US, tz=UTC)
+    nxt = datetime(dt.year + (dt.month == 12), dt.month % 12 + 1, 1, tzinfo=UTC)
+    return f"{dt.year:04d}{dt.month:02d}", max(1, int(-(-(nxt.timestamp() * US - now) // US)))
+
+
+# --- keys ------------------------------------------------------------------------------------------
+def _k(*parts: object) -> str:
+    return ":".join([settings.GATEWAY_KEY_PREFIX, *map(str, parts)])
+
+
+def plan_key(organization_id: int) -> str:
+    return _k("plan", organization_id)
+
+
+def tenant_bucket_key(organization_id: int) -> str:
+    return _k("rl", "org", organization_id)
+
+
+def key_bucket_key(key_id: str) -> str:
+    return _k("rl", "key", key_id)
+
+
+def month_key(organization_id: int, month: str) -> str:
+    return _k("credits", organization_id, month)
+
+
+# --- the Redis client (one pool per process, short timeouts, back-off after a failure) -------------
+class _Client:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._redis: redis.Redis | None = None
+        self._url: str | None = None
+        self.down_until = 0.0
+        self.gate_script = None
+        self.publish_script = None
+
+    def get(self) -> redis.Redis:
+        url = settings.GATEWAY_REDIS_URL
+        if self._redis is None or self._url != url:
+            with self._lock:
+                if self._redis is None or self._url != url:
+                    timeout = settings.GATEWAY_REDIS_TIMEOUT
+                    self._redis = redis.Redis.from_url(
+                        url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+                    )
+                    self.gate_script = self._redis.register_script(_GATE_LUA)
+                    self.publish_script = self._redis.register_script(_PUBLISH_LUA)
+                    self._url = url
+                    self.down_until = 0.0
+        return self._redis
+
+    def available(self) -> bool:
+        return time.monotonic() >= self.down_until
+
+    def mark_down(self, exc: Exception) -> None:
+        if self.available():
+            logger.error("gateway Redis unreachable (%s); using the per-process fallback", exc)
+        self.down_until = time.monotonic() + settings.GATEWAY_REDIS_RETRY_SECONDS
+
+    def reset(self) -> None:
+        with self._lock:
+            self._redis = None
+            self._url = None
+            self.down_until = 0.0
+
+
+client = _Client()
+
+
+def redis_client() -> redis.Redis:
+    """The gateway's Redis connection; raises :class:`RedisUnavailable` during the back-off."""
+    if not client.available():
+        raise RedisUnavailable("gateway Redis marked down")
+    return client.get()
+
+
+def publish_plan(organization_id: int, limits: PlanLimits) -> bool:
+    """Write an organization's plan limits into Redis (ignored if a newer version is there)."""
+    r = client.get()
+    return bool(
+        client.publish_script(
+            keys=[plan_key(organization_id)], args=[limits.version, *limits.as_redis_fields()], client=r
+        )
+    )
+
+
+def _parse(raw: list, now: int, month: str, month_reset_s: int) -> GateResult:
+    (status, name, version, rpm, burst, krpm, quota, eps, tfs, dn,
+     t_rem, t_reset, k_rem, k_reset, used, retry) = raw  # fmt: skip
+    plan = PlanLimits(
+        name=name, display_name=dn or name, version=int(version), rate_per_minute=int(rpm), burst=int(burst),
+        key_rate_per_minute=int(krpm), monthly_credits=int(quota), endpoints=eps, timeframes=tfs,
+    )  # fmt: skip
+    return GateResult(
+        status=int(status),
+        plan=plan,
+        tenant_remaining=max(0, int(t_rem)),
+        tenant_reset_s=_ceil_s(int(t_reset)),
+        key_remaining=max(0, int(k_rem)),
+        key_reset_s=_ceil_s(int(k_reset)),
+        credits_used=int(used),
+        retry_after_s=_ceil_s(int(retry)) if int(status) == RATE_LIMITED else 0,
+        month_reset_s=month_reset_s,
+        month=month,
+    )
+
+
+def _ceil_s(us: int) -> int:
+    return max(0, -(-us // US))
+
+
+def gate(
+    *, organization_id: int, key_id: str, endpoint: str, cost: int, now: int | None = None
+) -> GateResult | None:
+    """One atomic check-and-consume. ``None`` means Redis has no plan for the organization yet
+    (the caller publishes it and calls again). Raises :class:`RedisUnavailable`."""
+    now = now_us() if now is None else now
+    month, month_reset_s = month_bounds(now)
+    try:
+        r = redis_client()
+        raw = client.gate_script(
+            keys=[
+                plan_key(organization_id),
+                tenant_bucket_key(organization_id),
+                key_bucket_key(key_id),
+                month_key(organization_id, month),
+            ],
+            args=[now, cost, endpoint, month_reset_s + 86_400],
+            client=r,
+        )
+    except redis.RedisError as exc:
+        client.mark_down(exc)
+        raise RedisUnavailable(str(exc)) from exc
+    if int(raw[0]) == PLAN_UNKNOWN:
+        return None
+    return _parse(raw, now, month, month_reset_s)
+
+
+# --- fallback while Redis is unreachable: the same GCRA, per process --------------------------------
+class LocalLimiter:
+    """Per-process GCRA used only while Redis is unreachable (fail open, but not unlimited).
+
+    Each process enforces the plan's limits on its own, so N processes admit up to N times the plan;
+    the monthly quota is not enforced (its counter is in Redis)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tat: dict[str, float] = {}
+
+    def _take(self, key: str, now: int, rpm: int, burst: int) -> tuple[bool, float, float]:
+        T = MINUTE_US / rpm
+        tat = max(self._tat.get(key, 0.0), now)
+        allow_at = tat + T - burst * T
+        if allow_at > now:
+            return False, tat, allow_at - now
+        return True, tat + T, 0.0
+
+    def gate(
+        self, *, organization_id: int, key_id: str, plan: PlanLimits, endpoint: str, now: int
+    ) -> GateResult:
+        month, month_reset_s = month_bounds(now)
+        tk, kk = f"o{organization_id}", f"k{key_id}"
+        with self._lock:
+            if len(self._tat) > 100_000:
+                self._tat.clear()
+            status, retry = ADMITTED, 0.0
+            t_tat = max(self._tat.get(tk, 0.0), now)
+            k_tat = max(self._tat.get(kk, 0.0), now)
+            if not plan.includes_endpoint(endpoint):
+                status = ENDPOINT_NOT_IN_PLAN
+            else:
+                t_ok, t_new, t_wait = self._take(tk, now, plan.rate_per_minute, plan.burst)
+                k_ok, k_new, k_wait = self._take(kk, now, plan.key_rate_per_minute, plan.burst)
+                if t_ok and k_ok:
+                    self._tat[tk], self._tat[kk] = t_tat, k_tat = t_new, k_new
+                else:
+                    status, retry = RATE_LIMITED, max(t_wait, k_wait)
+        t_T, k_T = MINUTE_US / plan.rate_per_minute, MINUTE_US / plan.key_rate_per_minute
+        return GateResult(
+            status=status,
+            plan=plan,
+            tenant_remaining=max(0, int((now + plan.burst * t_T - t_tat) // t_T)),
+            tenant_reset_s=_ceil_s(int(t_tat - now)),
+            key_remaining=max(0, int((now + plan.burst * k_T - k_tat) // k_T)),
+            key_reset_s=_ceil_s(int(k_tat - now)),
+            credits_used=0,
+            retry_after_s=_ceil_s(int(retry)) if status == RATE_LIMITED else 0,
+            month_reset_s=month_reset_s,
+            month=month,
+            degraded=True,
+        )
+
+
+local_limiter = LocalLimiter()

@@ -1,0 +1,83 @@
+"""Admin: plans (saves republish the limits to the gateway), assignments, usage with totals."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Sum
+from django.utils import timezone
+
+from billing import services
+from billing.models import OrganizationPlan, Plan, UsageFlushBatch, UsageRecord
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "display_name",
+        "rate_per_minute",
+        "burst",
+        "key_rate_per_minute",
+        "monthly_credits",
+        "timeframes",
+        "price_cents_monthly",
+        "is_public",
+    ]
+    ordering = ["sort_order", "id"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        obj.updated_at = timezone.now()
+        super().save_model(request, obj, form, change)
+        services.plan_publish(plan=obj)  # after commit: every organization on it, next request
+
+
+@admin.register(OrganizationPlan)
+class OrganizationPlanAdmin(admin.ModelAdmin):
+    list_display = ["organization", "plan", "status", "started_at", "updated_at"]
+    list_filter = ["plan", "status"]
+    search_fields = ["organization__slug", "organization__name"]
+    raw_id_fields = ["organization"]
+    readonly_fields = ["started_at", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        services.organization_plan_set(organization=obj.organization, plan_name=obj.plan.name)
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    """Per tenant (filter), per day (date drill-down) with the totals of the current selection."""
+
+    list_display = ["hour", "organization", "key_id", "endpoint", "status_class", "requests", "credits"]
+    list_filter = ["status_class", "endpoint", "organization"]
+    search_fields = ["organization__slug", "key_id", "endpoint"]
+    date_hierarchy = "hour"
+    list_select_related = ["organization"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context=extra_context)
+        try:
+            qs = response.context_data["cl"].queryset
+        except (AttributeError, KeyError):
+            return response
+        totals = qs.aggregate(requests=Sum("requests"), credits=Sum("credits"))
+        response.context_data["title"] = (
+            f"Usage — total {totals['requests'] or 0} requests, {totals['credits'] or 0} credits"
+        )
+        return response
+
+
+@admin.register(UsageFlushBatch)
+class UsageFlushBatchAdmin(admin.ModelAdmin):
+    list_display = ["batch_id", "applied_at", "buckets", "requests", "credits"]
+    readonly_fields = ["batch_id", "applied_at", "buckets", "requests", "credits"]
+
+    def has_add_permission(self, request):
+        return False

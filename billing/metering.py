@@ -1,0 +1,224 @@
+"""Usage metering: counted in Redis on the request path, flushed to PostgreSQL exactly once.
+
+Request path (one pipelined MULTI/EXEC round trip, after the view answered)::
+
+    HINCRBY <live> "<hour>|<org>|<key>|<endpoint>|<class>|n" 1
+    HINCRBY <live> "<hour>|<org>|<key>|<endpoint>|<class>|c" <credits>   (if any)
+    DECRBY  <credits of the month> <cost>                                (refund, if not charged)
+
+Flush (``usage_flush``; Celery task ``billing.flush_usage`` and ``manage.py flush_usage``):
+
+1. A Lua script atomically RENAMEs the live hash to ``batch:<id>`` and adds ``<id>`` to the
+   ``pending`` set. Requests arriving afterwards create a fresh live hash: nothing is lost.
+2. For every pending batch (including ones left by a flush that was killed): read the hash, and in
+   ONE PostgreSQL transaction insert the batch id into ``UsageFlushBatch`` and add the counts to
+   ``UsageRecord`` (upsert, ``requests = requests + excluded.requests``). If the batch id is
+   already there the batch was applied before, and nothing is added.
+3. Delete the batch hash and remove the id from ``pending``.
+
+A kill between 1 and 2 leaves the batch pending (re-applied next time); a kill inside 2 rolls the
+transaction back (re-applied next time); a kill between 2 and 3 leaves a batch whose id is
+recorded (skipped, then deleted next time). No request is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apiplatform import ratelimit
+
+logger = logging.getLogger(__name__)
+
+_ROTATE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1
+"""
+
+_UPSERT_SQL = """
+INSERT INTO billing_usagerecord
+    (hour, organization_id, key_id, endpoint, status_class, requests, credits, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT ON CONSTRAINT billing_usage_bucket_unique DO UPDATE SET
+    requests = billing_usagerecord.requests + EXCLUDED.requests,
+    credits = billing_usagerecord.credits + EXCLUDED.credits,
+    updated_at = EXCLUDED.updated_at
+"""
+
+_BATCH_SQL = """
+INSERT INTO billing_usageflushbatch (batch_id, applied_at, buckets, requests, credits)
+VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (batch_id) DO NOTHING
+RETURNING batch_id
+"""
+
+
+def live_key() -> str:
+    return ratelimit._k("{usage}", "live")  # hash tag: all usage keys in one cluster slot
+
+
+def batch_key(batch_id: str) -> str:
+    return ratelimit._k("{usage}", "batch", batch_id)
+
+
+def pending_key() -> str:
+    return ratelimit._k("{usage}", "pending")
+
+
+def status_class(status: int) -> str:
+    return f"{min(5, max(2, status // 100))}xx"
+
+
+def bucket_field(*, hour: int, organization_id: int | None, key_id: str, endpoint: str, status: int) -> str:
+    return f"{hour}|{organization_id or 0}|{key_id}|{endpoint}|{status_class(status)}"
+
+
+def hour_of(now_us: int) -> int:
+    return (now_us // ratelimit.US) // 3600 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One answered request, as metering sees it."""
+
+    organization_id: int | None
+    key_id: str
+    endpoint: str
+    status: int
+    credits: int  # credits charged (0 when not charged)
+    refund: int = 0  # credits reserved by the gate and given back
+    month: str = ""
+    now_us: int = 0
+
+
+def record(hit: Hit) -> None:
+    """Count one request: one Redis round trip; straight into PostgreSQL if Redis is unreachable."""
+    field = bucket_field(
+        hour=hour_of(hit.now_us),
+        organization_id=hit.organization_id,
+        key_id=hit.key_id,
+        endpoint=hit.endpoint,
+        status=hit.status,
+    )
+    try:
+        r = ratelimit.redis_client()
+        pipe = r.pipeline(transaction=True)
+        pipe.hincrby(live_key(), field + "|n", 1)
+        if hit.credits:
+            pipe.hincrby(live_key(), field + "|c", hit.credits)
+        if hit.refund and hit.organization_id:
+            pipe.decrby(ratelimit.month_key(hit.organization_id, hit.month), hit.refund)
+        pipe.execute()
+    except (redis.RedisError, ratelimit.RedisUnavailable) as exc:
+        if isinstance(exc, redis.RedisError):
+            ratelimit.client.mark_down(exc)
+        _record_direct(field, hit.credits)
+
+
+def _record_direct(field: str, credit_count: int) -> None:
+    """Fallback while Redis is down: add the request to PostgreSQL at once (durable)."""
+    try:
+        with transaction.atomic():
+            _upsert({field: [1, credit_count]})
+    except Exception:
+        logger.exception("usage could not be recorded (Redis and PostgreSQL failed): %s", field)
+
+
+def _aggregate(data: dict[str, str]) -> dict[str, list[int]]:
+    rows: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for field, value in data.items():
+        base, _, kind = field.rpartition("|")
+        rows[base][0 if kind == "n" else 1] += int(value)
+    return rows
+
+
+def _upsert(rows: dict[str, list[int]]) -> None:
+    now = timezone.now()
+    params = []
+    for base, (requests, credit_count) in rows.items():
+        hour, org, key_id, endpoint, cls = base.split("|", 4)
+        params.append(
+            (
+                datetime.fromtimestamp(int(hour), tz=UTC),
+                int(org) or None,
+                key_id,
+                endpoint,
+                cls,
+                requests,
+                credit_count,
+                now,
+            )
+        )
+    if params:
+        with connection.cursor() as cursor:
+            cursor.executemany(_UPSERT_SQL, params)
+
+
+def _checkpoint(name: str) -> None:
+    """Called between the steps of a flush; tests replace it to simulate a kill at that point."""
+
+
+@dataclass
+class FlushResult:
+    batches: int = 0
+    applied: int = 0
+    skipped: int = 0
+    requests: int = 0
+    credits: int = 0
+
+
+def usage_flush(*, progress=None) -> FlushResult:
+    """Move everything counted so far from Redis into ``UsageRecord``; see the module docstring."""
+    r = ratelimit.client.get()
+    pending = sorted(r.smembers(pending_key()))
+    batch_id = f"{time.time_ns()}-{uuid.uuid4().hex[:12]}"
+    rotated = r.eval(_ROTATE_LUA, 3, live_key(), batch_key(batch_id), pending_key(), batch_id)
+    if rotated:
+        pending.append(batch_id)
+    _checkpoint("after_rotate")
+    result = FlushResult(batches=len(pending))
+    for bid in pending:
+        data = r.hgetall(batch_key(bid))
+        rows = _aggregate(data)
+        requests = sum(v[0] for v in rows.values())
+        credit_total = sum(v[1] for v in rows.values())
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(_BATCH_SQL, [bid, timezone.now(), len(rows), requests, credit_total])
+                first_time = cursor.fetchone() is not None
+            if first_time:
+                _upsert(rows)
+            _checkpoint("before_commit")
+        _checkpoint("after_commit")
+        pipe = r.pipeline(transaction=True)
+        pipe.delete(batch_key(bid))
+        pipe.srem(pending_key(), bid)
+        pipe.execute()
+        if first_time:
+            result.applied += 1
+            result.requests += requests
+            result.credits += credit_total
+        else:
+            result.skipped += 1
+            logger.warning("usage batch %s was already applied; deleted it", bid)
+        if progress is not None:
+            progress(1)
+    if result.applied or result.skipped:
+        logger.info(
+            "usage flush: %d batch(es) applied, %d skipped, %d requests, %d credits",
+            result.applied,
+            result.skipped,
+            result.requests,
+            result.credits,
+        )
+    return result

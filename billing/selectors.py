@@ -1,0 +1,96 @@
+"""Reads of the billing app: plans, an organization's plan, usage reports."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.conf import settings
+from django.db.models import Sum
+from django.db.models.functions import TruncDay
+
+from apiplatform.ratelimit import PlanLimits
+from billing.models import OrganizationPlan, Plan, UsageRecord
+
+
+def _csv(values: list[str] | None) -> str:
+    values = [str(v) for v in (values or [])]
+    return "*" if "*" in values else ",".join(values)
+
+
+def plan_limits(*, plan: Plan, version: int) -> PlanLimits:
+    return PlanLimits(
+        name=plan.name,
+        display_name=plan.display_name or plan.name,
+        version=version,
+        rate_per_minute=max(1, plan.rate_per_minute),
+        burst=max(1, plan.burst),
+        key_rate_per_minute=max(1, plan.key_rate_per_minute),
+        monthly_credits=plan.monthly_credits,
+        endpoints=_csv(plan.endpoints),
+        timeframes=_csv(plan.timeframes),
+    )
+
+
+def version_of(*stamps: datetime) -> int:
+    """A plan publication's version: the newest change (µs since the epoch) of plan or assignment."""
+    return max(int(s.timestamp() * 1_000_000) for s in stamps)
+
+
+def organization_plan_limits(*, organization_id: int) -> PlanLimits:
+    """The organization's effective limits (the default plan when it has no assignment row)."""
+    row = OrganizationPlan.objects.select_related("plan").filter(organization_id=organization_id).first()
+    if row is not None:
+        return plan_limits(plan=row.plan, version=version_of(row.updated_at, row.plan.updated_at))
+    plan = Plan.objects.get(name=settings.BILLING_DEFAULT_PLAN)
+    return plan_limits(plan=plan, version=version_of(plan.updated_at))
+
+
+def organization_credits_in_month(*, organization_id: int, month_start: datetime) -> int:
+    """Credits already flushed to PostgreSQL for the month starting at ``month_start``."""
+    total = UsageRecord.objects.filter(organization_id=organization_id, hour__gte=month_start).aggregate(
+        c=Sum("credits")
+    )["c"]
+    return int(total or 0)
+
+
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
+GROUP_BY_FIELDS = {"day": "day", "endpoint": "endpoint", "key": "key_id"}
+
+
+def usage_report(
+    *, organization_id: int, start: date, end: date, group_by: str
+) -> tuple[list[dict], dict[str, int]]:
+    """Usage of one organization for the days ``start``..``end`` (inclusive, UTC), grouped.
+
+    Returns (rows, totals); each row has the group value, ``requests``, ``credits`` and the
+    requests per status class."""
+    start_dt = datetime.combine(start, time.min, tzinfo=UTC)
+    end_dt = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+    qs = UsageRecord.objects.filter(organization_id=organization_id, hour__gte=start_dt, hour__lt=end_dt)
+    field = GROUP_BY_FIELDS[group_by]
+    if group_by == "day":
+        qs = qs.annotate(day=TruncDay("hour", tzinfo=UTC))
+    grouped = qs.values(field, "status_class").annotate(requests=Sum("requests"), credits=Sum("credits"))
+    rows: dict = {}
+    for item in grouped:
+        value = item[field]
+        if isinstance(value, datetime):
+            value = value.date().isoformat()
+        row = rows.setdefault(
+            value,
+            {
+                group_by: value,
+                "requests": 0,
+                "credits": 0,
+                "by_status": {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0},
+            },
+        )
+        row["requests"] += item["requests"]
+        row["credits"] += item["credits"]
+        row["by_status"][item["status_class"]] += item["requests"]
+    ordered = [rows[k] for k in sorted(rows)]
+    totals = {
+        "requests": sum(r["requests"] for r in ordered),
+        "credits": sum(r["credits"] for r in ordered),
+    }
+    return ordered, totals

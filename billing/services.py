@@ -1,0 +1,156 @@
+"""Writes of the billing app.
+
+Plans and assignments live in PostgreSQL; the gateway reads a copy of each organization's limits
+from Redis (``apiplatform.ratelimit.publish_plan``). Every write here republishes the copy after
+the transaction commits, so the very next request in every process sees the change.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apiplatform import ratelimit
+from billing import selectors
+from billing.models import OrganizationPlan, Plan
+
+logger = logging.getLogger(__name__)
+
+PLAN_EDITABLE_FIELDS = {
+    "display_name",
+    "description",
+    "rate_per_minute",
+    "burst",
+    "key_rate_per_minute",
+    "monthly_credits",
+    "endpoints",
+    "timeframes",
+    "price_cents_monthly",
+    "stripe_price_id",
+    "is_public",
+    "sort_order",
+}
+
+
+class UnknownPlan(ValueError):
+    pass
+
+
+def _publish_later(organization_id: int, limits: ratelimit.PlanLimits) -> None:
+    def publish() -> None:
+        try:
+            ratelimit.publish_plan(organization_id, limits)
+        except redis.RedisError:
+            # Stale limits would stay in Redis: drop them so the next request reloads from the DB.
+            logger.exception("could not publish the plan of organization %s", organization_id)
+            _forget(organization_id)
+
+    transaction.on_commit(publish)
+
+
+def _forget(organization_id: int) -> None:
+    try:
+        ratelimit.client.get().delete(ratelimit.plan_key(organization_id))
+    except redis.RedisError:
+        logger.exception("could not drop the cached plan of organization %s", organization_id)
+
+
+@transaction.atomic
+def organization_plan_set(*, organization, plan_name: str) -> OrganizationPlan:
+    """Put ``organization`` on the plan named ``plan_name``; effective on its next request."""
+    try:
+        plan = Plan.objects.get(name=plan_name)
+    except Plan.DoesNotExist:
+        names = ", ".join(Plan.objects.values_list("name", flat=True))
+        raise UnknownPlan(f"unknown plan {plan_name!r} (plans: {names})") from None
+    now = timezone.now()
+    row, created = OrganizationPlan.objects.select_for_update().get_or_create(
+        organization_id=organization.pk, defaults={"plan": plan, "started_at": now, "updated_at": now}
+    )
+    if not created:
+        if row.plan_id != plan.pk:
+            row.started_at = now
+        row.plan = plan
+        row.updated_at = now
+        row.save(update_fields=["plan", "started_at", "updated_at"])
+    limits = selectors.plan_limits(plan=plan, version=selectors.version_of(row.updated_at, plan.updated_at))
+    _publish_later(organization.pk, limits)
+    logger.info("organization %s is now on plan %s", organization.pk, plan.name)
+    return row
+
+
+@transaction.atomic
+def plan_update(*, plan: Plan, **fields) -> Plan:
+    """Change a plan's limits (admin, scripts); republishes them for every organization on it."""
+    unknown = set(fields) - PLAN_EDITABLE_FIELDS
+    if unknown:
+        raise ValueError(f"not editable: {sorted(unknown)}")
+    for name, value in fields.items():
+        setattr(plan, name, value)
+    plan.updated_at = timezone.now()
+    plan.full_clean()
+    plan.save()
+    plan_publish(plan=plan)
+    return plan
+
+
+def plan_publish(*, plan: Plan) -> int:
+    """Republish (after commit) the limits of every organization on ``plan``; returns how many.
+
+    Organizations without an assignment row use the default plan: ``organization_plan_load``
+    gives them one on their first request, so they are covered here too."""
+    rows = list(OrganizationPlan.objects.filter(plan=plan).values_list("organization_id", "updated_at"))
+
+    def publish() -> None:
+        try:
+            r = ratelimit.client.get()
+            for start in range(0, len(rows), 500):
+                pipe = r.pipeline(transaction=False)
+                for org_id, updated_at in rows[start : start + 500]:
+                    limits = selectors.plan_limits(
+                        plan=plan, version=selectors.version_of(updated_at, plan.updated_at)
+                    )
+                    ratelimit.client.publish_script(
+                        keys=[ratelimit.plan_key(org_id)],
+                        args=[limits.version, *limits.as_redis_fields()],
+                        client=pipe,
+                    )
+                pipe.execute()
+        except redis.RedisError:
+            logger.exception("could not republish plan %s; dropping cached copies", plan.name)
+            for org_id, _ in rows:
+                _forget(org_id)
+
+    transaction.on_commit(publish)
+    return len(rows)
+
+
+def organization_plan_load(*, organization_id: int, now_us: int) -> ratelimit.PlanLimits:
+    """Cold path of the gateway: Redis has no plan for the organization (first request, or Redis
+    lost its data). Assign the default plan if needed, seed this month's credit counter from the
+    usage already in PostgreSQL, and publish the limits."""
+    with transaction.atomic():
+        if not OrganizationPlan.objects.filter(organization_id=organization_id).exists():
+            from accounts.models import Organization
+
+            org = Organization.objects.filter(pk=organization_id).first()
+            if org is not None:
+                default = Plan.objects.get(name=settings.BILLING_DEFAULT_PLAN)
+                now = timezone.now()
+                OrganizationPlan.objects.get_or_create(
+                    organization_id=organization_id,
+                    defaults={"plan": default, "started_at": now, "updated_at": now},
+                )
+        limits = selectors.organization_plan_limits(organization_id=organization_id)
+    month, _ = ratelimit.month_bounds(now_us)
+    month_start = datetime(int(month[:4]), int(month[4:]), 1, tzinfo=UTC)
+    used = selectors.organization_credits_in_month(organization_id=organization_id, month_start=month_start)
+    r = ratelimit.client.get()
+    r.set(ratelimit.month_key(organization_id, month), used, nx=True, ex=40 * 86_400)
+    ratelimit.publish_plan(organization_id, limits)
+    return limits

@@ -1,0 +1,165 @@
+"""The Lua GCRA gate: exact counts, countdown, reset, quota, gating, plan versions, processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+from apiplatform import ratelimit
+from apiplatform.ratelimit import US, PlanLimits
+
+NOW = 1_790_000_000 * US  # a fixed instant (2026-09-21); time only moves when a test moves it
+
+
+def limits(**overrides) -> PlanLimits:
+    values = {
+        "name": "t",
+        "display_name": "Test",
+        "version": 1,
+        "rate_per_minute": 60,
+        "burst": 5,
+        "key_rate_per_minute": 60,
+        "monthly_credits": 1000,
+        "endpoints": "*",
+        "timeframes": "*",
+    }
+    values.update(overrides)
+    return PlanLimits(**values)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_client():
+    ratelimit.client.reset()
+    yield
+    ratelimit.client.reset()
+
+
+def gate(org=1, key="k1", endpoint="prices", cost=1, now=NOW):
+    return ratelimit.gate(organization_id=org, key_id=key, endpoint=endpoint, cost=cost, now=now)
+
+
+def test_unknown_organization_needs_its_plan_published():
+    assert gate() is None
+    ratelimit.publish_plan(1, limits())
+    assert gate().status == ratelimit.ADMITTED
+
+
+def test_burst_is_admitted_then_refused_with_countdown_and_retry_after():
+    plan = limits(rate_per_minute=60, burst=5)
+    ratelimit.publish_plan(1, plan)
+    seen = [gate() for _ in range(plan.burst + 1)]
+    assert [r.status for r in seen] == [ratelimit.ADMITTED] * plan.burst + [ratelimit.RATE_LIMITED]
+    assert [r.tenant_remaining for r in seen[:-1]] == list(range(plan.burst - 1, -1, -1))
+    interval_s = 60 / plan.rate_per_minute
+    # after n admissions the bucket is full again n emission intervals later
+    assert [r.tenant_reset_s for r in seen[:-1]] == [round(interval_s * (i + 1)) for i in range(plan.burst)]
+    assert seen[-1].retry_after_s == round(interval_s)
+    assert seen[-1].tenant_remaining == 0
+
+
+def test_reset_is_honoured_with_the_injected_clock():
+    plan = limits(rate_per_minute=30, burst=3)  # one request every 2 s
+    ratelimit.publish_plan(1, plan)
+    for _ in range(plan.burst):
+        assert gate().status == ratelimit.ADMITTED
+    refused = gate()
+    assert refused.status == ratelimit.RATE_LIMITED
+    wait_us = refused.retry_after_s * US
+    assert gate(now=NOW + wait_us - 1).status == ratelimit.RATE_LIMITED
+    assert gate(now=NOW + wait_us).status == ratelimit.ADMITTED
+    assert gate(now=NOW + wait_us).status == ratelimit.RATE_LIMITED
+    # a full minute later the whole burst is available again, not more
+    later = NOW + 120 * US
+    assert [gate(now=later).status for _ in range(plan.burst + 1)].count(ratelimit.ADMITTED) == plan.burst
+
+
+def test_no_double_limit_across_a_window_edge():
+    """Fixed windows admit 2x the limit around a minute boundary; the bucket does not."""
+    plan = limits(rate_per_minute=60, burst=60)
+    ratelimit.publish_plan(1, plan)
+    edge = (NOW // (60 * US) + 1) * 60 * US
+    admitted = sum(gate(now=edge - US // 2).status == ratelimit.ADMITTED for _ in range(100))
+    admitted += sum(gate(now=edge + US // 2).status == ratelimit.ADMITTED for _ in range(100))
+    assert admitted == plan.burst + 1  # one more emission interval (1 s) elapsed
+
+
+def test_key_limit_and_organization_limit_both_apply():
+    plan = limits(rate_per_minute=60, burst=4, key_rate_per_minute=6)
+    ratelimit.publish_plan(1, plan)
+    # a key's bucket has the plan's burst but refills at its own rate
+    first = [gate(key="a").status for _ in range(plan.burst)]
+    assert first == [ratelimit.ADMITTED] * plan.burst
+    # organization bucket is now empty too: another key is refused
+    assert gate(key="b").status == ratelimit.RATE_LIMITED
+    one_second = NOW + US  # organization refills 1/s, key "a" only every 10 s
+    assert gate(key="a", now=one_second).status == ratelimit.RATE_LIMITED
+    assert gate(key="b", now=one_second).status == ratelimit.ADMITTED
+
+
+def test_refused_request_consumes_nothing():
+    plan = limits(rate_per_minute=60, burst=2, monthly_credits=10)
+    ratelimit.publish_plan(1, plan)
+    gate(cost=3)
+    gate(cost=3)
+    refused = gate(cost=3)
+    assert refused.status == ratelimit.RATE_LIMITED
+    assert refused.credits_used == 6
+
+
+def test_monthly_quota_is_exact_and_cost_weighted():
+    plan = limits(rate_per_minute=6000, burst=100, key_rate_per_minute=6000, monthly_credits=10)
+    ratelimit.publish_plan(1, plan)
+    results = [gate(cost=3) for _ in range(5)]
+    assert [r.status for r in results] == [ratelimit.ADMITTED] * 3 + [ratelimit.QUOTA_EXCEEDED] * 2
+    assert results[2].credits_used == 9 and results[2].credits_remaining == 1
+    assert gate(cost=1).status == ratelimit.ADMITTED  # exactly the last credit
+    assert gate(cost=1).status == ratelimit.QUOTA_EXCEEDED
+    assert gate(cost=0).status == ratelimit.ADMITTED  # free endpoints keep working (e.g. /v1/limits)
+    refused = gate(cost=1)
+    assert refused.month_reset_s > 0
+    next_month = NOW + refused.month_reset_s * US
+    assert gate(cost=1, now=next_month).status == ratelimit.ADMITTED
+
+
+def test_endpoint_gating():
+    ratelimit.publish_plan(1, limits(endpoints="prices,coins"))
+    assert gate(endpoint="prices").status == ratelimit.ADMITTED
+    assert gate(endpoint="indicators").status == ratelimit.ENDPOINT_NOT_IN_PLAN
+    assert gate(endpoint="price").status == ratelimit.ENDPOINT_NOT_IN_PLAN  # whole names only
+    assert gate(endpoint="").status == ratelimit.ADMITTED  # ungated endpoints
+
+
+def test_newer_plan_version_wins_and_older_is_ignored():
+    ratelimit.publish_plan(1, limits(version=10, burst=1))
+    assert gate().status == ratelimit.ADMITTED
+    assert gate().status == ratelimit.RATE_LIMITED
+    assert ratelimit.publish_plan(1, limits(version=5, burst=50)) is False
+    assert gate().status == ratelimit.RATE_LIMITED
+    assert ratelimit.publish_plan(1, limits(version=11, burst=50, name="bigger")) is True
+    result = gate()
+    assert result.status == ratelimit.ADMITTED and result.plan.name == "bigger"
+
+
+def _hammer(args):
+    org, key, now, attempts = args
+    ratelimit.client.reset()  # a fresh connection in the child process
+    return sum(
+        ratelimit.gate(organization_id=org, key_id=key, endpoint="prices", cost=1, now=now).status
+        == ratelimit.ADMITTED
+        for _ in range(attempts)
+    )
+
+
+def test_concurrent_processes_never_exceed_the_limit():
+    plan = limits(rate_per_minute=120, burst=25, key_rate_per_minute=120, monthly_credits=10**9)
+    ratelimit.publish_plan(7, plan)
+    workers, attempts = 4, 40
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(workers) as pool:
+        admitted = sum(pool.map(_hammer, [(7, "shared", NOW, attempts)] * workers))
+        assert admitted == plan.burst
+        # 5 s later exactly 5 s worth of emission intervals are available again
+        later = NOW + 5 * US
+        admitted_later = sum(pool.map(_hammer, [(7, "shared", later, attempts)] * workers))
+    assert admitted_later == 5 * plan.rate_per_minute // 60
