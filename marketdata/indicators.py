@@ -1,0 +1,315 @@
+"""Technical indicators, vectorised over whole series (numpy/pandas), defined exactly as TA-Lib.
+
+Every function takes 1-D float arrays ordered oldest → newest (one element per stored candle) and
+returns float arrays of the same length; warm-up positions (where TA-Lib outputs nothing) are NaN,
+never invented values. The formulas are in docs/indicators.md; in short (``p`` = period, ``c`` =
+close, ``k`` = smoothing factor):
+
+- ``sma``: mean of the last ``p`` closes. First value at index ``p-1``.
+- ``ema``: ``k = 2/(p+1)``, seeded with the SMA of the first ``p`` closes at index ``p-1``, then
+  ``ema_t = ema_{t-1} + k·(c_t - ema_{t-1})``.
+- ``rsi``: Wilder. Gains/losses of close-to-close changes; the first average gain/loss is the
+  simple mean of the first ``p`` changes (value at index ``p``), then Wilder smoothing
+  ``avg_t = (avg_{t-1}·(p-1) + x_t)/p``; ``rsi = 100·G/(G+L)`` and 0 when ``G+L = 0`` (TA-Lib).
+- ``macd``: EMA(fast) - EMA(slow), where — as in TA-Lib — the fast EMA is seeded with the SMA of
+  the ``fast`` closes ending at index ``slow-1`` (not at the series start), so both EMAs start
+  together; ``signal`` = EMA(signal) of the MACD line (SMA-seeded), ``histogram`` = macd - signal.
+  All three start at index ``slow+signal-2``. ``fast > slow`` are swapped, as TA-Lib does.
+- ``bbands``: middle = SMA(p); upper/lower = middle ± ``stddev``·sigma, sigma the population standard
+  deviation of the same ``p`` closes. First value at ``p-1``.
+- ``atr``: true range ``TR_t = max(h_t-l_t, |h_t-c_{t-1}|, |l_t-c_{t-1}|)`` from index 1; the first
+  ATR (index ``p``) is the mean of ``TR_1..TR_p``, then Wilder smoothing. ``p = 1`` gives TR.
+- ``volatility`` (not in TA-Lib): sample standard deviation (n-1) of the last ``p`` log returns
+  ``ln(c_t/c_{t-1})``, annualised by √(buckets per 365-day year) — crypto trades 24/7. First value at
+  index ``p``; NaN where a close is not positive.
+
+EMA-type indicators (ema, rsi, macd, atr) depend on every value since the series start; callers
+that need range-independent values must pass the whole stored series (see
+``marketdata.api.queries``). ``LOOKBACK`` gives, for the windowed ones, how many earlier candles
+one value needs.
+
+One deliberate difference from TA-Lib's C code: TA-Lib treats ``|G+L| < 1e-8`` (an absolute
+epsilon) as zero in RSI, which makes the RSI of every coin priced below ~1e-6 read 0; we test for
+exact zero, so tiny-priced coins get their true RSI. Results otherwise agree with TA-Lib to
+floating-point rounding (the tests compare with ``talib`` at a relative tolerance of 1e-9).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+#: Buckets per 365-day year, for annualising volatility (crypto markets never close).
+PERIODS_PER_YEAR: dict[str, int] = {
+    "1m": 365 * 24 * 60,
+    "5m": 365 * 24 * 12,
+    "15m": 365 * 24 * 4,
+    "1h": 365 * 24,
+    "1d": 365,
+}
+
+
+def _f(values) -> np.ndarray:
+    return np.ascontiguousarray(values, dtype=np.float64)
+
+
+def _nan(n: int) -> np.ndarray:
+    return np.full(n, np.nan, dtype=np.float64)
+
+
+def _recursive(seed: float, xs: np.ndarray, alpha: float) -> np.ndarray:
+    """``y_0 = seed``, ``y_i = y_{i-1} + alpha·(xs_i - y_{i-1})`` for i ≥ 1 (xs[0] is ignored).
+
+    pandas' ``ewm(adjust=False)`` is this recursion in compiled code.
+    """
+    if len(xs) == 0:
+        return np.empty(0)
+    buf = xs.copy()
+    buf[0] = seed
+    if alpha >= 1.0:
+        return buf
+    return pd.Series(buf).ewm(alpha=alpha, adjust=False).mean().to_numpy()
+
+
+def sma(close, period: int) -> np.ndarray:
+    c = _f(close)
+    out = _nan(len(c))
+    if period < 1 or len(c) < period:
+        return out
+    out[period - 1 :] = sliding_window_view(c, period).mean(axis=1)
+    return out
+
+
+def ema(close, period: int) -> np.ndarray:
+    c = _f(close)
+    out = _nan(len(c))
+    if period < 1 or len(c) < period:
+        return out
+    seed = c[:period].mean()
+    out[period - 1 :] = _recursive(seed, c[period - 1 :], 2.0 / (period + 1))
+    return out
+
+
+def _wilder(values: np.ndarray, period: int) -> np.ndarray:
+    """Wilder smoothing of ``values``: seed = mean of the first ``period``, at index ``period-1``."""
+    out = _nan(len(values))
+    if len(values) < period:
+        return out
+    seed = values[:period].mean()
+    out[period - 1 :] = _recursive(seed, values[period - 1 :], 1.0 / period)
+    return out
+
+
+def rsi(close, period: int = 14) -> np.ndarray:
+    c = _f(close)
+    out = _nan(len(c))
+    if period < 1 or len(c) <= period:
+        return out
+    diff = np.diff(c)
+    gain = np.where(diff > 0, diff, 0.0)
+    loss = np.where(diff < 0, -diff, 0.0)
+    avg_gain = _wilder(gain, period)[period - 1 :]
+    avg_loss = _wilder(loss, period)[period - 1 :]
+    total = avg_gain + avg_loss
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.where(total != 0.0, 100.0 * avg_gain / total, 0.0)
+    out[period:] = value
+    return out
+
+
+def macd(close, fast: int = 12, slow: int = 26, signal: int = 9) -> dict[str, np.ndarray]:
+    c = _f(close)
+    n = len(c)
+    if slow < fast:
+        fast, slow = slow, fast
+    macd_out, signal_out, hist_out = _nan(n), _nan(n), _nan(n)
+    begin = slow - 1 + signal - 1
+    if n > begin:
+        # Both EMAs start at index slow-1; the fast one is seeded from the `fast` closes ending there.
+        slow_ema = _recursive(c[:slow].mean(), c[slow - 1 :], 2.0 / (slow + 1))
+        fast_ema = _recursive(c[slow - fast : slow].mean(), c[slow - 1 :], 2.0 / (fast + 1))
+        line = fast_ema - slow_ema  # index 0 here = series index slow-1
+        sig = _recursive(line[:signal].mean(), line[signal - 1 :], 2.0 / (signal + 1))
+        macd_out[begin:] = line[signal - 1 :]
+        signal_out[begin:] = sig
+        hist_out[begin:] = line[signal - 1 :] - sig
+    return {"macd": macd_out, "signal": signal_out, "histogram": hist_out}
+
+
+def bbands(close, period: int = 20, stddev: float = 2.0) -> dict[str, np.ndarray]:
+    c = _f(close)
+    n = len(c)
+    upper, middle, lower = _nan(n), _nan(n), _nan(n)
+    if period >= 1 and n >= period:
+        windows = sliding_window_view(c, period)
+        mean = windows.mean(axis=1)
+        sigma = windows.std(axis=1)  # population (ddof=0), as TA-Lib's STDDEV
+        middle[period - 1 :] = mean
+        upper[period - 1 :] = mean + stddev * sigma
+        lower[period - 1 :] = mean - stddev * sigma
+    return {"upper": upper, "middle": middle, "lower": lower}
+
+
+def true_range(high, low, close) -> np.ndarray:
+    h, lo, c = _f(high), _f(low), _f(close)
+    out = _nan(len(c))
+    if len(c) >= 2:
+        prev = c[:-1]
+        out[1:] = np.maximum.reduce([h[1:] - lo[1:], np.abs(h[1:] - prev), np.abs(lo[1:] - prev)])
+    return out
+
+
+def atr(high, low, close, period: int = 14) -> np.ndarray:
+    tr = true_range(high, low, close)
+    out = _nan(len(tr))
+    if period < 1 or len(tr) <= period:
+        return out
+    out[1:] = _wilder(tr[1:], period)
+    return out
+
+
+def log_returns(close) -> np.ndarray:
+    c = _f(close)
+    out = _nan(len(c))
+    if len(c) >= 2:
+        prev, cur = c[:-1], c[1:]
+        valid = (prev > 0) & (cur > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[1:] = np.where(valid, np.log(cur / prev), np.nan)
+    return out
+
+
+def volatility(close, period: int = 30, timeframe: str = "1d") -> np.ndarray:
+    r = log_returns(close)
+    out = _nan(len(r))
+    if period < 2 or len(r) <= period:
+        return out
+    windows = sliding_window_view(r[1:], period)
+    out[period:] = windows.std(axis=1, ddof=1) * math.sqrt(PERIODS_PER_YEAR[timeframe])
+    return out
+
+
+# --- registry used by the API and the screener ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: float
+    minimum: float
+    maximum: float
+    integer: bool = True
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Indicator:
+    name: str
+    title: str
+    params: tuple[Param, ...]
+    outputs: tuple[str, ...]
+    #: True when a value depends on all history since the series start (EMA-type).
+    full_history: bool
+    #: Candles before a value needed by windowed indicators (given the parameters).
+    lookback: Callable[[dict], int]
+    compute: Callable[..., dict[str, np.ndarray]]
+    inputs: tuple[str, ...] = ("close",)
+    formula: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def _period(default: int, minimum: int = 2, maximum: int = 1000, what: str = "Number of candles.") -> Param:
+    return Param("period", default, minimum, maximum, True, what)
+
+
+INDICATORS: dict[str, Indicator] = {
+    "sma": Indicator(
+        "sma",
+        "Simple moving average",
+        (_period(20),),
+        ("value",),
+        False,
+        lambda p: p["period"] - 1,
+        lambda close, period, **_: {"value": sma(close, period)},
+        formula="mean(close[t-period+1..t])",
+    ),
+    "ema": Indicator(
+        "ema",
+        "Exponential moving average",
+        (_period(20),),
+        ("value",),
+        True,
+        lambda p: p["period"] - 1,
+        lambda close, period, **_: {"value": ema(close, period)},
+        formula="k=2/(period+1); seed=SMA(first period closes); ema_t=ema_{t-1}+k*(close_t-ema_{t-1})",
+    ),
+    "rsi": Indicator(
+        "rsi",
+        "Relative strength index (Wilder)",
+        (_period(14),),
+        ("value",),
+        True,
+        lambda p: p["period"],
+        lambda close, period, **_: {"value": rsi(close, period)},
+        formula="100*G/(G+L), G/L Wilder-smoothed average gain/loss seeded by their simple mean",
+    ),
+    "macd": Indicator(
+        "macd",
+        "Moving average convergence/divergence",
+        (
+            Param("fast", 12, 2, 1000, True, "Fast EMA period."),
+            Param("slow", 26, 2, 1000, True, "Slow EMA period."),
+            Param("signal", 9, 1, 1000, True, "Signal EMA period."),
+        ),
+        ("macd", "signal", "histogram"),
+        True,
+        lambda p: max(p["fast"], p["slow"]) + p["signal"] - 2,
+        lambda close, fast, slow, signal, **_: macd(close, fast, slow, signal),
+        formula="macd=EMA(fast)-EMA(slow); signal=EMA(signal) of macd; histogram=macd-signal",
+    ),
+    "bbands": Indicator(
+        "bbands",
+        "Bollinger bands",
+        (_period(20), Param("stddev", 2.0, 0.1, 10.0, False, "Band width in standard deviations.")),
+        ("upper", "middle", "lower"),
+        False,
+        lambda p: p["period"] - 1,
+        lambda close, period, stddev, **_: bbands(close, period, stddev),
+        formula="middle=SMA(period); upper/lower=middle±stddev*sigma (population sigma of the same closes)",
+    ),
+    "atr": Indicator(
+        "atr",
+        "Average true range (Wilder)",
+        (_period(14, minimum=1),),
+        ("value",),
+        True,
+        lambda p: p["period"],
+        lambda high, low, close, period, **_: {"value": atr(high, low, close, period)},
+        inputs=("high", "low", "close"),
+        formula="TR=max(h-l,|h-c_prev|,|l-c_prev|); ATR seeded by mean(TR_1..TR_p), then Wilder",
+    ),
+    "volatility": Indicator(
+        "volatility",
+        "Annualised volatility of log returns",
+        (_period(30),),
+        ("value",),
+        False,
+        lambda p: p["period"],
+        lambda close, period, timeframe, **_: {"value": volatility(close, period, timeframe)},
+        formula="stdev_{n-1}(ln(close_t/close_{t-1}) over period) * sqrt(buckets per 365-day year)",
+    ),
+}
+
+
+def compute(
+    name: str, *, params: dict, timeframe: str, series: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Compute indicator ``name`` over ``series`` (arrays keyed "high", "low", "close")."""
+    spec = INDICATORS[name]
+    kwargs = {key: series[key] for key in spec.inputs}
+    return spec.compute(**kwargs, **params, timeframe=timeframe)

@@ -1,0 +1,185 @@
+"""Indicator values against independent references: the TA-Lib C library (``talib``) and plain loops."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+import pytest
+import talib
+
+from marketdata import indicators as ind
+
+LENGTHS = [0, 1, 2, 13, 14, 15, 26, 34, 35, 300, 2500]
+
+
+def _series(seed: int, n: int, scale: float = 100.0):
+    rng = np.random.default_rng(seed)
+    close = scale * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+    high = close * (1 + rng.uniform(0, 0.02, n))
+    low = close * (1 - rng.uniform(0, 0.02, n))
+    return high, low, close
+
+
+def assert_same(ours: np.ndarray, ref: np.ndarray, scale: float = 1.0, rtol: float = 1e-9):
+    ref = np.asarray(ref, dtype=float)
+    assert ours.shape == ref.shape
+    assert np.array_equal(np.isnan(ours), np.isnan(ref)), "warm-up (NaN) positions differ"
+    mask = ~np.isnan(ref)
+    np.testing.assert_allclose(ours[mask], ref[mask], rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("period", [2, 5, 14, 30])
+def test_single_output_indicators_match_talib(n, period):
+    high, low, close = _series(n * 31 + period, n)
+    assert_same(ind.sma(close, period), talib.SMA(close, period), 100)
+    assert_same(ind.ema(close, period), talib.EMA(close, period), 100)
+    assert_same(ind.rsi(close, period), talib.RSI(close, period), 100)
+    assert_same(ind.atr(high, low, close, period), talib.ATR(high, low, close, period), 100)
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_atr_period_one_is_true_range(n):
+    high, low, close = _series(7 + n, n)
+    assert_same(ind.atr(high, low, close, 1), talib.ATR(high, low, close, 1), 100)
+    assert_same(ind.true_range(high, low, close), talib.TRANGE(high, low, close), 100)
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize(
+    ("fast", "slow", "signal"), [(12, 26, 9), (5, 35, 5), (3, 10, 1), (26, 12, 9), (2, 2, 2)]
+)
+def test_macd_matches_talib_including_its_fast_ema_seeding(n, fast, slow, signal):
+    _, _, close = _series(n + fast * 7 + slow, n)
+    ours = ind.macd(close, fast, slow, signal)
+    ref_macd, ref_signal, ref_hist = talib.MACD(close, fast, slow, signal)
+    # MACD values are differences of prices: compare at the price scale.
+    assert_same(ours["macd"], ref_macd, 100)
+    assert_same(ours["signal"], ref_signal, 100)
+    assert_same(ours["histogram"], ref_hist, 100)
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize(("period", "stddev"), [(2, 2.0), (5, 1.5), (20, 2.0), (20, 0.5)])
+def test_bbands_match_talib(n, period, stddev):
+    _, _, close = _series(n + period, n)
+    ours = ind.bbands(close, period, stddev)
+    upper, middle, lower = talib.BBANDS(close, period, stddev, stddev, 0)
+    assert_same(ours["upper"], upper, 100)
+    assert_same(ours["middle"], middle, 100)
+    assert_same(ours["lower"], lower, 100)
+
+
+# --- plain-loop references (textbook definitions written independently, one value at a time) ----
+
+
+def loop_ema(close, period):
+    out = [math.nan] * len(close)
+    if len(close) < period:
+        return out
+    k = 2 / (period + 1)
+    value = sum(close[:period]) / period
+    out[period - 1] = value
+    for t in range(period, len(close)):
+        value = close[t] * k + value * (1 - k)
+        out[t] = value
+    return out
+
+
+def loop_rsi(close, period):
+    out = [math.nan] * len(close)
+    if len(close) <= period:
+        return out
+    changes = [close[i] - close[i - 1] for i in range(1, len(close))]
+    gain = sum(max(c, 0) for c in changes[:period]) / period
+    loss = sum(max(-c, 0) for c in changes[:period]) / period
+    out[period] = 0.0 if gain + loss == 0 else 100 * gain / (gain + loss)
+    for t in range(period + 1, len(close)):
+        c = changes[t - 1]
+        gain = (gain * (period - 1) + max(c, 0)) / period
+        loss = (loss * (period - 1) + max(-c, 0)) / period
+        out[t] = 0.0 if gain + loss == 0 else 100 * gain / (gain + loss)
+    return out
+
+
+def loop_volatility(close, period, per_year):
+    out = [math.nan] * len(close)
+    returns = [math.log(close[i] / close[i - 1]) for i in range(1, len(close))]
+    for t in range(period, len(close)):
+        out[t] = statistics.stdev(returns[t - period : t]) * math.sqrt(per_year)
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_ema_and_rsi_match_plain_loops(seed):
+    _, _, close = _series(seed, 400)
+    for period in (2, 9, 14, 50):
+        assert_same(ind.ema(close, period), loop_ema(list(close), period), 100)
+        assert_same(ind.rsi(close, period), loop_rsi(list(close), period), 100)
+
+
+@pytest.mark.parametrize(("timeframe", "per_year"), [("1m", 525600), ("1h", 8760), ("1d", 365)])
+@pytest.mark.parametrize("period", [2, 10, 30])
+def test_volatility_is_annualised_sample_stdev_of_log_returns(timeframe, per_year, period):
+    _, _, close = _series(period, 200)
+    expected = loop_volatility(list(close), period, per_year)
+    assert_same(ind.volatility(close, period, timeframe), expected, 1.0)
+
+
+def test_volatility_of_constant_growth_is_zero_and_warm_up_is_nan():
+    close = 100 * 1.01 ** np.arange(50)
+    vol = ind.volatility(close, 20, "1d")
+    assert np.isnan(vol[:20]).all()
+    np.testing.assert_allclose(vol[20:], 0.0, atol=1e-12)
+
+
+def test_volatility_is_nan_where_a_close_is_not_positive():
+    close = np.array([1.0, 2.0, 0.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    vol = ind.volatility(close, 2, "1d")
+    assert np.isnan(vol[:5]).all()  # windows touching the zero close
+    assert not np.isnan(vol[5:]).any()
+
+
+def test_known_series():
+    rising = np.arange(1.0, 41.0)
+    assert (ind.rsi(rising, 14)[14:] == 100.0).all()
+    flat = np.full(40, 5.0)
+    assert (ind.rsi(flat, 14)[14:] == 0.0).all()  # TA-Lib's convention for G+L = 0
+    np.testing.assert_array_equal(ind.sma(rising, 3)[2:5], [2.0, 3.0, 4.0])
+    bands = ind.bbands(flat, 20, 2.0)
+    assert (bands["upper"][19:] == 5.0).all() and (bands["lower"][19:] == 5.0).all()
+
+
+def test_rsi_is_scale_invariant_for_tiny_prices():
+    """TA-Lib's absolute 1e-8 epsilon turns these into 0; ours keeps the true value."""
+    _, _, close = _series(5, 200)
+    np.testing.assert_allclose(ind.rsi(close * 1e-9, 14)[14:], ind.rsi(close, 14)[14:], rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", list(ind.INDICATORS))
+def test_prefix_of_series_gives_the_same_values(name):
+    """A value at t uses only data up to t: computing on a prefix changes nothing before its end."""
+    high, low, close = _series(11, 500)
+    spec = ind.INDICATORS[name]
+    params = {p.name: p.default for p in spec.params}
+    full = ind.compute(name, params=params, timeframe="1h", series={"high": high, "low": low, "close": close})
+    part = ind.compute(
+        name,
+        params=params,
+        timeframe="1h",
+        series={"high": high[:321], "low": low[:321], "close": close[:321]},
+    )
+    for key in spec.outputs:
+        np.testing.assert_array_equal(full[key][:321], part[key])
+
+
+@pytest.mark.parametrize("name", list(ind.INDICATORS))
+def test_registry_lookback_is_the_first_non_nan_index(name):
+    high, low, close = _series(3, 400)
+    spec = ind.INDICATORS[name]
+    params = {p.name: p.default for p in spec.params}
+    out = ind.compute(name, params=params, timeframe="1d", series={"high": high, "low": low, "close": close})
+    first = min(int(np.argmax(~np.isnan(out[key]))) for key in spec.outputs)
+    assert first == spec.lookback(params)
