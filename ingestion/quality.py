@@ -1,0 +1,358 @@
+"""Data-quality checks on the stored candles. Each finding becomes a `QualityFlag` (one open flag per
+coin, timeframe, kind and range start, so re-running a check is idempotent) and schedules a re-fetch
+of exactly the affected range (`ingestion.refetch_range` → the pipeline's backfill for that range).
+
+- missing: closed buckets with no row (a minute we failed to poll, a lost batch). A ``filled``
+  candle is not missing: it was polled and carried forward on purpose.
+- jump: a bucket whose open/high/low/close lies implausibly far from its neighbours, measured
+  against the series' own recent volatility: robust z-score |log(x / ref)| / sigma, where ref is the
+  median log-close of the two buckets on each side and sigma = 1.4826 * MAD of the window's log
+  returns. Flagged when the deviation is above both ``z`` * sigma and an absolute floor.
+- stale: an active coin whose upstream values (snapshot ``last_updated``) are older than N minutes.
+
+Open flags are re-evaluated by every check: a missing range that is now complete, a jump that is
+gone after the re-fetch, or a stale coin that is fresh again is resolved automatically; anything
+else stays visible until an operator resolves it in the admin.
+
+Settings (all optional): INGESTION_QUALITY_MISSING_LOOKBACK / _JUMP_LOOKBACK (dict timeframe →
+minutes), INGESTION_QUALITY_GRACE_MINUTES, INGESTION_QUALITY_JUMP_Z, INGESTION_QUALITY_JUMP_MIN,
+INGESTION_QUALITY_STALE_MINUTES, INGESTION_REFETCH_RETRY_MINUTES, INGESTION_REFETCH_MAX.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+from django.db.models import Q
+from django.utils import timezone
+
+from ingestion.models import QualityFlag
+from ingestion.services import quality_flag_raise, quality_flag_resolve, quality_flag_schedule_refetch
+from marketdata.models import TIMEFRAME_DELTA, Coin
+from marketdata.services import bucket_floor
+
+logger = logging.getLogger(__name__)
+
+
+def _minutes(name: str, default: dict[str, int]) -> dict[str, timedelta]:
+    value = getattr(settings, name, default)
+    return {tf: timedelta(minutes=m) for tf, m in value.items()}
+
+
+def missing_lookback() -> dict[str, timedelta]:
+    return _minutes(
+        "INGESTION_QUALITY_MISSING_LOOKBACK", {"1m": 24 * 60, "1h": 14 * 24 * 60, "1d": 365 * 1440}
+    )
+
+
+def jump_lookback() -> dict[str, timedelta]:
+    return _minutes("INGESTION_QUALITY_JUMP_LOOKBACK", {"1m": 3 * 60, "1h": 7 * 24 * 60})
+
+
+def grace() -> timedelta:
+    """How long after its end a bucket may still be written before it counts as missing."""
+    return timedelta(minutes=getattr(settings, "INGESTION_QUALITY_GRACE_MINUTES", 3))
+
+
+def stale_after() -> timedelta:
+    return timedelta(minutes=getattr(settings, "INGESTION_QUALITY_STALE_MINUTES", 30))
+
+
+JUMP_MIN_POINTS = 30  # fewer buckets than this in the window: no volatility estimate, no jump check
+SCALE_FLOOR = 1e-4  # sigma floor: a perfectly flat (filled) series must not flag a 0.01% move
+
+
+@dataclass(frozen=True)
+class Finding:
+    coin_id: int
+    timeframe: str
+    kind: str
+    range_start: datetime
+    range_end: datetime
+    details: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass
+class CheckResult:
+    found: int = 0
+    new: int = 0
+    resolved: int = 0
+    refetches: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "found": self.found,
+            "new": self.new,
+            "resolved": self.resolved,
+            "refetches": self.refetches,
+            "by_kind": self.by_kind,
+        }
+
+
+def _active_coin_ids(coin_ids: list[int] | None) -> list[int]:
+    qs = Coin.objects.filter(active=True)
+    if coin_ids is not None:
+        qs = qs.filter(pk__in=coin_ids)
+    return list(qs.values_list("pk", flat=True))
+
+
+# --- missing buckets -----------------------------------------------------------------------------------
+_GAPS_SQL = """
+WITH anchor AS (
+    SELECT DISTINCT ON (coin_id) coin_id, bucket_start
+    FROM marketdata_candle
+    WHERE timeframe = %(tf)s AND coin_id = ANY(%(coins)s)
+      AND bucket_start < %(w_start)s AND bucket_start >= %(anchor_from)s
+    ORDER BY coin_id, bucket_start DESC
+), s AS (
+    SELECT coin_id, bucket_start FROM anchor
+    UNION ALL
+    SELECT coin_id, bucket_start FROM marketdata_candle
+    WHERE timeframe = %(tf)s AND coin_id = ANY(%(coins)s)
+      AND bucket_start >= %(w_start)s AND bucket_start < %(w_end)s
+), n AS (
+    SELECT coin_id, bucket_start, lead(bucket_start) OVER (PARTITION BY coin_id ORDER BY bucket_start) AS nxt
+    FROM s
+)
+SELECT coin_id, bucket_start + %(iv)s AS gap_start, COALESCE(nxt, %(w_end)s) AS gap_end
+FROM n
+WHERE COALESCE(nxt, %(w_end)s) > bucket_start + %(iv)s
+ORDER BY coin_id, gap_start
+"""
+
+
+def find_missing(*, now: datetime, coin_ids: list[int], timeframe: str, lookback: timedelta) -> list[Finding]:
+    """Gaps among closed buckets of [now - lookback, now - grace): between stored buckets, after the
+    last one, and before the first one when an older bucket exists (a series' true start is no gap)."""
+    if not coin_ids:
+        return []
+    step = TIMEFRAME_DELTA[timeframe]
+    w_end = bucket_floor(timeframe, now - grace())
+    w_start = bucket_floor(timeframe, now - lookback)
+    with connection.cursor() as cur:
+        cur.execute(
+            _GAPS_SQL,
+            {
+                "tf": timeframe,
+                "coins": coin_ids,
+                "w_start": w_start,
+                "w_end": w_end,
+                "anchor_from": w_start - lookback,
+                "iv": step,
+            },
+        )
+        rows = cur.fetchall()
+    return [
+        Finding(
+            coin_id,
+            timeframe,
+            QualityFlag.Kind.MISSING,
+            start,
+            end,
+            {"buckets": int((end - start) / step)},
+        )
+        for coin_id, start, end in rows
+    ]
+
+
+def range_is_complete(*, coin_id: int, timeframe: str, start: datetime, end: datetime) -> bool:
+    step = TIMEFRAME_DELTA[timeframe]
+    expected = int((end - start) / step)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM marketdata_candle WHERE coin_id = %s AND timeframe = %s "
+            "AND bucket_start >= %s AND bucket_start < %s",
+            [coin_id, timeframe, start, end],
+        )
+        return cur.fetchone()[0] >= expected
+
+
+# --- implausible jumps ---------------------------------------------------------------------------------
+def jump_mask(logs: np.ndarray, *, z: float, min_jump: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """For one series: ``logs`` is an (n, 4) array of log open/high/low/close in bucket order.
+    Returns (flagged mask, deviation per bucket, sigma)."""
+    close = logs[:, 3]
+    returns = np.diff(close)
+    med = np.median(returns)
+    sigma = max(1.4826 * float(np.median(np.abs(returns - med))), SCALE_FLOOR)
+    n = len(close)
+    padded = np.concatenate([[np.nan, np.nan], close, [np.nan, np.nan]])
+    neighbours = np.stack([padded[0:n], padded[1 : n + 1], padded[3 : n + 3], padded[4 : n + 4]], axis=1)
+    ref = np.nanmedian(neighbours, axis=1)
+    deviation = np.max(np.abs(logs - ref[:, None]), axis=1)
+    threshold = max(z * sigma, min_jump)
+    return deviation > threshold, deviation, sigma
+
+
+def find_jumps(*, now: datetime, coin_ids: list[int], timeframe: str, lookback: timedelta) -> list[Finding]:
+    if not coin_ids:
+        return []
+    z = float(getattr(settings, "INGESTION_QUALITY_JUMP_Z", 12.0))
+    min_jump = float(getattr(settings, "INGESTION_QUALITY_JUMP_MIN", 0.05))
+    step = TIMEFRAME_DELTA[timeframe]
+    w_start = bucket_floor(timeframe, now - lookback)
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT coin_id, bucket_start, open, high, low, close FROM marketdata_candle "
+            "WHERE timeframe = %s AND coin_id = ANY(%s) AND bucket_start >= %s AND bucket_start <= %s "
+            "AND least(open, high, low, close) > 0 ORDER BY coin_id, bucket_start",
+            [timeframe, coin_ids, w_start, now],
+        )
+        rows = cur.fetchall()
+    if not rows:
+        return []
+    coins = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    starts = [r[1] for r in rows]
+    logs = np.log(np.array([r[2:] for r in rows], dtype=np.float64))
+    cuts = np.flatnonzero(np.diff(coins)) + 1
+    findings: list[Finding] = []
+    for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(rows)]]), strict=True):
+        if hi - lo < JUMP_MIN_POINTS:
+            continue
+        mask, deviation, sigma = jump_mask(logs[lo:hi], z=z, min_jump=min_jump)
+        # merge flagged buckets that are adjacent in time into one range
+        current: list[int] = []
+        for i in np.flatnonzero(mask):
+            if current and starts[lo + i] != starts[lo + current[-1]] + step:
+                findings.append(
+                    _jump_finding(int(coins[lo]), timeframe, starts, lo, current, deviation, sigma)
+                )
+                current = []
+            current.append(int(i))
+        if current:
+            findings.append(_jump_finding(int(coins[lo]), timeframe, starts, lo, current, deviation, sigma))
+    return findings
+
+
+def _jump_finding(coin_id, timeframe, starts, lo, idx, deviation, sigma) -> Finding:
+    step = TIMEFRAME_DELTA[timeframe]
+    worst = float(np.max(deviation[idx]))
+    return Finding(
+        coin_id,
+        timeframe,
+        QualityFlag.Kind.JUMP,
+        starts[lo + idx[0]],
+        starts[lo + idx[-1]] + step,
+        {"log_deviation": round(worst, 6), "sigma": round(sigma, 8), "z": round(worst / sigma, 1)},
+    )
+
+
+# --- stale coins ---------------------------------------------------------------------------------------
+def find_stale(*, now: datetime, coin_ids: list[int]) -> list[Finding]:
+    """Active coins with no upstream update for ``stale_after()``: range from the first minute
+    without fresh data to now (the minutes a re-fetch should fill)."""
+    if not coin_ids:
+        return []
+    cutoff = now - stale_after()
+    qs = (
+        Coin.objects.filter(pk__in=coin_ids, first_seen__lt=cutoff)
+        .filter(
+            Q(snapshot__isnull=True)
+            | Q(snapshot__last_updated__isnull=True)
+            | Q(snapshot__last_updated__lt=cutoff)
+        )
+        .values_list("pk", "snapshot__last_updated", "first_seen")
+    )
+    step = TIMEFRAME_DELTA["1m"]
+    end = bucket_floor("1m", now)
+    findings = []
+    for coin_id, last_updated, first_seen in qs:
+        last = last_updated or first_seen
+        start = bucket_floor("1m", last) + step
+        if start >= end:
+            continue
+        findings.append(
+            Finding(
+                coin_id,
+                "1m",
+                QualityFlag.Kind.STALE,
+                start,
+                end,
+                {"last_updated": last_updated.isoformat() if last_updated else None},
+            )
+        )
+    return findings
+
+
+def _is_fresh(coin_id: int, now: datetime) -> bool:
+    return Coin.objects.filter(pk=coin_id, snapshot__last_updated__gte=now - stale_after()).exists()
+
+
+# --- the periodic check --------------------------------------------------------------------------------
+def run_checks(
+    *, now: datetime | None = None, coin_ids: list[int] | None = None, schedule_refetch: bool = True
+) -> CheckResult:
+    """Run every check, record flags, resolve what is fixed, schedule re-fetches. Idempotent."""
+    now = now or timezone.now()
+    coins = _active_coin_ids(coin_ids)
+    findings: list[Finding] = []
+    for tf, lookback in missing_lookback().items():
+        findings += find_missing(now=now, coin_ids=coins, timeframe=tf, lookback=lookback)
+    for tf, lookback in jump_lookback().items():
+        findings += find_jumps(now=now, coin_ids=coins, timeframe=tf, lookback=lookback)
+    findings += find_stale(now=now, coin_ids=coins)
+
+    result = CheckResult(found=len(findings))
+    seen: set[int] = set()
+    for f in findings:
+        kind = str(f.kind)
+        result.by_kind[kind] = result.by_kind.get(kind, 0) + 1
+        flag, created = quality_flag_raise(
+            coin_id=f.coin_id,
+            timeframe=f.timeframe,
+            kind=f.kind,
+            range_start=f.range_start,
+            range_end=f.range_end,
+            details=f.details,
+            now=now,
+        )
+        seen.add(flag.pk)
+        result.new += int(created)
+        if schedule_refetch and _refetch_due(flag, now):
+            quality_flag_schedule_refetch(flag_id=flag.pk, now=now)
+            result.refetches += 1
+    result.resolved = _resolve_fixed(now=now, coins=coins, still_found=seen)
+    logger.info("quality check: %s", result.as_dict())
+    return result
+
+
+def _refetch_due(flag: QualityFlag, now: datetime) -> bool:
+    if flag.refetch_scheduled_at is None:
+        return True
+    if flag.refetch_count >= getattr(settings, "INGESTION_REFETCH_MAX", 3):
+        return False
+    retry_after = timedelta(minutes=getattr(settings, "INGESTION_REFETCH_RETRY_MINUTES", 60))
+    return now - flag.refetch_scheduled_at >= retry_after
+
+
+def _resolve_fixed(*, now: datetime, coins: list[int], still_found: set[int]) -> int:
+    """Open flags of the checked coins that no check found this time, and whose range is fixed."""
+    resolved = 0
+    open_flags = QualityFlag.objects.filter(resolved_at__isnull=True, coin_id__in=coins).exclude(
+        pk__in=still_found
+    )
+    jump_windows = jump_lookback()
+    for flag in open_flags:
+        if flag.kind == QualityFlag.Kind.MISSING:
+            fixed = range_is_complete(
+                coin_id=flag.coin_id, timeframe=flag.timeframe, start=flag.range_start, end=flag.range_end
+            )
+            reason = "range complete"
+        elif flag.kind == QualityFlag.Kind.STALE:
+            fixed = _is_fresh(flag.coin_id, now)
+            reason = "fresh data again"
+        else:
+            # not found again, and still inside the window that was checked: the values changed
+            window = jump_windows.get(flag.timeframe)
+            fixed = window is not None and flag.range_start >= now - window
+            reason = "no longer implausible"
+        if fixed:
+            quality_flag_resolve(flag_id=flag.pk, resolution=f"auto: {reason}", now=now)
+            resolved += 1
+    return resolved

@@ -1,0 +1,171 @@
+"""Celery tasks of the ingestion pipeline: thin interfaces over `ingestion.pipeline`,
+`ingestion.quality`, `marketdata` and `ingestion.services`.
+
+Every task is declared with `ingestion.taskbase.project_task` (acks_late, retry taxonomy, dead
+letters), receives ids and plain values (never model instances), re-reads state when it runs, is
+idempotent (a redelivered or replayed task writes the same rows again, which changes nothing), and
+records an `IngestionRun`. Schedules: `manage.py setup_schedules` (django-celery-beat).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from ingestion.services import (
+    dead_letter_replay,
+    ingestion_run_record,
+    ingestion_runs_mark_abandoned,
+    ingestion_runs_prune,
+    quality_flag_refetch_finished,
+)
+from ingestion.taskbase import QUEUE_BACKFILL, QUEUE_DEFAULT, QUEUE_INGESTION, project_task
+
+logger = logging.getLogger(__name__)
+
+
+# --- adapters to the pipeline (kept in one place) ----------------------------------------------------
+def upstream_client():
+    """The CoinGecko client configured from settings (the real API or the simulator)."""
+    from ingestion.coingecko import client_from_settings
+
+    return client_from_settings()
+
+
+# --- the per-minute refresh -------------------------------------------------------------------------
+@project_task(
+    name="ingestion.refresh_markets",
+    queue=QUEUE_INGESTION,
+    soft_time_limit=50,
+    time_limit=58,
+    max_retries=2,
+    backoff_base=3.0,
+    backoff_max=15.0,
+    expires=55,  # a refresh that waited a whole minute is superseded by the next one
+)
+def refresh_markets(self) -> dict[str, Any]:
+    """One refresh cycle: markets for the whole universe → snapshots, ticks, current 1m candles,
+    roll-ups. A minute whose refresh fails for good stays a gap for the quality check."""
+    from ingestion import pipeline
+
+    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
+        result = pipeline.refresh_markets(upstream_client(), now=timezone.now())
+        run.add(result)
+    return run.details
+
+
+@project_task(name="ingestion.rollup_candles", queue=QUEUE_INGESTION, soft_time_limit=240, time_limit=300)
+def rollup_candles(self, minutes: int = 30) -> dict[str, Any]:
+    """Safety net for roll-ups: recompute the higher timeframes of the last ``minutes`` of 1m
+    candles (unchanged buckets are not rewritten, so this is cheap when everything is in order)."""
+    from marketdata.services import candles_rollup
+
+    now = timezone.now()
+    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
+        results = candles_rollup(since=now - timedelta(minutes=minutes), until=now, now=now)
+        for tf, res in results.items():
+            run.rows_written += res.written
+            run.details[tf] = res.as_dict()
+    return run.details
+
+
+@project_task(name="ingestion.sync_universe", queue=QUEUE_INGESTION, soft_time_limit=600, time_limit=660)
+def sync_universe(self) -> dict[str, Any]:
+    """Daily: new coins added, delisted ones marked inactive (never deleted)."""
+    from ingestion import pipeline
+
+    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
+        run.add(pipeline.sync_universe(upstream_client()))
+    return run.details
+
+
+@project_task(name="ingestion.backfill", queue=QUEUE_BACKFILL, soft_time_limit=3000, time_limit=3300)
+def backfill(self, coins: list[str], timeframe: str, days: int) -> dict[str, Any]:
+    """History for some coins (upstream ids), resumable: the pipeline keeps per-series watermarks."""
+    from ingestion import pipeline
+
+    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
+        run.add(pipeline.backfill(upstream_client(), coins=coins, timeframe=timeframe, days=days))
+    return run.details
+
+
+# --- data quality ------------------------------------------------------------------------------------
+@project_task(name="ingestion.quality_check", queue=QUEUE_INGESTION, soft_time_limit=240, time_limit=300)
+def quality_check(self) -> dict[str, Any]:
+    from ingestion import quality
+
+    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
+        result = quality.run_checks(now=timezone.now())
+        run.details.update(result.as_dict())
+        run.partial = result.found > 0
+    return run.details
+
+
+@project_task(name="ingestion.refetch_range", queue=QUEUE_BACKFILL, soft_time_limit=600, time_limit=660)
+def refetch_range(self, flag_id: int) -> dict[str, Any]:
+    """Re-fetch exactly the range of one quality flag through the pipeline's backfill."""
+    from ingestion import pipeline
+    from ingestion.models import QualityFlag
+
+    flag = QualityFlag.objects.select_related("coin").filter(pk=flag_id).first()
+    if flag is None or flag.resolved_at is not None:
+        logger.info("quality flag %s is gone or resolved: nothing to re-fetch", flag_id)
+        return {"skipped": True}
+    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
+        run.details.update(
+            flag_id=flag.pk,
+            coin=flag.coin.upstream_id,
+            timeframe=flag.timeframe,
+            start=flag.range_start.isoformat(),
+            end=flag.range_end.isoformat(),
+        )
+        result = pipeline.backfill(
+            upstream_client(),
+            coins=[flag.coin.upstream_id],
+            timeframe=flag.timeframe,
+            start=flag.range_start,
+            end=flag.range_end,
+        )
+        run.add(result)
+    quality_flag_refetch_finished(flag_id=flag.pk, details=run.details)
+    return run.details
+
+
+# --- maintenance -------------------------------------------------------------------------------------
+@project_task(name="ingestion.maintain_partitions", queue=QUEUE_DEFAULT, soft_time_limit=600, time_limit=660)
+def maintain_partitions(self) -> dict[str, Any]:
+    """Create candle partitions ahead and drop the ones past their retention."""
+    from marketdata import partitions
+
+    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
+        run.details["created"] = partitions.partitions_maintain()
+        run.details["pruned"] = partitions.partitions_prune()
+    return run.details
+
+
+@project_task(name="ingestion.housekeeping", queue=QUEUE_DEFAULT, soft_time_limit=240, time_limit=300)
+def housekeeping(self) -> dict[str, Any]:
+    """Mark runs of lost workers 'abandoned'; delete run records past their retention."""
+    abandoned_after = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT * 2)
+    keep = timedelta(days=getattr(settings, "INGESTION_RUN_RETENTION_DAYS", 30))
+    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
+        run.details["abandoned"] = ingestion_runs_mark_abandoned(older_than=abandoned_after)
+        run.details["pruned"] = ingestion_runs_prune(older_than=keep)
+    return run.details
+
+
+@project_task(name="ingestion.replay_dead_letters", queue=QUEUE_DEFAULT, max_retries=0)
+def replay_dead_letters(self, dead_letter_ids: list[int]) -> int:
+    """Replay many dead letters from a worker (the admin's bulk action for very large selections)."""
+    replayed = 0
+    for pk in dead_letter_ids:
+        try:
+            dead_letter_replay(dead_letter_id=pk)
+            replayed += 1
+        except Exception:
+            logger.exception("dead letter %s not replayed", pk)
+    return replayed
