@@ -7,6 +7,7 @@ from billing import views
 
 urlpatterns = [
     path("limits", views.LimitsView.as_view(), name="limits"),
+    path("account/usage", views.UsageView.as_view(), name="account-usage"),
 ]
 
 if settings.GATEWAY_BENCH_ROUTES:  # bench/bench_gateway.py: the same endpoint without the gateway

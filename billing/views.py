@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from accounts import roles
+from accounts.tenancy import ORGANIZATION_PARAMETER, OrganizationScopedView
 from apiplatform.gateway import PublicAPIView
+from billing import selectors
 
 _window = inline_serializer(
     "RateLimitWindow",
@@ -137,3 +141,107 @@ class LimitsNoGatewayView(LimitsView):
     Only routed when ``GATEWAY_BENCH_ROUTES`` is on."""
 
     gateway = False
+
+
+# --- management API (JWT): the organization's usage --------------------------------------------------
+class UsageQuery(serializers.Serializer):
+    start = serializers.DateField(required=False, help_text="First day (UTC), default: 1st of this month.")
+    end = serializers.DateField(required=False, help_text="Last day (UTC, inclusive), default: today.")
+    group_by = serializers.ChoiceField(choices=["day", "endpoint", "key"], default="day")
+
+    def validate(self, attrs):
+        today = timezone.now().date()
+        attrs.setdefault("end", today)
+        attrs.setdefault("start", attrs["end"].replace(day=1))
+        if attrs["start"] > attrs["end"]:
+            raise serializers.ValidationError({"start": "must not be after end"})
+        if (attrs["end"] - attrs["start"]).days > 366:
+            raise serializers.ValidationError({"start": "at most 366 days per request"})
+        return attrs
+
+
+_usage_row = inline_serializer(
+    "UsageRow",
+    {
+        "day": serializers.DateField(required=False, help_text="With group_by=day."),
+        "endpoint": serializers.CharField(required=False, help_text="With group_by=endpoint."),
+        "key": serializers.CharField(required=False, help_text="With group_by=key: the key id."),
+        "requests": serializers.IntegerField(),
+        "credits": serializers.IntegerField(),
+        "by_status": serializers.DictField(child=serializers.IntegerField(), help_text="2xx/3xx/4xx/5xx"),
+    },
+)
+
+
+class UsageView(OrganizationScopedView):
+    required_permissions = {"GET": roles.USAGE_READ}
+
+    @extend_schema(
+        operation_id="account_usage",
+        tags=["account"],
+        summary="Usage of the organization (requests and credits)",
+        description=(
+            "Metered public API calls of the selected organization between `start` and `end` "
+            "(inclusive, UTC days), grouped by day, endpoint or API key (`key_id`), with totals. "
+            "Usage is flushed from the gateway to the database every minute, so the last minute "
+            "may be missing; `GET /v1/limits` shows the live monthly credit count."
+        ),
+        parameters=[ORGANIZATION_PARAMETER, UsageQuery],
+        responses={
+            200: inline_serializer(
+                "Usage",
+                {
+                    "organization": serializers.CharField(),
+                    "start": serializers.DateField(),
+                    "end": serializers.DateField(),
+                    "group_by": serializers.CharField(),
+                    "rows": serializers.ListField(child=_usage_row),
+                    "totals": inline_serializer(
+                        "UsageTotals",
+                        {"requests": serializers.IntegerField(), "credits": serializers.IntegerField()},
+                    ),
+                },
+            ),
+            400: OpenApiResponse(description="Invalid parameters (`validation-error`)"),
+            401: OpenApiResponse(description="Missing or invalid access token"),
+            403: OpenApiResponse(description="Your role lacks `usage.read` (`role-forbidden`)"),
+        },
+        examples=[
+            OpenApiExample(
+                "By day",
+                response_only=True,
+                value={
+                    "organization": "acme",
+                    "start": "2026-11-01",
+                    "end": "2026-11-02",
+                    "group_by": "day",
+                    "rows": [
+                        {
+                            "day": "2026-11-01",
+                            "requests": 120,
+                            "credits": 115,
+                            "by_status": {"2xx": 115, "3xx": 0, "4xx": 5, "5xx": 0},
+                        }
+                    ],
+                    "totals": {"requests": 120, "credits": 115},
+                },
+            )
+        ],
+    )
+    def get(self, request):
+        query = UsageQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        rows, totals = selectors.usage_report(
+            organization_id=self.organization.pk, start=q["start"], end=q["end"], group_by=q["group_by"]
+        )
+        return Response(
+            {
+                "organization": self.organization.slug,
+                "start": q["start"],
+                "end": q["end"],
+                "group_by": q["group_by"],
+                "rows": rows,
+                "totals": totals,
+            }
+        )

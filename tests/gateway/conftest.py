@@ -1,0 +1,92 @@
+"""Fixtures for the gateway tests: organizations with real API keys, plans, a clean gateway state."""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts import keys
+from accounts import services as account_services
+from apiplatform import gateway, ratelimit
+from billing import services
+from billing.models import Plan
+
+_seq = itertools.count(1)
+SEED = importlib.import_module("billing.migrations.0002_seed_plans")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gateway_state():
+    ratelimit.client.reset()
+    gateway._local_plans.clear()
+    ratelimit.local_limiter._tat.clear()
+    keys.clear_local_cache()
+    yield
+    ratelimit.client.reset()
+    gateway._local_plans.clear()
+    ratelimit.local_limiter._tat.clear()
+    keys.clear_local_cache()
+
+
+def ensure_seeded_plans() -> None:
+    """Transactional tests flush the database, seeded plans included: put them back."""
+    from django.apps import apps
+
+    SEED.seed(apps, None)
+
+
+@pytest.fixture
+def plans(db):
+    ensure_seeded_plans()
+    return {p.name: p for p in Plan.objects.all()}
+
+
+@pytest.fixture
+def make_plan(db):
+    def make(name: str, **fields) -> Plan:
+        values = {
+            "display_name": name.title(),
+            "rate_per_minute": 60,
+            "burst": 5,
+            "key_rate_per_minute": 60,
+            "monthly_credits": 1000,
+            "endpoints": ["*"],
+            "timeframes": ["*"],
+        }
+        values.update(fields)
+        plan, _ = Plan.objects.update_or_create(name=name, defaults=values)
+        return plan
+
+    return make
+
+
+@pytest.fixture
+def tenant(db, plans):
+    """(organization, full API key) on the default plan."""
+
+    def make(plan_name: str | None = None):
+        org = account_services.organization_create(name=f"Gateway Org {next(_seq)}")
+        _row, full_key = account_services.api_key_create(organization=org, name="k", audit=False)
+        if plan_name:
+            services.organization_plan_set(organization=org, plan_name=plan_name)
+        return org, full_key
+
+    return make
+
+
+def key_client(full_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=full_key)
+    return client
+
+
+def parse_ratelimit(value: str) -> dict[str, dict[str, int]]:
+    """'"minute";r=4;t=1, "month";r=9;t=5' -> {"minute": {"r": 4, "t": 1}, "month": {...}}"""
+    out: dict[str, dict[str, int]] = {}
+    for item in value.split(","):
+        name, *params = item.strip().split(";")
+        out[name.strip('"')] = {k: int(v) for k, v in (p.split("=") for p in params)}
+    return out

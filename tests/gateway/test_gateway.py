@@ -1,0 +1,198 @@
+"""PublicAPIView end to end (in process): headers, 429s, quota, gating, plan changes, metering."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from apiplatform import gateway, ratelimit
+from billing import metering, services
+from billing.models import UsageRecord
+from tests.gateway.conftest import key_client, parse_ratelimit
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.gateway.urls")]
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The gateway's clock, frozen; tests move it explicitly."""
+    state = {"now": 1_790_000_000 * ratelimit.US}
+    monkeypatch.setattr(ratelimit, "now_us", lambda: state["now"])
+    return state
+
+
+def test_limits_endpoint_reports_the_plan_and_counts_down(tenant, plans, clock):
+    org, key = tenant()
+    client = key_client(key)
+    free = plans["free"]
+    first = client.get("/v1/limits")
+    assert first.status_code == 200, first.content
+    body = first.json()
+    assert body["plan"]["name"] == free.name
+    assert body["organization"] == org.slug
+    assert body["rate_limits"]["organization"]["remaining"] == free.burst - 1
+    assert first["RateLimit-Policy"] == (
+        f'"minute";q={free.rate_per_minute};w=60, "key-minute";q={free.key_rate_per_minute};w=60, '
+        f'"month";q={free.monthly_credits};w=2592000'
+    )
+    remaining = [parse_ratelimit(client.get("/v1/limits")["RateLimit"])["minute"]["r"] for _ in range(3)]
+    assert remaining == [free.burst - 2, free.burst - 3, free.burst - 4]
+    # /v1/limits is free of credits
+    assert parse_ratelimit(first["RateLimit"])["month"]["r"] == free.monthly_credits
+
+
+def test_over_the_limit_is_429_problem_with_retry_after_then_reset(tenant, make_plan, clock):
+    plan = make_plan("tiny", rate_per_minute=30, burst=3, key_rate_per_minute=30)
+    _org, key = tenant("tiny")
+    client = key_client(key)
+    codes = [client.get("/v1/test/echo").status_code for _ in range(plan.burst)]
+    assert codes == [200] * plan.burst
+    refused = client.get("/v1/test/echo")
+    assert refused.status_code == 429
+    assert refused["Content-Type"] == "application/problem+json"
+    assert refused.json()["type"].endswith("/problems/rate-limited")
+    retry_after = int(refused["Retry-After"])
+    assert retry_after == 60 // plan.rate_per_minute
+    assert parse_ratelimit(refused["RateLimit"])["minute"]["r"] == 0
+    assert "RateLimit-Policy" in refused
+    clock["now"] += retry_after * ratelimit.US
+    assert client.get("/v1/test/echo").status_code == 200
+    assert client.get("/v1/test/echo").status_code == 429
+
+
+def test_errors_from_the_view_carry_headers_and_are_not_charged(tenant, make_plan, clock):
+    make_plan("small", monthly_credits=100, burst=50, rate_per_minute=600, key_rate_per_minute=600)
+    _org, key = tenant("small")
+    client = key_client(key)
+    assert client.get("/v1/test/echo").status_code == 200  # 2 credits
+    missing = client.get("/v1/test/echo?status=404")
+    assert missing.status_code == 404 and "RateLimit" in missing
+    assert client.get("/v1/test/echo?status=400").status_code == 400
+    limits = client.get("/v1/limits").json()
+    assert limits["quota"]["used"] == 2  # the failed calls were refunded
+
+
+def test_monthly_quota_exhausted_is_429_with_upgrade_link(tenant, make_plan, clock, settings):
+    make_plan("capped", monthly_credits=5, burst=50, rate_per_minute=600, key_rate_per_minute=600)
+    _org, key = tenant("capped")
+    client = key_client(key)
+    assert [client.get("/v1/test/echo").status_code for _ in range(3)] == [200, 200, 429]
+    refused = client.get("/v1/test/echo")
+    body = refused.json()
+    assert body["type"].endswith("/problems/quota-exceeded")
+    assert body["upgrade_url"] == settings.BILLING_UPGRADE_URL
+    _month, seconds_to_next_month = ratelimit.month_bounds(clock["now"])
+    assert int(refused["Retry-After"]) == seconds_to_next_month
+    assert parse_ratelimit(refused["RateLimit"])["month"] == {"r": 1, "t": seconds_to_next_month}
+    assert client.get("/v1/test/echo?limit=1000").status_code == 200  # 1 credit still fits
+    assert client.get("/v1/limits").status_code == 200  # free endpoints keep working
+
+
+def test_endpoint_and_timeframe_gating_by_plan(tenant, make_plan, plans, clock):
+    make_plan("basic", endpoints=["echo"], timeframes=["1h", "1d"], burst=50)
+    _org, key = tenant("basic")
+    client = key_client(key)
+    assert client.get("/v1/test/echo").status_code == 200
+    denied = client.get("/v1/test/premium")
+    assert denied.status_code == 403
+    assert denied.json()["type"].endswith("/problems/plan-upgrade-required")
+    assert denied.json()["upgrade_url"]
+    assert client.get("/v1/test/echo?tf=1h").status_code == 200
+    tf_denied = client.get("/v1/test/echo?tf=1m")
+    assert tf_denied.status_code == 403 and tf_denied.json()["timeframe"] == "1m"
+    assert "RateLimit" in tf_denied
+    # the seeded Free plan has no 1m candles, Developer has
+    _o, free_key = tenant("free")
+    assert key_client(free_key).get("/v1/test/echo?tf=1m").status_code == 403
+    _o, dev_key = tenant("developer")
+    assert key_client(dev_key).get("/v1/test/echo?tf=1m").status_code == 200
+
+
+def test_plan_change_is_effective_on_the_next_request(
+    tenant, plans, clock, django_capture_on_commit_callbacks
+):
+    org, key = tenant()
+    client = key_client(key)
+    assert client.get("/v1/limits").json()["plan"]["name"] == "free"
+    with django_capture_on_commit_callbacks(execute=True):
+        services.organization_plan_set(organization=org, plan_name="pro")
+    after = client.get("/v1/limits")
+    assert after.json()["plan"]["name"] == "pro"
+    assert f'"minute";q={plans["pro"].rate_per_minute};w=60' in after["RateLimit-Policy"]
+    # an admin edit of the plan itself is also seen at once
+    with django_capture_on_commit_callbacks(execute=True):
+        services.plan_update(plan=plans["pro"], rate_per_minute=777)
+    assert client.get("/v1/limits").json()["rate_limits"]["organization"]["limit"] == 777
+
+
+def test_set_plan_command(tenant, plans, clock, django_capture_on_commit_callbacks):
+    from django.core.management import call_command
+
+    org, key = tenant()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("set_plan", "--org", org.slug, "developer")
+    assert key_client(key).get("/v1/limits").json()["plan"]["name"] == "developer"
+
+
+def test_warm_path_makes_no_sql_query_and_two_redis_round_trips(tenant, clock, monkeypatch):
+    _org, key = tenant()
+    client = key_client(key)
+    client.get("/v1/limits")  # cold: key and plan loaded and cached
+    import redis.connection
+
+    sent = {"n": 0}
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent["n"] += 1
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/v1/limits")
+    assert response.status_code == 200
+    assert len(queries) == 0, [q["sql"] for q in queries]
+    assert sent["n"] <= 2
+
+
+def test_metering_counts_every_answer_once_with_exact_credits(tenant, make_plan, clock):
+    make_plan("meter", rate_per_minute=6000, burst=8, key_rate_per_minute=6000, monthly_credits=10**6)
+    org, key = tenant("meter")
+    client = key_client(key)
+    plan_calls = ["", "?status=404", "?status=400", "", "?limit=3500", ""] + [""] * 6  # last ones hit 429
+    codes = [client.get(f"/v1/test/echo{q}").status_code for q in plan_calls]
+    assert APIClient().get("/v1/test/echo").status_code == 401  # unauthenticated
+    expected_credits = sum(
+        (4 if "limit" in q else 2) for q, c in zip(plan_calls, codes, strict=True) if c == 200
+    )
+    assert codes.count(429) == len(plan_calls) - 8
+    metering.usage_flush()
+    rows = UsageRecord.objects.filter(organization=org)
+    assert sum(r.requests for r in rows) == len(plan_calls)
+    assert sum(r.credits for r in rows) == expected_credits
+    by_class = {r.status_class: r.requests for r in rows}
+    assert by_class == {"2xx": codes.count(200), "4xx": len(plan_calls) - codes.count(200)}
+    anonymous = UsageRecord.objects.get(organization__isnull=True)
+    assert (anonymous.requests, anonymous.credits, anonymous.status_class) == (1, 0, "4xx")
+
+
+def test_server_errors_are_metered_as_5xx_and_refunded(tenant, make_plan, clock):
+    make_plan("err", burst=50, rate_per_minute=600, key_rate_per_minute=600)
+    org, key = tenant("err")
+    client = key_client(key)
+    client.raise_request_exception = False
+    assert client.get("/v1/test/echo?status=500").status_code == 500
+    metering.usage_flush()
+    row = UsageRecord.objects.get(organization=org)
+    assert (row.status_class, row.requests, row.credits) == ("5xx", 1, 0)
+    assert client.get("/v1/limits").json()["quota"]["used"] == 0
+
+
+def test_gateway_switched_off_adds_nothing(tenant, clock, settings):
+    settings.GATEWAY_ENABLED = False
+    _org, key = tenant()
+    response = key_client(key).get("/v1/test/echo")
+    assert response.status_code == 200 and "RateLimit" not in response
+    assert not gateway._local_plans
