@@ -16,6 +16,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
 
@@ -156,7 +157,10 @@ class TokenRefreshView(PublicAccountView):
     def post(self, request):
         _limit_ip(request, "accounts.refresh.ip", "RATE_REFRESH_IP")
         serializer = TokenRefreshSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        try:
+            serializer.is_valid(raise_exception=True)
+        except TokenError as exc:  # expired, malformed, or blacklisted (already rotated) refresh token
+            raise InvalidToken(str(exc)) from None
         body = dict(serializer.validated_data)
         body["token_type"] = "Bearer"  # noqa: S105 - a scheme name
         body["access_expires_in"] = int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds())

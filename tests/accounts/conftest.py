@@ -15,6 +15,12 @@ _seq = itertools.count(1)
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """PBKDF2 at production strength costs ~0.3 s per user on this machine; tests need many users."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_key_cache():
     """The process-local key cache must not leak entries between tests (Redis is flushed too)."""
     keys.clear_local_cache()
@@ -24,7 +30,7 @@ def _fresh_key_cache():
 
 @pytest.fixture
 def make_user(db):
-    def make(email: str | None = None, password: str = "correct horse battery staple") -> User:
+    def make(email: str | None = None, password: str = "correct horse battery staple") -> User:  # noqa: S107
         return User.objects.create_user(email=email or f"user{next(_seq)}@example.test", password=password)
 
     return make
@@ -50,7 +56,9 @@ def make_member(db, make_user):
 
 
 def owner_of(organization: Organization) -> User:
-    return Membership.objects.filter(organization=organization, role="owner").select_related("user").first().user
+    return (
+        Membership.objects.filter(organization=organization, role="owner").select_related("user").first().user
+    )
 
 
 @pytest.fixture

@@ -89,7 +89,7 @@ def test_revoked_key_is_rejected(make_org, make_key, django_capture_on_commit_ca
 
 
 def test_expired_key_is_rejected(make_org, make_key, monkeypatch):
-    api_key, full = make_key(make_org(), expires_at=timezone.now() + timedelta(hours=1))
+    _api_key, full = make_key(make_org(), expires_at=timezone.now() + timedelta(hours=1))
     assert call(full).status_code == 200
     # Simulated time: one hour and a second later (the cached principal carries expires_at).
     later = keys.time.time() + 3601

@@ -1,0 +1,147 @@
+"""Tenant isolation of the management API, generic over every route.
+
+A member (owner) of tenant A uses A's credentials on B's objects: every route answers 404, nothing of
+B changes, and lists never contain B's rows. A route added to accounts/urls.py without being added
+to the tables below fails ``test_every_route_is_in_the_isolation_tables``.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import URLPattern, get_resolver
+
+from accounts import services
+from accounts.models import ApiKey, Invitation, Membership
+
+from .conftest import owner_of
+
+# (method, path template, body). Placeholders name B's objects.
+OBJECT_ROUTES = [
+    ("GET", "/v1/account/members/{member}", None),
+    ("PATCH", "/v1/account/members/{member}", {"role": "admin"}),
+    ("DELETE", "/v1/account/members/{member}", None),
+    ("GET", "/v1/account/invitations/{invitation}", None),
+    ("DELETE", "/v1/account/invitations/{invitation}", None),
+    ("GET", "/v1/account/keys/{key}", None),
+    ("POST", "/v1/account/keys/{key}/revoke", None),
+    ("POST", "/v1/account/keys/{key}/rotate", {}),
+]
+LIST_ROUTES = [
+    "/v1/account/organization",
+    "/v1/account/members",
+    "/v1/account/invitations",
+    "/v1/account/keys",
+    "/v1/account/audit-events",
+]
+CREATE_ROUTES = [
+    ("PATCH", "/v1/account/organization", {"name": "pwned"}),
+    ("POST", "/v1/account/invitations", {"email": "spy@example.test", "role": "admin"}),
+    ("POST", "/v1/account/keys", {"name": "spy key"}),
+]
+# Routes that are not organization-scoped (no tenant objects behind them), each tested elsewhere.
+UNSCOPED_ROUTE_NAMES = {"signup", "token", "token-refresh", "verify-email", "me", "invitation-accept"}
+
+
+@pytest.fixture
+def tenants(make_org, make_member, make_key, jwt_client):
+    org_a, org_b = make_org(name="Alpha"), make_org(name="Bravo")
+    b_owner = owner_of(org_b)
+    b_dev = make_member(org_b, "developer")
+    b_member = Membership.objects.get(organization=org_b, user=b_dev)
+    b_invitation, _token = services.invitation_create(
+        organization=org_b,
+        email="friend-of-b@example.test",
+        role="developer",
+        actor=b_owner,
+        actor_role="owner",
+    )
+    b_key, _full = make_key(org_b, name="bravo production", created_by=b_owner)
+    make_key(org_a, name="alpha key")
+    return {
+        "a": org_a,
+        "b": org_b,
+        "client": jwt_client(owner_of(org_a)),
+        "objects": {"member": b_member.pk, "invitation": b_invitation.pk, "key": b_key.key_id},
+        "b_secrets": {b_dev.email, b_owner.email, "friend-of-b@example.test", b_key.key_id, b_key.prefix},
+    }
+
+
+def _send(client, method, path, body, **headers):
+    return getattr(client, method.lower())(path, data=body, format="json", **headers)
+
+
+@pytest.mark.parametrize(("method", "template", "body"), OBJECT_ROUTES)
+def test_other_tenants_objects_are_404(tenants, method, template, body):
+    b_before = {
+        "members": list(Membership.objects.filter(organization=tenants["b"]).values_list("id", "role")),
+        "invitations": list(
+            Invitation.objects.filter(organization=tenants["b"]).values_list("id", "revoked_at")
+        ),
+        "keys": list(
+            ApiKey.objects.filter(organization=tenants["b"]).values_list("key_id", "revoked_at", "expires_at")
+        ),
+    }
+    response = _send(tenants["client"], method, template.format(**tenants["objects"]), body)
+    assert response.status_code == 404, (method, template, response.content)
+    assert response["Content-Type"].startswith("application/problem+json")
+    b_after = {
+        "members": list(Membership.objects.filter(organization=tenants["b"]).values_list("id", "role")),
+        "invitations": list(
+            Invitation.objects.filter(organization=tenants["b"]).values_list("id", "revoked_at")
+        ),
+        "keys": list(
+            ApiKey.objects.filter(organization=tenants["b"]).values_list("key_id", "revoked_at", "expires_at")
+        ),
+    }
+    assert b_after == b_before
+
+
+@pytest.mark.parametrize("path", LIST_ROUTES)
+def test_lists_never_contain_other_tenants_rows(tenants, path):
+    response = tenants["client"].get(path)
+    assert response.status_code == 200, response.content
+    text = response.content.decode()
+    for secret in tenants["b_secrets"]:
+        assert secret not in text, (path, secret)
+    assert tenants["b"].slug not in text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [("GET", p, None) for p in LIST_ROUTES] + CREATE_ROUTES + [(m, t, b) for m, t, b in OBJECT_ROUTES],
+)
+def test_selecting_another_tenant_by_header_is_404(tenants, method, path, body):
+    path = path.format(**tenants["objects"])
+    response = _send(tenants["client"], method, path, body, HTTP_X_ORGANIZATION=tenants["b"].slug)
+    assert response.status_code == 404, (method, path, response.content)
+    nonexistent = _send(tenants["client"], method, path, body, HTTP_X_ORGANIZATION="no-such-org")
+    assert nonexistent.status_code == 404
+    assert response.json()["detail"] == nonexistent.json()["detail"]  # existence is not revealed
+
+
+@pytest.mark.django_db
+def test_every_route_is_in_the_isolation_tables():
+    resolver = get_resolver()
+    names = set()
+    for pattern in resolver.url_patterns:
+        if getattr(pattern, "namespace", None) == "accounts":
+            names |= {p.name for p in pattern.url_patterns if isinstance(p, URLPattern)}
+    assert names, "accounts URLs not found"
+    covered = {"organization", "members", "invitations", "keys", "audit-events"}  # LIST/CREATE routes
+    covered |= {"member", "invitation", "key", "key-revoke", "key-rotate"}  # OBJECT_ROUTES
+    templates = {t for _m, t, _b in OBJECT_ROUTES} | set(LIST_ROUTES)
+    assert len(templates) == 10
+    assert names - UNSCOPED_ROUTE_NAMES == covered, names - UNSCOPED_ROUTE_NAMES ^ covered
+
+
+def test_user_in_two_orgs_must_choose_and_fails_closed(make_org, jwt_client):
+    org_a = make_org()
+    owner = owner_of(org_a)
+    org_c = make_org(owner=owner)
+    client = jwt_client(owner)
+    response = client.get("/v1/account/keys")
+    assert response.status_code == 400
+    assert response.json()["type"].endswith("/organization-required")
+    for org in (org_a, org_c):
+        listed = client.get("/v1/account/organization", HTTP_X_ORGANIZATION=org.slug)
+        assert listed.json()["organization"]["slug"] == org.slug
