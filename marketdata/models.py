@@ -191,3 +191,37 @@ class CandleListing(models.Model):
 
     def __str__(self) -> str:
         return f"{self.coin_id} {self.timeframe} {self.bucket_start:%Y-%m-%d %H:%M}"
+
+
+# --- H5: precomputed latest indicators (the screener's table; written by marketdata.screener) -----
+class LatestIndicator(models.Model):
+    """The indicators of the newest CLOSED candle of each (coin, timeframe), with the screener's
+    fixed parameters (see ``marketdata.screener.SCREENER_PARAMS``). Rebuilt by
+    ``marketdata.screener.latest_indicators_refresh`` after each roll-up; null = not enough history."""
+
+    coin = models.ForeignKey(Coin, on_delete=models.CASCADE, related_name="+")
+    timeframe = models.CharField(max_length=3, choices=Timeframe.choices)
+    time = models.DateTimeField(help_text="bucket_start of the candle these values belong to.")
+    close = models.FloatField()
+    change_pct = models.FloatField(null=True, help_text="Close vs the previous candle's close, in %.")
+    volume_24h = models.FloatField(null=True)
+    sma = models.FloatField(null=True)
+    ema = models.FloatField(null=True)
+    rsi = models.FloatField(null=True)
+    macd = models.FloatField(null=True)
+    macd_signal = models.FloatField(null=True)
+    macd_histogram = models.FloatField(null=True)
+    bb_upper = models.FloatField(null=True)
+    bb_middle = models.FloatField(null=True)
+    bb_lower = models.FloatField(null=True)
+    atr = models.FloatField(null=True)
+    volatility = models.FloatField(null=True)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["timeframe", "coin"], name="latest_indicator_series_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"latest indicators {self.coin_id} {self.timeframe} @ {self.time}"
