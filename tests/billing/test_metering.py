@@ -1,0 +1,129 @@
+"""Metering flush: exactly once, whatever point a flush is interrupted at."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from apiplatform import ratelimit
+from billing import metering
+from billing.models import UsageFlushBatch, UsageRecord
+
+pytestmark = pytest.mark.django_db
+
+HOUR = 1_790_000_000 * ratelimit.US
+
+
+@pytest.fixture(autouse=True)
+def _fresh_client():
+    ratelimit.client.reset()
+    yield
+    ratelimit.client.reset()
+
+
+class Killed(Exception):
+    pass
+
+
+def hits(org_id: int, n: int, seed: int):
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        status = rng.choice([200, 200, 200, 404, 429, 500])
+        cost = rng.choice([1, 2, 5]) if status == 200 else 0
+        out.append(
+            metering.Hit(
+                organization_id=org_id,
+                key_id=rng.choice(["ka", "kb"]),
+                endpoint=rng.choice(["prices", "candles"]),
+                status=status,
+                credits=cost,
+                now_us=HOUR + rng.randrange(3 * 3600) * ratelimit.US,
+            )
+        )
+    return out
+
+
+def totals():
+    rows = list(UsageRecord.objects.all())
+    return sum(r.requests for r in rows), sum(r.credits for r in rows)
+
+
+@pytest.fixture
+def org(db):
+    from accounts.services import organization_create
+
+    return organization_create(name="Metered")
+
+
+@pytest.mark.parametrize("kill_at", ["after_rotate", "before_commit", "after_commit"])
+def test_interrupted_flush_rerun_neither_loses_nor_double_counts(org, monkeypatch, kill_at):
+    first = hits(org.pk, 120, seed=1)
+    for hit in first:
+        metering.record(hit)
+
+    def checkpoint(name):
+        if name == kill_at:
+            raise Killed(name)
+
+    monkeypatch.setattr(metering, "_checkpoint", checkpoint)
+    with pytest.raises(Killed):
+        metering.usage_flush()
+    # traffic continues while the flush is down
+    second = hits(org.pk, 80, seed=2)
+    for hit in second:
+        metering.record(hit)
+    monkeypatch.setattr(metering, "_checkpoint", lambda name: None)
+    metering.usage_flush()
+    metering.usage_flush()  # idempotent
+    every = first + second
+    assert totals() == (len(every), sum(h.credits for h in every))
+    # per bucket too, computed independently from the hits
+    expected: dict[tuple, int] = {}
+    for h in every:
+        bucket = (metering.hour_of(h.now_us), h.key_id, h.endpoint, metering.status_class(h.status))
+        expected[bucket] = expected.get(bucket, 0) + 1
+    got = {
+        (int(r.hour.timestamp()), r.key_id, r.endpoint, r.status_class): r.requests
+        for r in UsageRecord.objects.all()
+    }
+    assert got == expected
+    r = ratelimit.client.get()
+    assert r.scard(metering.pending_key()) == 0
+
+
+def test_an_already_applied_batch_is_skipped(org, monkeypatch):
+    for hit in hits(org.pk, 10, seed=3):
+        metering.record(hit)
+
+    def die_after_commit(name):
+        if name == "after_commit":
+            raise Killed(name)
+
+    monkeypatch.setattr(metering, "_checkpoint", die_after_commit)
+    with pytest.raises(Killed):
+        metering.usage_flush()
+    assert UsageFlushBatch.objects.count() == 1
+    monkeypatch.setattr(metering, "_checkpoint", lambda name: None)
+    result = metering.usage_flush()
+    assert (result.applied, result.skipped) == (0, 1)
+    assert totals()[0] == 10
+
+
+def test_flush_usage_command(org):
+    from django.core.management import call_command
+
+    for hit in hits(org.pk, 7, seed=4):
+        metering.record(hit)
+    call_command("flush_usage", verbosity=0)
+    assert totals()[0] == 7
+
+
+def test_flush_task_runs_the_flush(org):
+    from billing.tasks import flush_usage
+
+    for hit in hits(org.pk, 5, seed=5):
+        metering.record(hit)
+    flush_usage.apply()
+    assert totals()[0] == 5
