@@ -266,6 +266,14 @@ COINGECKO_BASE_URL = env_str("COINGECKO_BASE_URL", "")  # empty: the plan's offi
 COINGECKO_RATE_LIMIT_PER_MIN = env_int("COINGECKO_RATE_LIMIT_PER_MIN", 500)
 COINGECKO_TIMEOUT = env_float("COINGECKO_TIMEOUT", 10.0)
 COINGECKO_VS_CURRENCY = env_str("COINGECKO_VS_CURRENCY", "usd")
+COINGECKO_RATE_WINDOW = env_float("COINGECKO_RATE_WINDOW", 60.0)  # seconds of the shared budget window
+COINGECKO_MAX_ATTEMPTS = env_int("COINGECKO_MAX_ATTEMPTS", 6)  # per logical call, first try included
+COINGECKO_RETRY_BASE_DELAY = env_float("COINGECKO_RETRY_BASE_DELAY", 0.5)  # backoff base (s), with jitter
+COINGECKO_RETRY_MAX_DELAY = env_float("COINGECKO_RETRY_MAX_DELAY", 30.0)
+COINGECKO_RETRY_MAX_TOTAL = env_float("COINGECKO_RETRY_MAX_TOTAL", 120.0)  # bound on one call incl. waits
+COINGECKO_RETRY_AFTER_CAP = env_float("COINGECKO_RETRY_AFTER_CAP", 60.0)  # longest Retry-After honoured
+COINGECKO_MAX_URL_LENGTH = env_int("COINGECKO_MAX_URL_LENGTH", 2000)  # /simple/price id lists are split
+COINGECKO_BUDGET_MAX_WAIT = env_float("COINGECKO_BUDGET_MAX_WAIT", 120.0)  # longest wait for budget
 
 # --- market data store (see docs/marketdata.md) ----------------------------------------------------
 # Days of candles kept per timeframe (0 = forever); enforced per whole partition by the maintenance job.
