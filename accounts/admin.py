@@ -1,7 +1,14 @@
-from django.contrib import admin
+"""Operator views: users, organizations with members, API keys (revoke action), audit log.
+
+Key secrets are never stored, and the hash is never shown: the key admin is read-only except for
+the revoke action, which goes through ``services.api_key_revoke`` (audit + cache publication).
+"""
+
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts.models import User
+from accounts import services
+from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization, User
 
 
 @admin.register(User)
@@ -16,3 +23,139 @@ class UserAdmin(BaseUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
+
+
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    extra = 0
+    can_delete = False
+    fields = ["prefix", "name", "environment", "status", "expires_at", "last_used_at", "revoked_at"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="status")
+    def status(self, obj):
+        return obj.status
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "created_at", "member_count"]
+    search_fields = ["slug", "name"]
+    readonly_fields = ["created_at", "created_by"]
+    inlines = [MembershipInline, ApiKeyInline]
+
+    @admin.display(description="members")
+    def member_count(self, obj):
+        return obj.memberships.count()
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "organization", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__email", "organization__slug"]
+    autocomplete_fields = ["user", "organization"]
+    list_select_related = ["user", "organization"]
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "organization", "role", "status", "created_at", "expires_at"]
+    search_fields = ["email", "organization__slug"]
+    list_select_related = ["organization"]
+    exclude = ["token_hash"]
+    readonly_fields = [
+        "organization",
+        "email",
+        "role",
+        "invited_by",
+        "created_at",
+        "accepted_at",
+        "accepted_by",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="status")
+    def status(self, obj):
+        return obj.status
+
+
+@admin.action(description="Revoke selected keys (refused by every web process within 1 s)")
+def revoke_keys(modeladmin, request, queryset):
+    count = 0
+    for api_key in queryset.filter(revoked_at__isnull=True):
+        services.api_key_revoke(
+            api_key=api_key, actor=request.user, ip_address=request.META.get("REMOTE_ADDR")
+        )
+        count += 1
+    modeladmin.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "name", "organization", "environment", "status", "expires_at", "last_used_at"]
+    list_filter = ["environment", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["prefix", "key_id", "name", "organization__slug"]
+    list_select_related = ["organization"]
+    actions = [revoke_keys]
+    # Never the secret (not stored) and never the hash.
+    fields = [
+        "organization",
+        "name",
+        "prefix",
+        "key_id",
+        "environment",
+        "scopes",
+        "allowed_ips",
+        "expires_at",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+        "revoked_by",
+        "rotated_from",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="status")
+    def status(self, obj):
+        return obj.status
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "organization", "actor_label", "action", "target_type", "target_id"]
+    list_filter = ["action"]
+    search_fields = ["organization__slug", "actor_label", "target_id"]
+    list_select_related = ["organization"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
