@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import os
 import signal
+from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
-from django.db import connection
 
 from ingestion import services
 from ingestion.models import DeadLetter, IngestionRun
+from marketdata.models import Candle
+from marketdata.services import CoinIn, coins_upsert
 from tests.ingestion_tasks import worker_tasks
 from tests.ingestion_tasks.conftest import wait_until
-from tests.ingestion_tasks.worker_tasks import attempts_key, heal_key
+from tests.ingestion_tasks.worker_tasks import T0, attempts_key, candle_values, heal_key
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -61,94 +63,81 @@ def test_real_worker_retries_then_dead_letters_and_replay_completes_the_work(sta
     assert f"task={letter.replay_task_id}" in worker.log()
 
 
-KILL_TABLE = "h6_kill_rows"
-
-
 @pytest.fixture
-def kill_table(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {KILL_TABLE}, {KILL_TABLE}_starts")
-        cursor.execute(f"CREATE TABLE {KILL_TABLE} (id int PRIMARY KEY, value bigint NOT NULL)")
-        cursor.execute(
-            f"CREATE TABLE {KILL_TABLE}_starts"
-            " (n serial PRIMARY KEY, task_id text, pid int, redelivered bool)"
-        )
-    yield KILL_TABLE
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {KILL_TABLE}, {KILL_TABLE}_starts")
+def coin_id():
+    return coins_upsert(coins=[CoinIn("killtest", "kil", "Kill Test")])["killtest"]
 
 
-def _count(table: str) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - test constant
-        return cursor.fetchone()[0]
+def _stored() -> int:
+    return Candle.objects.filter(timeframe="1m").count()
 
 
-def _starts(table: str) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT task_id, pid, redelivered FROM {table}_starts ORDER BY n")  # noqa: S608
-        return cursor.fetchall()
-
-
-def _assert_exactly_once(table: str, total: int, task_id: str, written_at_kill: int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id, value FROM {table} ORDER BY id")  # noqa: S608
-        rows = cursor.fetchall()
-    assert [r[0] for r in rows] == list(range(total))  # nothing lost, nothing twice
-    assert all(value == i * 7 + 1 for i, value in rows)
-    runs = list(IngestionRun.objects.filter(job="tests.write_batches").order_by("started_at"))
+def _assert_exactly_once(coin: int, total: int, task_id: str, written_at_kill: int) -> None:
+    rows = list(
+        Candle.objects.filter(coin_id=coin, timeframe="1m")
+        .order_by("bucket_start")
+        .values_list("bucket_start", "open", "high", "low", "close", "revision")
+    )
+    expected = [T0 + timedelta(minutes=i) for i in range(total)]
+    assert [r[0] for r in rows] == expected  # nothing lost, nothing twice
+    assert all(r[1:5] == candle_values(i) for i, r in enumerate(rows))
+    assert {r[5] for r in rows} == {0}  # no row was ever rewritten (the rerun changed nothing)
+    runs = list(IngestionRun.objects.filter(job="tests.write_candle_batches").order_by("started_at"))
     assert [r.task_id for r in runs] == [task_id, task_id]  # the same message, delivered twice
     assert runs[0].outcome == IngestionRun.Outcome.RUNNING  # killed: never finished
     assert runs[1].outcome == IngestionRun.Outcome.SUCCESS
-    # the rerun rewrote no row the killed run had already written (idempotent, no bloat)
+    # the rerun inserted exactly what was missing and found the rest unchanged
     assert runs[1].rows_written == total - written_at_kill
+    assert runs[1].details["unchanged"] == written_at_kill
 
 
 @pytest.mark.django_db(transaction=True)
-def test_whole_worker_sigkill_mid_batch_is_redelivered_after_visibility_timeout(start_worker, kill_table):
+def test_whole_worker_sigkill_mid_batch_is_redelivered_after_visibility_timeout(start_worker, coin_id):
     # Solo pool: the task runs in the worker's only process, so SIGKILL to it is a machine loss —
     # no parent survives to requeue; only the broker's visibility timeout brings the task back.
     fast_restore = {"CELERY_VISIBILITY_TIMEOUT": "5", "CELERY_UNACKED_RESTORE_INTERVAL": "1"}
     first = start_worker(pool="solo", env=fast_restore)
     total, batch = 1000, 50
-    result = worker_tasks.write_batches.delay(kill_table, total, batch, 0.25)
-    wait_until(lambda: _count(kill_table) >= 3 * batch, timeout=20, message="a few batches")
+    result = worker_tasks.write_candle_batches.delay(coin_id, total, batch, 0.25)
+    wait_until(lambda: _stored() >= 3 * batch, timeout=20, message="a few batches")
     first.kill()
-    written_at_kill = _count(kill_table)
+    written_at_kill = _stored()
     assert 0 < written_at_kill < total  # really killed in the middle
 
-    start_worker(pool="solo", env=fast_restore)
+    second = start_worker(pool="solo", env=fast_restore)
     wait_until(
-        lambda: IngestionRun.objects.filter(job="tests.write_batches", outcome="success").exists(),
+        lambda: IngestionRun.objects.filter(job="tests.write_candle_batches", outcome="success").exists(),
         timeout=30,
         message="redelivery to finish",
     )
-    starts = _starts(kill_table)
-    assert [s[0] for s in starts] == [result.id, result.id]
-    assert starts[0][1] != starts[1][1]  # a different process finished it
-    _assert_exactly_once(kill_table, total, result.id, written_at_kill)
+    runs = worker_tasks.starts()
+    assert [s[0] for s in runs] == [result.id, result.id]
+    assert runs[0][1] != runs[1][1]  # a different process finished it
+    assert runs[1][2] is True  # and the broker marked it redelivered
+    assert "redelivered" in second.log()
+    _assert_exactly_once(coin_id, total, result.id, written_at_kill)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_pool_child_sigkill_mid_batch_is_requeued_at_once(start_worker, kill_table):
+def test_pool_child_sigkill_mid_batch_is_requeued_at_once(start_worker, coin_id):
     # Prefork pool: the parent survives the child's SIGKILL; with acks_late and
     # task_reject_on_worker_lost it rejects the message back to the queue and a new child reruns it,
     # without waiting for the visibility timeout (left at its production value here).
     start_worker(pool="prefork")
     total, batch = 600, 50
-    result = worker_tasks.write_batches.delay(kill_table, total, batch, 0.25)
-    wait_until(lambda: _count(kill_table) >= 3 * batch, timeout=20, message="a few batches")
-    child_pid = _starts(kill_table)[0][1]
+    result = worker_tasks.write_candle_batches.delay(coin_id, total, batch, 0.25)
+    wait_until(lambda: _stored() >= 3 * batch, timeout=20, message="a few batches")
+    child_pid = worker_tasks.starts()[0][1]
     os.kill(child_pid, signal.SIGKILL)
-    written_at_kill = _count(kill_table)
+    written_at_kill = _stored()
     assert 0 < written_at_kill < total
 
     wait_until(
-        lambda: IngestionRun.objects.filter(job="tests.write_batches", outcome="success").exists(),
+        lambda: IngestionRun.objects.filter(job="tests.write_candle_batches", outcome="success").exists(),
         timeout=30,
         message="requeued task to finish",
     )
-    starts = _starts(kill_table)
-    assert [s[0] for s in starts] == [result.id, result.id]
-    assert starts[1][1] != child_pid
-    _assert_exactly_once(kill_table, total, result.id, written_at_kill)
+    runs = worker_tasks.starts()
+    assert [s[0] for s in runs] == [result.id, result.id]
+    assert runs[1][1] != child_pid
+    _assert_exactly_once(coin_id, total, result.id, written_at_kill)

@@ -7,12 +7,15 @@ from __future__ import annotations
 import logging
 import os
 import time
+from datetime import UTC, datetime, timedelta
 
+import redis
+from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
 
 from ingestion.services import ingestion_run_record
 from ingestion.taskbase import QUEUE_INGESTION, PermanentError, RetryableError, project_task
+from marketdata.services import CandleRow, candles_upsert
 
 logger = logging.getLogger(__name__)
 
@@ -62,34 +65,43 @@ def permanent(self, key: str, reason: str = "bad input") -> None:
     raise PermanentError(f"{reason} for {key}")
 
 
-@project_task(name="tests.write_batches", queue=QUEUE_INGESTION, max_retries=0)
-def write_batches(self, table: str, total: int, batch_size: int, pause: float) -> int:
-    """Idempotent batch writer for the kill test: rows keyed by id, upserted batch by batch (each batch
-    its own transaction), a start logged per execution. Values are a pure function of the id."""
-    if not table.isidentifier():
-        raise PermanentError("bad table name")
+STARTS_KEY = "h6-test:starts"
+T0 = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def candle_values(i: int) -> tuple[float, float, float, float]:
+    """Deterministic OHLC of bucket i (the truth the kill test compares against)."""
+    base = 100.0 + i * 0.01
+    return base, base + 0.5, base - 0.5, base + 0.2
+
+
+def starts() -> list[tuple[str, int, bool]]:
+    """(task id, pid, redelivered) of every execution of write_candle_batches, in order."""
+    raw = redis.Redis.from_url(settings.REDIS_URL).lrange(STARTS_KEY, 0, -1)
+    out = []
+    for item in raw:
+        task_id, pid, redelivered = item.decode().split("|")
+        out.append((task_id, int(pid), redelivered == "1"))
+    return out
+
+
+@project_task(name="tests.write_candle_batches", queue=QUEUE_INGESTION, max_retries=0)
+def write_candle_batches(self, coin_id: int, total: int, batch_size: int, pause: float) -> int:
+    """Idempotent batch writer for the kill test: 1m candles T0 + i minutes through the real write
+    path (marketdata.services.candles_upsert), one transaction per batch, values a pure function of i."""
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table}_starts (task_id, pid, redelivered) VALUES (%s, %s, %s)",  # noqa: S608
-            [self.request.id, os.getpid(), redelivered],
-        )
-    written = 0
-    with ingestion_run_record(job="tests.write_batches", task_id=self.request.id) as run:
+    redis.Redis.from_url(settings.REDIS_URL).rpush(
+        STARTS_KEY, f"{self.request.id}|{os.getpid()}|{int(redelivered)}"
+    )
+    with ingestion_run_record(job="tests.write_candle_batches", task_id=self.request.id) as run:
         for start in range(0, total, batch_size):
-            ids = list(range(start, min(total, start + batch_size)))
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(
-                    f"""
-                    INSERT INTO {table} (id, value)
-                    SELECT i, i * 7 + 1 FROM unnest(%s::int[]) AS i
-                    ON CONFLICT (id) DO UPDATE SET value = EXCLUDED.value
-                    WHERE {table}.value IS DISTINCT FROM EXCLUDED.value
-                    """,  # noqa: S608 - table name checked above, values bound
-                    [ids],
-                )
-                written += cursor.rowcount
-            logger.info("batch %d..%d written", ids[0], ids[-1])
+            rows = [
+                CandleRow(coin_id, "1m", T0 + timedelta(minutes=i), *candle_values(i), None, 1e6)
+                for i in range(start, min(total, start + batch_size))
+            ]
+            result = candles_upsert(rows=rows, source="test")
+            run.rows_written += result.written
+            run.details["unchanged"] = run.details.get("unchanged", 0) + result.unchanged
+            logger.info("candles %d..%d: %s", start, start + len(rows) - 1, result.as_dict())
             time.sleep(pause)
-        run.rows_written = written
-    return written
+    return run.rows_written
