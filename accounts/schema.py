@@ -14,6 +14,11 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
             "(`POST /v1/account/keys`). Send it either way; failures are `api-key-*` problems."
         )
         return [
-            {"type": "http", "scheme": "bearer", "bearerFormat": "cs_live_<12>_<38>", "description": description},
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "cs_live_<12>_<38>",
+                "description": description,
+            },
             {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": description},
         ]
