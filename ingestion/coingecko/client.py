@@ -183,8 +183,7 @@ class CoinGeckoClient:
             window=rate_window,
             key=budget_key,
             max_wait=budget_max_wait,
-            sleep=sleep,
-        )
+        )  # waits for budget are real sleeps even when ``sleep`` is a test double
         self.retry = retry or RetryPolicy()
         self.metrics = metrics or ClientMetrics(redis)
         self.max_url_length = max_url_length
