@@ -12,8 +12,22 @@ from accounts.models import KeyEnvironment, Role
 class SignupIn(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
-    organization_name = serializers.CharField(max_length=200)
+    organization_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     full_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    invitation_token = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Join the inviting organization instead of creating one (organization_name not needed).",
+    )
+
+    def validate(self, attrs):
+        if not attrs.get("invitation_token") and not attrs.get("organization_name", "").strip():
+            raise serializers.ValidationError(
+                {"organization_name": "required (unless invitation_token is given)"}
+            )
+        return attrs
 
 
 class TokenIn(serializers.Serializer):

@@ -117,11 +117,15 @@ def user_signup(
     *,
     email: str,
     password: str,
-    organization_name: str,
+    organization_name: str = "",
+    invitation_token: str = "",
     full_name: str = "",
     ip_address: str | None = None,
-) -> tuple[User, Organization]:
-    """User + organization (unique slug) + owner membership; verification email after commit."""
+) -> tuple[User, Membership]:
+    """User + organization (unique slug) + owner membership; verification email after commit.
+
+    With ``invitation_token`` the user joins the inviting organization instead (the invitation
+    must be pending and for this email address; the address counts as verified)."""
     email = User.objects.normalize_email(email).lower()
     if User.objects.filter(email__iexact=email).exists():
         raise ValidationError({"email": "an account with this email address already exists"})
@@ -135,9 +139,12 @@ def user_signup(
             user = User.objects.create_user(email=email, password=password, full_name=full_name)
     except IntegrityError:
         raise ValidationError({"email": "an account with this email address already exists"}) from None
+    if invitation_token:
+        membership = invitation_accept(token=invitation_token, user=user, ip_address=ip_address)
+        return user, membership
     organization = organization_create(name=organization_name, owner=user, ip_address=ip_address)
     transaction.on_commit(lambda: email_verification_send(user_id=user.pk))
-    return user, organization
+    return user, Membership.objects.select_related("organization").get(user=user, organization=organization)
 
 
 # --- email verification ----------

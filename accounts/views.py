@@ -87,7 +87,13 @@ class SignupView(PublicAccountView):
     @extend_schema(
         operation_id="account_signup",
         tags=[TAG],
-        summary="Sign up: user + organization + owner membership; returns a JWT pair",
+        summary="Sign up: user + organization + owner membership (or join by invitation); returns a JWT pair",
+        description=(
+            "Creates the user, an organization with a unique slug and the owner membership, sends a "
+            "verification email and returns the organization and a JWT pair. With `invitation_token` "
+            "(from an invitation email, for the same address) the user joins the inviting "
+            "organization with the invited role instead, and no organization is created."
+        ),
         request=s.SignupIn,
         responses={201: s.SignupOut, 400: E400, 429: E429},
         examples=[
@@ -106,17 +112,21 @@ class SignupView(PublicAccountView):
         _limit_ip(request, "accounts.signup.ip", "RATE_SIGNUP_IP")
         data = s.SignupIn(data=request.data)
         data.is_valid(raise_exception=True)
-        user, organization = services.user_signup(
+        _limit_account(
+            request, "accounts.signup.account", "RATE_SIGNUP_ACCOUNT", data.validated_data["email"]
+        )
+        user, membership = services.user_signup(
             email=data.validated_data["email"],
             password=data.validated_data["password"],
-            organization_name=data.validated_data["organization_name"],
+            organization_name=data.validated_data.get("organization_name", ""),
+            invitation_token=data.validated_data.get("invitation_token", ""),
             full_name=data.validated_data.get("full_name", ""),
             ip_address=client_ip(request),
         )
         body = {
             "user": s.UserOut(user).data,
-            "organization": s.OrganizationOut(organization).data,
-            "role": "owner",
+            "organization": s.OrganizationOut(membership.organization).data,
+            "role": membership.role,
             "tokens": _token_pair(user),
         }
         return Response(body, status=status.HTTP_201_CREATED)

@@ -214,6 +214,7 @@ ACCOUNTS = {
     "EMAIL_VERIFICATION_MAX_AGE": env_int("EMAIL_VERIFICATION_MAX_AGE", 3 * 24 * 3600),
     # django-ratelimit rates protecting sign-up and login (per IP and per account email).
     "RATE_SIGNUP_IP": env_str("RATE_SIGNUP_IP", "10/h"),
+    "RATE_SIGNUP_ACCOUNT": env_str("RATE_SIGNUP_ACCOUNT", "5/h"),
     "RATE_LOGIN_IP": env_str("RATE_LOGIN_IP", "30/m"),
     "RATE_LOGIN_ACCOUNT": env_str("RATE_LOGIN_ACCOUNT", "5/m"),
     "RATE_REFRESH_IP": env_str("RATE_REFRESH_IP", "60/m"),

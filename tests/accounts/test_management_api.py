@@ -347,3 +347,46 @@ def test_revoke_through_api_is_seen_by_this_process_at_once(
     assert keys.verify(parsed, None)[0] == "revoked"
     again = client.post(f"/v1/account/keys/{created['key_id']}/revoke")
     assert again.status_code == 409
+
+
+def test_signup_with_invitation_joins_the_inviting_org_instead_of_creating_one(make_org, db):
+    org = make_org()
+    _invitation, token = services.invitation_create(
+        organization=org,
+        email="joiner@example.test",
+        role="developer",
+        actor=owner_of(org),
+        actor_role="owner",
+    )
+    orgs_before = Organization.objects.count()
+    wrong_email = APIClient().post(
+        "/v1/account/signup",
+        {"email": "other@example.test", "password": PASSWORD, "invitation_token": token},
+        format="json",
+    )
+    assert wrong_email.status_code == 400 and slug_of(wrong_email) == "invitation-invalid"
+    assert not User.objects.filter(email="other@example.test").exists()  # rolled back
+    response = APIClient().post(
+        "/v1/account/signup",
+        {"email": "joiner@example.test", "password": PASSWORD, "invitation_token": token},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["organization"]["slug"] == org.slug and response.json()["role"] == "developer"
+    assert Organization.objects.count() == orgs_before
+    assert response.json()["user"]["email_verified"] is True
+
+
+def test_signup_is_rate_limited_per_email(db, settings):
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "RATE_SIGNUP_ACCOUNT": "2/h"}
+    codes = [
+        APIClient(REMOTE_ADDR=f"192.0.2.{i}")
+        .post(
+            "/v1/account/signup",
+            {"email": "same@example.test", "password": "x", "organization_name": "S"},
+            format="json",
+        )
+        .status_code
+        for i in range(3)
+    ]
+    assert codes == [400, 400, 429]
