@@ -1,3 +1,16 @@
-"""Routes of the marketdata app (mounted by apiplatform/urls.py)."""
+"""Routes of the marketdata app: the public market data API, mounted at /v1/ by apiplatform/urls.py."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from marketdata.api import views
+
+urlpatterns = [
+    path("coins", views.CoinListView.as_view(), name="coins"),
+    path("coins/<str:coin_id>", views.CoinDetailView.as_view(), name="coin"),
+    path("coins/<str:coin_id>/candles", views.CandleListView.as_view(), name="candles"),
+    path("coins/<str:coin_id>/indicators/<str:name>", views.IndicatorView.as_view(), name="indicator"),
+    path("markets", views.MarketListView.as_view(), name="markets"),
+    path("prices", views.PriceView.as_view(), name="prices"),
+    path("rankings", views.RankingView.as_view(), name="rankings"),
+    path("screener", views.ScreenerView.as_view(), name="screener"),
+]

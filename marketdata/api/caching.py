@@ -1,0 +1,114 @@
+"""Shared response cache (Redis), strong ETags, 304s and Cache-Control for the public API.
+
+Cache entries are keyed by the endpoint and its normalised parameters and carry the version of the
+data they were computed from (``marketdata.cache``: a counter per (coin, timeframe) bumped by every
+candle write, one for snapshots, one per screener timeframe). One ``MGET`` reads the current version
+and the entry together; an entry whose version is not current is ignored and replaced, so a new
+candle makes every older answer unreachable at once (no stale answer) while hits cost one Redis
+round trip and no SQL. If Redis is unreachable the API computes every answer (logged, not failed).
+
+ETags are strong: a hash of the exact JSON body (CSV answers use the hash of the JSON body plus a
+``-csv`` suffix: the CSV is a deterministic function of the same data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import redis
+from django.http import HttpResponse
+
+from marketdata import cache as versions
+
+logger = logging.getLogger(__name__)
+
+LONG_MAX_AGE = 86400  # closed candles only: immutable except for rare late corrections
+SHORT_MAX_AGE = 10  # ranges that include an open bucket, latest prices, screeners
+LONG_TTL = 3600  # Redis TTL of entries for closed ranges
+SHORT_TTL = 60  # Redis TTL of other entries (the version already invalidates them on a write)
+VARY = "Accept, Authorization, X-API-Key"
+
+
+@dataclass
+class Cached:
+    body: bytes
+    etag: str
+    cache_control: str
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def cache_control(long: bool) -> str:
+    return f"private, max-age={LONG_MAX_AGE if long else SHORT_MAX_AGE}"
+
+
+def _entry_key(name: str, parts: tuple) -> str:
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
+    return f"{versions._prefix()}:resp:{name}:{digest}"
+
+
+def lookup(name: str, parts: tuple, version_key: str) -> tuple[str, Cached | None]:
+    """Return (current version, cached answer or None) in one round trip."""
+    try:
+        version, raw = versions.client().mget([version_key, _entry_key(name, parts)])
+    except redis.RedisError:
+        logger.warning("response cache unavailable", exc_info=True)
+        return "x", None
+    current = (version or b"0").decode()
+    if raw is None:
+        return current, None
+    try:
+        entry_version, etag, control, body = raw.split(b"\n", 3)
+    except ValueError:
+        return current, None
+    if entry_version.decode() != current:
+        return current, None
+    return current, Cached(body=body, etag=etag.decode(), cache_control=control.decode())
+
+
+def store(name: str, parts: tuple, version: str, cached: Cached, ttl: int) -> None:
+    if version == "x":
+        return
+    value = b"\n".join([version.encode(), cached.etag.encode(), cached.cache_control.encode(), cached.body])
+    try:
+        versions.client().set(_entry_key(name, parts), value, ex=ttl)
+    except redis.RedisError:
+        logger.warning("response cache unavailable", exc_info=True)
+
+
+def if_none_match(request, etag: str) -> bool:
+    header = request.META.get("HTTP_IF_NONE_MATCH")
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    tags = [t.strip() for t in header.split(",")]
+    return etag in tags or f"W/{etag}" in tags
+
+
+def respond(request, cached: Cached, *, content_type: str = "application/json", etag: str | None = None):
+    """200 with body, or 304 when the client's If-None-Match already has this representation."""
+    etag = etag or cached.etag
+    if if_none_match(request, etag):
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(cached.body, content_type=content_type)
+    response["ETag"] = etag
+    response["Cache-Control"] = cached.cache_control
+    response["Vary"] = VARY
+    return response
+
+
+def screener_key(timeframe: str) -> str:
+    return f"{versions._prefix()}:ver:screener:{timeframe}"
+
+
+def screener_changed(timeframe: str) -> None:
+    try:
+        versions.client().incr(screener_key(timeframe))
+    except redis.RedisError:
+        logger.exception("screener version bump failed")

@@ -1,0 +1,821 @@
+"""Public market data endpoints (``/v1/…``). Thin: parse parameters, call a query, shape output.
+
+Lists are built from tuples and rendered with orjson in one call (no serializer objects per row);
+hot answers come from the shared Redis response cache (see ``caching``); every answer has a strong
+ETag and Cache-Control; every error is problem+json naming the parameter.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from django.http import Http404, StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.renderers import BaseRenderer
+from rest_framework.response import Response
+
+from apiplatform.gateway import PublicAPIView
+from apiplatform.renderers import ORJSONRenderer, dumps
+from marketdata import cache as versions
+from marketdata import indicators, screener
+from marketdata.api import caching, docs, params, queries
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class CSVRenderer(BaseRenderer):
+    """Negotiation only: the candle view streams CSV itself."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, bytes) else b""
+
+
+class MarketDataView(PublicAPIView):
+    renderer_classes = [ORJSONRenderer]
+    allowed_params: frozenset[str] = frozenset()
+
+    def perform_content_negotiation(self, request, force=False):
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404:
+            formats = ", ".join(r.format for r in self.get_renderers())
+            raise ValidationError({"format": [f"must be one of {formats}"]}) from None
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if isinstance(response, Response) and response.status_code >= 400:
+            # Errors are always problem+json, whatever representation was negotiated.
+            request.accepted_renderer = ORJSONRenderer()
+            request.accepted_media_type = "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def query(self, request):
+        query = request.query_params
+        params.known_only(query, self.allowed_params | {"format"})
+        return query
+
+    def coin_or_404(self, coin_id: str) -> tuple[int, str, str]:
+        ref = queries.coin_ref(coin_id) if params.coin_id(coin_id) else None
+        if ref is None:
+            raise NotFound(f"No coin with id {coin_id[:100]!r}.")
+        return ref
+
+
+def _time(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=int(us))
+
+
+def _page_cost(request, default: int = params.DEFAULT_CANDLES) -> int:
+    raw = request.query_params.get("limit", "")
+    try:
+        limit = int(raw) if raw else default
+    except ValueError:
+        limit = default
+    return max(1, min(params.MAX_CANDLES, max(limit, 1)) + 999) // 1000
+
+
+def _link_next(request, cursor: str | None, response) -> None:
+    if cursor:
+        query = request.query_params.copy()
+        query["cursor"] = cursor
+        response["Link"] = f'<{request.build_absolute_uri(request.path)}?{query.urlencode()}>; rel="next"'
+
+
+# --- coins ---------------------------------------------------------------------------------------
+
+
+class CoinListView(MarketDataView):
+    endpoint_name = "coins"
+    credit_cost = 1
+    allowed_params = frozenset({"q", "active", "limit", "cursor"})
+
+    @extend_schema(
+        operation_id="coins_list",
+        summary="Search coins",
+        description="Coins of the universe ordered by id. `q` matches id or name (substring, "
+        "case-insensitive) or symbol (exact). Cursor-paginated. 1 credit.",
+        tags=["coins"],
+        parameters=[
+            OpenApiParameter("q", str, docs.Q, description="Search text (≤ 100 characters)."),
+            OpenApiParameter(
+                "active", bool, docs.Q, description="Only active (true) or delisted (false) coins."
+            ),
+            docs.limit(100, 1000),
+            docs.CURSOR,
+        ],
+        responses={
+            200: docs.CoinList,
+            **docs.errors(),
+        },
+        examples=[
+            OpenApiExample(
+                "coins",
+                response_only=True,
+                value={
+                    "data": [
+                        {
+                            "id": "bitcoin",
+                            "symbol": "btc",
+                            "name": "Bitcoin",
+                            "active": True,
+                            "first_seen": "2026-01-01T00:00:00Z",
+                            "last_seen": "2026-11-24T05:00:00Z",
+                        }
+                    ],
+                    "next_cursor": "azE6Yml0Y29pbg",
+                },
+            )
+        ],
+    )
+    def get(self, request):
+        query = self.query(request)
+        q = query.get("q", "").strip() or None
+        if q is not None and (len(q) > 100 or "\x00" in q):
+            params.fail("q", "at most 100 characters")
+        active = params.boolean(query, "active")
+        limit = params.integer(query, "limit", default=100, minimum=1, maximum=1000)
+        after = params.key_cursor(query)
+        rows = queries.coins_page(q=q, active=active, after=after, limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        cursor = params.encode_key_cursor(rows[-1][0]) if more else None
+        data = [
+            {"id": r[0], "symbol": r[1], "name": r[2], "active": r[3], "first_seen": r[4], "last_seen": r[5]}
+            for r in rows
+        ]
+        body = dumps({"data": data, "next_cursor": cursor})
+        response = caching.respond(
+            request, caching.Cached(body, caching.etag_of(body), caching.cache_control(False))
+        )
+        _link_next(request, cursor, response)
+        return response
+
+
+def _snapshot(r, offset: int) -> dict | None:
+    keys = (
+        "price",
+        "market_cap",
+        "rank",
+        "volume_24h",
+        "high_24h",
+        "low_24h",
+        "change_24h_pct",
+        "last_updated",
+    )
+    return dict(zip(keys, r[offset : offset + 8], strict=True))
+
+
+class CoinDetailView(MarketDataView):
+    endpoint_name = "coin"
+    credit_cost = 1
+
+    @extend_schema(
+        operation_id="coins_retrieve",
+        summary="One coin with its latest market snapshot",
+        tags=["coins"],
+        parameters=[OpenApiParameter("coin_id", str, OpenApiParameter.PATH, description="CoinGecko id.")],
+        responses={200: docs.CoinDetail, **docs.errors(not_found=True)},
+        examples=[
+            OpenApiExample(
+                "bitcoin",
+                response_only=True,
+                value={
+                    "id": "bitcoin",
+                    "symbol": "btc",
+                    "name": "Bitcoin",
+                    "active": True,
+                    "first_seen": "2026-01-01T00:00:00Z",
+                    "last_seen": "2026-11-24T05:00:00Z",
+                    "market": {
+                        "price": 91234.5,
+                        "market_cap": 1.81e12,
+                        "rank": 1,
+                        "volume_24h": 3.2e10,
+                        "high_24h": 92000.0,
+                        "low_24h": 89000.0,
+                        "change_24h_pct": 1.8,
+                        "last_updated": "2026-11-24T04:59:31Z",
+                    },
+                },
+            )
+        ],
+    )
+    def get(self, request, coin_id: str):
+        self.query(request)
+        row = queries.coin_detail(coin_id) if params.coin_id(coin_id) else None
+        if row is None:
+            raise NotFound(f"No coin with id {coin_id[:100]!r}.")
+        market = _snapshot(row, 6) if row[14] is not None else None
+        body = dumps(
+            {
+                "id": row[0],
+                "symbol": row[1],
+                "name": row[2],
+                "active": row[3],
+                "first_seen": row[4],
+                "last_seen": row[5],
+                "market": market,
+            }
+        )
+        return caching.respond(
+            request, caching.Cached(body, caching.etag_of(body), caching.cache_control(False))
+        )
+
+
+# --- markets and prices --------------------------------------------------------------------------
+
+
+class MarketListView(MarketDataView):
+    endpoint_name = "markets"
+    credit_cost = 1
+    allowed_params = frozenset({"ids", "order_by", "direction", "limit", "offset"})
+
+    @extend_schema(
+        operation_id="markets_list",
+        summary="Latest market snapshots, ranked",
+        description="Latest snapshot per coin ordered by market cap (default), 24h volume, 24h change, "
+        "price or upstream rank; nulls last. `ids` selects coins. Offset-paginated. 1 credit.",
+        tags=["markets"],
+        parameters=[
+            docs.IDS,
+            OpenApiParameter("order_by", str, docs.Q, enum=list(queries.MARKET_ORDER), default="market_cap"),
+            OpenApiParameter("direction", str, docs.Q, enum=["desc", "asc"], default="desc"),
+            docs.limit(100, 250),
+            docs.OFFSET,
+        ],
+        responses={200: docs.MarketList, **docs.errors(not_modified=True)},
+    )
+    def get(self, request):
+        query = self.query(request)
+        ids = params.id_list(query, "ids", maximum=250)
+        order_by = params.choice(query, "order_by", choices=tuple(queries.MARKET_ORDER), default="market_cap")
+        direction = params.choice(query, "direction", choices=("desc", "asc"), default="desc")
+        limit = params.integer(query, "limit", default=100, minimum=1, maximum=250)
+        offset = params.integer(query, "offset", default=0, minimum=0, maximum=100_000)
+        parts = (tuple(ids or ()), order_by, direction, limit, offset)
+        version, hit = caching.lookup("markets", parts, versions.snapshots_key())
+        if hit is None:
+            rows = queries.markets_page(
+                ids=ids, order_by=order_by, descending=direction == "desc", offset=offset, limit=limit + 1
+            )
+            data = [{"id": r[0], "symbol": r[1], "name": r[2], **_snapshot(r, 3)} for r in rows[:limit]]
+            body = dumps({"data": data, "next_offset": offset + limit if len(rows) > limit else None})
+            hit = caching.Cached(body, caching.etag_of(body), caching.cache_control(False))
+            caching.store("markets", parts, version, hit, caching.SHORT_TTL)
+        return caching.respond(request, hit)
+
+
+class PriceView(MarketDataView):
+    endpoint_name = "prices"
+    credit_cost = 1
+    allowed_params = frozenset({"ids"})
+
+    @extend_schema(
+        operation_id="prices_retrieve",
+        summary="Latest prices of up to 250 coins",
+        description="Latest price, market cap, 24h volume, 24h change and the upstream's update time, "
+        "keyed by coin id. Unknown ids (or coins without a price yet) are listed in `missing`. 1 credit.",
+        tags=["markets"],
+        parameters=[docs.IDS],
+        responses={200: docs.Prices, **docs.errors(not_modified=True)},
+        examples=[
+            OpenApiExample(
+                "prices",
+                response_only=True,
+                value={
+                    "data": {
+                        "bitcoin": {
+                            "price": 91234.5,
+                            "market_cap": 1.81e12,
+                            "volume_24h": 3.2e10,
+                            "change_24h_pct": 1.8,
+                            "last_updated": "2026-11-24T04:59:31Z",
+                        }
+                    },
+                    "missing": ["nope"],
+                },
+            )
+        ],
+    )
+    def get(self, request):
+        query = self.query(request)
+        ids = params.id_list(query, "ids", maximum=250, required=True)
+        parts = tuple(sorted(ids))
+        version, hit = caching.lookup("prices", parts, versions.snapshots_key())
+        if hit is None:
+            rows = queries.prices(list(parts))
+            data = {
+                r[0]: {
+                    "price": r[1],
+                    "market_cap": r[2],
+                    "volume_24h": r[3],
+                    "change_24h_pct": r[4],
+                    "last_updated": r[5],
+                }
+                for r in rows
+            }
+            missing = [i for i in parts if i not in data]
+            body = dumps({"data": data, "missing": missing})
+            hit = caching.Cached(body, caching.etag_of(body), caching.cache_control(False))
+            caching.store("prices", parts, version, hit, caching.SHORT_TTL)
+        return caching.respond(request, hit)
+
+
+# --- candles -------------------------------------------------------------------------------------
+
+
+def _range_is_closed(timeframe: str, end, rows_closed: bool, now: datetime) -> bool:
+    """Long caching only if every row is closed and nothing newer can appear inside the range."""
+    return rows_closed and end is not None and end <= now
+
+
+class CandleListView(MarketDataView):
+    endpoint_name = "candles"
+    credit_cost = 1
+    renderer_classes = [ORJSONRenderer, CSVRenderer]
+    allowed_params = frozenset({"timeframe", "start", "end", "limit", "order", "cursor"})
+
+    def get_credit_cost(self, request) -> int:
+        return _page_cost(request)
+
+    @extend_schema(
+        operation_id="candles_list",
+        summary="OHLCV candles of one coin",
+        description=(
+            "Candles with `start <= time < end`, newest first (`order=desc`, default) or oldest first, "
+            f"up to `limit` ({params.MAX_CANDLES} max) per page; follow `next_cursor` (or the `Link` "
+            "header) for the rest. `format=csv` or `Accept: text/csv` streams CSV with the same columns. "
+            "Credits: 1 per started 1,000 of `limit`. " + docs.RESPONSE_HEADERS_DOC
+        ),
+        tags=["candles"],
+        parameters=[
+            OpenApiParameter("coin_id", str, OpenApiParameter.PATH, description="CoinGecko id."),
+            docs.TIMEFRAME,
+            docs.START,
+            docs.END,
+            docs.LIMIT_CANDLES,
+            docs.ORDER,
+            docs.CURSOR,
+            docs.FORMAT,
+            docs.IF_NONE_MATCH,
+        ],
+        responses={
+            (200, "application/json"): docs.CandleList,
+            (200, "text/csv"): {"type": "string"},
+            **docs.errors(not_found=True, not_modified=True),
+        },
+        examples=[
+            OpenApiExample(
+                "1h candles",
+                response_only=True,
+                value={
+                    "coin": "bitcoin",
+                    "timeframe": "1h",
+                    "data": [
+                        {
+                            "time": "2026-11-24T04:00:00Z",
+                            "open": 91000.0,
+                            "high": 91500.0,
+                            "low": 90800.0,
+                            "close": 91234.5,
+                            "volume": None,
+                            "volume_24h": 3.2e10,
+                            "closed": False,
+                            "filled": False,
+                        }
+                    ],
+                    "next_cursor": "dDE6ZGVzYzoxNzY0MDQ2ODAwMDAwMDAw",
+                },
+            )
+        ],
+    )
+    def get(self, request, coin_id: str):
+        query = self.query(request)
+        coin_pk, _, _ = self.coin_or_404(coin_id)
+        timeframe = params.timeframe(query)
+        start, end = params.time_range(query)
+        limit = params.integer(
+            query, "limit", default=params.DEFAULT_CANDLES, minimum=1, maximum=params.MAX_CANDLES
+        )
+        order = params.choice(query, "order", choices=("desc", "asc"), default="desc")
+        cursor = params.time_cursor(query, order=order)
+        self.require_timeframe(request, timeframe)
+        parts = (coin_pk, timeframe, start, end, limit, order, cursor)
+        version, hit = caching.lookup("candles", parts, versions.candles_key(coin_pk, timeframe))
+        if hit is None:
+            rows = queries.candles_page(
+                coin_id=coin_pk,
+                timeframe=timeframe,
+                start=start,
+                end=end,
+                cursor_us=cursor.after_us if cursor else None,
+                order=order,
+                limit=limit + 1,
+            )
+            more = len(rows) > limit
+            rows = rows[:limit]
+            next_cursor = params.encode_time_cursor(order, rows[-1][0]) if more else None
+            cols = queries.CANDLE_COLUMNS
+            data = [dict(zip(cols, r, strict=True)) for r in rows]
+            body = dumps({"coin": coin_id, "timeframe": timeframe, "data": data, "next_cursor": next_cursor})
+            closed = _range_is_closed(timeframe, end, all(r[7] for r in rows), timezone.now())
+            hit = caching.Cached(body, caching.etag_of(body), caching.cache_control(closed))
+            caching.store("candles", parts, version, hit, caching.LONG_TTL if closed else caching.SHORT_TTL)
+        else:
+            next_cursor = None
+        if request.accepted_renderer.format == "csv":
+            return self._csv(request, hit)
+        response = caching.respond(request, hit)
+        _link_next(request, next_cursor if hit is not None and next_cursor else _cursor_of(hit), response)
+        return response
+
+    def _csv(self, request, hit: caching.Cached):
+        etag = hit.etag[:-1] + '-csv"'
+        if caching.if_none_match(request, etag):
+            return caching.respond(request, hit, etag=etag)
+        import orjson
+
+        doc = orjson.loads(hit.body)
+        cols = queries.CANDLE_COLUMNS
+
+        def rows():
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\n")
+            writer.writerow(cols)
+            for i, item in enumerate(doc["data"], 1):
+                writer.writerow(["" if item[c] is None else _csv_value(item[c]) for c in cols])
+                if i % 500 == 0:
+                    yield buf.getvalue().encode()
+                    buf.seek(0)
+                    buf.truncate()
+            yield buf.getvalue().encode()
+
+        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+        response["ETag"] = etag
+        response["Cache-Control"] = hit.cache_control
+        response["Vary"] = caching.VARY
+        response["Content-Disposition"] = f'inline; filename="{doc["coin"]}-{doc["timeframe"]}.csv"'
+        _link_next(request, doc.get("next_cursor"), response)
+        return response
+
+
+def _csv_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def _cursor_of(hit: caching.Cached) -> str | None:
+    """next_cursor of a cached JSON body without parsing it all (it is the last member)."""
+    marker = b'"next_cursor":"'
+    at = hit.body.rfind(marker)
+    if at < 0:
+        return None
+    end = hit.body.find(b'"', at + len(marker))
+    return hit.body[at + len(marker) : end].decode()
+
+
+# --- indicators ----------------------------------------------------------------------------------
+
+
+def _indicator_params(query, spec: indicators.Indicator) -> dict:
+    out = {}
+    for p in spec.params:
+        if p.integer:
+            out[p.name] = params.integer(
+                query, p.name, default=int(p.default), minimum=int(p.minimum), maximum=int(p.maximum)
+            )
+        else:
+            out[p.name] = params.number(
+                query, p.name, default=p.default, minimum=p.minimum, maximum=p.maximum
+            )
+    every = {q.name for s in indicators.INDICATORS.values() for q in s.params}
+    for name in every - {p.name for p in spec.params}:
+        if query.get(name) not in (None, ""):
+            params.fail(name, f"is not a parameter of {spec.name}")
+    return out
+
+
+class IndicatorView(MarketDataView):
+    endpoint_name = "indicators"
+    credit_cost = 1
+    allowed_params = frozenset(
+        {"timeframe", "start", "end", "limit", "order", "cursor"}
+        | {p.name for s in indicators.INDICATORS.values() for p in s.params}
+    )
+
+    def get_credit_cost(self, request) -> int:
+        return _page_cost(request)
+
+    @extend_schema(
+        operation_id="indicators_list",
+        summary="An indicator series of one coin",
+        description=(
+            "Indicator values per candle, computed from the whole stored series (so a value never depends "
+            "on the range asked for: pages give the same numbers as one big request). Definitions, seeding "
+            "and warm-up are TA-Lib's (docs/indicators.md); warm-up points have null values. Indicators "
+            "and parameters (defaults): "
+            + "; ".join(
+                f"`{s.name}` ({', '.join(f'{p.name}={p.default:g}' for p in s.params)}) → "
+                f"{', '.join(s.outputs)}"
+                for s in indicators.INDICATORS.values()
+            )
+            + ". Paging as for candles. Credits: 1 per started 1,000 of `limit`. "
+            + docs.RESPONSE_HEADERS_DOC
+        ),
+        tags=["indicators"],
+        parameters=[
+            OpenApiParameter("coin_id", str, OpenApiParameter.PATH, description="CoinGecko id."),
+            OpenApiParameter("name", str, OpenApiParameter.PATH, enum=list(indicators.INDICATORS)),
+            docs.TIMEFRAME,
+            docs.START,
+            docs.END,
+            docs.LIMIT_CANDLES,
+            docs.ORDER,
+            docs.CURSOR,
+            *docs.indicator_parameters(),
+            docs.IF_NONE_MATCH,
+        ],
+        responses={200: docs.IndicatorSeries, **docs.errors(not_found=True, not_modified=True)},
+        examples=[
+            OpenApiExample(
+                "rsi",
+                response_only=True,
+                value={
+                    "coin": "bitcoin",
+                    "timeframe": "1h",
+                    "indicator": "rsi",
+                    "params": {"period": 14},
+                    "outputs": ["value"],
+                    "data": [{"time": "2026-11-24T03:00:00Z", "value": 61.3}],
+                    "next_cursor": None,
+                },
+            ),
+            OpenApiExample(
+                "macd",
+                response_only=True,
+                value={
+                    "coin": "bitcoin",
+                    "timeframe": "1h",
+                    "indicator": "macd",
+                    "params": {"fast": 12, "slow": 26, "signal": 9},
+                    "outputs": ["macd", "signal", "histogram"],
+                    "data": [
+                        {"time": "2026-11-24T03:00:00Z", "macd": 120.5, "signal": 98.1, "histogram": 22.4}
+                    ],
+                    "next_cursor": None,
+                },
+            ),
+        ],
+    )
+    def get(self, request, coin_id: str, name: str):
+        query = self.query(request)
+        coin_pk, _, _ = self.coin_or_404(coin_id)
+        spec = indicators.INDICATORS.get(name)
+        if spec is None:
+            raise NotFound(f"No indicator {name[:50]!r}; one of {', '.join(indicators.INDICATORS)}.")
+        timeframe = params.timeframe(query)
+        start, end = params.time_range(query)
+        limit = params.integer(
+            query, "limit", default=params.DEFAULT_CANDLES, minimum=1, maximum=params.MAX_CANDLES
+        )
+        order = params.choice(query, "order", choices=("desc", "asc"), default="desc")
+        cursor = params.time_cursor(query, order=order)
+        values = _indicator_params(query, spec)
+        self.require_timeframe(request, timeframe)
+        parts = (coin_pk, timeframe, name, tuple(sorted(values.items())), start, end, limit, order, cursor)
+        version, hit = caching.lookup("indicators", parts, versions.candles_key(coin_pk, timeframe))
+        if hit is None:
+            hit = self._compute(coin_id, coin_pk, spec, values, timeframe, start, end, limit, order, cursor)
+            closed = hit.cache_control == caching.cache_control(True)
+            caching.store(
+                "indicators", parts, version, hit, caching.LONG_TTL if closed else caching.SHORT_TTL
+            )
+        response = caching.respond(request, hit)
+        _link_next(request, _cursor_of(hit), response)
+        return response
+
+    def _compute(self, coin_id, coin_pk, spec, values, timeframe, start, end, limit, order, cursor):
+        upper = end
+        if cursor is not None and order == "desc":
+            at = _time(cursor.after_us)
+            upper = at if upper is None else min(upper, at)
+        series = queries.series_arrays(coin_id=coin_pk, timeframe=timeframe, end=upper)
+        times = series["time"]
+        lo = 0
+        if start is not None:
+            lo = int(np.searchsorted(times, int(start.timestamp() * 1e6), side="left"))
+        if cursor is not None and order == "asc":
+            lo = max(lo, int(np.searchsorted(times, cursor.after_us, side="right")))
+        hi = len(times)
+        if order == "asc":
+            idx = np.arange(lo, min(hi, lo + limit + 1))
+        else:
+            idx = np.arange(hi - 1, max(lo, hi - limit - 1) - 1, -1)
+        more = len(idx) > limit
+        idx = idx[:limit]
+        outputs = (
+            indicators.compute(spec.name, params=values, timeframe=timeframe, series=series)
+            if len(idx)
+            else {}
+        )
+        keys = list(spec.outputs)
+        picked = {k: outputs[k][idx] for k in keys} if len(idx) else {}
+        data = []
+        for j, i in enumerate(idx.tolist()):
+            point = {"time": _time(times[i])}
+            for k in keys:
+                v = float(picked[k][j])
+                point[k] = None if math.isnan(v) else v
+            data.append(point)
+        next_cursor = params.encode_time_cursor(order, _time(times[idx[-1]])) if more else None
+        body = dumps(
+            {
+                "coin": coin_id,
+                "timeframe": timeframe,
+                "indicator": spec.name,
+                "params": values,
+                "outputs": keys,
+                "data": data,
+                "next_cursor": next_cursor,
+            }
+        )
+        rows_closed = bool(series["closed"][idx].all()) if len(idx) else True
+        closed = _range_is_closed(timeframe, end, rows_closed, timezone.now())
+        return caching.Cached(body, caching.etag_of(body), caching.cache_control(closed))
+
+
+# --- rankings and screener -----------------------------------------------------------------------
+
+
+def _ranks(caps: dict[int, tuple]) -> dict[int, int]:
+    ordered = sorted(caps.items(), key=lambda kv: (-kv[1][2], kv[1][0]))
+    return {coin: i for i, (coin, _) in enumerate(ordered, 1)}
+
+
+class RankingView(MarketDataView):
+    endpoint_name = "rankings"
+    credit_cost = 2
+    allowed_params = frozenset({"by", "at", "limit", "offset"})
+
+    @extend_schema(
+        operation_id="rankings_list",
+        summary="Market-cap rankings at a time",
+        description=(
+            "Coins ranked by market cap now (latest snapshots) or `at` a past time (market caps at the "
+            "close of the last full hour before `at`, from the 1h candles), with the rank change over 24h "
+            "and 7d (positive = moved up; null if the coin was not ranked then) and each coin's share of "
+            "the total market cap of all ranked coins. 2 credits."
+        ),
+        tags=["markets"],
+        parameters=[
+            OpenApiParameter("by", str, docs.Q, enum=["market_cap"], default="market_cap"),
+            OpenApiParameter("at", docs.OpenApiTypes.DATETIME, docs.Q, description="Past time; default now."),
+            docs.limit(100, 1000),
+            docs.OFFSET,
+        ],
+        responses={200: docs.Rankings, **docs.errors(not_modified=True)},
+    )
+    def get(self, request):
+        query = self.query(request)
+        by = params.choice(query, "by", choices=("market_cap",), default="market_cap")
+        at = params.time_value(query, "at")
+        limit = params.integer(query, "limit", default=100, minimum=1, maximum=1000)
+        offset = params.integer(query, "offset", default=0, minimum=0, maximum=100_000)
+        now = timezone.now()
+        if at is not None and at > now:
+            params.fail("at", "must not be in the future")
+        parts = (by, at, limit, offset, None if at is not None else now.replace(second=0, microsecond=0))
+        version, hit = caching.lookup("rankings", parts, versions.snapshots_key())
+        if hit is None:
+            current = queries.snapshot_market_caps() if at is None else queries.market_caps_at(at)
+            ref = at or now
+            ranks = _ranks(current)
+            before_24h = _ranks(queries.market_caps_at(ref - timedelta(hours=24)))
+            before_7d = _ranks(queries.market_caps_at(ref - timedelta(days=7)))
+            total = float(sum(v[2] for v in current.values()))
+            ordered = sorted(ranks.items(), key=lambda kv: kv[1])[offset : offset + limit]
+            data = []
+            for coin, rank in ordered:
+                upstream, symbol, cap = current[coin]
+                data.append(
+                    {
+                        "rank": rank,
+                        "id": upstream,
+                        "symbol": symbol,
+                        "market_cap": cap,
+                        "share_pct": cap / total * 100.0 if total else 0.0,
+                        "rank_change_24h": before_24h[coin] - rank if coin in before_24h else None,
+                        "rank_change_7d": before_7d[coin] - rank if coin in before_7d else None,
+                    }
+                )
+            more = offset + limit < len(ranks)
+            body = dumps(
+                {
+                    "by": by,
+                    "at": at,
+                    "total_market_cap": total,
+                    "coins": len(ranks),
+                    "data": data,
+                    "next_offset": offset + limit if more else None,
+                }
+            )
+            hit = caching.Cached(body, caching.etag_of(body), caching.cache_control(False))
+            caching.store("rankings", parts, version, hit, caching.SHORT_TTL)
+        return caching.respond(request, hit)
+
+
+_SCREENER_FILTERS = {f"{f}_{op}": (f, op) for f in screener.FIELDS for op in ("lt", "gt", "lte", "gte")}
+# Short aliases a user would type: change_gt → change_pct_gt.
+_SCREENER_FILTERS.update({f"change_{op}": ("change_pct", op) for op in ("lt", "gt", "lte", "gte")})
+_SORTS = tuple(screener.FIELDS) + tuple(f"-{f}" for f in screener.FIELDS)
+
+
+class ScreenerView(MarketDataView):
+    endpoint_name = "screener"
+    credit_cost = 2
+    allowed_params = frozenset({"timeframe", "sort", "limit", "offset", *_SCREENER_FILTERS})
+
+    @extend_schema(
+        operation_id="screener_list",
+        summary="Coins whose latest indicators match filters",
+        description=(
+            "Filters over the precomputed latest indicators (newest closed candle of each coin, refreshed "
+            "after each roll-up; parameters fixed: SMA/EMA 20, RSI 14, MACD 12/26/9, Bollinger 20/2, "
+            "ATR 14, volatility 30). Each field F takes `F_lt`, `F_gt`, `F_lte`, `F_gte`; `change_*` is "
+            "short for `change_pct_*`. Fields: "
+            + "; ".join(f"`{k}` {v}" for k, v in screener.FIELDS.items())
+            + " A coin with a null field never matches a filter on it. 2 credits."
+        ),
+        tags=["indicators"],
+        parameters=[
+            docs.TIMEFRAME,
+            OpenApiParameter("sort", str, docs.Q, enum=list(_SORTS), default="-volume_24h"),
+            docs.limit(100, 1000),
+            docs.OFFSET,
+            *[
+                OpenApiParameter(name, float, docs.Q, description=f"{field} {op} value.")
+                for name, (field, op) in _SCREENER_FILTERS.items()
+            ],
+        ],
+        responses={200: docs.Screener, **docs.errors(not_modified=True)},
+        examples=[
+            OpenApiExample(
+                "oversold",
+                response_only=True,
+                value={
+                    "timeframe": "1h",
+                    "next_offset": None,
+                    "data": [
+                        {
+                            "id": "solana",
+                            "symbol": "sol",
+                            "name": "Solana",
+                            "time": "2026-11-24T03:00:00Z",
+                            **dict.fromkeys(screener.FIELDS),
+                            "close": 142.1,
+                            "rsi": 27.4,
+                        }
+                    ],
+                },
+            )
+        ],
+    )
+    def get(self, request):
+        query = self.query(request)
+        timeframe = params.timeframe(query)
+        sort = params.choice(query, "sort", choices=_SORTS, default="-volume_24h")
+        limit = params.integer(query, "limit", default=100, minimum=1, maximum=1000)
+        offset = params.integer(query, "offset", default=0, minimum=0, maximum=100_000)
+        filters = []
+        for name in sorted(set(query.keys()) & set(_SCREENER_FILTERS)):
+            field, op = _SCREENER_FILTERS[name]
+            filters.append((field, op, params.number(query, name)))
+        self.require_timeframe(request, timeframe)
+        parts = (timeframe, sort, limit, offset, tuple(filters))
+        version, hit = caching.lookup("screener", parts, caching.screener_key(timeframe))
+        if hit is None:
+            rows = screener.screen(
+                timeframe=timeframe, filters=filters, sort=sort, limit=limit + 1, offset=offset
+            )
+            cols = ("id", "symbol", "name", "time", *screener.FIELDS)
+            data = [dict(zip(cols, r, strict=True)) for r in rows[:limit]]
+            body = dumps(
+                {
+                    "timeframe": timeframe,
+                    "data": data,
+                    "next_offset": offset + limit if len(rows) > limit else None,
+                }
+            )
+            hit = caching.Cached(body, caching.etag_of(body), caching.cache_control(False))
+            caching.store("screener", parts, version, hit, caching.SHORT_TTL)
+        return caching.respond(request, hit)

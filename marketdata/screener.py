@@ -1,0 +1,195 @@
+"""The screener: a precomputed table of the latest indicators of every coin, and its filters.
+
+:func:`latest_indicators_refresh` recomputes, for one timeframe, the indicators of the newest
+CLOSED candle of every active coin with the fixed parameters in :data:`SCREENER_PARAMS`, writes
+them to ``marketdata_latestindicator`` (one upsert) and bumps the screener's cache version. It is a
+plain function; Celery beat runs it after each roll-up (ingestion wraps it in a task).
+
+History used: the last :data:`HISTORY` closed candles of each series (one LATERAL index scan per
+coin). For the windowed indicators that is exact. For the EMA-type ones (ema, rsi, macd, atr) the
+weight left on anything older than ``HISTORY`` candles is ``(1 - k)^HISTORY`` — for the screener's
+periods (≤ 30) below 1e-30 at 1,000 candles, far under double precision — so the values equal the
+full-history values of ``/v1/coins/{id}/indicators/...`` to floating-point rounding.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from django.db import connection, transaction
+from django.utils import timezone
+
+from marketdata import indicators
+from marketdata.api import caching
+
+logger = logging.getLogger(__name__)
+
+HISTORY = 1000
+SCREENER_PARAMS = {
+    "sma": {"period": 20},
+    "ema": {"period": 20},
+    "rsi": {"period": 14},
+    "macd": {"fast": 12, "slow": 26, "signal": 9},
+    "bbands": {"period": 20, "stddev": 2.0},
+    "atr": {"period": 14},
+    "volatility": {"period": 30},
+}
+#: Screener fields (the table's columns) and their meaning, for filters and docs.
+FIELDS = {
+    "close": "Close of the newest closed candle.",
+    "change_pct": "Close vs the previous candle's close, in percent.",
+    "volume_24h": "Rolling 24h volume at the candle's close.",
+    "sma": "SMA(20) of closes.",
+    "ema": "EMA(20) of closes.",
+    "rsi": "RSI(14), Wilder.",
+    "macd": "MACD(12, 26, 9) line.",
+    "macd_signal": "MACD(12, 26, 9) signal line.",
+    "macd_histogram": "MACD(12, 26, 9) histogram.",
+    "bb_upper": "Bollinger upper band (20, 2).",
+    "bb_middle": "Bollinger middle band (20, 2).",
+    "bb_lower": "Bollinger lower band (20, 2).",
+    "atr": "ATR(14), Wilder.",
+    "volatility": "Annualised volatility of log returns over 30 candles.",
+}
+_COLUMNS = tuple(FIELDS)
+
+
+@dataclass
+class RefreshResult:
+    timeframe: str
+    coins: int
+    rows_read: int
+    seconds: float
+
+
+def compute_latest(timeframe: str, high: np.ndarray, low: np.ndarray, close: np.ndarray, vol24) -> dict:
+    """The screener fields for the last element of one series (oldest → newest arrays)."""
+    series = {"high": high, "low": low, "close": close}
+
+    def last(name: str, output: str = "value") -> float | None:
+        values = indicators.compute(name, params=SCREENER_PARAMS[name], timeframe=timeframe, series=series)
+        value = values[output][-1]
+        return None if np.isnan(value) else float(value)
+
+    change = None
+    if len(close) >= 2 and close[-2] != 0:
+        change = float((close[-1] / close[-2] - 1.0) * 100.0)
+    return {
+        "close": float(close[-1]),
+        "change_pct": change,
+        "volume_24h": vol24,
+        "sma": last("sma"),
+        "ema": last("ema"),
+        "rsi": last("rsi"),
+        "macd": last("macd", "macd"),
+        "macd_signal": last("macd", "signal"),
+        "macd_histogram": last("macd", "histogram"),
+        "bb_upper": last("bbands", "upper"),
+        "bb_middle": last("bbands", "middle"),
+        "bb_lower": last("bbands", "lower"),
+        "atr": last("atr"),
+        "volatility": last("volatility"),
+    }
+
+
+_READ_SQL = """
+SELECT c.id, k.bucket_start, k.high, k.low, k.close, k.volume_24h
+FROM marketdata_coin c
+CROSS JOIN LATERAL (
+    SELECT bucket_start, high, low, close, volume_24h FROM marketdata_candle x
+    WHERE x.coin_id = c.id AND x.timeframe = %(tf)s AND x.closed
+    ORDER BY x.bucket_start DESC LIMIT %(history)s
+) k
+WHERE c.active {coin_filter}
+ORDER BY c.id, k.bucket_start
+"""
+
+
+def latest_indicators_refresh(*, timeframe: str, coin_ids: list[int] | None = None) -> RefreshResult:
+    """Recompute the latest-indicator rows of ``timeframe`` (all active coins, or ``coin_ids``)."""
+    if timeframe not in indicators.PERIODS_PER_YEAR:
+        raise ValueError(f"unknown timeframe {timeframe!r}")
+    began = time.monotonic()
+    coin_filter = "AND c.id = ANY(%(ids)s)" if coin_ids is not None else ""
+    with connection.cursor() as cur:
+        cur.execute(
+            _READ_SQL.format(coin_filter=coin_filter), {"tf": timeframe, "history": HISTORY, "ids": coin_ids}
+        )
+        rows = cur.fetchall()
+    now = timezone.now()
+    out: list[tuple] = []
+    if rows:
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        high = np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows))
+        low = np.fromiter((r[3] for r in rows), dtype=np.float64, count=len(rows))
+        close = np.fromiter((r[4] for r in rows), dtype=np.float64, count=len(rows))
+        boundaries = np.flatnonzero(np.diff(ids)) + 1
+        starts = np.concatenate(([0], boundaries))
+        ends = np.concatenate((boundaries, [len(rows)]))
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            values = compute_latest(timeframe, high[a:b], low[a:b], close[a:b], rows[b - 1][5])
+            out.append((int(ids[a]), rows[b - 1][1], *(values[c] for c in _COLUMNS)))
+    _write(timeframe, out, now, coin_ids)
+    caching.screener_changed(timeframe)
+    result = RefreshResult(timeframe, len(out), len(rows), time.monotonic() - began)
+    logger.info(
+        "latest indicators %s: %d coins from %d candles in %.2fs",
+        timeframe,
+        result.coins,
+        result.rows_read,
+        result.seconds,
+    )
+    return result
+
+
+@transaction.atomic
+def _write(timeframe: str, rows: list[tuple], now, coin_ids: list[int] | None) -> None:
+    cols = ("coin_id", "time", *_COLUMNS)
+    with connection.cursor() as cur:
+        if rows:
+            arrays = list(zip(*rows, strict=True))
+            types = ["int8[]", "timestamptz[]"] + ["float8[]"] * len(_COLUMNS)
+            unnest = ", ".join(f"%s::{t}" for t in types)
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*cols[1:], "computed_at"))
+            cur.execute(
+                f"INSERT INTO marketdata_latestindicator (timeframe, computed_at, {', '.join(cols)}) "  # noqa: S608
+                f"SELECT %s, %s, * FROM unnest({unnest}) "
+                f"ON CONFLICT (timeframe, coin_id) DO UPDATE SET {updates}",
+                [timeframe, now, *[list(a) for a in arrays]],
+            )
+        # Rows of coins that are no longer active (or lost their history) go away.
+        keep = [r[0] for r in rows]
+        if coin_ids is None:
+            cur.execute(
+                "DELETE FROM marketdata_latestindicator WHERE timeframe = %s AND NOT coin_id = ANY(%s)",
+                [timeframe, keep],
+            )
+
+
+def screen(*, timeframe: str, filters: list[tuple[str, str, float]], sort: str, limit: int, offset: int):
+    """Rows of the latest-indicator table matching ``filters`` [(field, 'lt'|'gt'|'lte'|'gte', value)]
+    (1 query): (upstream id, symbol, name, time, *FIELDS)."""
+    ops = {"lt": "<", "gt": ">", "lte": "<=", "gte": ">="}
+    where, args = ["li.timeframe = %s", "c.active"], [timeframe]
+    for field, op, value in filters:
+        if field not in FIELDS:
+            raise ValueError(field)
+        where.append(f"li.{field} {ops[op]} %s")
+        args.append(value)
+    descending = sort.startswith("-")
+    field = sort.lstrip("-")
+    if field not in FIELDS:
+        raise ValueError(sort)
+    direction = "DESC" if descending else "ASC"
+    sql = (
+        f"SELECT c.upstream_id, c.symbol, c.name, li.time, {', '.join('li.' + f for f in FIELDS)} "  # noqa: S608
+        "FROM marketdata_latestindicator li JOIN marketdata_coin c ON c.id = li.coin_id "
+        f"WHERE {' AND '.join(where)} ORDER BY li.{field} {direction} NULLS LAST, c.upstream_id "
+        "OFFSET %s LIMIT %s"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [*args, offset, limit])
+        return cur.fetchall()
