@@ -138,12 +138,15 @@ def ingestion_run_record(*, job: str, task_id: str = "") -> Iterator[RunStats]:
     )
 
 
-def ingestion_runs_mark_abandoned(*, older_than: timedelta, now: datetime | None = None) -> int:
-    """Runs still 'running' long after any time limit belong to a worker that died: say so."""
+def ingestion_runs_mark_abandoned(
+    *, older_than: timedelta, job: str | None = None, now: datetime | None = None
+) -> int:
+    """Runs still 'running' after their task's hard time limit belong to a worker that died: say so."""
     now = now or timezone.now()
-    return IngestionRun.objects.filter(
-        outcome=IngestionRun.Outcome.RUNNING, started_at__lt=now - older_than
-    ).update(
+    qs = IngestionRun.objects.filter(outcome=IngestionRun.Outcome.RUNNING, started_at__lt=now - older_than)
+    if job is not None:
+        qs = qs.filter(job=job)
+    return qs.update(
         outcome=IngestionRun.Outcome.ABANDONED, finished_at=now, error="worker lost (no finish recorded)"
     )
 

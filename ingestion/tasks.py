@@ -9,14 +9,19 @@ records an `IngestionRun`. Schedules: `manage.py setup_schedules` (django-celery
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
+from ingestion.coingecko import BudgetTimeout, CoinGeckoClient
+from ingestion.models import IngestionRun
 from ingestion.services import (
+    RunStats,
     dead_letter_replay,
     ingestion_run_record,
     ingestion_runs_mark_abandoned,
@@ -27,18 +32,41 @@ from ingestion.taskbase import QUEUE_BACKFILL, QUEUE_DEFAULT, QUEUE_INGESTION, p
 
 logger = logging.getLogger(__name__)
 
+#: Upstream errors that are permanent for the client's own retry loop but transient for a task: the
+#: shared rate budget was exhausted for a while; a later attempt gets its share.
+UPSTREAM_RETRY_ON = (BudgetTimeout,)
+
 
 # --- adapters to the pipeline (kept in one place) ----------------------------------------------------
-def upstream_client():
-    """The CoinGecko client configured from settings (the real API or the simulator)."""
-    from ingestion.coingecko import client_from_settings
+@contextlib.contextmanager
+def upstream_client() -> Iterator[Any]:
+    """The CoinGecko client configured from settings (the real API or the simulator), closed after."""
+    client = CoinGeckoClient.from_settings()
+    try:
+        yield client
+    finally:
+        client.close()
 
-    return client_from_settings()
+
+def _call_pipeline(run: RunStats, fn: Callable[..., Any], **kwargs: Any) -> None:
+    """Call ``fn(client, **kwargs)`` and record its result in ``run``; the upstream calls come from
+    the result when it counts them, otherwise from the client's own counters."""
+    with upstream_client() as client:
+        try:
+            run.add(fn(client, **kwargs))
+        finally:
+            metrics = getattr(client, "metrics", None)
+            counters = metrics.snapshot() if metrics is not None else {}
+            if counters:
+                run.details["upstream"] = {k: v for k, v in counters.items() if v}
+                if not run.calls:
+                    run.calls = int(counters.get("calls", 0))
 
 
 # --- the per-minute refresh -------------------------------------------------------------------------
 @project_task(
     name="ingestion.refresh_markets",
+    retry_on=UPSTREAM_RETRY_ON,
     queue=QUEUE_INGESTION,
     soft_time_limit=50,
     time_limit=58,
@@ -53,8 +81,7 @@ def refresh_markets(self) -> dict[str, Any]:
     from ingestion import pipeline
 
     with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
-        result = pipeline.refresh_markets(upstream_client(), now=timezone.now())
-        run.add(result)
+        _call_pipeline(run, pipeline.refresh_markets, now=timezone.now())
     return run.details
 
 
@@ -73,23 +100,35 @@ def rollup_candles(self, minutes: int = 30) -> dict[str, Any]:
     return run.details
 
 
-@project_task(name="ingestion.sync_universe", queue=QUEUE_INGESTION, soft_time_limit=600, time_limit=660)
+@project_task(
+    name="ingestion.sync_universe",
+    retry_on=UPSTREAM_RETRY_ON,
+    queue=QUEUE_INGESTION,
+    soft_time_limit=600,
+    time_limit=660,
+)
 def sync_universe(self) -> dict[str, Any]:
     """Daily: new coins added, delisted ones marked inactive (never deleted)."""
     from ingestion import pipeline
 
     with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
-        run.add(pipeline.sync_universe(upstream_client()))
+        _call_pipeline(run, pipeline.sync_universe)
     return run.details
 
 
-@project_task(name="ingestion.backfill", queue=QUEUE_BACKFILL, soft_time_limit=3000, time_limit=3300)
+@project_task(
+    name="ingestion.backfill",
+    retry_on=UPSTREAM_RETRY_ON,
+    queue=QUEUE_BACKFILL,
+    soft_time_limit=3000,
+    time_limit=3300,
+)
 def backfill(self, coins: list[str], timeframe: str, days: int) -> dict[str, Any]:
     """History for some coins (upstream ids), resumable: the pipeline keeps per-series watermarks."""
     from ingestion import pipeline
 
     with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
-        run.add(pipeline.backfill(upstream_client(), coins=coins, timeframe=timeframe, days=days))
+        _call_pipeline(run, pipeline.backfill, coins=coins, timeframe=timeframe, days=days)
     return run.details
 
 
@@ -105,7 +144,13 @@ def quality_check(self) -> dict[str, Any]:
     return run.details
 
 
-@project_task(name="ingestion.refetch_range", queue=QUEUE_BACKFILL, soft_time_limit=600, time_limit=660)
+@project_task(
+    name="ingestion.refetch_range",
+    retry_on=UPSTREAM_RETRY_ON,
+    queue=QUEUE_BACKFILL,
+    soft_time_limit=600,
+    time_limit=660,
+)
 def refetch_range(self, flag_id: int) -> dict[str, Any]:
     """Re-fetch exactly the range of one quality flag through the pipeline's backfill."""
     from ingestion import pipeline
@@ -123,14 +168,14 @@ def refetch_range(self, flag_id: int) -> dict[str, Any]:
             start=flag.range_start.isoformat(),
             end=flag.range_end.isoformat(),
         )
-        result = pipeline.backfill(
-            upstream_client(),
+        _call_pipeline(
+            run,
+            pipeline.backfill,
             coins=[flag.coin.upstream_id],
             timeframe=flag.timeframe,
             start=flag.range_start,
             end=flag.range_end,
         )
-        run.add(result)
     quality_flag_refetch_finished(flag_id=flag.pk, details=run.details)
     return run.details
 
@@ -150,10 +195,16 @@ def maintain_partitions(self) -> dict[str, Any]:
 @project_task(name="ingestion.housekeeping", queue=QUEUE_DEFAULT, soft_time_limit=240, time_limit=300)
 def housekeeping(self) -> dict[str, Any]:
     """Mark runs of lost workers 'abandoned'; delete run records past their retention."""
-    abandoned_after = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT * 2)
     keep = timedelta(days=getattr(settings, "INGESTION_RUN_RETENTION_DAYS", 30))
     with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
-        run.details["abandoned"] = ingestion_runs_mark_abandoned(older_than=abandoned_after)
+        abandoned = 0
+        running_jobs = IngestionRun.objects.filter(outcome=IngestionRun.Outcome.RUNNING)
+        for job in running_jobs.values_list("job", flat=True).distinct():
+            task = self.app.tasks.get(job)
+            limit = getattr(task, "time_limit", None) or settings.CELERY_TASK_TIME_LIMIT
+            # a run older than its task's hard time limit (plus a margin) cannot still be running
+            abandoned += ingestion_runs_mark_abandoned(older_than=timedelta(seconds=limit + 60), job=job)
+        run.details["abandoned"] = abandoned
         run.details["pruned"] = ingestion_runs_prune(older_than=keep)
     return run.details
 

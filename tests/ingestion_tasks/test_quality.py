@@ -3,6 +3,7 @@ re-fetch of exactly that range is scheduled; stale coins are flagged; fixed rang
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import sys
@@ -183,7 +184,7 @@ def test_refetch_task_backfills_exactly_the_flag_range(coins, monkeypatch):
     fake = types.SimpleNamespace(backfill=backfill)
     monkeypatch.setitem(sys.modules, "ingestion.pipeline", fake)
     monkeypatch.setattr(ingestion, "pipeline", fake, raising=False)
-    monkeypatch.setattr(tasks, "upstream_client", lambda: "client")
+    monkeypatch.setattr(tasks, "upstream_client", lambda: contextlib.nullcontext("client"))
 
     result = tasks.refetch_range.apply(kwargs={"flag_id": flag.pk})
 
