@@ -245,13 +245,13 @@ class CoinGeckoClient:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _KeyRejected):
             return 0.0
-        backoff = wait_exponential_jitter(
-            initial=self.retry.base_delay, max=self.retry.max_delay, jitter=self.retry.base_delay
-        )(state)
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.retry.retry_after_cap)
-        return backoff
+        # base * 2**(n-1) + uniform(0, base), at most max_delay
+        return wait_exponential_jitter(
+            multiplier=self.retry.base_delay, max=self.retry.max_delay, jitter=self.retry.base_delay
+        )(state)
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

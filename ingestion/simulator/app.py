@@ -242,12 +242,19 @@ class Simulator:
         with self._lock:
             self._seq += 1
             seq = self._seq
-        key = ""
+        key = (
+            environ.get("HTTP_X_CG_PRO_API_KEY")
+            or environ.get("HTTP_X_CG_DEMO_API_KEY")
+            or next(
+                (v[-1] for k, v in parse_qs(query).items() if k in ("x_cg_pro_api_key", "x_cg_demo_api_key")),
+                "",
+            )
+        )
         try:
             if path.startswith("/_sim/"):
                 reply = self._control(environ, path, query)
             else:
-                key, reply = self._api(environ, path, query, seq)
+                _, reply = self._api(environ, path, query, seq)
         except _Reply as r:
             reply = r
         status = reply.status
