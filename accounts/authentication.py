@@ -8,6 +8,8 @@ Accepted: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. On success
 
 from __future__ import annotations
 
+import ipaddress
+
 from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 
@@ -29,11 +31,15 @@ def client_ip(request) -> str | None:
     of X-Forwarded-For (the one your own n proxies appended)."""
     meta = request.META
     depth = settings.ACCOUNTS["TRUSTED_PROXY_DEPTH"]
+    candidate = meta.get("REMOTE_ADDR")
     if depth:
         forwarded = [a.strip() for a in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
         if len(forwarded) >= depth:
-            return forwarded[-depth]
-    return meta.get("REMOTE_ADDR")
+            candidate = forwarded[-depth]
+    try:
+        return str(ipaddress.ip_address(candidate or ""))
+    except ValueError:
+        return None
 
 
 def raw_key_from(request) -> str | None:

@@ -289,6 +289,11 @@ def entry_from_row(row) -> CachedKey:
 
 # --- Redis ----------
 _redis_lock = threading.Lock()
+# Short timeouts on the request path, and after a failure the database is used directly for
+# _REDIS_BACKOFF seconds instead of waiting for Redis on every refresh.
+_REDIS_TIMEOUT = 0.5
+_REDIS_BACKOFF = 1.0
+_redis_down_until = 0.0
 _redis_client: redis.Redis | None = None
 _redis_url: str | None = None
 
@@ -315,7 +320,9 @@ def get_redis() -> redis.Redis:
     if _redis_client is None or _redis_url != url:
         with _redis_lock:
             if _redis_client is None or _redis_url != url:
-                _redis_client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+                _redis_client = redis.Redis.from_url(
+                    url, socket_connect_timeout=_REDIS_TIMEOUT, socket_timeout=_REDIS_TIMEOUT
+                )
                 _redis_url = url
     return _redis_client
 
@@ -335,9 +342,11 @@ _LOCAL_MAX_ENTRIES = 100_000
 
 
 def clear_local_cache() -> None:
-    """Forget everything cached in this process (tests; also called after a local revoke)."""
+    """Forget everything cached in this process, and any Redis back-off (tests, benchmarks)."""
+    global _redis_down_until
     _local.clear()
     _last_used_written.clear()
+    _redis_down_until = 0.0
 
 
 def forget_locally(key_id: str) -> None:
@@ -360,10 +369,13 @@ def lookup(key_id: str) -> CachedKey:
     if hit is not None and hit[0] > now:
         return hit[1]
 
+    global _redis_down_until
     cfg = settings.ACCOUNTS
     record_use = now - _last_used_written.get(key_id, -1e18) >= cfg["LAST_USED_INTERVAL"]
     entry: CachedKey | None = None
     try:
+        if now < _redis_down_until:
+            raise redis.ConnectionError("Redis marked unavailable (back-off)")
         client = get_redis()
         if record_use:
             # Piggy-back the throttled "last used" write on the refresh: still one round trip.
@@ -378,8 +390,10 @@ def lookup(key_id: str) -> CachedKey:
         else:
             version, entry = _load_from_db(key_id)
             _set_if_newer(client, key_id, version, entry)
-    except redis.RedisError:
-        logger.warning("Redis unavailable for API key lookup; reading the database", exc_info=True)
+    except redis.RedisError as exc:
+        if now >= _redis_down_until:
+            logger.warning("Redis unavailable for API key lookup (%s); reading the database", exc)
+            _redis_down_until = now + _REDIS_BACKOFF
         _version, entry = _load_from_db(key_id)
         record_use = False
     if not entry.found:
@@ -396,10 +410,14 @@ def publish(key_id: str) -> None:
     """Write the database state of ``key_id`` into Redis (after a change has committed)."""
     _local.pop(key_id, None)
     version, entry = _load_from_db(key_id)
-    try:
-        _set_if_newer(get_redis(), key_id, version, entry)
-    except redis.RedisError:
-        logger.error("could not publish API key %s state to Redis; it expires from Redis in its TTL", key_id)
+    for attempt in range(3):
+        try:
+            _set_if_newer(get_redis(), key_id, version, entry)
+            return
+        except redis.RedisError:
+            time.sleep(0.2 * (attempt + 1))
+    # Other processes may serve the old state until the Redis entry's TTL (KEY_REDIS_CACHE_TTL) ends.
+    logger.error("could not publish API key %s state to Redis after 3 attempts", key_id)
 
 
 class KeyCheck:

@@ -134,3 +134,21 @@ def test_stale_reader_cannot_overwrite_a_revocation_in_redis(
     keys._set_if_newer(keys.get_redis(), api_key.key_id, stale_version, stale_entry)  # late write
     keys.clear_local_cache()
     assert keys.verify(keys.parse_key(full), None)[0] == "revoked"
+
+
+def test_redis_unreachable_falls_back_to_the_database(make_org, make_key, settings, closed_port, caplog):
+    api_key, full = make_key(make_org())
+    settings.REDIS_URL = f"redis://127.0.0.1:{closed_port}/0"
+    try:
+        _user, principal = _authenticate(full)
+        assert principal.key_id == api_key.key_id
+        assert "Redis unavailable" in caplog.text
+        keys.clear_local_cache()
+        ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=keys.datetime.now(tz=keys.UTC))
+        from apiplatform.problems import ProblemError
+
+        with pytest.raises(ProblemError) as excinfo:  # the database is the truth while Redis is down
+            _authenticate(full)
+        assert excinfo.value.problem.slug == "api-key-revoked"
+    finally:
+        keys.clear_local_cache()
