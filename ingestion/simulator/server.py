@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
 logger = logging.getLogger(__name__)
 
@@ -17,7 +17,32 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, so clients can reuse connections
+    """wsgiref's handler serves one request per connection; this one keeps HTTP/1.1 connections
+    alive (every answer carries Content-Length), so clients really reuse connections."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # an idle keep-alive connection is closed after this many seconds
+
+    def handle(self):
+        while True:
+            try:
+                self.raw_requestline = self.rfile.readline(65537)
+            except (TimeoutError, ConnectionError):
+                return
+            if not self.raw_requestline:
+                return
+            if len(self.raw_requestline) > 65536:
+                self.send_error(414)
+                return
+            if not self.parse_request():
+                return
+            handler = ServerHandler(
+                self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=True
+            )
+            handler.request_handler = self
+            handler.run(self.server.get_app())
+            if self.close_connection:
+                return
 
     def log_message(self, format, *args):  # noqa: A002 - signature of the base class
         logger.debug("%s - %s", self.address_string(), format % args)
