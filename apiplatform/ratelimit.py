@@ -50,7 +50,7 @@ _GATE_LUA = """
 -- KEYS[4] credits used this month.  ARGV[1] now (us), ARGV[2] credit cost, ARGV[3] endpoint
 -- ("" = not gated), ARGV[4] TTL of the month counter (s).
 local p = redis.call('HMGET', KEYS[1], 'name', 'rpm', 'burst', 'krpm', 'quota', 'eps', 'tfs', 'v', 'dn')
-if not p[1] then return {-1} end
+if not p[1] then return '-1' end
 local now = tonumber(ARGV[1])
 local cost = tonumber(ARGV[2])
 local ep = ARGV[3]
@@ -94,8 +94,10 @@ else
 end
 local t_rem = math.floor((now + burst * t_T - t_tat) / t_T)
 local k_rem = math.floor((now + burst * k_T - k_tat) / k_T)
-return {status, p[1], p[8] or '0', rpm, burst, krpm, quota, p[6], p[7] or '', p[9] or '',
-        t_rem, math.ceil(t_tat - now), k_rem, math.ceil(k_tat - now), used, math.ceil(retry)}
+-- one flat string: far cheaper for the client to parse than a 16-element array
+return string.format('%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%s|%s|%s|%s|%s', status, rpm, burst, krpm, quota,
+  t_rem, math.ceil(t_tat - now), k_rem, math.ceil(k_tat - now), used, math.ceil(retry),
+  p[8] or '0', p[1], p[6], p[7] or '', p[9] or '')
 """
 
 _PUBLISH_LUA = """
@@ -250,22 +252,23 @@ def publish_plan(organization_id: int, limits: PlanLimits) -> bool:
     )
 
 
-def _parse(raw: list, now: int, month: str, month_reset_s: int) -> GateResult:
-    (status, name, version, rpm, burst, krpm, quota, eps, tfs, dn,
-     t_rem, t_reset, k_rem, k_reset, used, retry) = raw  # fmt: skip
+def _parse(raw: str, now: int, month: str, month_reset_s: int) -> GateResult:
+    (status, rpm, burst, krpm, quota, t_rem, t_reset, k_rem, k_reset, used, retry,
+     version, name, eps, tfs, dn) = raw.split("|", 15)  # fmt: skip
+    status = int(status)
     plan = PlanLimits(
         name=name, display_name=dn or name, version=int(version), rate_per_minute=int(rpm), burst=int(burst),
         key_rate_per_minute=int(krpm), monthly_credits=int(quota), endpoints=eps, timeframes=tfs,
     )  # fmt: skip
     return GateResult(
-        status=int(status),
+        status=status,
         plan=plan,
         tenant_remaining=max(0, int(t_rem)),
         tenant_reset_s=_ceil_s(int(t_reset)),
         key_remaining=max(0, int(k_rem)),
         key_reset_s=_ceil_s(int(k_reset)),
         credits_used=int(used),
-        retry_after_s=_ceil_s(int(retry)) if int(status) == RATE_LIMITED else 0,
+        retry_after_s=_ceil_s(int(retry)) if status == RATE_LIMITED else 0,
         month_reset_s=month_reset_s,
         month=month,
     )
@@ -297,7 +300,7 @@ def gate(
     except redis.RedisError as exc:
         client.mark_down(exc)
         raise RedisUnavailable(str(exc)) from exc
-    if int(raw[0]) == PLAN_UNKNOWN:
+    if raw == "-1":
         return None
     return _parse(raw, now, month, month_reset_s)
 

@@ -1,10 +1,12 @@
 """Usage metering: counted in Redis on the request path, flushed to PostgreSQL exactly once.
 
-Request path (one pipelined MULTI/EXEC round trip, after the view answered)::
+Request path (one round trip, after the view answered): a tiny script does ::
 
     HINCRBY <live> "<hour>|<org>|<key>|<endpoint>|<class>|n" 1
     HINCRBY <live> "<hour>|<org>|<key>|<endpoint>|<class>|c" <credits>   (if any)
-    DECRBY  <credits of the month> <cost>                                (refund, if not charged)
+
+and, pipelined with it, ``DECRBY <credits of the month> <cost>`` when reserved credits are given
+back (the request did not succeed).
 
 Flush (``usage_flush``; Celery task ``billing.flush_usage`` and ``manage.py flush_usage``):
 
@@ -101,8 +103,20 @@ class Hit:
     now_us: int = 0
 
 
+_METER_LUA = """
+redis.call('HINCRBY', KEYS[1], ARGV[1] .. '|n', 1)
+if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[1], ARGV[1] .. '|c', ARGV[2]) end
+return 1
+"""
+_meter_script = None
+
+
 def record(hit: Hit) -> None:
-    """Count one request: one Redis round trip; straight into PostgreSQL if Redis is unreachable."""
+    """Count one request: one Redis round trip; straight into PostgreSQL if Redis is unreachable.
+
+    The count and the credits go in with one script (atomic: a flush's RENAME never splits them);
+    a refund of reserved credits rides in the same pipeline (same round trip)."""
+    global _meter_script
     field = bucket_field(
         hour=hour_of(hit.now_us),
         organization_id=hit.organization_id,
@@ -112,13 +126,15 @@ def record(hit: Hit) -> None:
     )
     try:
         r = ratelimit.redis_client()
-        pipe = r.pipeline(transaction=True)
-        pipe.hincrby(live_key(), field + "|n", 1)
-        if hit.credits:
-            pipe.hincrby(live_key(), field + "|c", hit.credits)
+        if _meter_script is None or _meter_script.registered_client is not r:
+            _meter_script = r.register_script(_METER_LUA)
         if hit.refund and hit.organization_id:
+            pipe = r.pipeline(transaction=False)
+            _meter_script(keys=[live_key()], args=[field, hit.credits], client=pipe)
             pipe.decrby(ratelimit.month_key(hit.organization_id, hit.month), hit.refund)
-        pipe.execute()
+            pipe.execute()
+        else:
+            _meter_script(keys=[live_key()], args=[field, hit.credits], client=r)
     except (redis.RedisError, ratelimit.RedisUnavailable) as exc:
         if isinstance(exc, redis.RedisError):
             ratelimit.client.mark_down(exc)

@@ -11,4 +11,7 @@ urlpatterns = [
 ]
 
 if settings.GATEWAY_BENCH_ROUTES:  # bench/bench_gateway.py: the same endpoint without the gateway
-    urlpatterns.append(path("limits-nogateway", views.LimitsNoGatewayView.as_view(), name="limits-nogateway"))
+    urlpatterns += [
+        path("bench/limits-authonly", views.LimitsAuthOnlyView.as_view(), name="bench-limits-authonly"),
+        path("bench/limits-nogateway", views.LimitsNoGatewayView.as_view(), name="bench-limits-nogateway"),
+    ]

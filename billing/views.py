@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from accounts import roles
@@ -96,7 +97,7 @@ class LimitsView(PublicAPIView):
     def get(self, request):
         principal = request.auth
         result = self.gate_result
-        if result is None:  # gateway switched off (benchmark twin): nothing to report
+        if result is None:  # gateway switched off (GATEWAY_ENABLED=0 or benchmark twin)
             return Response({"organization": principal.organization_slug, "key": principal.prefix})
         plan = result.plan
 
@@ -136,11 +137,22 @@ class LimitsView(PublicAPIView):
         )
 
 
-class LimitsNoGatewayView(LimitsView):
-    """Benchmark twin of LimitsView with the gateway (limits, quota, metering) switched off.
-    Only routed when ``GATEWAY_BENCH_ROUTES`` is on."""
+class LimitsAuthOnlyView(LimitsView):
+    """Benchmark twin: key authentication on, limits/quota/metering off (``GATEWAY_BENCH_ROUTES``)."""
 
     gateway = False
+
+
+class LimitsNoGatewayView(LimitsView):
+    """Benchmark twin: the whole gateway off, no authentication either (``GATEWAY_BENCH_ROUTES``)."""
+
+    gateway = False
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(exclude=True)
+    def get(self, request):
+        return Response({"organization": None, "key": None})
 
 
 # --- management API (JWT): the organization's usage --------------------------------------------------

@@ -1,0 +1,291 @@
+"""Benchmark of the API gateway: what auth + rate limits + quota + metering cost per request.
+
+    .venv/bin/python bench/bench_gateway.py [--duration 10] [--rounds 3] [--connections 8]
+
+Serves one cheap endpoint from gunicorn (2 sync workers, loopback) in four variants, in the same
+run, interleaved round by round so that machine noise hits all of them alike:
+
+* ``gateway``  ``GET /v1/limits``: API-key auth + the Lua limits/quota/plan call + metering;
+* ``authonly`` the same view with key auth only (``/v1/bench/limits-authonly``);
+* ``off``      the same view with no authentication and no gateway (``/v1/bench/limits-nogateway``);
+* ``stock``    the "stock" approach: DRF + djangorestframework-api-key ``HasAPIKey`` + a DRF
+  ``SimpleRateThrottle`` keyed by the API key on the Redis cache (rate above the offered load, so
+  it never refuses).
+
+Load comes from ``wrk`` (Debian: ``apt-get install -y wrk``) in a second process on loopback;
+without it a bounded httpx/asyncio generator is used. Prints req/s and p99 per variant (median of
+the rounds), the gateway's cost ratio, gateway vs stock, and — measured in process — the Redis
+round trips and SQL queries of one warm ``/v1/limits`` request.
+
+It uses its own database (``BENCH_DATABASE_NAME``, default ``candlestack_bench_gateway``, dropped
+and recreated) and the Redis database of ``REDIS_URL`` (flushed keys: only the gateway's and the
+cache's, through the normal code paths). Environment: ``DATABASE_URL`` for the server/credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+SETTINGS = """
+from apiplatform.settings import *  # noqa: F403
+INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework_api_key"]  # noqa: F405
+ROOT_URLCONF = "bench_gateway_urls"
+GATEWAY_BENCH_ROUTES = True
+LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+"""
+
+URLS = """
+from django.urls import path
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+from rest_framework_api_key.permissions import HasAPIKey
+
+from apiplatform.urls import urlpatterns as project
+
+
+class KeyThrottle(SimpleRateThrottle):
+    scope = "stock"
+    rate = "5000/s"  # above the offered load: measures the throttle's cost, never refuses
+
+    def get_cache_key(self, request, view):
+        key = request.META.get("HTTP_AUTHORIZATION", "").split()[-1]
+        return self.cache_format % {"scope": self.scope, "ident": key.split(".")[0]}
+
+
+class StockLimits(APIView):
+    authentication_classes = []
+    permission_classes = [HasAPIKey]
+    throttle_classes = [KeyThrottle]
+
+    def get(self, request):
+        return Response({"organization": "bench", "key": "stock"})
+
+
+urlpatterns = [*project, path("v1/bench/stock", StockLimits.as_view())]
+"""
+
+SETUP = """
+import django
+django.setup()
+from accounts import services as a
+from billing import services as b
+from billing.models import Plan
+from rest_framework_api_key.models import APIKey
+
+Plan.objects.update_or_create(name="bench", defaults=dict(
+    display_name="Bench", rate_per_minute=10**9, burst=10**6, key_rate_per_minute=10**9,
+    monthly_credits=10**12, endpoints=["*"], timeframes=["*"]))
+org = a.organization_create(name="Bench Org")
+b.organization_plan_set(organization=org, plan_name="bench")
+_row, key = a.api_key_create(organization=org, name="bench", audit=False)
+_stock, stock_key = APIKey.objects.create_key(name="bench")
+print(key)
+print(stock_key)
+"""
+
+MEASURE = """
+import django, sys
+django.setup()
+import redis.connection
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+sent = [0]
+orig = redis.connection.AbstractConnection.send_packed_command
+def counting(self, command, check_health=True):
+    sent[0] += 1
+    return orig(self, command, check_health)
+redis.connection.AbstractConnection.send_packed_command = counting
+
+client = Client(HTTP_X_API_KEY=sys.argv[1])
+for _ in range(3):
+    assert client.get("/v1/limits").status_code == 200
+n = 200
+sent[0] = 0
+with CaptureQueriesContext(connection) as q:
+    for _ in range(n):
+        assert client.get("/v1/limits").status_code == 200
+print(sent[0] / n, len(q) / n)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bench_database_url(name: str) -> tuple[str, str]:
+    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/candlestack")
+    parts = urlparse(base)
+    return urlunparse(parts._replace(path=f"/{name}")), urlunparse(parts._replace(path="/postgres"))
+
+
+def recreate_database(name: str, admin_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def run(code_or_args, env, *, code=True, argv=()) -> str:
+    cmd = [PYTHON, "-c", code_or_args, *argv] if code else [PYTHON, *code_or_args]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise SystemExit(f"failed: {cmd[:3]}\n{out.stdout}\n{out.stderr}")
+    return out.stdout
+
+
+def wrk(url: str, headers: dict[str, str], duration: int, connections: int) -> tuple[float, float, int]:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=duration + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99_raw = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    p99 = float(p99_raw.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99_raw.group(2)]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    if errors:
+        print("   wrk:", errors.group(0))
+    return rps, p99, int(bad.group(1)) if bad else 0
+
+
+async def _pyload(url, headers, duration, connections) -> tuple[float, float, int]:
+    latencies: list[float] = []
+    bad = 0
+    deadline = time.perf_counter() + duration
+
+    async def worker(client):
+        nonlocal bad
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            r = await client.get(url, headers=headers)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            bad += r.status_code >= 300
+
+    limits = httpx.Limits(max_connections=connections)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+        await asyncio.gather(*(worker(client) for _ in range(connections)))
+    latencies.sort()
+    return len(latencies) / duration, latencies[int(len(latencies) * 0.99) - 1], bad
+
+
+def load(url, headers, duration, connections):
+    if shutil.which("wrk"):
+        return wrk(url, headers, duration, connections)
+    return asyncio.run(_pyload(url, headers, duration, connections))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    db_name = os.environ.get("BENCH_DATABASE_NAME", "candlestack_bench_gateway")
+    db_url, admin_url = bench_database_url(db_name)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_gateway_"))
+    (tmp / "bench_gateway_settings.py").write_text(SETTINGS)
+    (tmp / "bench_gateway_urls.py").write_text(URLS)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp}{os.pathsep}{ROOT}",
+        "DJANGO_SETTINGS_MODULE": "bench_gateway_settings",
+        "DATABASE_URL": db_url,
+        "DEBUG": "1",
+        "LOG_LEVEL": "WARNING",
+    }
+    print(f"database {db_name} (recreated), redis {env.get('REDIS_URL', 'default')}; migrating ...")
+    recreate_database(db_name, admin_url)
+    run(["manage.py", "migrate", "-v", "0"], env, code=False)
+    key, stock_key = run(SETUP, env).split()[-2:]
+
+    measured = run(MEASURE, env, argv=[key]).split()
+    rt, sql = float(measured[0]), float(measured[1])
+
+    port = free_port()
+    server = subprocess.Popen(
+        [PYTHON, "-m", "gunicorn", "apiplatform.wsgi:application", "-w", str(args.workers),
+         "-b", f"127.0.0.1:{port}", "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        variants = {
+            "gateway": (f"{base}/v1/limits", {"X-API-Key": key}),
+            "authonly": (f"{base}/v1/bench/limits-authonly", {"X-API-Key": key}),
+            "off": (f"{base}/v1/bench/limits-nogateway", {}),
+            "stock": (f"{base}/v1/bench/stock", {"Authorization": f"Api-Key {stock_key}"}),
+        }
+        for name, (url, headers) in variants.items():  # warm every worker's caches
+            statuses = {httpx.get(url, headers=headers).status_code for _ in range(20)}
+            assert statuses == {200}, (name, statuses)
+            load(url, headers, 2, args.connections)
+        results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in variants}
+        for rnd in range(args.rounds):
+            for name, (url, headers) in variants.items():
+                rps, p99, bad = load(url, headers, args.duration, args.connections)
+                results[name].append((rps, p99, bad))
+                print(f"round {rnd + 1} {name:9s} {rps:8.0f} req/s  p99 {p99:6.2f} ms  non-2xx {bad}")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=20)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    med = {
+        name: (
+            statistics.median(r[0] for r in rs),
+            statistics.median(r[1] for r in rs),
+            sum(r[2] for r in rs),
+        )
+        for name, rs in results.items()
+    }
+    loadgen = "wrk" if shutil.which("wrk") else "httpx/asyncio"
+    print()
+    print(f"GET /v1/limits variants, gunicorn {args.workers} sync workers, {loadgen} c={args.connections}, "
+          f"{args.rounds} x {args.duration}s, medians")  # fmt: skip
+    print(f"{'variant':10s} {'req/s':>9s} {'p99 ms':>8s} {'non-2xx':>8s}")
+    for name, (rps, p99, bad) in med.items():
+        print(f"{name:10s} {rps:9.0f} {p99:8.2f} {bad:8d}")
+    on, off, stock = med["gateway"][0], med["off"][0], med["stock"][0]
+    print()
+    print(f"gateway cost (throughput): {(1 - on / off) * 100:5.1f} %   (target <= 15 %)")
+    print(f"gateway vs stock:          {on / stock:5.2f} x     (target >= 3 x)")
+    print(f"p99 gateway / off:         {med['gateway'][1] / med['off'][1]:5.2f}")
+    print(f"warm path per request:     {rt:.2f} Redis round trips, {sql:.2f} SQL queries (targets <= 2, 0)")
+
+
+if __name__ == "__main__":
+    main()
