@@ -66,14 +66,21 @@ def problem(description: str, example: dict | None = None) -> OpenApiResponse:
     )
 
 
+PROBLEM_JSON = "application/problem+json"
+
+
 def errors(*, not_found: bool = False, not_modified: bool = False) -> dict:
     out = {
-        400: problem("A parameter is invalid (`validation-error`; `errors` names it).", _BAD_EXAMPLE),
-        401: problem("The API key is missing, malformed, unknown, revoked or expired.", _UNAUTH_EXAMPLE),
-        406: problem("The Accept header asks for a media type this endpoint cannot serve."),
+        (400, PROBLEM_JSON): problem(
+            "A parameter is invalid (`validation-error`; `errors` names it).", _BAD_EXAMPLE
+        ),
+        (401, PROBLEM_JSON): problem(
+            "The API key is missing, malformed, unknown, revoked or expired.", _UNAUTH_EXAMPLE
+        ),
+        (406, PROBLEM_JSON): problem("The Accept header asks for a media type this endpoint cannot serve."),
     }
     if not_found:
-        out[404] = problem("No coin with this id (`not-found`).", _NOT_FOUND_EXAMPLE)
+        out[(404, PROBLEM_JSON)] = problem("No coin with this id (`not-found`).", _NOT_FOUND_EXAMPLE)
     if not_modified:
         out[304] = OpenApiResponse(description="Not modified: your `If-None-Match` ETag is current.")
     return out

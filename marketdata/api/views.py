@@ -114,7 +114,7 @@ class CoinListView(MarketDataView):
         ],
         responses={
             200: docs.CoinList,
-            **docs.errors(),
+            **docs.errors(not_modified=True),
         },
         examples=[
             OpenApiExample(
@@ -183,7 +183,7 @@ class CoinDetailView(MarketDataView):
         summary="One coin with its latest market snapshot",
         tags=["coins"],
         parameters=[OpenApiParameter("coin_id", str, OpenApiParameter.PATH, description="CoinGecko id.")],
-        responses={200: docs.CoinDetail, **docs.errors(not_found=True)},
+        responses={200: docs.CoinDetail, **docs.errors(not_found=True, not_modified=True)},
         examples=[
             OpenApiExample(
                 "bitcoin",
