@@ -47,3 +47,9 @@ def test_create_api_key_plan_flag_uses_billing_or_fails_clearly():
     with pytest.raises(CommandError):
         run("--org", "planned", "--create-org", "--plan", "no-such-plan")
     assert not Organization.objects.filter(slug="planned").exists()  # all or nothing
+    from billing.models import OrganizationPlan
+
+    key = run("--org", "planned", "--create-org", "--plan", "developer")[-1]
+    assert keys.parse_key(key)
+    org = Organization.objects.get(slug="planned")
+    assert OrganizationPlan.objects.get(organization_id=org.pk).plan.name == "developer"

@@ -390,3 +390,34 @@ def test_signup_is_rate_limited_per_email(db, settings):
         for i in range(3)
     ]
     assert codes == [400, 400, 429]
+
+
+@pytest.mark.parametrize("path", ["/v1/account/keys", "/v1/account/members", "/v1/account/invitations"])
+def test_list_query_count_does_not_grow_with_rows(make_org, make_key, make_member, jwt_client, path):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    org = make_org()
+    owner = owner_of(org)
+    client = jwt_client(owner)
+
+    def add_rows(n):
+        for i in range(n):
+            key, _ = make_key(org, created_by=owner)
+            services.api_key_rotate(api_key=key, actor=owner)
+            make_member(org, "developer")
+            services.invitation_create(
+                organization=org,
+                email=f"inv{i}-{key.key_id}@example.test",
+                role="developer",
+                actor=owner,
+                actor_role="owner",
+            )
+
+    add_rows(1)
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(path).status_code == 200
+    add_rows(4)
+    with CaptureQueriesContext(connection) as many:
+        assert client.get(path).status_code == 200
+    assert len(many.captured_queries) == len(few.captured_queries)
