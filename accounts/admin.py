@@ -60,6 +60,11 @@ class OrganizationAdmin(admin.ModelAdmin):
     def member_count(self, obj):
         return obj.memberships.count()
 
+    def has_delete_permission(self, request, obj=None):
+        # Deleting would cascade to its API keys without publishing their revocation to the key
+        # cache; revoke the keys (action on API keys) to offboard a tenant.
+        return False
+
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
