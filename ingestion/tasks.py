@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -28,7 +28,15 @@ from ingestion.services import (
     ingestion_runs_prune,
     quality_flag_refetch_finished,
 )
-from ingestion.taskbase import QUEUE_BACKFILL, QUEUE_DEFAULT, QUEUE_INGESTION, project_task
+from ingestion.taskbase import (
+    QUEUE_BACKFILL,
+    QUEUE_DEFAULT,
+    QUEUE_INGESTION,
+    RetryableError,
+    project_task,
+)
+from marketdata.models import TIMEFRAME_DELTA
+from marketdata.services import bucket_floor
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +71,15 @@ def _call_pipeline(run: RunStats, fn: Callable[..., Any], **kwargs: Any) -> None
                     run.calls = int(counters.get("calls", 0))
 
 
+def _raise_if_upstream_failed(run: RunStats) -> None:
+    """The pipeline's backfill survives upstream failures per coin (after the client's own retries)
+    and lists them under ``failed``; for a task that is a transient failure: retry with backoff,
+    then dead-letter, so a replay can complete the data (the backfill is resumable/idempotent)."""
+    failed = run.details.get("failed")
+    if failed:
+        raise RetryableError(f"upstream failed for {len(failed)} coin(s): {', '.join(map(str, failed[:10]))}")
+
+
 # --- the per-minute refresh -------------------------------------------------------------------------
 @project_task(
     name="ingestion.refresh_markets",
@@ -82,6 +99,7 @@ def refresh_markets(self) -> dict[str, Any]:
 
     with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
         _call_pipeline(run, pipeline.refresh_markets, now=timezone.now())
+        run.partial = bool(run.details.get("failed_pages"))
     return run.details
 
 
@@ -128,7 +146,8 @@ def backfill(self, coins: list[str], timeframe: str, days: int) -> dict[str, Any
     from ingestion import pipeline
 
     with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
-        _call_pipeline(run, pipeline.backfill, coins=coins, timeframe=timeframe, days=days)
+        _call_pipeline(run, pipeline.backfill, coins=coins, timeframe=timeframe, days=days, progress=False)
+        _raise_if_upstream_failed(run)
     return run.details
 
 
@@ -152,7 +171,12 @@ def quality_check(self) -> dict[str, Any]:
     time_limit=660,
 )
 def refetch_range(self, flag_id: int) -> dict[str, Any]:
-    """Re-fetch exactly the range of one quality flag through the pipeline's backfill."""
+    """Re-fetch exactly the range of one quality flag through the pipeline's backfill.
+
+    Upstream history exists only at some timeframes (``pipeline.BACKFILL_INTERVALS``: 1h, 1d); a
+    flag on a finer series (1m gaps, 1m spikes) re-fetches the smallest covering range of the
+    finest timeframe that exists, which repairs every higher timeframe; the fine buckets themselves
+    cannot come back from upstream, so such a flag stays open for an operator (see docs)."""
     from ingestion import pipeline
     from ingestion.models import QualityFlag
 
@@ -160,24 +184,45 @@ def refetch_range(self, flag_id: int) -> dict[str, Any]:
     if flag is None or flag.resolved_at is not None:
         logger.info("quality flag %s is gone or resolved: nothing to re-fetch", flag_id)
         return {"skipped": True}
+    timeframe, start, end = refetch_plan(flag.timeframe, flag.range_start, flag.range_end)
     with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
         run.details.update(
             flag_id=flag.pk,
             coin=flag.coin.upstream_id,
-            timeframe=flag.timeframe,
-            start=flag.range_start.isoformat(),
-            end=flag.range_end.isoformat(),
+            timeframe=timeframe,
+            start=start.isoformat(),
+            end=end.isoformat(),
         )
+        if timeframe != flag.timeframe:
+            run.details["flag_timeframe"] = flag.timeframe
         _call_pipeline(
             run,
             pipeline.backfill,
             coins=[flag.coin.upstream_id],
-            timeframe=flag.timeframe,
-            start=flag.range_start,
-            end=flag.range_end,
+            timeframe=timeframe,
+            start=start,
+            end=end,
         )
+        _raise_if_upstream_failed(run)
     quality_flag_refetch_finished(flag_id=flag.pk, details=run.details)
     return run.details
+
+
+def refetch_plan(timeframe: str, start: datetime, end: datetime) -> tuple[str, datetime, datetime]:
+    """(timeframe, start, end) to re-fetch for a flagged range: the flag's own when upstream has
+    history at that timeframe, else the finest one that has, widened to whole buckets of it."""
+    from ingestion import pipeline
+
+    available = getattr(pipeline, "BACKFILL_INTERVALS", None)
+    if not available or timeframe in available:
+        return timeframe, start, end
+    order = list(TIMEFRAME_DELTA)
+    coarser = [tf for tf in order[order.index(timeframe) + 1 :] if tf in available]
+    if not coarser:
+        return timeframe, start, end
+    tf = coarser[0]
+    step = TIMEFRAME_DELTA[tf]
+    return tf, bucket_floor(tf, start), bucket_floor(tf, end - timedelta(microseconds=1)) + step
 
 
 # --- maintenance -------------------------------------------------------------------------------------
