@@ -314,12 +314,27 @@ class CoinGeckoClient:
         self._log(endpoint, response.status_code, t0, attempt, key)
         if response.status_code == 200:
             try:
-                return orjson.loads(response.content)
+                payload = orjson.loads(response.content)
             except orjson.JSONDecodeError as exc:
                 self.metrics.incr("bad_payloads")
                 raise CoinGeckoPayloadError(
                     f"invalid JSON ({len(response.content)} bytes, truncated?): {exc}", endpoint=endpoint
                 ) from exc
+            if isinstance(payload, dict) and payload and set(payload) <= {"status", "error"}:
+                # an error body delivered with HTTP 200
+                code, message = parsing.parse_error_body(payload)
+                if code is not None or message:
+                    if code == 429:
+                        self.metrics.incr("rate_limited")
+                        return_exc: CoinGeckoError = CoinGeckoRateLimited(
+                            endpoint=endpoint, status=200, error_code=code, error_message=message
+                        )
+                    else:
+                        return_exc = CoinGeckoBadRequest(
+                            endpoint=endpoint, status=200, error_code=code, error_message=message
+                        )
+                    raise return_exc
+            return payload
         raise self._http_error(response, endpoint, key)
 
     def _log(self, endpoint: str, status, t0: float, attempt: int, key: str) -> None:

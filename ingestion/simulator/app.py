@@ -509,7 +509,7 @@ class Simulator:
             return []
         with_platforms = _truthy(params.get("include_platform"))
         out = []
-        for i, cid in enumerate(u.ids):
+        for i, cid in sorted(enumerate(u.ids), key=lambda pair: pair[1]):  # upstream sorts by id
             if u.listed_ms[i] > now_ms:
                 continue
             item = {"id": cid, "symbol": u.symbols[i], "name": u.names[i]}

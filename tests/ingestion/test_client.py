@@ -182,3 +182,29 @@ def test_from_settings_reads_the_coingecko_settings(settings):
         assert (client.budget.limit, client.budget.window) == (30, 2.0)
         assert client.keys.keys == ["a", "b"]
         assert client.budget.redis is not None
+
+
+def test_cdn_html_429_and_error_bodies_with_200_are_handled(sim, make_client):
+    sleeps: list[float] = []
+    client = make_client(sleeps=sleeps)
+    sim.force("html429", 1, retry_after=0.1)
+    assert client.ping()
+    assert sleeps == [0.1] and client.metrics.snapshot()["rate_limited"] == 1
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"error": "invalid vs_currency"})
+
+    odd = make_client(transport=httpx.MockTransport(handler), sleeps=[])
+    with pytest.raises(CoinGeckoBadRequest, match="invalid vs_currency"):
+        odd.coins_markets_page(1)
+
+
+def test_simulator_clock_may_return_datetimes(make_client):
+    from datetime import UTC, datetime
+
+    moment = datetime(2026, 2, 1, 8, 30, tzinfo=UTC)
+    sim = Simulator(SimulatorConfig(coins=30), clock=lambda: moment)
+    client = make_client(app=sim, clock=lambda: moment.timestamp(), sleeps=[])
+    record = next(r for r in client.coins_markets_page(1).records if r.id == "bitcoin")
+    assert record.current_price == sim.tick_at_or_before("bitcoin", moment).price
+    assert record.last_updated <= moment
