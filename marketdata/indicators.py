@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
 #: Buckets per 365-day year, for annualising volatility (crypto markets never close).
 PERIODS_PER_YEAR: dict[str, int] = {
@@ -76,12 +75,33 @@ def _recursive(seed: float, xs: np.ndarray, alpha: float) -> np.ndarray:
     return pd.Series(buf).ewm(alpha=alpha, adjust=False).mean().to_numpy()
 
 
+def _window_sum(values: np.ndarray, period: int) -> np.ndarray:
+    """Sums of every window of ``period`` consecutive values (len - period + 1 of them)."""
+    return np.convolve(values, np.ones(period), mode="valid")
+
+
+def _window_mean_var(
+    values: np.ndarray, period: int, ddof: int = 0, shift: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of every window, computed on ``values - shift`` to limit cancellation.
+
+    The shift must not depend on where the series is cut (values must not depend on the range
+    asked for): callers pass the series' first value, which is the same for every request.
+    """
+    y = values - shift
+    s1 = _window_sum(y, period)
+    s2 = _window_sum(y * y, period)
+    mean = s1 / period
+    var = (s2 - s1 * mean) / (period - ddof)
+    return mean + shift, np.maximum(var, 0.0)
+
+
 def sma(close, period: int) -> np.ndarray:
     c = _f(close)
     out = _nan(len(c))
     if period < 1 or len(c) < period:
         return out
-    out[period - 1 :] = sliding_window_view(c, period).mean(axis=1)
+    out[period - 1 :] = _window_sum(c, period) / period
     return out
 
 
@@ -146,9 +166,10 @@ def bbands(close, period: int = 20, stddev: float = 2.0) -> dict[str, np.ndarray
     n = len(c)
     upper, middle, lower = _nan(n), _nan(n), _nan(n)
     if period >= 1 and n >= period:
-        windows = sliding_window_view(c, period)
-        mean = windows.mean(axis=1)
-        sigma = windows.std(axis=1)  # population (ddof=0), as TA-Lib's STDDEV
+        mean, var = _window_mean_var(
+            c, period, shift=float(c[0])
+        )  # population variance (ddof=0), as TA-Lib's STDDEV
+        sigma = np.sqrt(var)
         middle[period - 1 :] = mean
         upper[period - 1 :] = mean + stddev * sigma
         lower[period - 1 :] = mean - stddev * sigma
@@ -189,8 +210,11 @@ def volatility(close, period: int = 30, timeframe: str = "1d") -> np.ndarray:
     out = _nan(len(r))
     if period < 2 or len(r) <= period:
         return out
-    windows = sliding_window_view(r[1:], period)
-    out[period:] = windows.std(axis=1, ddof=1) * math.sqrt(PERIODS_PER_YEAR[timeframe])
+    returns = r[1:]
+    finite = np.isfinite(returns)
+    _, var = _window_mean_var(np.where(finite, returns, 0.0), period, ddof=1)
+    bad = _window_sum((~finite).astype(np.float64), period) > 0  # a window touching a missing return
+    out[period:] = np.where(bad, np.nan, np.sqrt(var) * math.sqrt(PERIODS_PER_YEAR[timeframe]))
     return out
 
 
