@@ -48,6 +48,11 @@ ERROR_MESSAGES = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
+_STATE_COLS = (
+    "k", "price", "market_cap", "total_volume", "tick_ms", "price_24h", "market_cap_24h",
+    "high_24h", "low_24h", "rank",
+)  # fmt: skip
+_UNIVERSE_COLS = ("circulating", "total_supply", "max_supply", "ath_ref", "atl_ref", "roi_base")
 # kinds of record-level faults (counter offsets of the fault hash)
 F_MALFORMED, F_MALFORMED_KIND, F_SPIKE, F_STALE, F_GAP = 1, 2, 3, 4, 5
 
@@ -198,7 +203,7 @@ class Simulator:
         t_ms = self.now_ms() if t is None else to_ms(t)
         state = self.truth.market_state(t_ms)
         order = self._order(state, "market_cap_desc")
-        return [self._market_record(state, int(i), VS_RATES[vs_currency], faults=False) for i in order]
+        return self._market_records(state, order, VS_RATES[vs_currency], faults=False)
 
     # --- run-time control -----------------------------------------------------------------------
     @property
@@ -565,28 +570,61 @@ class Simulator:
             idx = np.array([i for i in idx if u.symbols[i].lower() in wanted], dtype=np.int64)
         chosen = idx[(page - 1) * per_page : page * per_page]
         pcts = [p for p in (params.get("price_change_percentage") or "").split(",") if p]
-        records = []
-        for i in chosen:
-            rec = self._market_record(state, int(i), rate, faults=True, pcts=pcts)
-            if rec is not None:
-                records.append(rec)
-        return records
+        return self._market_records(state, chosen, rate, faults=True, pcts=pcts)
+
+    def _market_records(
+        self, state: MarketState, chosen, rate: float, *, faults: bool, pcts: list[str] | None = None
+    ) -> list[dict]:
+        """Records of the coins ``chosen`` (universe indices), columns pulled out once per page."""
+        ch = np.asarray(chosen, dtype=np.int64)
+        if not ch.size:
+            return []
+        cols = {n: getattr(state, n)[ch].tolist() for n in _STATE_COLS}
+        cols |= {n: getattr(self.universe, n)[ch].tolist() for n in _UNIVERSE_COLS}
+        f = self.config.faults
+        flags: dict[str, list[bool]] = {}
+        for name, share, kind in (
+            ("stale", f.stale_rate, F_STALE),
+            ("spike", f.spike_rate, F_SPIKE),
+            ("malformed", f.malformed_rate, F_MALFORMED),
+        ):
+            if faults and share > 0:
+                flags[name] = (self._rec_u(ch, state.k[ch], kind) < share).tolist()
+            else:
+                flags[name] = [False] * ch.size
+        return [
+            self._market_record(
+                state,
+                i,
+                {n: cols[n][j] for n in cols},
+                rate,
+                stale=flags["stale"][j],
+                spike=flags["spike"][j],
+                malformed=flags["malformed"][j],
+                pcts=pcts,
+            )
+            for j, i in enumerate(ch.tolist())
+        ]
 
     def _market_record(
-        self, state: MarketState, i: int, rate: float, *, faults: bool, pcts: list[str] | None = None
-    ) -> dict | None:
+        self,
+        state: MarketState,
+        i: int,
+        row: dict,
+        rate: float,
+        *,
+        stale: bool,
+        spike: bool,
+        malformed: bool,
+        pcts: list[str] | None = None,
+    ) -> dict:
         u = self.universe
         f = self.config.faults
-        k = int(state.k[i])
-        price = float(state.price[i])
-        mcap = float(state.market_cap[i])
-        vol = float(state.total_volume[i])
-        tick_ms = int(state.tick_ms[i])
-        stale = spike = malformed = False
-        if faults:
-            stale = f.stale_rate > 0 and self._rec_u(i, k, F_STALE) < f.stale_rate
-            spike = f.spike_rate > 0 and self._rec_u(i, k, F_SPIKE) < f.spike_rate
-            malformed = f.malformed_rate > 0 and self._rec_u(i, k, F_MALFORMED) < f.malformed_rate
+        k = row["k"]
+        price = row["price"]
+        mcap = row["market_cap"]
+        vol = row["total_volume"]
+        tick_ms = row["tick_ms"]
         if stale:
             old = self.truth.values_at(np.array([i]), state.t_ms - int(f.stale_seconds * 1000))
             if bool(old["listed"][0]):
@@ -606,22 +644,22 @@ class Simulator:
             return _round_sig(x * rate) if rate != 1.0 else x
 
         p = conv(price)
-        p24 = float(state.price_24h[i])
-        m24 = float(state.market_cap_24h[i])
+        p24 = row["price_24h"]
+        m24 = row["market_cap_24h"]
         change = None if math.isnan(p24) else _round_sig((price - p24) * rate)
         change_pct = None if math.isnan(p24) or p24 == 0 else round((price / p24 - 1) * 100, 5)
         mchange = None if math.isnan(m24) or mcap == 0 else (mcap - m24) * rate
         mchange_pct = None if math.isnan(m24) or m24 == 0 or mcap == 0 else round((mcap / m24 - 1) * 100, 5)
-        total_supply = float(u.total_supply[i])
-        max_supply = float(u.max_supply[i])
+        total_supply = row["total_supply"]
+        max_supply = row["max_supply"]
         fdv_supply = max_supply if not math.isnan(max_supply) else total_supply
         fdv = None if math.isnan(fdv_supply) or mcap == 0 else round(price * fdv_supply * rate)
-        ath_ref, atl_ref = float(u.ath_ref[i]), float(u.atl_ref[i])
+        ath_ref, atl_ref = row["ath_ref"], row["atl_ref"]
         ath, ath_date = (ath_ref, u.ath_date[i]) if price <= ath_ref else (price, iso_ms(tick_ms))
         atl, atl_date = (atl_ref, u.atl_date[i]) if price >= atl_ref else (price, iso_ms(tick_ms))
         roi = None
-        if not math.isnan(float(u.roi_base[i])):
-            times = price / float(u.roi_base[i]) - 1
+        if not math.isnan(row["roi_base"]):
+            times = price / row["roi_base"] - 1
             roi = {"times": times, "currency": "usd", "percentage": times * 100}
         rec = {
             "id": u.ids[i],
@@ -630,16 +668,16 @@ class Simulator:
             "image": u.images[i],
             "current_price": _num(p),
             "market_cap": _num(round(mcap * rate)),
-            "market_cap_rank": int(state.rank[i]) or None,
+            "market_cap_rank": row["rank"] or None,
             "fully_diluted_valuation": _num(fdv),
             "total_volume": _num(round(vol * rate)),
-            "high_24h": _num(conv(max(float(state.high_24h[i]), price))),
-            "low_24h": _num(conv(min(float(state.low_24h[i]), price))),
+            "high_24h": _num(conv(max(row["high_24h"], price))),
+            "low_24h": _num(conv(min(row["low_24h"], price))),
             "price_change_24h": _num(change),
             "price_change_percentage_24h": _num(change_pct),
             "market_cap_change_24h": _num(mchange),
             "market_cap_change_percentage_24h": _num(mchange_pct),
-            "circulating_supply": _num(float(u.circulating[i])),
+            "circulating_supply": _num(row["circulating"]),
             "total_supply": _num(total_supply),
             "max_supply": _num(max_supply),
             "ath": _num(conv(ath)),

@@ -218,7 +218,7 @@ class GroundTruth:
         listed = (self.tick_ms(ci, k) >= self.u.listed_ms) & (k >= 0)
         prices = np.where(listed, self.price_at_index(ci, k), np.nan)
         self._hour_cache[hour] = prices
-        while len(self._hour_cache) > 240:
+        while len(self._hour_cache) > 60:
             self._hour_cache.popitem(last=False)
         return prices
 
