@@ -25,7 +25,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import numpy as np
 from django.conf import settings
 from django.db import connection
 from django.db.models import Q
@@ -45,9 +44,7 @@ def _minutes(name: str, default: dict[str, int]) -> dict[str, timedelta]:
 
 
 def missing_lookback() -> dict[str, timedelta]:
-    return _minutes(
-        "INGESTION_QUALITY_MISSING_LOOKBACK", {"1m": 24 * 60, "1h": 14 * 24 * 60, "1d": 365 * 1440}
-    )
+    return _minutes("INGESTION_QUALITY_MISSING_LOOKBACK", {"1m": 3 * 60, "1h": 7 * 24 * 60, "1d": 365 * 1440})
 
 
 def jump_lookback() -> dict[str, timedelta]:
@@ -63,6 +60,7 @@ def stale_after() -> timedelta:
     return timedelta(minutes=getattr(settings, "INGESTION_QUALITY_STALE_MINUTES", 30))
 
 
+JUMP_CHUNK_COINS = 2000  # coins per query of the jump check (bounds the sort memory)
 JUMP_MIN_POINTS = 30  # fewer buckets than this in the window: no volatility estimate, no jump check
 SCALE_FLOOR = 1e-4  # sigma floor: a perfectly flat (filled) series must not flag a 0.01% move
 
@@ -174,71 +172,95 @@ def range_is_complete(*, coin_id: int, timeframe: str, start: datetime, end: dat
 
 
 # --- implausible jumps ---------------------------------------------------------------------------------
-def jump_mask(logs: np.ndarray, *, z: float, min_jump: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """For one series: ``logs`` is an (n, 4) array of log open/high/low/close in bucket order.
-    Returns (flagged mask, deviation per bucket, sigma)."""
-    close = logs[:, 3]
-    returns = np.diff(close)
-    med = np.median(returns)
-    sigma = max(1.4826 * float(np.median(np.abs(returns - med))), SCALE_FLOOR)
-    n = len(close)
-    padded = np.concatenate([[np.nan, np.nan], close, [np.nan, np.nan]])
-    neighbours = np.stack([padded[0:n], padded[1 : n + 1], padded[3 : n + 3], padded[4 : n + 4]], axis=1)
-    ref = np.nanmedian(neighbours, axis=1)
-    deviation = np.max(np.abs(logs - ref[:, None]), axis=1)
-    threshold = max(z * sigma, min_jump)
-    return deviation > threshold, deviation, sigma
+# All in SQL (window functions and two median aggregates), so only flagged buckets leave the database.
+# Per series: r = log-close returns; sigma = 1.4826 * median(|r - median(r)|), floored; per bucket:
+# ref = median of the log closes of the (up to) two buckets on each side; deviation = the largest
+# |log(x) - ref| over open/high/low/close. Flagged: deviation > greatest(z * sigma, min_jump).
+_JUMPS_SQL = """
+WITH s AS (
+    SELECT coin_id, bucket_start, ln(open) AS lo, ln(high) AS lh, ln(low) AS ll, ln(close) AS lc,
+           lag(ln(close), 2) OVER w AS p2, lag(ln(close), 1) OVER w AS p1,
+           lead(ln(close), 1) OVER w AS n1, lead(ln(close), 2) OVER w AS n2,
+           ln(close) - lag(ln(close), 1) OVER w AS r
+    FROM marketdata_candle
+    WHERE timeframe = %(tf)s AND coin_id = ANY(%(coins)s)
+      AND bucket_start >= %(w_start)s AND bucket_start <= %(now)s
+      AND least(open, high, low, close) > 0
+    WINDOW w AS (PARTITION BY coin_id ORDER BY bucket_start)
+), med AS (
+    SELECT coin_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY r) AS m, count(*) AS n
+    FROM s GROUP BY coin_id
+), vol AS (
+    SELECT s.coin_id,
+           greatest(
+               1.4826 * percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(s.r - med.m)), %(floor)s
+           ) AS sigma
+    FROM s JOIN med USING (coin_id)
+    WHERE med.n >= %(min_points)s
+    GROUP BY s.coin_id
+), d AS (
+    SELECT s.coin_id, s.bucket_start, vol.sigma,
+           (CASE num_nonnulls(p2, p1, n1, n2)
+                WHEN 4 THEN (p2 + p1 + n1 + n2 - greatest(p2, p1, n1, n2) - least(p2, p1, n1, n2)) / 2
+                WHEN 3 THEN coalesce(p2, 0) + coalesce(p1, 0) + coalesce(n1, 0) + coalesce(n2, 0)
+                            - greatest(p2, p1, n1, n2) - least(p2, p1, n1, n2)
+                WHEN 2 THEN (coalesce(p2, 0) + coalesce(p1, 0) + coalesce(n1, 0) + coalesce(n2, 0)) / 2
+                ELSE coalesce(p2, p1, n1, n2)
+            END) AS ref,
+           s.lo, s.lh, s.ll, s.lc
+    FROM s JOIN vol USING (coin_id)
+)
+SELECT coin_id, bucket_start, dev, sigma
+FROM (
+    SELECT coin_id, bucket_start, sigma,
+           greatest(abs(lo - ref), abs(lh - ref), abs(ll - ref), abs(lc - ref)) AS dev
+    FROM d WHERE ref IS NOT NULL
+) x
+WHERE dev > greatest(%(z)s * sigma, %(min_jump)s)
+ORDER BY coin_id, bucket_start
+"""
 
 
 def find_jumps(*, now: datetime, coin_ids: list[int], timeframe: str, lookback: timedelta) -> list[Finding]:
+    """Implausible jumps in [now - lookback, now]; adjacent flagged buckets are one range."""
     if not coin_ids:
         return []
-    z = float(getattr(settings, "INGESTION_QUALITY_JUMP_Z", 12.0))
-    min_jump = float(getattr(settings, "INGESTION_QUALITY_JUMP_MIN", 0.05))
-    step = TIMEFRAME_DELTA[timeframe]
-    w_start = bucket_floor(timeframe, now - lookback)
+    params = {
+        "tf": timeframe,
+        "w_start": bucket_floor(timeframe, now - lookback),
+        "now": now,
+        "floor": SCALE_FLOOR,
+        "min_points": JUMP_MIN_POINTS,
+        "z": float(getattr(settings, "INGESTION_QUALITY_JUMP_Z", 12.0)),
+        "min_jump": float(getattr(settings, "INGESTION_QUALITY_JUMP_MIN", 0.05)),
+    }
+    rows: list[tuple] = []
     with connection.cursor() as cur:
-        cur.execute(
-            "SELECT coin_id, bucket_start, open, high, low, close FROM marketdata_candle "
-            "WHERE timeframe = %s AND coin_id = ANY(%s) AND bucket_start >= %s AND bucket_start <= %s "
-            "AND least(open, high, low, close) > 0 ORDER BY coin_id, bucket_start",
-            [timeframe, coin_ids, w_start, now],
-        )
-        rows = cur.fetchall()
-    if not rows:
-        return []
-    coins = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    starts = [r[1] for r in rows]
-    logs = np.log(np.array([r[2:] for r in rows], dtype=np.float64))
-    cuts = np.flatnonzero(np.diff(coins)) + 1
+        for i in range(0, len(coin_ids), JUMP_CHUNK_COINS):
+            cur.execute(_JUMPS_SQL, {**params, "coins": coin_ids[i : i + JUMP_CHUNK_COINS]})
+            rows += cur.fetchall()
+    step = TIMEFRAME_DELTA[timeframe]
     findings: list[Finding] = []
-    for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(rows)]]), strict=True):
-        if hi - lo < JUMP_MIN_POINTS:
-            continue
-        mask, deviation, sigma = jump_mask(logs[lo:hi], z=z, min_jump=min_jump)
-        # merge flagged buckets that are adjacent in time into one range
-        current: list[int] = []
-        for i in np.flatnonzero(mask):
-            if current and starts[lo + i] != starts[lo + current[-1]] + step:
-                findings.append(
-                    _jump_finding(int(coins[lo]), timeframe, starts, lo, current, deviation, sigma)
-                )
-                current = []
-            current.append(int(i))
-        if current:
-            findings.append(_jump_finding(int(coins[lo]), timeframe, starts, lo, current, deviation, sigma))
+    run: list[tuple] = []
+    for row in rows:
+        if run and (row[0] != run[-1][0] or row[1] != run[-1][1] + step):
+            findings.append(_jump_finding(run, timeframe))
+            run = []
+        run.append(row)
+    if run:
+        findings.append(_jump_finding(run, timeframe))
     return findings
 
 
-def _jump_finding(coin_id, timeframe, starts, lo, idx, deviation, sigma) -> Finding:
-    step = TIMEFRAME_DELTA[timeframe]
-    worst = float(np.max(deviation[idx]))
+def _jump_finding(run: list[tuple], timeframe: str) -> Finding:
+    worst = max(r[2] for r in run)
+    sigma = run[0][3]
     return Finding(
-        coin_id,
+        run[0][0],
         timeframe,
         QualityFlag.Kind.JUMP,
-        starts[lo + idx[0]],
-        starts[lo + idx[-1]] + step,
+        run[0][1],
+        run[-1][1] + TIMEFRAME_DELTA[timeframe],
         {"log_deviation": round(worst, 6), "sigma": round(sigma, 8), "z": round(worst / sigma, 1)},
     )
 

@@ -127,18 +127,60 @@ def test_injected_spike_is_flagged_as_a_jump_on_exactly_its_bucket(coins, now, f
     assert flag.resolved_at is not None
 
 
-def test_jump_threshold_scales_with_the_series_own_volatility():
+def _reference_jumps(logs: np.ndarray, *, z: float, min_jump: float) -> tuple[np.ndarray, float]:
+    """Independent numpy statement of the rule the SQL implements, for one series:
+    (flagged mask, sigma) from an (n, 4) array of log open/high/low/close."""
+    close = logs[:, 3]
+    returns = np.diff(close)
+    sigma = max(1.4826 * float(np.median(np.abs(returns - np.median(returns)))), quality.SCALE_FLOOR)
+    n = len(close)
+    padded = np.concatenate([[np.nan, np.nan], close, [np.nan, np.nan]])
+    neighbours = np.stack([padded[0:n], padded[1 : n + 1], padded[3 : n + 3], padded[4 : n + 4]], axis=1)
+    ref = np.nanmedian(neighbours, axis=1)
+    deviation = np.max(np.abs(logs - ref[:, None]), axis=1)
+    return deviation > max(z * sigma, min_jump), sigma
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("z", [6.0, 12.0])
+def test_jump_check_matches_the_reference_rule_and_scales_with_each_series_volatility(settings, z):
+    settings.INGESTION_QUALITY_JUMP_Z = z
+    settings.INGESTION_QUALITY_JUMP_MIN = 0.0
+    ids = coins_upsert(coins=[CoinIn(f"c{v}", f"c{v}", f"C{v}") for v in range(3)])
     rng = np.random.default_rng(5)
-    for vol in (0.001, 0.02):
+    expected: dict[int, list[datetime]] = {}
+    for k, (vol, moves) in enumerate([(0.001, {150: 8}), (0.02, {40: 8, 41: -8, 299: 20}), (0.005, {})]):
+        coin = ids[f"c{k}"]
         close = np.cumsum(rng.normal(0, vol, 300))
-        logs = np.stack([close, close, close, close], axis=1)
-        move = 8 * vol  # 8 sigma of this series
-        logs[150] += move
-        mask, _, sigma = quality.jump_mask(logs, z=6, min_jump=0.0)
-        assert sigma == pytest.approx(vol, rel=0.25)
-        assert list(np.flatnonzero(mask)) == [150]
-        quiet, _, _ = quality.jump_mask(logs, z=12, min_jump=0.0)  # 8 sigma is plausible at z=12
-        assert not quiet.any()
+        for i, m in moves.items():
+            close[i] += m * vol  # an m-sigma move of this series
+        opens = np.concatenate([[close[0]], close[:-1]])
+        logs = np.stack([opens, np.maximum(opens, close), np.minimum(opens, close), close], axis=1)
+        candles_upsert(
+            rows=[
+                CandleRow(coin, "1m", T0 + i * MINUTE, *np.exp(logs[i]).tolist()) for i in range(len(close))
+            ],
+            source="test",
+        )
+        mask, sigma = _reference_jumps(logs, z=z, min_jump=0.0)
+        assert sigma == pytest.approx(vol, rel=0.3)
+        expected[coin] = [T0 + int(i) * MINUTE for i in np.flatnonzero(mask)]
+
+    found = quality.find_jumps(
+        now=T0 + 300 * MINUTE, coin_ids=list(ids.values()), timeframe="1m", lookback=timedelta(hours=6)
+    )
+    got: dict[int, list[datetime]] = {c: [] for c in ids.values()}
+    for f in found:
+        t = f.range_start
+        while t < f.range_end:
+            got[f.coin_id].append(t)
+            t += MINUTE
+    assert got == expected
+    if z == 6.0:  # the injected moves are found in each series despite 20x different volatility
+        assert T0 + 150 * MINUTE in got[ids["c0"]]
+        assert T0 + 299 * MINUTE in got[ids["c1"]]
+    else:  # an 8-sigma move is plausible at z = 12
+        assert T0 + 150 * MINUTE not in got[ids["c0"]]
 
 
 @pytest.mark.django_db(transaction=True)
