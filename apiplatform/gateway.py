@@ -8,16 +8,19 @@ request, e.g. the number of candles asked for). Views stay thin and know nothing
 1. API-key authentication and scope check (accounts; DRF authentication + permission classes).
 2. ``initial()``: ONE Redis call (``apiplatform.ratelimit.gate``, a Lua script) checks the
    endpoint against the organization's plan, the monthly credits, the organization's and the
-   key's token buckets, and consumes all of them or none. Refusals: 403 ``plan-upgrade-required``,
+   key's token buckets, and consumes all of them or none — and meters the outcome it decided
+   (admitted: 2xx with its credits; refused: 4xx). Refusals: 403 ``plan-upgrade-required``,
    429 ``quota-exceeded``, 429 ``rate-limited`` (with ``Retry-After``).
 3. The view runs. A view that serves plan-dependent variants calls
    ``self.require_timeframe(request, tf)`` (no extra round trip: the plan came back from step 2).
-4. ``finalize_response()``: the ``RateLimit-Policy`` / ``RateLimit`` headers are added and the
-   request is metered (ONE pipelined Redis call, ``billing.metering.record``); the credits of a
-   request that did not succeed (status ≥ 400) are given back in the same call.
+4. ``finalize_response()``: the ``RateLimit-Policy`` / ``RateLimit`` headers are added. Only if
+   the answer is not what the gate counted (an admitted request ending in 3xx/4xx/5xx) does one
+   more Redis call move the count (``billing.metering.correct``) and give back the reserved
+   credits of an unsuccessful (≥ 400) answer. Requests that never reached the gate (401, scope
+   403) are metered with one call (``billing.metering.record``).
 
-Warm path: 2 Redis round trips, 0 SQL queries. Redis unreachable: fail open with a per-process
-limiter and metering straight into PostgreSQL (docs/plans-and-limits.md).
+Warm path (a successful call): 1 Redis round trip, 0 SQL queries. Redis unreachable: fail open
+with a per-process limiter and metering straight into PostgreSQL (docs/plans-and-limits.md).
 """
 
 from __future__ import annotations
@@ -145,22 +148,29 @@ def upgrade_url() -> str:
     return settings.BILLING_UPGRADE_URL
 
 
-def admit(*, organization_id: int, key_id: str, endpoint: str, cost: int) -> ratelimit.GateResult:
-    """Check and consume the limits of one request (see module docstring); never raises for Redis."""
+def admit(
+    *, organization_id: int, key_id: str, endpoint: str, cost: int, meter_endpoint: str
+) -> ratelimit.GateResult:
+    """Check and consume the limits of one request and meter its outcome (see module docstring);
+    never raises for Redis."""
     now = ratelimit.now_us()
     result = None
+    args = {
+        "organization_id": organization_id,
+        "key_id": key_id,
+        "endpoint": endpoint,
+        "cost": cost,
+        "now": now,
+        "meter_endpoint": meter_endpoint,
+    }
     if ratelimit.client.available():
         try:
-            result = ratelimit.gate(
-                organization_id=organization_id, key_id=key_id, endpoint=endpoint, cost=cost, now=now
-            )
+            result = ratelimit.gate(**args)
             if result is None:  # cold: Redis does not know the organization's plan yet
                 from billing import services
 
                 services.organization_plan_load(organization_id=organization_id, now_us=now)
-                result = ratelimit.gate(
-                    organization_id=organization_id, key_id=key_id, endpoint=endpoint, cost=cost, now=now
-                )
+                result = ratelimit.gate(**args)
         except ratelimit.RedisUnavailable:
             result = None
         except ratelimit.redis.RedisError as exc:  # from the cold path
@@ -243,7 +253,11 @@ class PublicAPIView(APIView):
         cost = max(0, int(self.get_credit_cost(request)))
         endpoint = self.endpoint_name if self.plan_gated else ""
         result = admit(
-            organization_id=principal.organization_id, key_id=principal.key_id, endpoint=endpoint, cost=cost
+            organization_id=principal.organization_id,
+            key_id=principal.key_id,
+            endpoint=endpoint,
+            cost=cost,
+            meter_endpoint=self.endpoint_name or type(self).__name__,
         )
         self.gate_result = result
         error = refusal(result, self.endpoint_name)
@@ -278,21 +292,43 @@ class PublicAPIView(APIView):
         if result is not None:
             for name, value in rate_limit_headers(result).items():
                 response[name] = value
+        status = response.status_code
+        if result is not None and result.metered_bucket:
+            # The gate call already counted this request: as 2xx with its credits if admitted,
+            # as 4xx if refused. Only a different outcome costs a (second) round trip.
+            admitted = result.status == ratelimit.ADMITTED
+            counted_as = "2xx" if admitted else "4xx"
+            actual = metering.status_class(status)
+            if actual == counted_as:
+                return
+            charged = self._reserved if admitted else 0
+            keep = charged if status < 400 else 0
+            metering.correct(
+                bucket=result.metered_bucket,
+                from_class=counted_as,
+                to_class=actual,
+                credits_from=charged,
+                credits_to=keep,
+                refund=charged - keep,
+                organization_id=result_org(request),
+                month=result.month,
+            )
+            return
         principal = getattr(request, "_auth", None)  # never re-run authentication here
         organization_id = getattr(principal, "organization_id", None)
         key_id = getattr(principal, "key_id", "") if organization_id else ""
-        status = response.status_code
         succeeded = status < 400 and result is not None and result.status == ratelimit.ADMITTED
-        charge = getattr(self, "_charge", 0) if succeeded else 0
         metering.record(
             metering.Hit(
                 organization_id=organization_id,
                 key_id=key_id or "",
                 endpoint=self.endpoint_name or type(self).__name__,
                 status=status,
-                credits=charge,
-                refund=0 if succeeded else self._reserved,
-                month=result.month if result is not None else "",
+                credits=getattr(self, "_charge", 0) if succeeded else 0,
                 now_us=ratelimit.now_us(),
             )
         )
+
+
+def result_org(request) -> int | None:
+    return getattr(getattr(request, "_auth", None), "organization_id", None)

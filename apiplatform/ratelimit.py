@@ -47,8 +47,9 @@ PLAN_UNKNOWN = -1
 
 _GATE_LUA = """
 -- KEYS[1] plan hash of the organization, KEYS[2] organization bucket (TAT), KEYS[3] key bucket,
--- KEYS[4] credits used this month.  ARGV[1] now (us), ARGV[2] credit cost, ARGV[3] endpoint
--- ("" = not gated), ARGV[4] TTL of the month counter (s).
+-- KEYS[4] credits used this month, KEYS[5] live usage hash.  ARGV[1] now (us), ARGV[2] credit
+-- cost, ARGV[3] endpoint ("" = not gated), ARGV[4] TTL of the month counter (s), ARGV[5] usage
+-- bucket ("" = do not meter).
 local p = redis.call('HMGET', KEYS[1], 'name', 'rpm', 'burst', 'krpm', 'quota', 'eps', 'tfs', 'v', 'dn')
 if not p[1] then return '-1' end
 local now = tonumber(ARGV[1])
@@ -94,6 +95,17 @@ else
 end
 local t_rem = math.floor((now + burst * t_T - t_tat) / t_T)
 local k_rem = math.floor((now + burst * k_T - k_tat) / k_T)
+-- metering of the outcome decided here (ARGV[5] = bucket "<hour>|<org>|<key>|<endpoint>"): an
+-- admitted request is counted as 2xx with its credits, a refused one as 4xx; the gateway corrects
+-- the rare admitted request that does not end in 2xx (billing.metering.correct).
+if ARGV[5] ~= '' then
+  if status == 0 then
+    redis.call('HINCRBY', KEYS[5], ARGV[5] .. '|2xx|n', 1)
+    if cost > 0 then redis.call('HINCRBY', KEYS[5], ARGV[5] .. '|2xx|c', cost) end
+  else
+    redis.call('HINCRBY', KEYS[5], ARGV[5] .. '|4xx|n', 1)
+  end
+end
 -- one flat string: far cheaper for the client to parse than a 16-element array
 return string.format('%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%s|%s|%s|%s|%s', status, rpm, burst, krpm, quota,
   t_rem, math.ceil(t_tat - now), k_rem, math.ceil(k_tat - now), used, math.ceil(retry),
@@ -149,6 +161,7 @@ class GateResult:
     month_reset_s: int
     month: str
     degraded: bool = False  # decided by the per-process fallback (Redis unreachable)
+    metered_bucket: str = ""  # usage bucket, when the gate call also metered the request (gate())
 
     @property
     def credits_remaining(self) -> int:
@@ -252,7 +265,7 @@ def publish_plan(organization_id: int, limits: PlanLimits) -> bool:
     )
 
 
-def _parse(raw: str, now: int, month: str, month_reset_s: int) -> GateResult:
+def _parse(raw: str, now: int, month: str, month_reset_s: int, bucket: str = "") -> GateResult:
     (status, rpm, burst, krpm, quota, t_rem, t_reset, k_rem, k_reset, used, retry,
      version, name, eps, tfs, dn) = raw.split("|", 15)  # fmt: skip
     status = int(status)
@@ -271,6 +284,7 @@ def _parse(raw: str, now: int, month: str, month_reset_s: int) -> GateResult:
         retry_after_s=_ceil_s(int(retry)) if status == RATE_LIMITED else 0,
         month_reset_s=month_reset_s,
         month=month,
+        metered_bucket=bucket,
     )
 
 
@@ -278,13 +292,36 @@ def _ceil_s(us: int) -> int:
     return max(0, -(-us // US))
 
 
+def usage_live_key() -> str:
+    return _k("{usage}", "live")  # hash tag: every usage key in one cluster slot
+
+
+def usage_bucket(*, now: int, organization_id: int | None, key_id: str, endpoint: str) -> str:
+    """ "<hour>|<org>|<key>|<endpoint>" of the usage hash (the status class and |n / |c follow)."""
+    hour = (now // US) // 3600 * 3600
+    return f"{hour}|{organization_id or 0}|{key_id}|{endpoint}"
+
+
 def gate(
-    *, organization_id: int, key_id: str, endpoint: str, cost: int, now: int | None = None
+    *,
+    organization_id: int,
+    key_id: str,
+    endpoint: str,
+    cost: int,
+    now: int | None = None,
+    meter_endpoint: str | None = None,
 ) -> GateResult | None:
-    """One atomic check-and-consume. ``None`` means Redis has no plan for the organization yet
-    (the caller publishes it and calls again). Raises :class:`RedisUnavailable`."""
+    """One atomic check-and-consume (and, with ``meter_endpoint``, the metering of its outcome).
+
+    ``None`` means Redis has no plan for the organization yet (the caller publishes it and calls
+    again). Raises :class:`RedisUnavailable`."""
     now = now_us() if now is None else now
     month, month_reset_s = month_bounds(now)
+    bucket = (
+        usage_bucket(now=now, organization_id=organization_id, key_id=key_id, endpoint=meter_endpoint)
+        if meter_endpoint
+        else ""
+    )
     try:
         r = redis_client()
         raw = client.gate_script(
@@ -293,8 +330,9 @@ def gate(
                 tenant_bucket_key(organization_id),
                 key_bucket_key(key_id),
                 month_key(organization_id, month),
+                usage_live_key(),
             ],
-            args=[now, cost, endpoint, month_reset_s + 86_400],
+            args=[now, cost, endpoint, month_reset_s + 86_400, bucket],
             client=r,
         )
     except redis.RedisError as exc:
@@ -302,7 +340,7 @@ def gate(
         raise RedisUnavailable(str(exc)) from exc
     if raw == "-1":
         return None
-    return _parse(raw, now, month, month_reset_s)
+    return _parse(raw, now, month, month_reset_s, bucket)
 
 
 # --- fallback while Redis is unreachable: the same GCRA, per process --------------------------------

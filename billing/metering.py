@@ -66,7 +66,7 @@ RETURNING batch_id
 
 
 def live_key() -> str:
-    return ratelimit._k("{usage}", "live")  # hash tag: all usage keys in one cluster slot
+    return ratelimit.usage_live_key()
 
 
 def batch_key(batch_id: str) -> str:
@@ -79,10 +79,6 @@ def pending_key() -> str:
 
 def status_class(status: int) -> str:
     return f"{min(5, max(2, status // 100))}xx"
-
-
-def bucket_field(*, hour: int, organization_id: int | None, key_id: str, endpoint: str, status: int) -> str:
-    return f"{hour}|{organization_id or 0}|{key_id}|{endpoint}|{status_class(status)}"
 
 
 def hour_of(now_us: int) -> int:
@@ -98,8 +94,6 @@ class Hit:
     endpoint: str
     status: int
     credits: int  # credits charged (0 when not charged)
-    refund: int = 0  # credits reserved by the gate and given back
-    month: str = ""
     now_us: int = 0
 
 
@@ -108,46 +102,84 @@ redis.call('HINCRBY', KEYS[1], ARGV[1] .. '|n', 1)
 if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[1], ARGV[1] .. '|c', ARGV[2]) end
 return 1
 """
-_meter_script = None
+
+
+def _script(source_attr: str, r):
+    script = _scripts.get(source_attr)
+    if script is None or script.registered_client is not r:
+        script = _scripts[source_attr] = r.register_script(globals()[source_attr])
+    return script
+
+
+_scripts: dict = {}
 
 
 def record(hit: Hit) -> None:
-    """Count one request: one Redis round trip; straight into PostgreSQL if Redis is unreachable.
-
-    The count and the credits go in with one script (atomic: a flush's RENAME never splits them);
-    a refund of reserved credits rides in the same pipeline (same round trip)."""
-    global _meter_script
-    field = bucket_field(
-        hour=hour_of(hit.now_us),
-        organization_id=hit.organization_id,
-        key_id=hit.key_id,
-        endpoint=hit.endpoint,
-        status=hit.status,
+    """Count one request that the gate did not meter (no organization, Redis fallback, refused
+    before the gate): one Redis round trip; straight into PostgreSQL if Redis is unreachable."""
+    base = ratelimit.usage_bucket(
+        now=hit.now_us, organization_id=hit.organization_id, key_id=hit.key_id, endpoint=hit.endpoint
     )
+    field = f"{base}|{status_class(hit.status)}"
     try:
         r = ratelimit.redis_client()
-        if _meter_script is None or _meter_script.registered_client is not r:
-            _meter_script = r.register_script(_METER_LUA)
-        if hit.refund and hit.organization_id:
-            pipe = r.pipeline(transaction=False)
-            _meter_script(keys=[live_key()], args=[field, hit.credits], client=pipe)
-            pipe.decrby(ratelimit.month_key(hit.organization_id, hit.month), hit.refund)
-            pipe.execute()
-        else:
-            _meter_script(keys=[live_key()], args=[field, hit.credits], client=r)
+        _script("_METER_LUA", r)(keys=[live_key()], args=[field, hit.credits], client=r)
     except (redis.RedisError, ratelimit.RedisUnavailable) as exc:
         if isinstance(exc, redis.RedisError):
             ratelimit.client.mark_down(exc)
-        _record_direct(field, hit.credits)
+        _record_direct({field: [1, hit.credits]})
 
 
-def _record_direct(field: str, credit_count: int) -> None:
-    """Fallback while Redis is down: add the request to PostgreSQL at once (durable)."""
+_CORRECT_LUA = """
+local from = ARGV[1] .. '|' .. ARGV[2]
+local to = ARGV[1] .. '|' .. ARGV[3]
+redis.call('HINCRBY', KEYS[1], from .. '|n', -1)
+redis.call('HINCRBY', KEYS[1], to .. '|n', 1)
+if ARGV[4] ~= '0' then redis.call('HINCRBY', KEYS[1], from .. '|c', -tonumber(ARGV[4])) end
+if ARGV[5] ~= '0' then redis.call('HINCRBY', KEYS[1], to .. '|c', ARGV[5]) end
+return 1
+"""
+
+
+def correct(
+    *,
+    bucket: str,
+    from_class: str,
+    to_class: str,
+    credits_from: int,
+    credits_to: int,
+    refund: int = 0,
+    organization_id: int | None = None,
+    month: str = "",
+) -> None:
+    """The gate counted a request as ``from_class`` (with ``credits_from``); it ended as
+    ``to_class`` (costing ``credits_to``). Moves the count, and gives back ``refund`` reserved
+    credits, in one round trip. Only for the uncommon outcomes (errors, 3xx)."""
+    try:
+        r = ratelimit.redis_client()
+        args = [bucket, from_class, to_class, credits_from, credits_to]
+        if refund and organization_id:
+            pipe = r.pipeline(transaction=False)
+            _script("_CORRECT_LUA", r)(keys=[live_key()], args=args, client=pipe)
+            pipe.decrby(ratelimit.month_key(organization_id, month), refund)
+            pipe.execute()
+        else:
+            _script("_CORRECT_LUA", r)(keys=[live_key()], args=args, client=r)
+    except (redis.RedisError, ratelimit.RedisUnavailable) as exc:
+        if isinstance(exc, redis.RedisError):
+            ratelimit.client.mark_down(exc)
+        _record_direct(
+            {f"{bucket}|{from_class}": [-1, -credits_from], f"{bucket}|{to_class}": [1, credits_to]}
+        )
+
+
+def _record_direct(rows: dict[str, list[int]]) -> None:
+    """Fallback while Redis is down: add to PostgreSQL at once (durable)."""
     try:
         with transaction.atomic():
-            _upsert({field: [1, credit_count]})
+            _upsert(rows)
     except Exception:
-        logger.exception("usage could not be recorded (Redis and PostgreSQL failed): %s", field)
+        logger.exception("usage could not be recorded (Redis and PostgreSQL failed): %s", rows)
 
 
 def _aggregate(data: dict[str, str]) -> dict[str, list[int]]:
@@ -162,6 +194,8 @@ def _upsert(rows: dict[str, list[int]]) -> None:
     now = timezone.now()
     params = []
     for base, (requests, credit_count) in rows.items():
+        if not requests and not credit_count:
+            continue  # a request counted and moved to another class within the same batch
         hour, org, key_id, endpoint, cls = base.split("|", 4)
         params.append(
             (

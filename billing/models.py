@@ -114,8 +114,10 @@ class UsageRecord(models.Model):
     key_id = models.CharField(max_length=32, blank=True)
     endpoint = models.CharField(max_length=64)
     status_class = models.CharField(max_length=3, choices=StatusClass.choices)
-    requests = models.PositiveBigIntegerField(default=0)
-    credits = models.PositiveBigIntegerField(default=0)
+    # Signed: a flush batch may carry a correction (-1 in 2xx, +1 in 4xx) of a request counted as
+    # 2xx in an earlier batch; the totals are never negative.
+    requests = models.BigIntegerField(default=0)
+    credits = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

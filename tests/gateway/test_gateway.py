@@ -11,6 +11,7 @@ from apiplatform import gateway, ratelimit
 from billing import metering, services
 from billing.models import UsageRecord
 from tests.gateway.conftest import key_client, parse_ratelimit
+from tests.gateway.urls import Echo
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.gateway.urls")]
 
@@ -196,3 +197,15 @@ def test_gateway_switched_off_adds_nothing(tenant, clock, settings):
     response = key_client(key).get("/v1/test/echo")
     assert response.status_code == 200 and "RateLimit" not in response
     assert not gateway._local_plans
+
+
+def test_a_flush_between_gate_and_answer_still_counts_the_final_status(tenant, make_plan, clock):
+    make_plan("split", burst=50, rate_per_minute=600, key_rate_per_minute=600)
+    org, key = tenant("split")
+    client = key_client(key)
+    assert client.get("/v1/test/echo?flush=1&status=404").status_code == 404
+    assert client.get("/v1/test/echo?flush=1").status_code == 200
+    metering.usage_flush()
+    rows = {r.status_class: (r.requests, r.credits) for r in UsageRecord.objects.filter(organization=org)}
+    assert rows == {"2xx": (1, Echo.credit_cost), "4xx": (1, 0)}
+    assert client.get("/v1/limits").json()["quota"]["used"] == Echo.credit_cost

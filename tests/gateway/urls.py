@@ -20,6 +20,10 @@ class Echo(PublicAPIView):
         return -(-int(limit) // 1000) if limit else self.credit_cost
 
     def get(self, request):
+        if "flush" in request.query_params:  # a flush runs while this request is in the view
+            from billing.metering import usage_flush
+
+            usage_flush()
         status = request.query_params.get("status")
         if status == "404":
             raise NotFound("no such thing")
