@@ -61,20 +61,37 @@ def _bounds_sql(start, end, cursor_us, order) -> tuple[str, list]:
     return sql, args
 
 
-def candles_page(
+_CANDLE_JSON = (
+    "json_build_object('time', to_char(bucket_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+    "'open', open, 'high', high, 'low', low, 'close', close, 'volume', volume, 'volume_24h', volume_24h, "
+    "'closed', closed, 'filled', filled)"
+)
+
+
+def candles_page_json(
     *, coin_id: int, timeframe: str, start, end, cursor_us: int | None, order: str, limit: int
-) -> list[tuple]:
-    """Up to ``limit`` candles (tuples in CANDLE_COLUMNS order) of one series: 1 query, one index scan."""
+) -> tuple[bool, bool, datetime | None, str]:
+    """One page of candles rendered as a JSON array by PostgreSQL (1 query, one index scan).
+
+    Returns (more rows exist, every row is closed, bucket_start of the last row, JSON array text).
+    PostgreSQL formats the rows (floats in shortest round-trip form, times ISO 8601 UTC): no Python
+    object per value, which is most of the cost of a 5,000-row page.
+    """
     bounds, args = _bounds_sql(start, end, cursor_us, order)
     direction = "ASC" if order == "asc" else "DESC"
     sql = (
-        "SELECT bucket_start, open, high, low, close, volume, volume_24h, closed, filled "  # noqa: S608
+        "WITH page AS (SELECT bucket_start, open, high, low, close, volume, volume_24h, closed, filled "  # noqa: S608
         f"FROM marketdata_candle WHERE coin_id = %s AND timeframe = %s{bounds} "
-        f"ORDER BY bucket_start {direction} LIMIT %s"
+        f"ORDER BY bucket_start {direction} LIMIT %s), "
+        f"numbered AS (SELECT row_number() OVER (ORDER BY bucket_start {direction}) AS n, * FROM page) "
+        "SELECT count(*) > %s, COALESCE(bool_and(closed) FILTER (WHERE n <= %s), true), "
+        "max(bucket_start) FILTER (WHERE n = %s), "
+        f"COALESCE(json_agg({_CANDLE_JSON} ORDER BY n) FILTER (WHERE n <= %s), '[]')::text FROM numbered"
     )
     with connection.cursor() as cur:
-        cur.execute(sql, [coin_id, timeframe, *args, limit])
-        return cur.fetchall()
+        cur.execute(sql, [coin_id, timeframe, *args, limit + 1, limit, limit, limit, limit])
+        more, closed, last, text = cur.fetchone()
+    return more, closed, last, text
 
 
 def series_arrays(*, coin_id: int, timeframe: str, end=None) -> dict[str, np.ndarray]:

@@ -412,30 +412,25 @@ class CandleListView(MarketDataView):
         parts = (coin_pk, timeframe, start, end, limit, order, cursor)
         version, hit = caching.lookup("candles", parts, versions.candles_key(coin_pk, timeframe))
         if hit is None:
-            rows = queries.candles_page(
+            more, rows_closed, last, data_json = queries.candles_page_json(
                 coin_id=coin_pk,
                 timeframe=timeframe,
                 start=start,
                 end=end,
                 cursor_us=cursor.after_us if cursor else None,
                 order=order,
-                limit=limit + 1,
+                limit=limit,
             )
-            more = len(rows) > limit
-            rows = rows[:limit]
-            next_cursor = params.encode_time_cursor(order, rows[-1][0]) if more else None
-            cols = queries.CANDLE_COLUMNS
-            data = [dict(zip(cols, r, strict=True)) for r in rows]
-            body = dumps({"coin": coin_id, "timeframe": timeframe, "data": data, "next_cursor": next_cursor})
-            closed = _range_is_closed(timeframe, end, all(r[7] for r in rows), timezone.now())
+            next_cursor = params.encode_time_cursor(order, last) if more and last is not None else None
+            head = dumps({"coin": coin_id, "timeframe": timeframe})[:-1]
+            body = head + b',"data":' + data_json.encode() + b',"next_cursor":' + dumps(next_cursor) + b"}"
+            closed = _range_is_closed(timeframe, end, rows_closed, timezone.now())
             hit = caching.Cached(body, caching.etag_of(body), caching.cache_control(closed))
             caching.store("candles", parts, version, hit, caching.LONG_TTL if closed else caching.SHORT_TTL)
-        else:
-            next_cursor = None
         if request.accepted_renderer.format == "csv":
             return self._csv(request, hit)
         response = caching.respond(request, hit)
-        _link_next(request, next_cursor if hit is not None and next_cursor else _cursor_of(hit), response)
+        _link_next(request, _cursor_of(hit), response)
         return response
 
     def _csv(self, request, hit: caching.Cached):

@@ -79,7 +79,7 @@ def test_schemathesis_finds_no_failure(path, openapi, api_key, market, keep_db_c
     for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
 
         @settings(
-            max_examples=20,
+            max_examples=12,
             deadline=None,
             database=None,
             derandomize=True,
@@ -98,6 +98,6 @@ def test_schemathesis_finds_no_failure(path, openapi, api_key, market, keep_db_c
 
         run()
     assert not failures, "\n\n".join(failures[:5])
-    assert len(statuses) >= 20 and 200 in statuses  # the run really exercised the endpoint
+    assert len(statuses) >= 12 and 200 in statuses  # the run really exercised the endpoint
     if path != "/v1/coins/{coin_id}":
         assert 400 in statuses

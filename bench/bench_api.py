@@ -1,0 +1,303 @@
+"""Benchmark of the public market data API against the stock DRF way, same run, same rows.
+
+    .venv/bin/python bench/bench_api.py [--duration 10] [--rounds 2] [--connections 32] [--workers 2]
+
+Table: H3's benchmark database (``BENCH_DATABASE_URL``, default
+postgres://postgres@127.0.0.1:5432/candlestack_bench, >= 10 million 1m candles written through the
+write path by ``bench/bench_write_path.py`` — run that first). This script migrates it (adds the
+tables of the other apps), creates a tenant on an unlimited "bench" plan with a real API key, a
+djangorestframework-api-key key for the stock views, and market snapshots for every coin (through
+``marketdata.services.snapshots_upsert``) if there are none.
+
+Endpoints, each served three ways by gunicorn (``--workers`` sync workers, loopback), load from
+``wrk`` (or a bounded httpx/asyncio generator) in a second process, ``--connections`` connections:
+  * ``ours``       the real endpoint: key auth + rate limits + metering + Redis response cache (hits);
+  * ``uncached``   the same endpoint with the response cache off (every request queries PostgreSQL);
+  * ``stock``      DRF ``ModelSerializer`` + ``JSONRenderer`` + ``HasAPIKey`` over the same rows.
+for ``GET /v1/prices?ids=<100 ids>`` and ``GET /v1/coins/{id}/candles?timeframe=1m&limit=500``.
+Prints req/s and p50/p99 per variant (median over rounds), ratios, and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/candlestack_bench")
+
+SETTINGS = """
+import os
+from apiplatform.settings import *  # noqa: F403
+INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework_api_key"]  # noqa: F405
+ROOT_URLCONF = "bench_api_urls"
+MARKETDATA_RESPONSE_CACHE = os.environ.get("BENCH_RESPONSE_CACHE", "1") == "1"
+LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+"""
+
+URLS = """
+from django.shortcuts import get_object_or_404
+from django.urls import path
+from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_api_key.permissions import HasAPIKey
+
+from apiplatform.urls import urlpatterns as project
+from marketdata.models import CandleListing, Coin, MarketSnapshot
+
+
+class PriceSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="coin.upstream_id")
+
+    class Meta:
+        model = MarketSnapshot
+        fields = ["id", "price", "market_cap", "volume_24h", "change_24h_pct", "last_updated"]
+
+
+class CandleSerializer(serializers.ModelSerializer):
+    time = serializers.DateTimeField(source="bucket_start")
+
+    class Meta:
+        model = CandleListing
+        fields = ["time", "open", "high", "low", "close", "volume", "volume_24h", "closed", "filled"]
+
+
+class StockPrices(APIView):
+    authentication_classes = []
+    permission_classes = [HasAPIKey]
+    renderer_classes = [JSONRenderer]
+
+    def get(self, request):
+        ids = request.query_params["ids"].split(",")
+        qs = MarketSnapshot.objects.select_related("coin").filter(coin__upstream_id__in=ids)
+        return Response({"data": PriceSerializer(qs, many=True).data})
+
+
+class StockCandles(APIView):
+    authentication_classes = []
+    permission_classes = [HasAPIKey]
+    renderer_classes = [JSONRenderer]
+
+    def get(self, request, coin_id):
+        coin = get_object_or_404(Coin, upstream_id=coin_id)
+        timeframe = request.query_params.get("timeframe", "1h")
+        limit = int(request.query_params.get("limit", 500))
+        qs = CandleListing.objects.filter(coin_id=coin.id, timeframe=timeframe)
+        qs = qs.order_by("-bucket_start")[:limit]
+        return Response({"data": CandleSerializer(qs, many=True).data})
+
+
+urlpatterns = [
+    path("v1/bench/stock/prices", StockPrices.as_view()),
+    path("v1/bench/stock/coins/<str:coin_id>/candles", StockCandles.as_view()),
+    *project,
+]
+"""
+
+SETUP = """
+import django
+django.setup()
+from datetime import UTC, datetime
+from accounts import services as accounts
+from billing import services as billing
+from billing.models import Plan
+from marketdata import services
+from marketdata.models import Coin, MarketSnapshot
+from rest_framework_api_key.models import APIKey
+
+Plan.objects.update_or_create(name="bench", defaults=dict(
+    display_name="Bench", rate_per_minute=10_000_000, burst=1_000_000, key_rate_per_minute=10_000_000,
+    monthly_credits=10**12, endpoints=["*"], timeframes=["*"]))
+org = accounts.organization_create(name="API bench")
+_, key = accounts.api_key_create(organization=org, name="bench", audit=False)
+billing.organization_plan_set(organization=org, plan_name="bench")
+_, stock_key = APIKey.objects.create_key(name="bench")
+coins = list(Coin.objects.order_by("id").values_list("id", "upstream_id"))
+if not MarketSnapshot.objects.exists():
+    now = datetime.now(UTC)
+    services.snapshots_upsert(rows=[
+        services.SnapshotIn(cid, 100.0 + i, 1e9 * (2000 - i), i + 1, 1e7, 101.0, 99.0, 0.5, now, now)
+        for i, (cid, _) in enumerate(coins)])
+print(key)
+print(stock_key)
+print(",".join(u for _, u in coins[:100]))
+print(coins[len(coins) // 2][1])
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(code: str, env) -> str:
+    out = subprocess.run([PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise SystemExit(f"failed:\n{out.stdout}\n{out.stderr}")
+    return out.stdout
+
+
+def wrk(
+    url: str, headers: dict[str, str], duration: int, connections: int
+) -> tuple[float, float, float, int]:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=duration + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p: str) -> float:
+        raw = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        return float(raw.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[raw.group(2)]
+
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    if errors:
+        print("   wrk:", errors.group(0))
+    return rps, pct("50"), pct("99"), int(bad.group(1)) if bad else 0
+
+
+async def _pyload(url, headers, duration, connections):
+    latencies: list[float] = []
+    bad = 0
+    deadline = time.perf_counter() + duration
+
+    async def worker(client):
+        nonlocal bad
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            r = await client.get(url, headers=headers)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            bad += r.status_code >= 300
+
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=connections), timeout=30) as client:
+        await asyncio.gather(*(worker(client) for _ in range(connections)))
+    latencies.sort()
+    n = len(latencies)
+    return n / duration, latencies[n // 2], latencies[int(n * 0.99) - 1], bad
+
+
+def load(url, headers, duration, connections):
+    if shutil.which("wrk"):
+        return wrk(url, headers, duration, connections)
+    return asyncio.run(_pyload(url, headers, duration, connections))
+
+
+def start_server(env, workers: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    server = subprocess.Popen(
+        [PYTHON, "-m", "gunicorn", "apiplatform.wsgi:application", "-w", str(workers),
+         "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "256"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    return server, base
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_api_"))
+    (tmp / "bench_api_settings.py").write_text(SETTINGS)
+    (tmp / "bench_api_urls.py").write_text(URLS)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp}{os.pathsep}{ROOT}",
+        "DJANGO_SETTINGS_MODULE": "bench_api_settings",
+        "DATABASE_URL": BENCH_DB,
+        "DEBUG": "1",
+        "LOG_LEVEL": "WARNING",
+    }
+    run("import django; django.setup(); from django.core.management import call_command; "
+        "call_command('migrate', verbosity=0)", env)  # fmt: skip
+    rows = run(
+        "import django; django.setup(); from django.db import connection; c = connection.cursor(); "
+        "c.execute('SELECT count(*) FROM marketdata_candle'); print(c.fetchone()[0])",
+        env,
+    ).strip()
+    key, stock_key, ids, coin = run(SETUP, env).split()[-4:]
+    servers = []
+    try:
+        ours, base = start_server({**env, "BENCH_RESPONSE_CACHE": "1"}, args.workers)
+        servers.append(ours)
+        raw, base_raw = start_server({**env, "BENCH_RESPONSE_CACHE": "0"}, args.workers)
+        servers.append(raw)
+        mine, stock = {"X-API-Key": key}, {"Authorization": f"Api-Key {stock_key}"}
+        candles = f"/coins/{coin}/candles?timeframe=1m&limit=500"
+        variants = {
+            "prices ours": (f"{base}/v1/prices?ids={ids}", mine),
+            "prices uncached": (f"{base_raw}/v1/prices?ids={ids}", mine),
+            "prices stock": (f"{base}/v1/bench/stock/prices?ids={ids}", stock),
+            "candles ours": (f"{base}/v1{candles}", mine),
+            "candles uncached": (f"{base_raw}/v1{candles}", mine),
+            "candles stock": (f"{base}/v1/bench/stock{candles}", stock),
+        }
+        for name, (url, headers) in variants.items():  # check and warm every worker
+            r = httpx.get(url, headers=headers, timeout=30)
+            assert r.status_code == 200, (name, r.status_code, r.text[:300])
+            n = len(r.json()["data"])
+            assert n == (100 if name.startswith("prices") else 500), (name, n)
+            load(url, headers, 2, args.connections)
+        results: dict[str, list] = {name: [] for name in variants}
+        for rnd in range(args.rounds):
+            for name, (url, headers) in variants.items():
+                res = load(url, headers, args.duration, args.connections)
+                results[name].append(res)
+                print(f"round {rnd + 1} {name:17s} {res[0]:8.0f} req/s  p50 {res[1]:7.2f} ms  "
+                      f"p99 {res[2]:7.2f} ms  non-2xx {res[3]}")  # fmt: skip
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    med = {n: tuple(statistics.median(r[i] for r in rs) for i in range(3)) for n, rs in results.items()}
+    loadgen = "wrk -t2" if shutil.which("wrk") else "httpx/asyncio"
+    print()
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cpus, {platform.platform()}, "
+          f"python {platform.python_version()}")  # fmt: skip
+    print(f"table: {rows} candle rows ({BENCH_DB.rsplit('/', 1)[1]}); gunicorn {args.workers} sync workers; "
+          f"{loadgen} c={args.connections}; {args.rounds} x {args.duration}s; medians")  # fmt: skip
+    print(f"{'variant':18s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s}")
+    for name, (rps, p50, p99) in med.items():
+        print(f"{name:18s} {rps:8.0f} {p50:8.2f} {p99:8.2f}")
+    print()
+    for what in ("prices", "candles"):
+        o, u, s = med[f"{what} ours"][0], med[f"{what} uncached"][0], med[f"{what} stock"][0]
+        print(f"{what:8s} ours/stock {o / s:5.2f}x   uncached/stock {u / s:5.2f}x   (target uncached >= 3x, "
+              f"p99 < 50 ms)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
