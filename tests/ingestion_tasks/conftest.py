@@ -119,13 +119,21 @@ class Worker:
 
 
 def purge_broker() -> None:
-    """Empty this test run's own broker database (never another one)."""
+    """Empty this test run's own broker database (never a platform's: see start_worker)."""
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+
+
+def _broker_is_dedicated() -> bool:
+    """Worker tests flush the broker database: refuse db 0, the platform's default broker."""
+    conn = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    return conn.connection_pool.connection_kwargs.get("db", 0) != 0
 
 
 @pytest.fixture
 def start_worker(django_db_setup, django_db_blocker, tmp_path):
     """Factory: start_worker(pool=..., env=...) -> a ready Worker; all are stopped at teardown."""
+    if not _broker_is_dedicated():
+        pytest.skip("worker tests need their own broker database: CELERY_BROKER_URL=redis://.../<n>, n > 0")
     workers: list[Worker] = []
 
     def start(**kwargs) -> Worker:
