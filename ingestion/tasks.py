@@ -159,7 +159,6 @@ def quality_check(self) -> dict[str, Any]:
     with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
         result = quality.run_checks(now=timezone.now())
         run.details.update(result.as_dict())
-        run.partial = result.found > 0
     return run.details
 
 

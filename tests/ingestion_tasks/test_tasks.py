@@ -149,3 +149,12 @@ def test_partition_maintenance_task_records_its_run():
     run = IngestionRun.objects.get(job="ingestion.maintain_partitions")
     assert run.outcome == "success" and run.task_id == result.id
     assert "created" in run.details and "pruned" in run.details
+
+
+@pytest.mark.django_db
+def test_quality_check_task_records_what_it_found():
+    result = tasks.quality_check.apply()
+    assert result.successful(), result.traceback
+    run = IngestionRun.objects.get(job="ingestion.quality_check")
+    assert run.outcome == "success" and run.task_id == result.id
+    assert run.details["found"] == 0 and run.details["new"] == 0
