@@ -48,6 +48,12 @@ def test_changelists_render_with_filters(admin_client, letters):
         assert response.status_code == 200, model
     page = admin_client.get(reverse("admin:ingestion_deadletter_change", args=[letters[0].pk]))
     assert b"Replay" in page.content
+    assert b"PermanentError" in page.content  # the traceback is shown
+    for model, obj in (
+        ("ingestionrun", IngestionRun.objects.get()),
+        ("qualityflag", QualityFlag.objects.get()),
+    ):
+        assert admin_client.get(reverse(f"admin:ingestion_{model}_change", args=[obj.pk])).status_code == 200
 
 
 @pytest.mark.django_db
