@@ -13,6 +13,7 @@ cd "$REPO_ROOT"
 ensure_database
 log "Applying migrations"
 "$PY" manage.py migrate --noinput
+"$PY" manage.py setup_schedules
 "$PY" manage.py collectstatic --noinput >/dev/null
 
 pids=()
@@ -36,7 +37,8 @@ trap stop INT TERM EXIT
 log "Starting web on http://$WEB_HOST:$WEB_PORT, Celery worker and beat"
 start "$VENV/bin/gunicorn" apiplatform.wsgi:application --bind "$WEB_HOST:$WEB_PORT" \
   --workers "$WEB_WORKERS" --threads 4 --worker-class gthread --access-logfile - --graceful-timeout 5
-start "$VENV/bin/celery" -A apiplatform worker --loglevel INFO --concurrency "${CELERY_CONCURRENCY:-2}"
+start "$VENV/bin/celery" -A apiplatform worker --loglevel INFO --concurrency "${CELERY_CONCURRENCY:-2}" \
+  -Q default,ingestion,backfill
 start "$VENV/bin/celery" -A apiplatform beat --loglevel INFO
 
 for _ in $(seq 1 60); do
