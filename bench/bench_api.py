@@ -9,7 +9,8 @@ tables of the other apps), creates a tenant on an unlimited "bench" plan with a 
 djangorestframework-api-key key for the stock views, and market snapshots for every coin (through
 ``marketdata.services.snapshots_upsert``) if there are none.
 
-Endpoints, each served three ways by gunicorn (``--workers`` sync workers, loopback), load from
+Endpoints, each served three ways by gunicorn (``--workers`` workers, gthread with ``--threads``
+threads and keep-alive by default, ``--threads 1`` for sync workers; loopback), load from
 ``wrk`` (or a bounded httpx/asyncio generator) in a second process, ``--connections`` connections:
   * ``ours``       the real endpoint: key auth + rate limits + metering + Redis response cache (hits);
   * ``uncached``   the same endpoint with the response cache off (every request queries PostgreSQL);
@@ -201,11 +202,12 @@ def load(url, headers, duration, connections):
     return asyncio.run(_pyload(url, headers, duration, connections))
 
 
-def start_server(env, workers: int) -> tuple[subprocess.Popen, str]:
+def start_server(env, workers: int, threads: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
+    worker_class = ["-k", "gthread", "--threads", str(threads), "--keep-alive", "5"] if threads > 1 else []
     server = subprocess.Popen(
-        [PYTHON, "-m", "gunicorn", "apiplatform.wsgi:application", "-w", str(workers),
-         "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "256"],
+        [PYTHON, "-m", "gunicorn", "apiplatform.wsgi:application", "-w", str(workers), *worker_class,
+         "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "1024"],
         cwd=ROOT, env=env,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -226,6 +228,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=4, help="> 1: gthread workers with keep-alive; 1: sync workers"
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_api_"))
@@ -249,9 +254,9 @@ def main() -> None:
     key, stock_key, ids, coin = run(SETUP, env).split()[-4:]
     servers = []
     try:
-        ours, base = start_server({**env, "BENCH_RESPONSE_CACHE": "1"}, args.workers)
+        ours, base = start_server({**env, "BENCH_RESPONSE_CACHE": "1"}, args.workers, args.threads)
         servers.append(ours)
-        raw, base_raw = start_server({**env, "BENCH_RESPONSE_CACHE": "0"}, args.workers)
+        raw, base_raw = start_server({**env, "BENCH_RESPONSE_CACHE": "0"}, args.workers, args.threads)
         servers.append(raw)
         mine, stock = {"X-API-Key": key}, {"Authorization": f"Api-Key {stock_key}"}
         candles = f"/coins/{coin}/candles?timeframe=1m&limit=500"
@@ -287,7 +292,8 @@ def main() -> None:
     print()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cpus, {platform.platform()}, "
           f"python {platform.python_version()}")  # fmt: skip
-    print(f"table: {rows} candle rows ({BENCH_DB.rsplit('/', 1)[1]}); gunicorn {args.workers} sync workers; "
+    print(f"table: {rows} candle rows ({BENCH_DB.rsplit('/', 1)[1]}); gunicorn {args.workers} "
+          f"{'sync workers' if args.threads <= 1 else f'gthread workers x {args.threads} threads'}; "
           f"{loadgen} c={args.connections}; {args.rounds} x {args.duration}s; medians")  # fmt: skip
     print(f"{'variant':18s} {'req/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s}")
     for name, (rps, p50, p99) in med.items():

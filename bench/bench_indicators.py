@@ -7,6 +7,11 @@ default parameters (sma, ema, rsi, macd, bbands, atr, volatility) over the coin'
 what ``marketdata.screener.latest_indicators_refresh`` and the indicator endpoint do per series —
 beside the same work done by the TA-Lib C library (``talib``, dev extra) for scale. Also checks that
 both agree. Prints the machine and the timings (best of the rounds).
+
+``--db``: also time ``marketdata.screener.latest_indicators_refresh(timeframe="1m")`` end to end
+(read the last 600 closed candles of every coin, compute, upsert the screener table) on the benchmark
+database of bench/bench_write_path.py (``BENCH_DATABASE_URL``, default
+postgres://postgres@127.0.0.1:5432/candlestack_bench; migrated first).
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ def main() -> None:
     parser.add_argument("--coins", type=int, default=2000)
     parser.add_argument("--candles", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--db", action="store_true", help="also time the screener refresh on the bench DB")
     args = parser.parse_args()
     high, low, close = universe(args.coins, args.candles)
     print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cpus, {platform.platform()}, "
@@ -108,6 +114,28 @@ def main() -> None:
             m = ~np.isnan(y)
             worst = max(worst, float(np.max(np.abs(x[m] - y[m]) / np.maximum(np.abs(y[m]), 1.0))))
     print(f"max relative difference vs TA-Lib on sampled coins: {worst:.2e}")
+    if args.db:
+        refresh_on_db(args.rounds)
+
+
+def refresh_on_db(rounds: int) -> None:
+    os.environ["DATABASE_URL"] = os.environ.get(
+        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/candlestack_bench"
+    )
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apiplatform.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from marketdata import screener
+
+    call_command("migrate", verbosity=0)
+    for _ in range(rounds):
+        result = screener.latest_indicators_refresh(timeframe="1m")
+        print(f"screener refresh 1m (DB read + compute + upsert): {result.coins} coins from "
+              f"{result.rows_read:,} candles in {result.seconds:.2f} s")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ plain function; Celery beat runs it after each roll-up (ingestion wraps it in a 
 History used: the last :data:`HISTORY` closed candles of each series (one LATERAL index scan per
 coin). For the windowed indicators that is exact. For the EMA-type ones (ema, rsi, macd, atr) the
 weight left on anything older than ``HISTORY`` candles is ``(1 - k)^HISTORY`` — for the screener's
-periods (≤ 30) below 1e-30 at 1,000 candles, far under double precision — so the values equal the
-full-history values of ``/v1/coins/{id}/indicators/...`` to floating-point rounding.
+periods (slowest: Wilder 14, k = 1/14) below 1e-19 at 600 candles, under double precision — so the
+values equal the full-history values of ``/v1/coins/{id}/indicators/...`` to floating-point rounding.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -27,7 +28,7 @@ from marketdata.api import caching
 
 logger = logging.getLogger(__name__)
 
-HISTORY = 1000
+HISTORY = 600
 SCREENER_PARAMS = {
     "sma": {"period": 20},
     "ema": {"period": 20},
@@ -96,16 +97,36 @@ def compute_latest(timeframe: str, high: np.ndarray, low: np.ndarray, close: np.
 
 
 _READ_SQL = """
-SELECT c.id, k.bucket_start, k.high, k.low, k.close, k.volume_24h
+SELECT c.id, k.last, k.vol, k.h, k.l, k.c
 FROM marketdata_coin c
 CROSS JOIN LATERAL (
-    SELECT bucket_start, high, low, close, volume_24h FROM marketdata_candle x
-    WHERE x.coin_id = c.id AND x.timeframe = %(tf)s AND x.closed
-    ORDER BY x.bucket_start DESC LIMIT %(history)s
+    SELECT max(bucket_start) AS last, (array_agg(volume_24h ORDER BY bucket_start DESC))[1] AS vol,
+           array_agg(high ORDER BY bucket_start) AS h, array_agg(low ORDER BY bucket_start) AS l,
+           array_agg(close ORDER BY bucket_start) AS c
+    FROM (SELECT bucket_start, high, low, close, volume_24h FROM marketdata_candle x
+          WHERE x.coin_id = c.id AND x.timeframe = %(tf)s AND x.closed
+          ORDER BY x.bucket_start DESC LIMIT %(history)s) w
 ) k
-WHERE c.active {coin_filter}
-ORDER BY c.id, k.bucket_start
+WHERE c.active AND k.last IS NOT NULL {coin_filter}
+ORDER BY c.id
 """
+
+
+def _read(timeframe: str, coin_ids: list[int] | None) -> list[tuple]:
+    """One row per coin with its last HISTORY closed candles as float8 arrays (1 query).
+
+    A plain psycopg cursor with binary results: the arrays arrive as packed doubles, ~5x faster than
+    parsing text (this is a bulk job, not a request path).
+    """
+    coin_filter = "AND c.id = ANY(%(ids)s)" if coin_ids is not None else ""
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cur:
+        cur.execute(
+            _READ_SQL.format(coin_filter=coin_filter),
+            {"tf": timeframe, "history": HISTORY, "ids": coin_ids},
+            binary=True,
+        )
+        return cur.fetchall()
 
 
 def latest_indicators_refresh(*, timeframe: str, coin_ids: list[int] | None = None) -> RefreshResult:
@@ -113,35 +134,22 @@ def latest_indicators_refresh(*, timeframe: str, coin_ids: list[int] | None = No
     if timeframe not in indicators.PERIODS_PER_YEAR:
         raise ValueError(f"unknown timeframe {timeframe!r}")
     began = time.monotonic()
-    coin_filter = "AND c.id = ANY(%(ids)s)" if coin_ids is not None else ""
-    with connection.cursor() as cur:
-        cur.execute(
-            _READ_SQL.format(coin_filter=coin_filter), {"tf": timeframe, "history": HISTORY, "ids": coin_ids}
-        )
-        rows = cur.fetchall()
+    rows = _read(timeframe, coin_ids)
     now = timezone.now()
     out: list[tuple] = []
-    if rows:
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        high = np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows))
-        low = np.fromiter((r[3] for r in rows), dtype=np.float64, count=len(rows))
-        close = np.fromiter((r[4] for r in rows), dtype=np.float64, count=len(rows))
-        boundaries = np.flatnonzero(np.diff(ids)) + 1
-        starts = np.concatenate(([0], boundaries))
-        ends = np.concatenate((boundaries, [len(rows)]))
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-            values = compute_latest(timeframe, high[a:b], low[a:b], close[a:b], rows[b - 1][5])
-            out.append((int(ids[a]), rows[b - 1][1], *(values[c] for c in _COLUMNS)))
+    read = 0
+    for coin_id, last, vol24, high, low, close in rows:
+        h = np.asarray(high, dtype=np.float64)
+        lo = np.asarray(low, dtype=np.float64)
+        c = np.asarray(close, dtype=np.float64)
+        read += len(c)
+        values = compute_latest(timeframe, h, lo, c, vol24)
+        out.append((coin_id, last, *(values[col] for col in _COLUMNS)))
     _write(timeframe, out, now, coin_ids)
     caching.screener_changed(timeframe)
-    result = RefreshResult(timeframe, len(out), len(rows), time.monotonic() - began)
-    logger.info(
-        "latest indicators %s: %d coins from %d candles in %.2fs",
-        timeframe,
-        result.coins,
-        result.rows_read,
-        result.seconds,
-    )
+    result = RefreshResult(timeframe, len(out), read, time.monotonic() - began)
+    logger.info("latest indicators %s: %d coins from %d candles in %.2fs", timeframe, result.coins,
+                result.rows_read, result.seconds)  # fmt: skip
     return result
 
 

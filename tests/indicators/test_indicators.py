@@ -183,3 +183,19 @@ def test_registry_lookback_is_the_first_non_nan_index(name):
     out = ind.compute(name, params=params, timeframe="1d", series={"high": high, "low": low, "close": close})
     first = min(int(np.argmax(~np.isnan(out[key]))) for key in spec.outputs)
     assert first == spec.lookback(params)
+
+
+def test_screener_history_window_gives_the_full_history_values():
+    """The screener reads only the last HISTORY candles; its EMA-type values must equal full history."""
+    from marketdata import screener
+
+    high, low, close = _series(21, 3 * screener.HISTORY)
+    full = screener.compute_latest("1h", high, low, close, None)
+    cut = slice(-screener.HISTORY, None)
+    window = screener.compute_latest("1h", high[cut], low[cut], close[cut], None)
+    assert full.keys() == window.keys()
+    for key, value in full.items():
+        if value is None:
+            assert window[key] is None
+        else:
+            assert window[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
