@@ -26,7 +26,6 @@ with a per-process limiter and metering straight into PostgreSQL (docs/plans-and
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from django.conf import settings
@@ -123,10 +122,11 @@ class GatewayAutoSchema(AutoSchema):
 
 # --- plan limits for the fallback (Redis unreachable) ----------------------------------------------
 _local_plans: dict[int, tuple[ratelimit.PlanLimits, float]] = {}
-_local_plans_lock = threading.Lock()
 
 
 def _remember_plan(organization_id: int, plan: ratelimit.PlanLimits) -> None:
+    if len(_local_plans) > 50_000 and organization_id not in _local_plans:
+        _local_plans.clear()
     _local_plans[organization_id] = (plan, time.monotonic() + settings.GATEWAY_LOCAL_PLAN_TTL)
 
 
@@ -137,10 +137,7 @@ def _fallback_plan(organization_id: int) -> ratelimit.PlanLimits:
     from billing import selectors
 
     plan = selectors.organization_plan_limits(organization_id=organization_id)
-    with _local_plans_lock:
-        if len(_local_plans) > 50_000:
-            _local_plans.clear()
-        _remember_plan(organization_id, plan)
+    _remember_plan(organization_id, plan)
     return plan
 
 

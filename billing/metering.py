@@ -1,12 +1,15 @@
 """Usage metering: counted in Redis on the request path, flushed to PostgreSQL exactly once.
 
-Request path (one round trip, after the view answered): a tiny script does ::
+Request path. Counts live in one Redis hash, fields ::
 
-    HINCRBY <live> "<hour>|<org>|<key>|<endpoint>|<class>|n" 1
-    HINCRBY <live> "<hour>|<org>|<key>|<endpoint>|<class>|c" <credits>   (if any)
+    "<hour>|<org>|<key>|<endpoint>|<class>|n"   requests
+    "<hour>|<org>|<key>|<endpoint>|<class>|c"   credits
 
-and, pipelined with it, ``DECRBY <credits of the month> <cost>`` when reserved credits are given
-back (the request did not succeed).
+The gate script (``apiplatform.ratelimit.gate``) adds every request it decides on, in the same
+call: admitted as 2xx with its credits, refused as 4xx. ``correct`` moves an admitted request
+that ended otherwise (one more round trip, with the refund of its reserved credits pipelined);
+``record`` counts requests that never reached the gate (401s, Redis fallback). Counts are signed:
+a correction may reach PostgreSQL in a later batch than the request it corrects.
 
 Flush (``usage_flush``; Celery task ``billing.flush_usage`` and ``manage.py flush_usage``):
 

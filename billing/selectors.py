@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.conf import settings
 from django.db.models import Sum
 from django.db.models.functions import TruncDay
 
@@ -41,7 +40,9 @@ def organization_plan_limits(*, organization_id: int) -> PlanLimits:
     row = OrganizationPlan.objects.select_related("plan").filter(organization_id=organization_id).first()
     if row is not None:
         return plan_limits(plan=row.plan, version=version_of(row.updated_at, row.plan.updated_at))
-    plan = Plan.objects.get(name=settings.BILLING_DEFAULT_PLAN)
+    from billing.services import plan_default
+
+    plan = plan_default()
     return plan_limits(plan=plan, version=version_of(plan.updated_at))
 
 

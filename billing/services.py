@@ -18,6 +18,7 @@ from django.utils import timezone
 from apiplatform import ratelimit
 from billing import selectors
 from billing.models import OrganizationPlan, Plan
+from billing.plans import DEFAULT_PLANS
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,18 @@ def plan_publish(*, plan: Plan) -> int:
     return len(rows)
 
 
+def plan_default() -> Plan:
+    """The default plan's row, recreated from ``billing.plans`` if it is missing."""
+    name = settings.BILLING_DEFAULT_PLAN
+    plan = Plan.objects.filter(name=name).first()
+    if plan is None:
+        plan, _ = Plan.objects.get_or_create(
+            name=name, defaults=DEFAULT_PLANS.get(name, DEFAULT_PLANS["free"])
+        )
+        logger.warning("default plan %r was missing; recreated it", name)
+    return plan
+
+
 def organization_plan_load(*, organization_id: int, now_us: int) -> ratelimit.PlanLimits:
     """Cold path of the gateway: Redis has no plan for the organization (first request, or Redis
     lost its data). Assign the default plan if needed, seed this month's credit counter from the
@@ -140,7 +153,7 @@ def organization_plan_load(*, organization_id: int, now_us: int) -> ratelimit.Pl
 
             org = Organization.objects.filter(pk=organization_id).first()
             if org is not None:
-                default = Plan.objects.get(name=settings.BILLING_DEFAULT_PLAN)
+                default = plan_default()
                 now = timezone.now()
                 OrganizationPlan.objects.get_or_create(
                     organization_id=organization_id,
