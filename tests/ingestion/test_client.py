@@ -208,3 +208,28 @@ def test_simulator_clock_may_return_datetimes(make_client):
     record = next(r for r in client.coins_markets_page(1).records if r.id == "bitcoin")
     assert record.current_price == sim.tick_at_or_before("bitcoin", moment).price
     assert record.last_updated <= moment
+
+
+def test_malformed_chart_points_are_rejected_and_good_points_match_the_truth(sim, make_client):
+    client = make_client(sleeps=[])
+    clean = len(client.market_chart("bitcoin", 1).records)
+    sim.set_faults(seed=9, malformed_rate=0.1)
+    result = client.market_chart("bitcoin", 1)
+    price_rejects = [r for r in result.rejects if r.series == "prices"]
+    assert price_rejects and all(r.reason for r in price_rejects)
+    assert len(result.records) + len(price_rejects) == clean
+    for point in result.records:
+        assert point.price == sim.tick_at_or_before("bitcoin", point.time).price
+
+
+def test_stale_records_carry_their_old_last_updated(sim, make_client):
+    client = make_client(sleeps=[])
+    sim.set_faults(seed=4, stale_rate=0.2, stale_seconds=900)
+    records = client.coins_markets_page(1).records
+    stale = {f["coin"] for f in sim.fault_log if f["kind"] == "stale"}
+    assert stale
+    for record in records:
+        tick = sim.tick_at_or_before(record.id, record.last_updated)
+        assert record.current_price == tick.price, "every record is some real tick, old or new"
+        age = sim.now() - record.last_updated
+        assert (age.total_seconds() >= 900 - 60) == (record.id in stale)
