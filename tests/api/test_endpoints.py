@@ -353,3 +353,42 @@ def test_screener_filters_latest_indicators(client, market, hour0, django_captur
     screener.latest_indicators_refresh(timeframe="1h")
     again = get(client, "/v1/screener", timeframe="1h").json()
     assert next(r for r in again["data"] if r["id"] == "bitcoin")["close"] == 1.0
+
+
+def test_csv_has_its_own_strong_etag_and_errors_stay_problem_json(client, market):
+    r = client.get("/v1/coins/bitcoin/candles", {"limit": 5}, HTTP_ACCEPT="text/csv")
+    etag = r["ETag"]
+    json_etag = get(client, "/v1/coins/bitcoin/candles", limit=5)["ETag"]
+    assert etag != json_etag and not etag.startswith("W/")
+    again = client.get(
+        "/v1/coins/bitcoin/candles", {"limit": 5}, HTTP_ACCEPT="text/csv", HTTP_IF_NONE_MATCH=etag
+    )
+    assert again.status_code == 304
+    bad = client.get("/v1/coins/bitcoin/candles", {"limit": "x"}, HTTP_ACCEPT="text/csv")
+    assert bad.status_code == 400 and bad["Content-Type"] == "application/problem+json"
+    assert bad.json()["errors"][0]["parameter"] == "limit"
+
+
+def test_indicator_query_count(client, market):
+    get(client, "/v1/coins/bitcoin/indicators/ema", limit=1)  # warms key, plan and the coin memo
+    with CaptureQueriesContext(connection) as ctx:
+        assert get(client, "/v1/coins/bitcoin/indicators/ema", limit=50, period=9).status_code == 200
+    assert len(ctx.captured_queries) == 1, [q["sql"] for q in ctx.captured_queries]
+
+
+def test_timeframes_outside_the_plan_are_403_with_upgrade_link(market):
+    from django.apps import apps
+    from rest_framework.test import APIClient
+
+    from accounts import services as account_services
+    from tests.api.conftest import SEED
+
+    SEED.seed(apps, None)
+    org = account_services.organization_create(name="Free Org")
+    _row, key = account_services.api_key_create(organization=org, name="k", audit=False)
+    free = APIClient()
+    free.credentials(HTTP_X_API_KEY=key)
+    r = free.get("/v1/coins/bitcoin/candles", {"timeframe": "1m"})
+    assert r.status_code == 403 and r.json()["type"].endswith("/plan-upgrade-required")
+    assert "upgrade_url" in r.json()
+    assert free.get("/v1/coins/bitcoin/candles", {"timeframe": "1h"}).status_code == 200
