@@ -48,6 +48,14 @@ _NOT_FOUND_EXAMPLE = {
     "instance": "/v1/coins/nope",
     "request_id": "5f0c7e0e3b9a4d0f9b6f2f1f6f7e8a9b",
 }
+_NOT_ACCEPTABLE_EXAMPLE = {
+    "type": "http://127.0.0.1:8000/problems/not-acceptable",
+    "title": "Not acceptable",
+    "status": 406,
+    "detail": "Could not satisfy the request Accept header.",
+    "instance": "/v1/prices",
+    "request_id": "5f0c7e0e3b9a4d0f9b6f2f1f6f7e8a9b",
+}
 _UNAUTH_EXAMPLE = {
     "type": "http://127.0.0.1:8000/problems/not-authenticated",
     "title": "Authentication required",
@@ -77,7 +85,9 @@ def errors(*, not_found: bool = False, not_modified: bool = False) -> dict:
         (401, PROBLEM_JSON): problem(
             "The API key is missing, malformed, unknown, revoked or expired.", _UNAUTH_EXAMPLE
         ),
-        (406, PROBLEM_JSON): problem("The Accept header asks for a media type this endpoint cannot serve."),
+        (406, PROBLEM_JSON): problem(
+            "The Accept header asks for a media type this endpoint cannot serve.", _NOT_ACCEPTABLE_EXAMPLE
+        ),
     }
     if not_found:
         out[(404, PROBLEM_JSON)] = problem("No coin with this id (`not-found`).", _NOT_FOUND_EXAMPLE)
