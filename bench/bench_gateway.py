@@ -220,6 +220,7 @@ def main() -> None:
         "DATABASE_URL": db_url,
         "DEBUG": "1",
         "LOG_LEVEL": "WARNING",
+        "CACHE_KEY_PREFIX": "bench",  # gateway keys apart from the tests' (same ids in another database)
     }
     print(f"database {db_name} (recreated), redis {env.get('REDIS_URL', 'default')}; migrating ...")
     recreate_database(db_name, admin_url)
