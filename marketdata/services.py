@@ -508,6 +508,33 @@ def candles_rollup_result(result: UpsertResult, *, now: datetime | None = None) 
     return out
 
 
+@transaction.atomic
+def candles_close(*, now: datetime | None = None) -> dict[str, int]:
+    """Mark closed every open candle (any coin, any timeframe) whose bucket has ended by ``now``.
+
+    Cheap at any table size: a partial index holds only open candles. This is what closes the last
+    minute of a coin whose next polls failed, and the buckets of every timeframe at their end.
+    Returns {timeframe: candles closed}; bumps the cache versions of the series it touched.
+    """
+    now = now or timezone.now()
+    closed: dict[str, int] = {}
+    pairs: set[tuple[int, str]] = set()
+    with connection.cursor() as cur:
+        for tf, step in TIMEFRAME_DELTA.items():
+            cur.execute(
+                "UPDATE marketdata_candle SET closed = true, revision = revision + 1, updated_at = %s "
+                "WHERE NOT closed AND timeframe = %s AND bucket_start <= %s RETURNING coin_id",
+                [timezone.now(), tf, now - step],
+            )
+            ids = {r[0] for r in cur.fetchall()}
+            if ids:
+                closed[tf] = cur.rowcount
+                pairs.update((c, tf) for c in ids)
+    if pairs:
+        transaction.on_commit(lambda: cache.candles_changed(pairs=pairs))
+    return closed
+
+
 # --- coins, snapshots, ticks ---------------------------------------------------------------------
 @transaction.atomic
 def coins_upsert(*, coins: Iterable[CoinIn | Mapping], seen_at: datetime | None = None) -> dict[str, int]:
