@@ -87,7 +87,19 @@ _HEADER_DOCS = {
 
 
 class GatewayAutoSchema(AutoSchema):
-    """Documents the gateway's headers on every response and its 403/429 problems."""
+    """Documents the gateway's headers on every response, its 403/429 problems, and each
+    operation's credit cost (``x-credit-cost``; ``x-credit-cost-varies`` when the view computes it
+    per request) and metering name (``x-endpoint-name``)."""
+
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        view = self.view
+        if operation is not None and getattr(view, "gateway", False):
+            operation["x-endpoint-name"] = view.endpoint_name
+            operation["x-credit-cost"] = view.credit_cost
+            if type(view).get_credit_cost is not PublicAPIView.get_credit_cost:
+                operation["x-credit-cost-varies"] = True
+        return operation
 
     def _get_response_headers_for_code(self, status_code, direction="response"):
         headers = super()._get_response_headers_for_code(status_code, direction)

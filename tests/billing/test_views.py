@@ -94,3 +94,5 @@ def test_openapi_documents_ratelimit_headers_and_gateway_problems():
     assert {"RateLimit", "RateLimit-Policy"} <= set(limits["200"]["headers"])
     assert "Retry-After" in limits["429"]["headers"]
     assert "application/problem+json" in limits["429"]["content"]
+    operation = response.json()["paths"]["/v1/limits"]["get"]
+    assert (operation["x-endpoint-name"], operation["x-credit-cost"]) == ("limits", 0)
