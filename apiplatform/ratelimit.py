@@ -18,8 +18,10 @@ The plan's limits live in Redis under the organization (``publish_plan``; writte
 ``billing.services`` whenever a plan or an assignment changes), so the script needs no database
 and a plan change is seen by the very next request in every process.
 
-Time is passed into the script (``now_us``), never read inside it: tests and the multi-process
-precision test inject the clock.
+Time is Redis's own clock (``TIME`` inside the script): one clock for every web process and
+machine, so unsynchronised host clocks, or a thread delayed between reading its clock and
+reaching Redis, cannot skew the buckets. Tests inject a clock instead (``clock_override`` or the
+``now`` argument), which the script then uses.
 """
 
 from __future__ import annotations
@@ -47,12 +49,18 @@ PLAN_UNKNOWN = -1
 
 _GATE_LUA = """
 -- KEYS[1] plan hash of the organization, KEYS[2] organization bucket (TAT), KEYS[3] key bucket,
--- KEYS[4] credits used this month, KEYS[5] live usage hash.  ARGV[1] now (us), ARGV[2] credit
--- cost, ARGV[3] endpoint ("" = not gated), ARGV[4] TTL of the month counter (s), ARGV[5] usage
--- bucket ("" = do not meter).
+-- KEYS[4] credits used this month, KEYS[5] live usage hash.  ARGV[1] now (us; "" = Redis TIME),
+-- ARGV[2] credit cost, ARGV[3] endpoint ("" = not gated), ARGV[4] TTL of the month counter (s),
+-- ARGV[5] usage bucket ("" = do not meter).
 local p = redis.call('HMGET', KEYS[1], 'name', 'rpm', 'burst', 'krpm', 'quota', 'eps', 'tfs', 'v', 'dn')
 if not p[1] then return '-1' end
-local now = tonumber(ARGV[1])
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[1])
+end
 local cost = tonumber(ARGV[2])
 local ep = ARGV[3]
 local rpm = tonumber(p[2])
@@ -172,8 +180,13 @@ class RedisUnavailable(Exception):
     pass
 
 
+clock_override = None  # tests: a callable returning µs; used by the script instead of Redis TIME
+
+
 def now_us() -> int:
-    """The gateway's clock (microseconds). Tests replace it."""
+    """This process's clock (µs): month and metering hour, fallback limiter (tests: overridden)."""
+    if clock_override is not None:
+        return clock_override()
     return time.time_ns() // 1000
 
 
@@ -315,6 +328,9 @@ def gate(
 
     ``None`` means Redis has no plan for the organization yet (the caller publishes it and calls
     again). Raises :class:`RedisUnavailable`."""
+    if now is None and clock_override is not None:
+        now = clock_override()
+    script_now = "" if now is None else now  # "": the script reads Redis TIME
     now = now_us() if now is None else now
     month, month_reset_s = month_bounds(now)
     bucket = (
@@ -332,7 +348,7 @@ def gate(
                 month_key(organization_id, month),
                 usage_live_key(),
             ],
-            args=[now, cost, endpoint, month_reset_s + 86_400, bucket],
+            args=[script_now, cost, endpoint, month_reset_s + 86_400, bucket],
             client=r,
         )
     except redis.RedisError as exc:

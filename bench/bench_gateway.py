@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_gateway.py [--duration 10] [--rounds 3] [--connections 8]
 
-Serves one cheap endpoint from gunicorn (2 sync workers, loopback) in four variants, in the same
+Serves one cheap endpoint from gunicorn (2 workers, gthread x4 as scripts/run.sh, or ``--threads 1``
+for sync workers; loopback) in four variants, in the same
 run, interleaved round by round so that machine noise hits all of them alike:
 
 * ``gateway``  ``GET /v1/limits``: API-key auth + the Lua limits/quota/plan call + metering;
@@ -92,7 +93,7 @@ from billing.models import Plan
 from rest_framework_api_key.models import APIKey
 
 Plan.objects.update_or_create(name="bench", defaults=dict(
-    display_name="Bench", rate_per_minute=10**9, burst=10**6, key_rate_per_minute=10**9,
+    display_name="Bench", rate_per_minute=6_000_000, burst=10**6, key_rate_per_minute=6_000_000,
     monthly_credits=10**12, endpoints=["*"], timeframes=["*"]))
 org = a.organization_create(name="Bench Org")
 b.organization_plan_set(organization=org, plan_name="bench")
@@ -206,6 +207,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=4, help="gthread threads per worker, as scripts/run.sh (1: sync)"
+    )
     args = parser.parse_args()
 
     db_name = os.environ.get("BENCH_DATABASE_NAME", "candlestack_bench_gateway")
@@ -233,6 +237,7 @@ def main() -> None:
     port = free_port()
     server = subprocess.Popen(
         [PYTHON, "-m", "gunicorn", "apiplatform.wsgi:application", "-w", str(args.workers),
+         *(["--worker-class", "gthread", "--threads", str(args.threads)] if args.threads > 1 else []),
          "-b", f"127.0.0.1:{port}", "--log-level", "warning"],
         cwd=ROOT, env=env,
     )  # fmt: skip
@@ -275,7 +280,8 @@ def main() -> None:
     }
     loadgen = "wrk" if shutil.which("wrk") else "httpx/asyncio"
     print()
-    print(f"GET /v1/limits variants, gunicorn {args.workers} sync workers, {loadgen} c={args.connections}, "
+    kind = f"gthread x{args.threads}" if args.threads > 1 else "sync"
+    print(f"GET /v1/limits variants, gunicorn {args.workers} {kind} workers, {loadgen} c={args.connections}, "
           f"{args.rounds} x {args.duration}s, medians")  # fmt: skip
     print(f"{'variant':10s} {'req/s':>9s} {'p99 ms':>8s} {'non-2xx':>8s}")
     for name, (rps, p99, bad) in med.items():

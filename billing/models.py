@@ -16,8 +16,13 @@ Plain tables; the rules live in ``billing/services.py`` (writes) and ``billing/s
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
+
+# The limiter works in whole microseconds: one request per µs (60 million a minute) is its finest
+# pace. 6 million a minute (100,000 a second per organization) keeps the rounding below 0.001 %.
+MAX_RATE_PER_MINUTE = 6_000_000
 
 
 class Plan(models.Model):
@@ -25,13 +30,16 @@ class Plan(models.Model):
     display_name = models.CharField(max_length=64)
     description = models.TextField(blank=True)
     rate_per_minute = models.PositiveIntegerField(
-        help_text="Sustained requests per minute for the whole organization (all keys together)."
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_RATE_PER_MINUTE)],
+        help_text="Sustained requests per minute for the whole organization (all keys together).",
     )
     burst = models.PositiveIntegerField(
-        help_text="Requests the organization may send at once before the per-minute pace applies."
+        validators=[MinValueValidator(1)],
+        help_text="Requests the organization may send at once before the per-minute pace applies.",
     )
     key_rate_per_minute = models.PositiveIntegerField(
-        help_text="Sustained requests per minute for any single API key (same burst as the plan)."
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_RATE_PER_MINUTE)],
+        help_text="Sustained requests per minute for any single API key (same burst as the plan).",
     )
     monthly_credits = models.PositiveBigIntegerField(
         help_text="Credits per calendar month (UTC); each endpoint costs a documented number of credits."

@@ -8,7 +8,7 @@ from django.db.models import Sum
 from django.db.models.functions import TruncDay
 
 from apiplatform.ratelimit import PlanLimits
-from billing.models import OrganizationPlan, Plan, UsageRecord
+from billing.models import MAX_RATE_PER_MINUTE, OrganizationPlan, Plan, UsageRecord
 
 
 def _csv(values: list[str] | None) -> str:
@@ -21,9 +21,9 @@ def plan_limits(*, plan: Plan, version: int) -> PlanLimits:
         name=plan.name,
         display_name=plan.display_name or plan.name,
         version=version,
-        rate_per_minute=max(1, plan.rate_per_minute),
+        rate_per_minute=min(MAX_RATE_PER_MINUTE, max(1, plan.rate_per_minute)),
         burst=max(1, plan.burst),
-        key_rate_per_minute=max(1, plan.key_rate_per_minute),
+        key_rate_per_minute=min(MAX_RATE_PER_MINUTE, max(1, plan.key_rate_per_minute)),
         monthly_credits=plan.monthly_credits,
         endpoints=_csv(plan.endpoints),
         timeframes=_csv(plan.timeframes),

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.gateway.urls")]
 def clock(monkeypatch):
     """The gateway's clock, frozen; tests move it explicitly."""
     state = {"now": 1_790_000_000 * ratelimit.US}
-    monkeypatch.setattr(ratelimit, "now_us", lambda: state["now"])
+    monkeypatch.setattr(ratelimit, "clock_override", lambda: state["now"])
     return state
 
 

@@ -163,3 +163,13 @@ def test_concurrent_processes_never_exceed_the_limit():
         later = NOW + 5 * US
         admitted_later = sum(pool.map(_hammer, [(7, "shared", later, attempts)] * workers))
     assert admitted_later == 5 * plan.rate_per_minute // 60
+
+
+def test_without_an_injected_clock_the_script_uses_redis_time():
+    plan = limits(rate_per_minute=60, burst=3)
+    ratelimit.publish_plan(1, plan)
+    results = [ratelimit.gate(organization_id=1, key_id="k", endpoint="", cost=1) for _ in range(4)]
+    assert [r.status for r in results] == [ratelimit.ADMITTED] * 3 + [ratelimit.RATE_LIMITED]
+    assert [r.tenant_remaining for r in results[:3]] == [2, 1, 0]
+    # Redis's clock is the wall clock: the refusal asks for about one emission interval
+    assert 0 < results[-1].retry_after_s <= 60 // plan.rate_per_minute
