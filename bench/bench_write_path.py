@@ -62,6 +62,10 @@ def _rows(coin_ids: np.ndarray, start: datetime, minutes: int, seed: int, bump: 
     ]
 
 
+def report(label: str, n: int, dt: float) -> None:
+    print(f"{label:<44} {n:>9,} rows {dt:6.2f}s {n / dt:>10,.0f} rows/s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--coins", type=int, default=2000)
@@ -160,9 +164,7 @@ def main() -> None:
     t = time.perf_counter()
     Candle.objects.bulk_create(objs, batch_size=2000)
     dt = time.perf_counter() - t
-    print(
-        f"ORM bulk_create (plain insert)              {len(objs):>9,} rows {dt:6.2f}s {len(objs) / dt:>10,.0f} rows/s"
-    )
+    report("ORM bulk_create (plain insert)", len(objs), dt)
     objs = [
         Candle(**r._asdict(), source="bench", updated_at=written_at)
         for r in _rows(sel, orm_start, n_min, seed=77)
@@ -176,9 +178,7 @@ def main() -> None:
         update_fields=["open", "high", "low", "close", "volume", "volume_24h", "updated_at"],
     )
     dt = time.perf_counter() - t
-    print(
-        f"ORM bulk_create(update_conflicts) (update)  {len(objs):>9,} rows {dt:6.2f}s {len(objs) / dt:>10,.0f} rows/s"
-    )
+    report("ORM bulk_create(update_conflicts) (update)", len(objs), dt)
 
     # 4. the hot read: 500 newest candles of one coin at one timeframe
     rng = np.random.default_rng(5)
@@ -196,8 +196,8 @@ def main() -> None:
     )
     with connection.cursor() as cur:
         cur.execute(
-            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) SELECT * FROM marketdata_candle WHERE coin_id = %s "
-            "AND timeframe = '1m' ORDER BY bucket_start DESC LIMIT 500",
+            "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) SELECT * FROM marketdata_candle "
+            "WHERE coin_id = %s AND timeframe = '1m' ORDER BY bucket_start DESC LIMIT 500",
             [int(coin_ids[0])],
         )
         print("plan:\n  " + "\n  ".join(r[0] for r in cur.fetchall()))
