@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.utils.dateparse import parse_datetime
+from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework.exceptions import ValidationError
 
 from marketdata.models import TIMEFRAMES
@@ -50,7 +50,7 @@ def timeframe(query, *, default: str | None = "1h") -> str:
 
 
 def time_value(query, name: str) -> datetime | None:
-    """ISO 8601 (a time zone is required unless it is UTC by 'Z'/offset; naive means UTC) or unix seconds."""
+    """ISO 8601 date-time (naive = UTC), ISO date (midnight UTC) or unix seconds, as an aware UTC datetime."""
     raw = _get(query, name)
     if raw is None or raw == "":
         return None
@@ -64,10 +64,12 @@ def time_value(query, name: str) -> datetime | None:
     else:
         try:
             parsed = parse_datetime(raw)
+            if parsed is None and (day := parse_date(raw)) is not None:
+                parsed = datetime(day.year, day.month, day.day, tzinfo=UTC)  # a date: its midnight UTC
         except (ValueError, OverflowError):
             parsed = None
         if parsed is None:
-            fail(name, "must be an ISO 8601 date-time (e.g. 2026-01-01T00:00:00Z) or unix seconds")
+            fail(name, "must be an ISO 8601 date-time (e.g. 2026-01-01T00:00:00Z), a date, or unix seconds")
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
     parsed = parsed.astimezone(UTC)

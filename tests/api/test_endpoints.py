@@ -392,3 +392,13 @@ def test_timeframes_outside_the_plan_are_403_with_upgrade_link(market):
     assert r.status_code == 403 and r.json()["type"].endswith("/plan-upgrade-required")
     assert "upgrade_url" in r.json()
     assert free.get("/v1/coins/bitcoin/candles", {"timeframe": "1h"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "value", ["2026-11-01", "2026-11-01T00:00:00Z", "2026-11-01T01:00:00+01:00", "1761955200"]
+)
+def test_time_parameters_accept_iso_dates_datetimes_and_unix_seconds(client, market, value):
+    from marketdata.api import params
+
+    assert params.time_value({"start": value}, "start").isoformat() == "2026-11-01T00:00:00+00:00"
+    assert get(client, "/v1/coins/bitcoin/candles", start=value).status_code == 200
