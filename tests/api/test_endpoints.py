@@ -395,7 +395,7 @@ def test_timeframes_outside_the_plan_are_403_with_upgrade_link(market):
 
 
 @pytest.mark.parametrize(
-    "value", ["2026-11-01", "2026-11-01T00:00:00Z", "2026-11-01T01:00:00+01:00", "1761955200"]
+    "value", ["2026-11-01", "2026-11-01T00:00:00Z", "2026-11-01T01:00:00+01:00", "1793491200"]
 )
 def test_time_parameters_accept_iso_dates_datetimes_and_unix_seconds(client, market, value):
     from marketdata.api import params
