@@ -205,17 +205,31 @@ def markets_page(
         return cur.fetchall()
 
 
-def prices(ids: list[str]) -> list[tuple]:
-    """(upstream_id, price, market_cap, volume_24h, change_24h_pct, last_updated) for known ids with a
-    snapshot (1 query)."""
+def iso_sql(column: str) -> str:
+    """SQL rendering a timestamptz as orjson does (ISO 8601 UTC, 'Z', microseconds only if non-zero)."""
+    utc = f"({column} AT TIME ZONE 'UTC')"
+    return (
+        f"CASE WHEN {column} IS NULL THEN NULL WHEN date_trunc('second', {column}) = {column} "
+        f'THEN to_char({utc}, \'YYYY-MM-DD"T"HH24:MI:SS"Z"\') '
+        f'ELSE to_char({utc}, \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\') END'
+    )
+
+
+def prices_json(ids: list[str]) -> tuple[str, list[str]]:
+    """Latest price data of the known ids with a snapshot, as a JSON object keyed by coin id rendered
+    by PostgreSQL, and the ids found (1 query)."""
     sql = (
-        "SELECT c.upstream_id, s.price, s.market_cap, s.volume_24h, s.change_24h_pct, s.last_updated "
+        "SELECT COALESCE(json_object_agg(c.upstream_id, json_build_object("  # noqa: S608
+        "'price', s.price, 'market_cap', s.market_cap, 'volume_24h', s.volume_24h, "
+        f"'change_24h_pct', s.change_24h_pct, 'last_updated', {iso_sql('s.last_updated')}) "
+        "ORDER BY c.upstream_id), '{}')::text, COALESCE(array_agg(c.upstream_id), '{}') "
         "FROM marketdata_coin c JOIN marketdata_marketsnapshot s ON s.coin_id = c.id "
         "WHERE c.upstream_id = ANY(%s)"
     )
     with connection.cursor() as cur:
         cur.execute(sql, [ids])
-        return cur.fetchall()
+        text, found = cur.fetchone()
+    return text, list(found)
 
 
 def market_caps_at(at: datetime, timeframe: str = "1h") -> dict[int, tuple[str, str, float]]:

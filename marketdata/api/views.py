@@ -312,19 +312,10 @@ class PriceView(MarketDataView):
         parts = tuple(sorted(ids))
         version, hit = caching.lookup("prices", parts, versions.snapshots_key())
         if hit is None:
-            rows = queries.prices(list(parts))
-            data = {
-                r[0]: {
-                    "price": r[1],
-                    "market_cap": r[2],
-                    "volume_24h": r[3],
-                    "change_24h_pct": r[4],
-                    "last_updated": r[5],
-                }
-                for r in rows
-            }
-            missing = [i for i in parts if i not in data]
-            body = dumps({"data": data, "missing": missing})
+            data_json, found = queries.prices_json(list(parts))
+            found_set = set(found)
+            missing = [i for i in parts if i not in found_set]
+            body = b'{"data":' + data_json.encode() + b',"missing":' + dumps(missing) + b"}"
             hit = caching.Cached(body, caching.etag_of(body), caching.cache_control(False))
             caching.store("prices", parts, version, hit, caching.SHORT_TTL)
         return caching.respond(request, hit)
