@@ -225,12 +225,14 @@ def backfill(
     is close - size. 24h volume and market cap at each close come from /market_chart/range. 1h
     history is rolled up into 1d. Written through the candle write path: re-running is harmless.
     """
-    if timeframe not in BACKFILL_INTERVALS:
-        raise ValueError(
-            f"backfill supports {', '.join(BACKFILL_INTERVALS)}: CoinGecko has no finer history "
-            "(1m/5m/15m candles are built live from ticks)"
-        )
     now = now or timezone.now()
+    if timeframe not in BACKFILL_INTERVALS:
+        if start is None:
+            raise ValueError(
+                f"backfill supports {', '.join(BACKFILL_INTERVALS)}: CoinGecko has no finer history "
+                "(1m/5m/15m candles are built live from ticks)"
+            )
+        return _rebuild_from_ticks(coins=coins, start=start, end=min(end or now, now), now=now)
     interval, max_days = BACKFILL_INTERVALS[timeframe]
     size = TIMEFRAME_DELTA[timeframe]
     explicit = start is not None
@@ -265,6 +267,20 @@ def backfill(
     summary.rows_written = written.written
     summary.rejects += written.rejected
     summary.details.update(candles=written.as_dict(), failed=failed)
+    return summary
+
+
+def _rebuild_from_ticks(*, coins: Iterable[str], start: datetime, end: datetime, now: datetime) -> Summary:
+    """A re-fetch of a 1m/5m/15m range: upstream has no such history, so rebuild the range from the
+    ticks we recorded (within ``TICK_RETENTION_HOURS``) and roll it up. No upstream call."""
+    summary = Summary()
+    ids = list(Coin.objects.filter(upstream_id__in=list(coins)).values_list("id", flat=True))
+    since = start.replace(second=0, microsecond=0)
+    built = services.candles_build_1m(since=since, until=end, coin_ids=ids, now=now)
+    services.candles_close(now=now)
+    rolled = services.candles_rollup(since=since, until=end, coin_ids=ids, now=now)
+    summary.rows_written = built.written + sum(r.written for r in rolled.values())
+    summary.details.update(rebuilt_from_ticks=True, candles_1m=built.as_dict())
     return summary
 
 
@@ -306,9 +322,15 @@ def _backfill_chunk(client, coin_id, upstream_id, timeframe, interval, size, lo,
     result = services.candles_upsert(rows=rows, source="ohlc", now=now)
     if timeframe == "1h" and result.spans:
         services.candles_rollup_result(result, now=now)
-    # resume point: the end of the last closed candle fetched (or the chunk end if it had none
-    # because the upstream has no data there)
-    until = min(last_closed or hi, hi)
+    # resume point: the end of the last closed candle fetched; a chunk without any candle that lies
+    # wholly in the past has nothing upstream (e.g. before listing) and is passed; a chunk holding
+    # only the open candle keeps the watermark where it is.
+    if last_closed is not None:
+        until = min(last_closed, hi)
+    elif not ohlc.records and hi <= now - size:
+        until = hi
+    else:
+        return result
     mark, created = SeriesWatermark.objects.get_or_create(
         coin_id=coin_id, timeframe=timeframe, source="ohlc", defaults={"until": until}
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -103,9 +104,21 @@ def test_backfill_maps_close_times_to_bucket_starts_and_resumes(db, sim, client,
     assert SeriesWatermark.objects.get(pk=mark.pk).until == mark.until
 
 
-def test_backfill_refuses_timeframes_upstream_has_no_history_for(db, client):
+def test_backfill_of_fine_timeframes_rebuilds_from_ticks_or_refuses(db, client, now):
     with pytest.raises(ValueError, match="no finer history"):
         pipeline.backfill(client, coins=["bitcoin"], timeframe="1m", days=1)
+    ids = services.coins_upsert(coins=[services.CoinIn("bitcoin", "btc", "Bitcoin")])
+    t = now.replace(minute=0) - timedelta(hours=2)
+    services.ticks_record(
+        ticks=[services.TickIn(ids["bitcoin"], t + timedelta(seconds=s), 1.0 + s) for s in (5, 30)]
+    )
+    result = pipeline.backfill(
+        client, coins=["bitcoin"], timeframe="1m", start=t, end=t + timedelta(minutes=5), now=now
+    )
+    assert result.calls == 0 and result.details["rebuilt_from_ticks"]
+    (candle,) = selectors.candles_range(coin_id=ids["bitcoin"], timeframe="1m")
+    assert candle[:5] == (t, 6.0, 31.0, 6.0, 31.0)
+    assert selectors.candles_range(coin_id=ids["bitcoin"], timeframe="1h")
 
 
 def test_sync_universe_adds_deactivates_and_never_deletes(db, sim, client):
@@ -135,5 +148,9 @@ def test_refresh_markets_command_runs_one_cycle(db, sim, now, settings, monkeypa
     sim.clock.set(datetime.now(UTC))
     call_command("refresh_markets")
     out = capsys.readouterr().out
-    assert "30 coins polled" in out and "1m candles: 30 inserted" in out
+    assert "30 coins polled" in out and "30 new ticks" in out
+    # one candle per tick minute, plus the current minute carried forward for coins whose last
+    # tick fell in the previous minute
+    inserted = int(re.search(r"1m candles: (\d+) inserted", out).group(1))
+    assert 30 <= inserted <= 60
     assert Coin.objects.count() == 30
