@@ -307,6 +307,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.server": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},  # ingestion.coingecko.client logs every upstream call itself
         "celery": {"level": LOG_LEVEL},
     },
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole platform in the foreground: web (gunicorn), Celery worker and Celery beat.
-# Ctrl-C stops everything cleanly. Set-up (services, .venv, dependencies, migrations) is done first.
+# Runs the whole platform in the foreground: web (gunicorn), Celery worker, Celery beat and — unless
+# COINGECKO_API_KEYS is set — the CoinGecko simulator with ingestion pointed at it. Creates a demo
+# tenant and API key and prints a working curl. Ctrl-C stops everything cleanly.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 setup_all
@@ -8,13 +9,10 @@ export DEBUG="${DEBUG:-1}"
 WEB_HOST="${WEB_HOST:-127.0.0.1}"
 WEB_PORT="${WEB_PORT:-8000}"
 WEB_WORKERS="${WEB_WORKERS:-2}"
+SIM_PORT="${SIM_PORT:-8765}"
+SIM_COINS="${SIM_COINS:-2000}"
 cd "$REPO_ROOT"
-
-ensure_database
-log "Applying migrations"
-"$PY" manage.py migrate --noinput
-"$PY" manage.py setup_schedules
-"$PY" manage.py collectstatic --noinput >/dev/null
+mkdir -p .run
 
 pids=()
 start() { "$@" & pids+=("$!"); }
@@ -34,6 +32,29 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+if [[ -z "${COINGECKO_API_KEYS:-}" ]]; then
+  # No real CoinGecko key: run the simulator and point ingestion at it.
+  export COINGECKO_API_KEYS="candlestack-sim-key" COINGECKO_PLAN=pro
+  export COINGECKO_BASE_URL="http://127.0.0.1:$SIM_PORT/api/v3"
+  log "Starting the CoinGecko simulator on http://127.0.0.1:$SIM_PORT ($SIM_COINS coins)"
+  start "$PY" -m ingestion.simulator --host 127.0.0.1 --port "$SIM_PORT" --coins "$SIM_COINS" \
+    --seed "${SIM_SEED:-42}" --keys "$COINGECKO_API_KEYS"
+  for _ in $(seq 1 60); do
+    curl -fsS -H "x-cg-pro-api-key: $COINGECKO_API_KEYS" "$COINGECKO_BASE_URL/ping" >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  curl -fsS -H "x-cg-pro-api-key: $COINGECKO_API_KEYS" "$COINGECKO_BASE_URL/ping" >/dev/null \
+    || die "the simulator did not start on port $SIM_PORT (set SIM_PORT to a free port)"
+else
+  log "Using the real CoinGecko API (${COINGECKO_PLAN:-pro} plan)"
+fi
+
+ensure_database
+log "Applying migrations"
+"$PY" manage.py migrate --noinput
+"$PY" manage.py setup_schedules
+"$PY" manage.py collectstatic --noinput >/dev/null
+
 log "Starting web on http://$WEB_HOST:$WEB_PORT, Celery worker and beat"
 start "$VENV/bin/gunicorn" apiplatform.wsgi:application --bind "$WEB_HOST:$WEB_PORT" \
   --workers "$WEB_WORKERS" --threads 4 --worker-class gthread --access-logfile - --graceful-timeout 5
@@ -45,12 +66,28 @@ for _ in $(seq 1 60); do
   curl -fsS "http://$WEB_HOST:$WEB_PORT/readyz" >/dev/null 2>&1 && break
   sleep 0.5
 done
+
+# First market data now (beat repeats it every minute), so the demo call below has data.
+log "Fetching the first market data (one refresh cycle)"
+"$PY" manage.py refresh_markets || log "the first refresh failed; beat retries every minute"
+
+# Demo tenant and key: reuse the saved key while it works, else issue a new one (shown once).
+BASE="http://$WEB_HOST:$WEB_PORT"
+KEY="$(cat .run/demo_key 2>/dev/null || true)"
+if [[ -z "$KEY" ]] || [[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" "$BASE/v1/limits")" != "200" ]]; then
+  KEY="$("$PY" manage.py create_api_key --org demo --create-org --plan developer --name "demo key" | tail -n1)"
+  (umask 077; echo "$KEY" > .run/demo_key)
+fi
+
 cat <<MSG
 
   Candlestack is up.
-    readiness:   curl http://$WEB_HOST:$WEB_PORT/readyz
-    API docs:    http://$WEB_HOST:$WEB_PORT/v1/docs/   (Redoc: /v1/redoc/, schema: /v1/schema/)
-    admin:       http://$WEB_HOST:$WEB_PORT/admin/     (create a user: .venv/bin/python manage.py createsuperuser)
+    try it:      curl -H "Authorization: Bearer $KEY" "$BASE/v1/prices?ids=bitcoin,ethereum"
+                 curl -H "Authorization: Bearer $KEY" "$BASE/v1/coins/bitcoin/candles?timeframe=1m&limit=5"
+    readiness:   curl $BASE/readyz
+    API docs:    $BASE/v1/docs/   (Redoc: /v1/redoc/, schema: /v1/schema/)
+    admin:       $BASE/admin/     (create a user: .venv/bin/python manage.py createsuperuser)
+    the demo key is saved in .run/demo_key (organization "demo", plan "developer")
   Press Ctrl-C to stop.
 
 MSG
