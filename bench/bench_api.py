@@ -139,7 +139,43 @@ if not MarketSnapshot.objects.exists():
 print(key)
 print(stock_key)
 print(",".join(u for _, u in coins[:100]))
-print(coins[len(coins) // 2][1])
+from django.db import connection
+with connection.cursor() as cur:  # a coin with >= 500 1m candles, from the middle of the universe
+    for cid, upstream in coins[len(coins) // 2:] + coins[: len(coins) // 2]:
+        cur.execute("SELECT count(*) FROM (SELECT 1 FROM marketdata_candle WHERE coin_id = %s "
+                    "AND timeframe = '1m' LIMIT 500) x", [cid])
+        if cur.fetchone()[0] == 500:
+            break
+print(upstream)
+"""
+
+
+MEASURE = """
+import sys, time, django
+django.setup()
+import redis.connection
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+sent = [0]
+orig = redis.connection.AbstractConnection.send_packed_command
+def counting(self, command, check_health=True):
+    sent[0] += 1
+    return orig(self, command, check_health)
+redis.connection.AbstractConnection.send_packed_command = counting
+client = Client(HTTP_X_API_KEY=sys.argv[1])
+for url in sys.argv[2:]:
+    for _ in range(5):
+        assert client.get(url).status_code == 200
+    n = 200
+    sent[0] = 0
+    with CaptureQueriesContext(connection) as q:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            client.get(url)
+        dt = time.perf_counter() - t0
+    print(f"{dt / n * 1000:.2f} {sent[0] / n:.2f} {len(q) / n:.2f}")
 """
 
 
@@ -252,6 +288,12 @@ def main() -> None:
         env,
     ).strip()
     key, stock_key, ids, coin = run(SETUP, env).split()[-4:]
+    warm_urls = [f"/v1/prices?ids={ids}", f"/v1/coins/{coin}/candles?timeframe=1m&limit=500"]
+    out = subprocess.run(
+        [PYTHON, "-c", MEASURE, key, *warm_urls], cwd=ROOT, env={**env, "BENCH_RESPONSE_CACHE": "1"},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    warm = [line.split() for line in out.stdout.strip().splitlines()[-2:]] if out.returncode == 0 else None
     servers = []
     try:
         ours, base = start_server({**env, "BENCH_RESPONSE_CACHE": "1"}, args.workers, args.threads)
@@ -299,6 +341,9 @@ def main() -> None:
     for name, (rps, p50, p99) in med.items():
         print(f"{name:18s} {rps:8.0f} {p50:8.2f} {p99:8.2f}")
     print()
+    if warm:
+        for label, (ms, rt, sql) in zip(("prices", "candles"), warm, strict=True):
+            print(f"{label:8s} warm cached request in process: {ms} ms, {rt} Redis round trips, {sql} SQL")
     for what in ("prices", "candles"):
         o, u, s = med[f"{what} ours"][0], med[f"{what} uncached"][0], med[f"{what} stock"][0]
         print(f"{what:8s} ours/stock {o / s:5.2f}x   uncached/stock {u / s:5.2f}x   (target uncached >= 3x, "
