@@ -258,6 +258,8 @@ class PublicAPIView(APIView):
         if not (self.gateway and settings.GATEWAY_ENABLED):
             return
         principal = request.auth
+        if principal is None:  # a subclass that allows anonymous calls: nothing to limit it by
+            return
         cost = max(0, int(self.get_credit_cost(request)))
         endpoint = self.endpoint_name if self.plan_gated else ""
         result = admit(
