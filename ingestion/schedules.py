@@ -45,6 +45,22 @@ SCHEDULES: tuple[Schedule, ...] = (
         description="Missing buckets, implausible jumps, stale coins; schedules exact-range re-fetches.",
     ),
     Schedule(
+        "marketdata: screener 1m/5m (every minute)",
+        "ingestion.refresh_screener",
+        every_seconds=60,
+        kwargs={"timeframes": ["1m", "5m"]},
+        expire_seconds=55,
+        description="Latest indicators of every coin for /v1/screener, after the minute's roll-ups.",
+    ),
+    Schedule(
+        "marketdata: screener 15m/1h/1d (every 5 minutes)",
+        "ingestion.refresh_screener",
+        every_seconds=300,
+        kwargs={"timeframes": ["15m", "1h", "1d"]},
+        expire_seconds=290,
+        description="Latest indicators of the slower timeframes for /v1/screener.",
+    ),
+    Schedule(
         "ingestion: coin universe sync (daily)",
         "ingestion.sync_universe",
         crontab={"minute": "17", "hour": "3"},

@@ -236,6 +236,19 @@ def maintain_partitions(self) -> dict[str, Any]:
     return run.details
 
 
+@project_task(name="ingestion.refresh_screener", queue=QUEUE_DEFAULT, soft_time_limit=240, time_limit=300)
+def refresh_screener(self, timeframes: list[str]) -> dict[str, Any]:
+    """Recompute the screener's latest-indicator table for each timeframe (after the roll-ups)."""
+    from marketdata.screener import latest_indicators_refresh
+
+    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
+        for timeframe in timeframes:
+            result = latest_indicators_refresh(timeframe=timeframe)
+            run.rows_written += result.coins
+            run.details[timeframe] = {"coins": result.coins, "seconds": round(result.seconds, 3)}
+    return run.details
+
+
 @project_task(name="ingestion.housekeeping", queue=QUEUE_DEFAULT, soft_time_limit=240, time_limit=300)
 def housekeeping(self) -> dict[str, Any]:
     """Mark runs of lost workers 'abandoned'; delete run records past their retention."""
