@@ -127,3 +127,47 @@ def test_flush_task_runs_the_flush(org):
         metering.record(hit)
     flush_usage.apply()
     assert totals()[0] == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_flushes_while_traffic_flows_apply_every_batch_once():
+    import threading
+
+    from django.db import connection as main_connection
+
+    from accounts.services import organization_create
+
+    org = organization_create(name="Concurrent")
+    every = hits(org.pk, 400, seed=6)
+    errors: list[BaseException] = []
+
+    def traffic():
+        for hit in every:
+            metering.record(hit)
+
+    def flusher():
+        from django.db import connection
+
+        try:
+            for _ in range(15):
+                metering.usage_flush()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [
+        threading.Thread(target=traffic),
+        threading.Thread(target=flusher),
+        threading.Thread(target=flusher),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    metering.usage_flush()
+    main_connection.close()
+    assert totals() == (len(every), sum(h.credits for h in every))
+    batches = UsageFlushBatch.objects.all()
+    assert sum(b.requests for b in batches) == len(every)
