@@ -33,13 +33,14 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import redis
 from django.db import connection, transaction
 from django.utils import timezone
 
 from apiplatform import ratelimit
+from billing.models import UsageFlushBatch
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +218,11 @@ def _upsert(rows: dict[str, list[int]]) -> None:
             cursor.executemany(_UPSERT_SQL, params)
 
 
+# A batch id only matters while its batch could still be pending in Redis (minutes); the rows are
+# kept this long as an audit trail of the flushes.
+BATCH_ID_RETENTION_DAYS = 90
+
+
 def _checkpoint(name: str) -> None:
     """Called between the steps of a flush; tests replace it to simulate a kill at that point."""
 
@@ -266,6 +272,10 @@ def usage_flush(*, progress=None) -> FlushResult:
             logger.warning("usage batch %s was already applied; deleted it", bid)
         if progress is not None:
             progress(1)
+    now = timezone.now()
+    if now.minute == 0:  # about once an hour with the minutely schedule: forget old batch ids
+        cutoff = now - timedelta(days=BATCH_ID_RETENTION_DAYS)
+        UsageFlushBatch.objects.filter(applied_at__lt=cutoff).delete()
     if result.applied or result.skipped:
         logger.info(
             "usage flush: %d batch(es) applied, %d skipped, %d requests, %d credits",
