@@ -405,11 +405,15 @@ def candles_build_1m(
         pc.append(coin_id)
         pb.append(_minute(t))
     params: dict[str, Any] = {"since": since, "until": until, "pc": pc, "pb": pb, "now": now}
-    coin_filter = ""
-    if coin_ids is not None:
+    with connection.cursor() as cur:
+        if coin_ids is None:
+            # every coin with a tick in the range or a poll: keeps all reads on the (coin, ...) keys
+            cur.execute(
+                "SELECT DISTINCT coin_id FROM marketdata_tick WHERE time >= %s AND time < %s", [since, until]
+            )
+            coin_ids = {r[0] for r in cur.fetchall()} | set(pc)
         params["coins"] = list(coin_ids)
         coin_filter = "AND coin_id = ANY(%(coins)s::bigint[])"
-    with connection.cursor() as cur:
         partitions.partitions_ensure(timeframe="1m", start=since, end=until - timedelta(minutes=1))
         sql = _BUILD_1M_SQL.format(epoch=EPOCH, coin_filter=coin_filter)
         return _run_upsert(cur, sql, params, source="ticks")
