@@ -121,11 +121,14 @@ return string.format('%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%s|%s|%s|%s|%s', status, 
 """
 
 _PUBLISH_LUA = """
--- KEYS[1] plan hash; ARGV[1] version, then field/value pairs. Older versions never overwrite newer.
+-- KEYS[1] plan hash; ARGV[1] version, ARGV[2] TTL (s), then field/value pairs. Older versions
+-- never overwrite newer. The TTL bounds how long a copy could stay stale if a republish was lost
+-- (Redis down at the time): the next request after it expires reloads from the database.
 local cur = redis.call('HGET', KEYS[1], 'v')
 if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 """
 
@@ -268,14 +271,13 @@ def redis_client() -> redis.Redis:
     return client.get()
 
 
-def publish_plan(organization_id: int, limits: PlanLimits) -> bool:
-    """Write an organization's plan limits into Redis (ignored if a newer version is there)."""
+def publish_plan(organization_id: int, limits: PlanLimits, *, pipeline=None) -> bool:
+    """Write an organization's plan limits into Redis (ignored if a newer version is there).
+    With ``pipeline`` the command is only queued (the result comes with ``pipeline.execute()``)."""
     r = client.get()
-    return bool(
-        client.publish_script(
-            keys=[plan_key(organization_id)], args=[limits.version, *limits.as_redis_fields()], client=r
-        )
-    )
+    args = [limits.version, int(settings.GATEWAY_PLAN_TTL), *limits.as_redis_fields()]
+    result = client.publish_script(keys=[plan_key(organization_id)], args=args, client=pipeline or r)
+    return bool(result) if pipeline is None else True
 
 
 def _parse(raw: str, now: int, month: str, month_reset_s: int, bucket: str = "") -> GateResult:

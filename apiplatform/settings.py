@@ -257,6 +257,7 @@ GATEWAY_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "cs") + ":gw"
 GATEWAY_REDIS_TIMEOUT = env_float("GATEWAY_REDIS_TIMEOUT", 0.25)  # seconds per Redis call on the request path
 GATEWAY_REDIS_RETRY_SECONDS = env_float("GATEWAY_REDIS_RETRY_SECONDS", 1.0)  # back-off after a Redis failure
 GATEWAY_LOCAL_PLAN_TTL = env_float("GATEWAY_LOCAL_PLAN_TTL", 60.0)  # fallback plan cache (Redis down only)
+GATEWAY_PLAN_TTL = env_int("GATEWAY_PLAN_TTL", 3600)  # Redis copy of an org's plan; reloaded after
 GATEWAY_BENCH_ROUTES = env_bool("GATEWAY_BENCH_ROUTES", False)  # bench twins under /v1/bench/
 BILLING_DEFAULT_PLAN = env_str("BILLING_DEFAULT_PLAN", "free")
 BILLING_UPGRADE_URL = env_str("BILLING_UPGRADE_URL", f"{PUBLIC_BASE_URL.rstrip('/')}/pricing")

@@ -116,11 +116,7 @@ def plan_publish(*, plan: Plan) -> int:
                     limits = selectors.plan_limits(
                         plan=plan, version=selectors.version_of(updated_at, plan.updated_at)
                     )
-                    ratelimit.client.publish_script(
-                        keys=[ratelimit.plan_key(org_id)],
-                        args=[limits.version, *limits.as_redis_fields()],
-                        client=pipe,
-                    )
+                    ratelimit.publish_plan(org_id, limits, pipeline=pipe)
                 pipe.execute()
         except redis.RedisError:
             logger.exception("could not republish plan %s; dropping cached copies", plan.name)

@@ -173,3 +173,11 @@ def test_without_an_injected_clock_the_script_uses_redis_time():
     assert [r.tenant_remaining for r in results[:3]] == [2, 1, 0]
     # Redis's clock is the wall clock: the refusal asks for about one emission interval
     assert 0 < results[-1].retry_after_s <= 60 // plan.rate_per_minute
+
+
+def test_published_plan_expires_so_a_lost_republish_heals(settings):
+    ratelimit.publish_plan(1, limits())
+    ttl = ratelimit.client.get().ttl(ratelimit.plan_key(1))
+    assert 0 < ttl <= settings.GATEWAY_PLAN_TTL
+    ratelimit.client.get().delete(ratelimit.plan_key(1))  # what expiry does
+    assert gate() is None  # the gateway then reloads the plan from the database
