@@ -147,6 +147,16 @@ def test_coins_upsert_is_idempotent_and_reactivates(db):
 
     b = Coin.objects.get(upstream_id="b")
     assert (b.active, b.symbol, b.name) == (True, "BB", "Beta 2")
+    # nothing changed: the ids still come back, and no row is rewritten
+    with connection.cursor() as cur:
+        cur.execute("SELECT xmin::text FROM marketdata_coin ORDER BY id")
+        before = cur.fetchall()
+        unchanged = services.coins_upsert(
+            coins=[services.CoinIn("a", "A", "Alpha"), services.CoinIn("b", "BB", "Beta 2")]
+        )
+        cur.execute("SELECT xmin::text FROM marketdata_coin ORDER BY id")
+        assert cur.fetchall() == before
+    assert unchanged == ids
 
 
 def test_snapshot_with_older_upstream_time_does_not_overwrite(coins, t0):
