@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
@@ -59,6 +60,12 @@ SCHEDULES: tuple[Schedule, ...] = (
         kwargs={"timeframes": ["15m", "1h", "1d"]},
         expire_seconds=290,
         description="Latest indicators of the slower timeframes for /v1/screener.",
+    ),
+    Schedule(
+        "billing: usage flush (every minute)",
+        "billing.flush_usage",
+        every_seconds=settings.BILLING_USAGE_FLUSH_SECONDS,
+        description="Moves metered usage counters from Redis to PostgreSQL (exactly once).",
     ),
     Schedule(
         "ingestion: coin universe sync (daily)",

@@ -1,5 +1,7 @@
 """The beat-scheduled task keeps the screener table current (ingestion.refresh_screener)."""
 
+import pytest
+
 from ingestion.models import IngestionRun
 from ingestion.schedules import SCHEDULES
 from ingestion.tasks import refresh_screener
@@ -22,3 +24,13 @@ def test_every_timeframe_has_a_screener_schedule():
         tf for s in SCHEDULES if s.task == "ingestion.refresh_screener" for tf in s.kwargs["timeframes"]
     ]
     assert sorted(scheduled) == sorted(["1m", "5m", "15m", "1h", "1d"])
+
+
+@pytest.mark.django_db
+def test_usage_flush_and_key_last_used_are_scheduled():
+    from django_celery_beat.models import PeriodicTask
+
+    tasks = {s.task for s in SCHEDULES}
+    assert "billing.flush_usage" in tasks
+    # accounts registers its own last-used flush in a data migration
+    assert PeriodicTask.objects.filter(task="accounts.flush_key_last_used").exists()
