@@ -4,6 +4,8 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
+from tests.conftest import REPO_ROOT
+
 pytestmark = pytest.mark.django_db
 
 
@@ -50,3 +52,10 @@ def test_problem_types_are_documented(client):
     one = client.get("/problems/not-found").json()
     assert one["status"] == 404
     assert client.get("/problems/nope").status_code == 404
+
+
+def test_every_problem_type_is_listed_in_docs_errors_md(client):
+    documented = (REPO_ROOT / "docs" / "errors.md").read_text()
+    slugs = {p["slug"] for p in client.get("/problems/").json()["problems"]}
+    missing = sorted(slug for slug in slugs if f"`{slug}`" not in documented)
+    assert not missing, f"docs/errors.md lacks {missing}"
