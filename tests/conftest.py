@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
 from django.core.cache import cache
+from django.db import connection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,12 +27,74 @@ def _clean_cache():
     yield
 
 
-@pytest.fixture
-def closed_port() -> int:
-    """A loopback TCP port nobody listens on: a stand-in for a stopped dependency."""
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback TCP port nobody listens on: a stand-in for a stopped dependency."""
+    return free_port()
+
+
+def test_database_url() -> str:
+    """DATABASE_URL of the test database pytest-django created, for subprocesses (web, workers).
+    The data they must see has to be committed: use ``django_db(transaction=True)``."""
+    s = connection.settings_dict
+    auth = quote(s["USER"] or "")
+    if s.get("PASSWORD"):
+        auth += ":" + quote(s["PASSWORD"])
+    return f"postgres://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+
+
+test_database_url.__test__ = False  # a helper, not a test
+
+
+@contextlib.contextmanager
+def web_process(
+    log_dir: Path, *, settings_module: str, workers: int = 1, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real gunicorn (``workers`` sync workers) on a free loopback port against the test database
+    and this Redis; yields its base URL and process once ``/healthz`` answers, stops it after."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": settings_module,
+        "DATABASE_URL": test_database_url(),
+        "DEBUG": "1",
+        "DB_POOL_MAX_SIZE": "2",
+        **(env or {}),
+    }
+    log_path = log_dir / f"gunicorn-{port}.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "apiplatform.wsgi:application", "-w", str(workers),
+             "-b", f"127.0.0.1:{port}"],
+            cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not start:\n" + log_path.read_text())
+                time.sleep(0.1)
+            yield base, proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
 
 
 def run_python(

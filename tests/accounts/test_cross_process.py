@@ -9,90 +9,22 @@ learns it only through Redis once its process-local entry (TTL 1 s) expires.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from accounts import services
 from accounts.models import Organization
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] or ""
-    if db.get("PASSWORD"):
-        auth += f":{db['PASSWORD']}"
-    host = db["HOST"] or "127.0.0.1"
-    port = db["PORT"] or 5432
-    return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
+from tests.conftest import web_process
 
 
 @pytest.fixture
 def second_web_process(transactional_db, tmp_path):
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.accounts.public_settings",
-        "DATABASE_URL": _test_database_url(),  # the *test* database this test writes to
-        "REDIS_URL": settings.REDIS_URL,
-        "DEBUG": "1",
-        "DB_POOL_MAX_SIZE": "2",
-    }
-    log = (tmp_path / "gunicorn.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "apiplatform.wsgi:application",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            "1",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "second web process did not start:\n" + (tmp_path / "gunicorn.log").read_text()
-                )
-            time.sleep(0.1)
-        yield base, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        log.close()
+    env = {"DJANGO_SETTINGS_MODULE": "tests.accounts.public_settings", "REDIS_URL": settings.REDIS_URL}
+    with web_process(tmp_path, settings_module="tests.accounts.public_settings", env=env) as (base, proc):
+        yield base, proc.pid
 
 
 def test_revoked_key_is_rejected_by_other_process_within_a_second(second_web_process):

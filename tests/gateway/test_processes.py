@@ -5,91 +5,31 @@ These tests commit their data (transactional) so the web processes see it."""
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
-from django.db import connection
 
 from billing import metering
 from billing.models import UsageRecord
-from tests.conftest import REPO_ROOT, run_python
+from tests.conftest import run_python, test_database_url, web_process
 from tests.gateway.conftest import parse_ratelimit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def database_url() -> str:
-    s = connection.settings_dict
-    auth = quote(s["USER"] or "")
-    if s.get("PASSWORD"):
-        auth += ":" + quote(s["PASSWORD"])
-    return f"postgres://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def web(tmp_path: Path):
     """gunicorn with 2 sync workers on loopback against the test database; yields its base URL."""
-    port = free_port()
     env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.gateway.settings_e2e",
-        "DATABASE_URL": database_url(),
-        "DB_POOL_MAX_SIZE": "2",
         # a loaded CI machine must not trip the Redis-down fallback (which is per process)
         "GATEWAY_REDIS_TIMEOUT": "5",
         "LOG_LEVEL": "WARNING",
     }
-    log = (tmp_path / "gunicorn.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "apiplatform.wsgi:application",
-            "-w",
-            "2",
-            "-b",
-            f"127.0.0.1:{port}",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("gunicorn did not start:\n" + (tmp_path / "gunicorn.log").read_text())
-        time.sleep(0.2)
-    yield base
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with web_process(tmp_path, settings_module="tests.gateway.settings_e2e", workers=2, env=env) as (base, _):
+        yield base
 
 
 def _fire(args):
@@ -157,7 +97,7 @@ def test_mixed_traffic_over_two_workers_is_metered_exactly_even_with_a_killed_fl
         "    if name == 'before_commit': os.kill(os.getpid(), signal.SIGKILL)\n"
         "metering._checkpoint = die\n"
         "metering.usage_flush()\n",
-        {"DJANGO_SETTINGS_MODULE": "tests.gateway.settings_e2e", "DATABASE_URL": database_url()},
+        {"DJANGO_SETTINGS_MODULE": "tests.gateway.settings_e2e", "DATABASE_URL": test_database_url()},
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not UsageRecord.objects.exists()

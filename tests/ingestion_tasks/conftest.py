@@ -9,12 +9,12 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import redis
 from django.conf import settings
-from django.db import connection
+
+from tests.conftest import test_database_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_QUEUES = "default,ingestion,backfill"
@@ -29,17 +29,6 @@ _WORKER_BOOT = (
     "app.conf.broker_transport_options = opts\n"
     "app.worker_main(sys.argv[2:])\n"
 )
-
-
-def test_database_url() -> str:
-    """DATABASE_URL of the test database pytest-django created (call after django_db_setup)."""
-    s = connection.settings_dict
-    auth = quote(s["USER"] or "")
-    if s.get("PASSWORD"):
-        auth += ":" + quote(s["PASSWORD"])
-    host = s.get("HOST") or "127.0.0.1"
-    port = s.get("PORT") or 5432
-    return f"postgres://{auth}@{host}:{port}/{s['NAME']}"
 
 
 class Worker:
