@@ -141,7 +141,7 @@ _INTERVAL_CASE = (
 )
 
 _UPSERT_SQL = """
-WITH src AS MATERIALIZED ({src}),
+WITH src AS {materialized} ({src}),
 ins AS (
     INSERT INTO marketdata_candle AS c
         (coin_id, timeframe, bucket_start, open, high, low, close, volume, volume_24h, market_cap,
@@ -163,14 +163,22 @@ ins AS (
 SELECT coin_id, timeframe, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
        min(bucket_start), max(bucket_start)
 FROM ins GROUP BY coin_id, timeframe
-UNION ALL
-SELECT NULL, NULL, (SELECT count(*) FROM src), 0, NULL, NULL
+{count_src}
 """
+_COUNT_SRC = "UNION ALL SELECT NULL, NULL, (SELECT count(*) FROM src), 0, NULL, NULL"
 
 
-def _run_upsert(cur, src_sql: str, params: dict, *, source: str) -> UpsertResult:
-    """Upsert the rows produced by ``src_sql`` (candle columns, unique keys). One statement."""
-    cur.execute(_UPSERT_SQL.format(src=src_sql), {**params, "source": source, "written_at": timezone.now()})
+def _run_upsert(cur, src_sql: str, params: dict, *, source: str, count_src: bool = True) -> UpsertResult:
+    """Upsert the rows produced by ``src_sql`` (candle columns, unique keys). One statement.
+
+    ``count_src``: also count the source rows (for ``unchanged``); costs materialising them, so the
+    staging path counts only when it has to (see :func:`candles_upsert`)."""
+    sql = _UPSERT_SQL.format(
+        src=src_sql,
+        materialized="MATERIALIZED" if count_src else "NOT MATERIALIZED",
+        count_src=_COUNT_SRC if count_src else "",
+    )
+    cur.execute(sql, {**params, "source": source, "written_at": timezone.now()})
     result = UpsertResult()
     total = 0
     pairs: list[tuple[int, str]] = []
@@ -184,7 +192,7 @@ def _run_upsert(cur, src_sql: str, params: dict, *, source: str) -> UpsertResult
         result.changed_coin_ids.add(coin_id)
         old = result.spans.get(tf)
         result.spans[tf] = (min(lo, old[0]), max(hi, old[1])) if old else (lo, hi)
-    result.unchanged = total - result.inserted - result.updated
+    result.unchanged = total - result.inserted - result.updated if count_src else 0
     if pairs:
         transaction.on_commit(lambda: cache.candles_changed(pairs=pairs))
     return result
@@ -303,10 +311,18 @@ def candles_upsert(
             FROM _candle_stage
             ORDER BY coin_id, timeframe, bucket_start, seq DESC
         """  # noqa: S608 - constant SQL
-        result = _run_upsert(cur, src, {"now": now}, source=source)
+        result = _run_upsert(cur, src, {"now": now}, source=source, count_src=False)
+        valid = staged - sum(reasons.values())
+        distinct = valid
+        if result.inserted + result.updated < valid:  # some rows unchanged or duplicated: count keys
+            cur.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT coin_id, timeframe, bucket_start FROM _candle_stage) k"
+            )
+            distinct = cur.fetchone()[0]
     result.rejected = sum(reasons.values())
     result.reasons = reasons
-    result.duplicates = staged - result.rejected - (result.inserted + result.updated + result.unchanged)
+    result.unchanged = distinct - result.inserted - result.updated
+    result.duplicates = valid - distinct
     if result.rejected:
         logger.warning("candles_upsert(%s): %d rows rejected: %s", source, result.rejected, reasons)
     return result
