@@ -27,12 +27,13 @@ from accounts.authentication import client_ip
 from accounts.models import ApiKey, Invitation, Membership
 from accounts.tenancy import ORGANIZATION_PARAMETER, OrganizationScopedView
 from apiplatform.problems import RATE_LIMITED, ProblemError
+from apiplatform.schema import problem_response
 
 TAG = "account"
 
 
 def _problem(description: str) -> OpenApiResponse:
-    return OpenApiResponse(description=description + " (application/problem+json)")
+    return problem_response(description)
 
 
 E401 = _problem("Missing or invalid access token")

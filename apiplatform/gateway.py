@@ -30,14 +30,13 @@ import time
 
 from django.conf import settings
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiResponse
-from rest_framework import serializers
 from rest_framework.views import APIView
 
 from accounts.authentication import ApiKeyAuthentication
 from accounts.permissions import HasMarketDataRead
 from apiplatform import problems, ratelimit
 from apiplatform.problems import ProblemError
+from apiplatform.schema import problem_response
 from billing import metering
 
 logger = logging.getLogger(__name__)
@@ -56,18 +55,6 @@ PLAN_UPGRADE_REQUIRED = problems.register(
     "This endpoint or option is not part of the organization's plan; `upgrade_url` leads to a plan "
     "that includes it.",
 )
-
-
-class _ProblemSchema(serializers.Serializer):
-    """RFC 9457 problem details (see /problems/)."""
-
-    type = serializers.URLField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField()
-    instance = serializers.CharField(required=False)
-    request_id = serializers.CharField()
-    upgrade_url = serializers.URLField(required=False)
 
 
 _HEADER_DOCS = {
@@ -127,7 +114,7 @@ class GatewayAutoSchema(AutoSchema):
             for code, description in extra.items():
                 if code not in bodies:
                     bodies[code] = self._get_response_for_code(
-                        OpenApiResponse(_ProblemSchema, description=description), code, problem, direction
+                        problem_response(description), code, problem, direction
                     )
         return bodies
 

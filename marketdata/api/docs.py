@@ -6,29 +6,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from apiplatform.schema import PROBLEM_CONTENT_TYPE, problem_response
 from marketdata import indicators, screener
 from marketdata.api import params
 from marketdata.models import TIMEFRAMES
 
 Q = OpenApiParameter.QUERY
-
-
-class Problem(serializers.Serializer):
-    """RFC 9457 problem details (see /problems/)."""
-
-    type = serializers.URLField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField()
-    instance = serializers.CharField(required=False)
-    request_id = serializers.CharField(allow_null=True)
-    errors = serializers.ListField(
-        child=inline_serializer(
-            "ParameterError", {"parameter": serializers.CharField(), "detail": serializers.CharField()}
-        ),
-        required=False,
-        help_text="validation-error only: each invalid parameter and what is wrong with it.",
-    )
 
 
 _BAD_EXAMPLE = {
@@ -66,15 +49,10 @@ _UNAUTH_EXAMPLE = {
 }
 
 
-def problem(description: str, example: dict | None = None) -> OpenApiResponse:
-    return OpenApiResponse(
-        Problem,
-        description=description,
-        examples=[OpenApiExample("problem", value=example, response_only=True)] if example else None,
-    )
+problem = problem_response
 
 
-PROBLEM_JSON = "application/problem+json"
+PROBLEM_JSON = PROBLEM_CONTENT_TYPE
 
 
 def errors(*, not_found: bool = False, not_modified: bool = False) -> dict:
