@@ -22,24 +22,17 @@ Prints req/s and p50/p99 per variant (median over rounds), ratios, and the machi
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import platform
-import re
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
+from loadgen import REDIS_COUNTER, ROOT, generator_name, load, run, start_gunicorn
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
 BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/candlestack_bench")
 
 SETTINGS = """
@@ -153,17 +146,9 @@ print(upstream)
 MEASURE = """
 import sys, time, django
 django.setup()
-import redis.connection
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-
-sent = [0]
-orig = redis.connection.AbstractConnection.send_packed_command
-def counting(self, command, check_health=True):
-    sent[0] += 1
-    return orig(self, command, check_health)
-redis.connection.AbstractConnection.send_packed_command = counting
 client = Client(HTTP_X_API_KEY=sys.argv[1])
 for url in sys.argv[2:]:
     for _ in range(5):
@@ -177,83 +162,6 @@ for url in sys.argv[2:]:
         dt = time.perf_counter() - t0
     print(f"{dt / n * 1000:.2f} {sent[0] / n:.2f} {len(q) / n:.2f}")
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run(code: str, env) -> str:
-    out = subprocess.run([PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    if out.returncode != 0:
-        raise SystemExit(f"failed:\n{out.stdout}\n{out.stderr}")
-    return out.stdout
-
-
-def wrk(
-    url: str, headers: dict[str, str], duration: int, connections: int
-) -> tuple[float, float, float, int]:
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
-    for k, v in headers.items():
-        cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=duration + 60).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-
-    def pct(p: str) -> float:
-        raw = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
-        return float(raw.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[raw.group(2)]
-
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors:.*", out)
-    if errors:
-        print("   wrk:", errors.group(0))
-    return rps, pct("50"), pct("99"), int(bad.group(1)) if bad else 0
-
-
-async def _pyload(url, headers, duration, connections):
-    latencies: list[float] = []
-    bad = 0
-    deadline = time.perf_counter() + duration
-
-    async def worker(client):
-        nonlocal bad
-        while time.perf_counter() < deadline:
-            t0 = time.perf_counter()
-            r = await client.get(url, headers=headers)
-            latencies.append((time.perf_counter() - t0) * 1000)
-            bad += r.status_code >= 300
-
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=connections), timeout=30) as client:
-        await asyncio.gather(*(worker(client) for _ in range(connections)))
-    latencies.sort()
-    n = len(latencies)
-    return n / duration, latencies[n // 2], latencies[int(n * 0.99) - 1], bad
-
-
-def load(url, headers, duration, connections):
-    if shutil.which("wrk"):
-        return wrk(url, headers, duration, connections)
-    return asyncio.run(_pyload(url, headers, duration, connections))
-
-
-def start_server(env, workers: int, threads: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    worker_class = ["-k", "gthread", "--threads", str(threads), "--keep-alive", "5"] if threads > 1 else []
-    server = subprocess.Popen(
-        [PYTHON, "-m", "gunicorn", "apiplatform.wsgi:application", "-w", str(workers), *worker_class,
-         "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "1024"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    return server, base
 
 
 def main() -> None:
@@ -289,16 +197,17 @@ def main() -> None:
     ).strip()
     key, stock_key, ids, coin = run(SETUP, env).split()[-4:]
     warm_urls = [f"/v1/prices?ids={ids}", f"/v1/coins/{coin}/candles?timeframe=1m&limit=500"]
-    out = subprocess.run(
-        [PYTHON, "-c", MEASURE, key, *warm_urls], cwd=ROOT, env={**env, "BENCH_RESPONSE_CACHE": "1"},
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    warm = [line.split() for line in out.stdout.strip().splitlines()[-2:]] if out.returncode == 0 else None
+    out = run(REDIS_COUNTER + MEASURE, {**env, "BENCH_RESPONSE_CACHE": "1"}, argv=[key, *warm_urls])
+    warm = [line.split() for line in out.strip().splitlines()[-2:]]
     servers = []
     try:
-        ours, base = start_server({**env, "BENCH_RESPONSE_CACHE": "1"}, args.workers, args.threads)
+        ours, base = start_gunicorn(
+            {**env, "BENCH_RESPONSE_CACHE": "1"}, workers=args.workers, threads=args.threads
+        )
         servers.append(ours)
-        raw, base_raw = start_server({**env, "BENCH_RESPONSE_CACHE": "0"}, args.workers, args.threads)
+        raw, base_raw = start_gunicorn(
+            {**env, "BENCH_RESPONSE_CACHE": "0"}, workers=args.workers, threads=args.threads
+        )
         servers.append(raw)
         mine, stock = {"X-API-Key": key}, {"Authorization": f"Api-Key {stock_key}"}
         candles = f"/coins/{coin}/candles?timeframe=1m&limit=500"
@@ -330,7 +239,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     med = {n: tuple(statistics.median(r[i] for r in rs) for i in range(3)) for n, rs in results.items()}
-    loadgen = "wrk -t2" if shutil.which("wrk") else "httpx/asyncio"
+    loadgen = generator_name()
     print()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cpus, {platform.platform()}, "
           f"python {platform.python_version()}")  # fmt: skip
@@ -341,9 +250,8 @@ def main() -> None:
     for name, (rps, p50, p99) in med.items():
         print(f"{name:18s} {rps:8.0f} {p50:8.2f} {p99:8.2f}")
     print()
-    if warm:
-        for label, (ms, rt, sql) in zip(("prices", "candles"), warm, strict=True):
-            print(f"{label:8s} warm cached request in process: {ms} ms, {rt} Redis round trips, {sql} SQL")
+    for label, (ms, rt, sql) in zip(("prices", "candles"), warm, strict=True):
+        print(f"{label:8s} warm cached request in process: {ms} ms, {rt} Redis round trips, {sql} SQL")
     for what in ("prices", "candles"):
         o, u, s = med[f"{what} ours"][0], med[f"{what} uncached"][0], med[f"{what} stock"][0]
         print(f"{what:8s} ours/stock {o / s:5.2f}x   uncached/stock {u / s:5.2f}x   (target uncached >= 3x, "

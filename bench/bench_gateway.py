@@ -26,24 +26,16 @@ cache's, through the normal code paths). Environment: ``DATABASE_URL`` for the s
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import re
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import httpx
-
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+from loadgen import REDIS_COUNTER, ROOT, generator_name, load, run, start_gunicorn
 
 SETTINGS = """
 from apiplatform.settings import *  # noqa: F403
@@ -106,17 +98,9 @@ print(stock_key)
 MEASURE = """
 import django, sys
 django.setup()
-import redis.connection
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-
-sent = [0]
-orig = redis.connection.AbstractConnection.send_packed_command
-def counting(self, command, check_health=True):
-    sent[0] += 1
-    return orig(self, command, check_health)
-redis.connection.AbstractConnection.send_packed_command = counting
 
 def measure(path, **headers):
     client = Client(**headers)
@@ -134,12 +118,6 @@ print(*measure("/v1/limits", HTTP_X_API_KEY=sys.argv[1]),
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def bench_database_url(name: str) -> tuple[str, str]:
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/candlestack")
     parts = urlparse(base)
@@ -152,55 +130,6 @@ def recreate_database(name: str, admin_url: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def run(code_or_args, env, *, code=True, argv=()) -> str:
-    cmd = [PYTHON, "-c", code_or_args, *argv] if code else [PYTHON, *code_or_args]
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
-        raise SystemExit(f"failed: {cmd[:3]}\n{out.stdout}\n{out.stderr}")
-    return out.stdout
-
-
-def wrk(url: str, headers: dict[str, str], duration: int, connections: int) -> tuple[float, float, int]:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
-    for k, v in headers.items():
-        cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=duration + 30).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99_raw = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    p99 = float(p99_raw.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99_raw.group(2)]
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors:.*", out)
-    if errors:
-        print("   wrk:", errors.group(0))
-    return rps, p99, int(bad.group(1)) if bad else 0
-
-
-async def _pyload(url, headers, duration, connections) -> tuple[float, float, int]:
-    latencies: list[float] = []
-    bad = 0
-    deadline = time.perf_counter() + duration
-
-    async def worker(client):
-        nonlocal bad
-        while time.perf_counter() < deadline:
-            t0 = time.perf_counter()
-            r = await client.get(url, headers=headers)
-            latencies.append((time.perf_counter() - t0) * 1000)
-            bad += r.status_code >= 300
-
-    limits = httpx.Limits(max_connections=connections)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
-        await asyncio.gather(*(worker(client) for _ in range(connections)))
-    latencies.sort()
-    return len(latencies) / duration, latencies[int(len(latencies) * 0.99) - 1], bad
-
-
-def load(url, headers, duration, connections):
-    if shutil.which("wrk"):
-        return wrk(url, headers, duration, connections)
-    return asyncio.run(_pyload(url, headers, duration, connections))
 
 
 def main() -> None:
@@ -232,26 +161,15 @@ def main() -> None:
     }
     print(f"database {db_name} (recreated), redis {env.get('REDIS_URL', 'default')}; migrating ...")
     recreate_database(db_name, admin_url)
-    run(["manage.py", "migrate", "-v", "0"], env, code=False)
+    run(["manage.py", "migrate", "-v", "0"], env)
     key, stock_key = run(SETUP, env).split()[-2:]
 
-    rt, sql, stock_rt, stock_sql = (float(x) for x in run(MEASURE, env, argv=[key, stock_key]).split())
+    rt, sql, stock_rt, stock_sql = (
+        float(x) for x in run(REDIS_COUNTER + MEASURE, env, argv=[key, stock_key]).split()
+    )
 
-    port = free_port()
-    server = subprocess.Popen(
-        [PYTHON, "-m", "gunicorn", "apiplatform.wsgi:application", "-w", str(args.workers),
-         *(["--worker-class", "gthread", "--threads", str(args.threads)] if args.threads > 1 else []),
-         "-b", f"127.0.0.1:{port}", "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_gunicorn(env, workers=args.workers, threads=args.threads)
     try:
-        for _ in range(150):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         variants = {
             "gateway": (f"{base}/v1/limits", {"X-API-Key": key}),
             "authonly": (f"{base}/v1/bench/limits-authonly", {"X-API-Key": key}),
@@ -265,7 +183,7 @@ def main() -> None:
         results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in variants}
         for rnd in range(args.rounds):
             for name, (url, headers) in variants.items():
-                rps, p99, bad = load(url, headers, args.duration, args.connections)
+                rps, _p50, p99, bad = load(url, headers, args.duration, args.connections)
                 results[name].append((rps, p99, bad))
                 print(f"round {rnd + 1} {name:9s} {rps:8.0f} req/s  p99 {p99:6.2f} ms  non-2xx {bad}")
     finally:
@@ -281,7 +199,7 @@ def main() -> None:
         )
         for name, rs in results.items()
     }
-    loadgen = "wrk" if shutil.which("wrk") else "httpx/asyncio"
+    loadgen = generator_name()
     print()
     kind = f"gthread x{args.threads}" if args.threads > 1 else "sync"
     print(f"GET /v1/limits variants, gunicorn {args.workers} {kind} workers, {loadgen} c={args.connections}, "
