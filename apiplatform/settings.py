@@ -284,6 +284,9 @@ COINGECKO_BUDGET_MAX_WAIT = env_float("COINGECKO_BUDGET_MAX_WAIT", 120.0)  # lon
 CANDLE_RETENTION_DAYS = env_str("CANDLE_RETENTION_DAYS", "1m=30,5m=365,15m=730,1h=0,1d=0")
 CANDLE_PARTITIONS_AHEAD = env_int("CANDLE_PARTITIONS_AHEAD", 3)  # future partitions kept ready per timeframe
 TICK_RETENTION_HOURS = env_int("TICK_RETENTION_HOURS", 48)
+# Data-quality re-fetches one check may schedule (the rest wait for the next checks), so that the
+# repair of a long outage never starves the live refresh of upstream budget (docs/ingestion.md).
+INGESTION_REFETCH_PER_RUN = env_int("INGESTION_REFETCH_PER_RUN", 50)
 
 # --- logging: JSON in production, readable text in development, request/task ids on every line ------
 LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "text")

@@ -16,7 +16,8 @@ else stays visible until an operator resolves it in the admin.
 
 Settings (all optional): INGESTION_QUALITY_MISSING_LOOKBACK / _JUMP_LOOKBACK (dict timeframe →
 minutes), INGESTION_QUALITY_GRACE_MINUTES, INGESTION_QUALITY_JUMP_Z, INGESTION_QUALITY_JUMP_MIN,
-INGESTION_QUALITY_STALE_MINUTES, INGESTION_REFETCH_RETRY_MINUTES, INGESTION_REFETCH_MAX.
+INGESTION_QUALITY_STALE_MINUTES, INGESTION_REFETCH_RETRY_MINUTES, INGESTION_REFETCH_MAX,
+INGESTION_REFETCH_PER_RUN.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class CheckResult:
     new: int = 0
     resolved: int = 0
     refetches: int = 0
+    refetches_deferred: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -89,6 +91,7 @@ class CheckResult:
             "new": self.new,
             "resolved": self.resolved,
             "refetches": self.refetches,
+            "refetches_deferred": self.refetches_deferred,
             "by_kind": self.by_kind,
         }
 
@@ -337,11 +340,22 @@ def run_checks(
         seen.add(flag.pk)
         result.new += int(created)
         if schedule_refetch and _refetch_due(flag, now):
-            quality_flag_schedule_refetch(flag_id=flag.pk, now=now)
-            result.refetches += 1
+            # Upstream calls are the scarce resource: after an outage every coin has a gap, and
+            # re-fetching them all at once would starve the live refresh of its budget. The rest
+            # stay open, unscheduled, and are taken by the next runs.
+            if result.refetches < refetches_per_run():
+                quality_flag_schedule_refetch(flag_id=flag.pk, now=now)
+                result.refetches += 1
+            else:
+                result.refetches_deferred += 1
     result.resolved = _resolve_fixed(now=now, coins=coins, still_found=seen)
     logger.info("quality check: %s", result.as_dict())
     return result
+
+
+def refetches_per_run() -> int:
+    """At most this many re-fetches are scheduled by one check (``INGESTION_REFETCH_PER_RUN``)."""
+    return getattr(settings, "INGESTION_REFETCH_PER_RUN", 50)
 
 
 def _refetch_due(flag: QualityFlag, now: datetime) -> bool:

@@ -242,3 +242,25 @@ def test_refetch_task_backfills_exactly_the_flag_range(coins, monkeypatch):
     run = IngestionRun.objects.get(job="ingestion.refetch_range")
     assert run.task_id == result.id
     assert (run.calls, run.rows_written, run.outcome) == (1, 5, "success")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refetches_after_an_outage_are_spread_over_several_checks(now, sent, settings):
+    # Every coin has the same gap (the platform was down): one check schedules at most
+    # INGESTION_REFETCH_PER_RUN re-fetches, the following checks take the rest, none twice.
+    settings.INGESTION_REFETCH_PER_RUN = 2
+    ids = coins_upsert(
+        coins=[CoinIn(f"coin{i}", f"c{i}", f"Coin {i}") for i in range(5)], seen_at=T0 - timedelta(hours=1)
+    )
+    snapshots_upsert(
+        rows=[SnapshotIn(c, 100.0, 1e9, 1, 1e6, 101, 99, 0.1, now - MINUTE, now) for c in ids.values()]
+    )
+    for i, coin_id in enumerate(ids.values()):
+        candles_upsert(rows=_rows(coin_id, _walk(10 + i), skip={60, 61, 62}), source="test")
+
+    runs = [quality.run_checks(now=now) for _ in range(4)]
+
+    assert [(r.refetches, r.refetches_deferred) for r in runs] == [(2, 3), (2, 1), (1, 0), (0, 0)]
+    flag_ids = _enqueued_flag_ids(sent)
+    assert sorted(flag_ids) == sorted(QualityFlag.objects.values_list("pk", flat=True))
+    assert QualityFlag.objects.count() == 5
