@@ -187,6 +187,7 @@ def main() -> None:
         "DATABASE_URL": BENCH_DB,
         "DEBUG": "1",
         "LOG_LEVEL": "WARNING",
+        "CACHE_KEY_PREFIX": "benchapi",  # own Redis keys: no usage counters mixed into the platform's
     }
     run("import django; django.setup(); from django.core.management import call_command; "
         "call_command('migrate', verbosity=0)", env)  # fmt: skip

@@ -76,8 +76,12 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
 @admin.register(UsageFlushBatch)
 class UsageFlushBatchAdmin(admin.ModelAdmin):
-    list_display = ["batch_id", "applied_at", "buckets", "requests", "credits"]
-    readonly_fields = ["batch_id", "applied_at", "buckets", "requests", "credits"]
+    list_display = ["batch_id", "applied_at", "buckets", "requests", "credits", "has_quarantined"]
+    readonly_fields = ["batch_id", "applied_at", "buckets", "requests", "credits", "quarantined"]
+
+    @admin.display(boolean=True, description="quarantined counters")
+    def has_quarantined(self, obj) -> bool:
+        return bool(obj.quarantined)
 
     def has_add_permission(self, request):
         return False

@@ -39,6 +39,7 @@ import redis
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.models import Organization
 from apiplatform import ratelimit
 from billing.models import UsageFlushBatch
 
@@ -62,8 +63,8 @@ ON CONFLICT ON CONSTRAINT billing_usage_bucket_unique DO UPDATE SET
 """
 
 _BATCH_SQL = """
-INSERT INTO billing_usageflushbatch (batch_id, applied_at, buckets, requests, credits)
-VALUES (%s, %s, %s, %s, %s)
+INSERT INTO billing_usageflushbatch (batch_id, applied_at, buckets, requests, credits, quarantined)
+VALUES (%s, %s, %s, %s, %s, '[]')
 ON CONFLICT (batch_id) DO NOTHING
 RETURNING batch_id
 """
@@ -194,7 +195,9 @@ def _aggregate(data: dict[str, str]) -> dict[str, list[int]]:
     return rows
 
 
-def _upsert(rows: dict[str, list[int]]) -> None:
+def _upsert(rows: dict[str, list[int]]) -> list[dict]:
+    """Add the batch's counters to UsageRecord; returns the quarantined ones (unknown organization),
+    which are left out so that one unattributable counter never blocks the rest of the batch."""
     now = timezone.now()
     params = []
     for base, (requests, credit_count) in rows.items():
@@ -213,9 +216,19 @@ def _upsert(rows: dict[str, list[int]]) -> None:
                 now,
             )
         )
+    org_ids = {p[1] for p in params if p[1] is not None}
+    known = set(Organization.objects.filter(pk__in=org_ids).values_list("pk", flat=True))
+    quarantined = [
+        {"hour": p[0].isoformat(), "organization_id": p[1], "key_id": p[2], "endpoint": p[3],
+         "status_class": p[4], "requests": p[5], "credits": p[6]}
+        for p in params
+        if p[1] is not None and p[1] not in known
+    ]  # fmt: skip
+    params = [p for p in params if p[1] is None or p[1] in known]
     if params:
         with connection.cursor() as cursor:
             cursor.executemany(_UPSERT_SQL, params)
+    return quarantined
 
 
 # A batch id only matters while its batch could still be pending in Redis (minutes); the rows are
@@ -256,7 +269,20 @@ def usage_flush(*, progress=None) -> FlushResult:
                 cursor.execute(_BATCH_SQL, [bid, timezone.now(), len(rows), requests, credit_total])
                 first_time = cursor.fetchone() is not None
             if first_time:
-                _upsert(rows)
+                quarantined = _upsert(rows)
+                if quarantined:
+                    q_requests = sum(q["requests"] for q in quarantined)
+                    q_credits = sum(q["credits"] for q in quarantined)
+                    requests -= q_requests
+                    credit_total -= q_credits
+                    UsageFlushBatch.objects.filter(batch_id=bid).update(
+                        quarantined=quarantined, requests=requests, credits=credit_total
+                    )
+                    logger.error(
+                        "usage batch %s: %d counters (%d requests, %d credits) of unknown organizations "
+                        "quarantined in billing_usageflushbatch.quarantined",
+                        bid, len(quarantined), q_requests, q_credits,
+                    )  # fmt: skip
             _checkpoint("before_commit")
         _checkpoint("after_commit")
         pipe = r.pipeline(transaction=True)

@@ -151,6 +151,12 @@ class UsageFlushBatch(models.Model):
     buckets = models.PositiveIntegerField(default=0)
     requests = models.PositiveBigIntegerField(default=0)
     credits = models.PositiveBigIntegerField(default=0)
+    quarantined = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Counters of this batch that could not be attributed (their organization does not "
+        "exist): kept here instead of blocking the batch; requests/credits above exclude them.",
+    )
 
     class Meta:
         ordering = ["-applied_at"]

@@ -171,3 +171,23 @@ def test_concurrent_flushes_while_traffic_flows_apply_every_batch_once():
     assert totals() == (len(every), sum(h.credits for h in every))
     batches = UsageFlushBatch.objects.all()
     assert sum(b.requests for b in batches) == len(every)
+
+
+def test_counters_of_an_unknown_organization_are_quarantined_and_the_rest_lands(org):
+    # e.g. counters written to this Redis by another deployment's database: the batch must not
+    # fail on them (it would block every later flush); they are kept aside and reported.
+    good = hits(org.pk, 30, seed=7)
+    stray = hits(org.pk + 10_000, 5, seed=8)
+    for hit in good + stray:
+        metering.record(hit)
+
+    result = metering.usage_flush()
+
+    assert result.applied == 1
+    assert totals() == (len(good), sum(h.credits for h in good))
+    batch = UsageFlushBatch.objects.get()
+    assert sum(q["requests"] for q in batch.quarantined) == len(stray)
+    assert sum(q["credits"] for q in batch.quarantined) == sum(h.credits for h in stray)
+    assert {q["organization_id"] for q in batch.quarantined} == {org.pk + 10_000}
+    assert (batch.requests, batch.credits) == (len(good), sum(h.credits for h in good))
+    assert ratelimit.client.get().scard(metering.pending_key()) == 0
