@@ -171,9 +171,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=4, help="as scripts/run.sh")
     parser.add_argument(
-        "--threads", type=int, default=4, help="> 1: gthread workers with keep-alive; 1: sync workers"
+        "--threads", type=int, default=1, help=">1: gthread workers; 1: sync workers (run.sh)"
     )
     args = parser.parse_args()
 

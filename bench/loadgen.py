@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+SETTLE_SECONDS = 2.0
 PYTHON = sys.executable
 
 #: Prepended to a measuring snippet: counts Redis round trips (commands sent, pipelines count once).
@@ -109,7 +110,11 @@ async def _pyload(url, headers, duration, connections) -> tuple[float, float, fl
 def load(
     url: str, headers: dict[str, str], duration: int, connections: int
 ) -> tuple[float, float, float, int]:
-    """(requests/s, p50 ms, p99 ms, non-2xx count) of ``duration`` seconds at ``connections``."""
+    """(requests/s, p50 ms, p99 ms, non-2xx count) of ``duration`` seconds at ``connections``.
+
+    Waits ``SETTLE_SECONDS`` first: a server still answering the queue of the previous measurement
+    (a slow variant's backlog) would otherwise land in this one's tail latency."""
+    time.sleep(SETTLE_SECONDS)
     if shutil.which("wrk"):
         return wrk(url, headers, duration, connections)
     return asyncio.run(_pyload(url, headers, duration, connections))

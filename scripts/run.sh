@@ -8,7 +8,8 @@ setup_all
 export DEBUG="${DEBUG:-1}"
 WEB_HOST="${WEB_HOST:-127.0.0.1}"
 WEB_PORT="${WEB_PORT:-8000}"
-WEB_WORKERS="${WEB_WORKERS:-2}"
+WEB_WORKERS="${WEB_WORKERS:-4}"
+WEB_THREADS="${WEB_THREADS:-1}"  # > 1: gthread workers (keep-alive); 1: sync workers (best tail latency here)
 SIM_PORT="${SIM_PORT:-8765}"
 SIM_COINS="${SIM_COINS:-2000}"
 cd "$REPO_ROOT"
@@ -57,7 +58,7 @@ log "Applying migrations"
 
 log "Starting web on http://$WEB_HOST:$WEB_PORT, Celery worker and beat"
 start "$VENV/bin/gunicorn" apiplatform.wsgi:application --bind "$WEB_HOST:$WEB_PORT" \
-  --workers "$WEB_WORKERS" --threads 4 --worker-class gthread --access-logfile - --graceful-timeout 5
+  --workers "$WEB_WORKERS" --threads "$WEB_THREADS" --access-logfile - --graceful-timeout 5
 start "$VENV/bin/celery" -A apiplatform worker --loglevel INFO --concurrency "${CELERY_CONCURRENCY:-2}" \
   -Q default,ingestion,backfill
 start "$VENV/bin/celery" -A apiplatform beat --loglevel INFO
