@@ -14,23 +14,10 @@ from marketdata import selectors, services
 from marketdata.models import TIMEFRAME_DELTA
 from marketdata.services import CandleRow, TickIn
 
-FIELDS = (
-    "bucket_start",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "volume_24h",
-    "market_cap",
-    "closed",
-    "filled",
-)
-
 
 def stored(coin_id: int, timeframe: str) -> list[dict]:
     rows = selectors.candles_range(coin_id=coin_id, timeframe=timeframe, limit=100_000, newest_first=False)
-    return [dict(zip(FIELDS, r, strict=True)) for r in rows]
+    return [dict(zip(selectors.CANDLE_FIELDS, r, strict=True)) for r in rows]
 
 
 # --- ticks → 1m -----------------------------------------------------------------------------------
