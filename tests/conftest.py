@@ -20,11 +20,28 @@ from django.db import connection
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def reset_process_state() -> None:
+    """Forget what this process keeps between requests (as a freshly started web process would):
+    the API-key cache, the gateway's Redis client and fallback state, the coin-id memo."""
+    from accounts import keys
+    from apiplatform import gateway, ratelimit
+    from marketdata.api import queries
+
+    ratelimit.client.reset()
+    gateway._local_plans.clear()
+    ratelimit.local_limiter._tat.clear()
+    keys.clear_local_cache()
+    queries._coin_memo.clear()
+
+
 @pytest.fixture(autouse=True)
-def _clean_cache():
-    """Every test starts with an empty Redis cache database (the test script points it at db 15)."""
+def _clean_state():
+    """Every test starts with an empty Redis cache database (the test script points it at db 15)
+    and no process-local state left by an earlier test."""
     cache.clear()
+    reset_process_state()
     yield
+    reset_process_state()
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts import keys, services
+from accounts import services
 from accounts.models import Membership, Organization, User
 
 _seq = itertools.count(1)
@@ -18,14 +18,6 @@ _seq = itertools.count(1)
 def _fast_password_hashing(settings):
     """PBKDF2 at production strength costs ~0.3 s per user on this machine; tests need many users."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_key_cache():
-    """The process-local key cache must not leak entries between tests (Redis is flushed too)."""
-    keys.clear_local_cache()
-    yield
-    keys.clear_local_cache()
 
 
 @pytest.fixture

@@ -10,27 +10,12 @@ import numpy as np
 import pytest
 from rest_framework.test import APIClient
 
-from accounts import keys
 from accounts import services as account_services
-from apiplatform import gateway, ratelimit
 from billing import services as billing_services
 from marketdata import services
-from marketdata.api import queries
 
 _seq = itertools.count(1)
 SEED = importlib.import_module("billing.migrations.0002_seed_plans")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_state():
-    ratelimit.client.reset()
-    gateway._local_plans.clear()
-    ratelimit.local_limiter._tat.clear()
-    keys.clear_local_cache()
-    queries._coin_memo.clear()
-    yield
-    keys.clear_local_cache()
-    queries._coin_memo.clear()
 
 
 @pytest.fixture

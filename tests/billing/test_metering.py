@@ -15,13 +15,6 @@ pytestmark = pytest.mark.django_db
 HOUR = 1_790_000_000 * ratelimit.US
 
 
-@pytest.fixture(autouse=True)
-def _fresh_client():
-    ratelimit.client.reset()
-    yield
-    ratelimit.client.reset()
-
-
 class Killed(Exception):
     pass
 

@@ -8,27 +8,12 @@ import itertools
 import pytest
 from rest_framework.test import APIClient
 
-from accounts import keys
 from accounts import services as account_services
-from apiplatform import gateway, ratelimit
 from billing import services
 from billing.models import Plan
 
 _seq = itertools.count(1)
 SEED = importlib.import_module("billing.migrations.0002_seed_plans")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_gateway_state():
-    ratelimit.client.reset()
-    gateway._local_plans.clear()
-    ratelimit.local_limiter._tat.clear()
-    keys.clear_local_cache()
-    yield
-    ratelimit.client.reset()
-    gateway._local_plans.clear()
-    ratelimit.local_limiter._tat.clear()
-    keys.clear_local_cache()
 
 
 def ensure_seeded_plans() -> None:
