@@ -8,12 +8,15 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
+import redis
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
@@ -132,3 +135,26 @@ def run_python(
 def run_manage(args: list[str], env_overrides: dict[str, str | None], timeout: float = 120):
     code = f"import sys; sys.argv = ['manage.py', *{args!r}]; import manage; manage.main()"
     return run_python(code, env_overrides, timeout=timeout)
+
+
+def simulator_client(sim, *, clock, retry, rate_limit_per_min: int = 1_000_000, prefix: str | None = None):
+    """A real CoinGeckoClient talking to an in-process simulator (no network), with Redis keys of
+    its own (budget, metrics, key state under ``prefix``; clients sharing a prefix share a budget)
+    and retries that do not sleep (time is simulated)."""
+    from ingestion.coingecko import CoinGeckoClient
+
+    prefix = prefix or f"test:{uuid.uuid4().hex[:8]}"
+    client = CoinGeckoClient(
+        base_url="http://sim/api/v3",
+        api_keys=["k1"],
+        transport=httpx.WSGITransport(app=sim),
+        redis=redis.Redis.from_url(settings.REDIS_URL),
+        budget_key=f"{prefix}:budget",
+        rate_limit_per_min=rate_limit_per_min,
+        clock=clock,
+        sleep=lambda s: None,
+        retry=retry,
+    )
+    client.metrics.key = f"{prefix}:metrics"
+    client.keys.redis_key = f"{prefix}:keys"
+    return client

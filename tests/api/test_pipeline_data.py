@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
-import httpx
 import numpy as np
 import pytest
-import redis as redis_lib
 import talib
-from django.conf import settings
 from django.db import connection
 
 from ingestion import pipeline
-from ingestion.coingecko import CoinGeckoClient, RetryPolicy
+from ingestion.coingecko import RetryPolicy
 from ingestion.simulator import ManualClock, Simulator, SimulatorConfig
+from tests.conftest import simulator_client
 
 SIM_NOW = datetime(2026, 3, 20, 0, 0, tzinfo=UTC)
 
@@ -24,15 +21,10 @@ SIM_NOW = datetime(2026, 3, 20, 0, 0, tzinfo=UTC)
 def backfilled(db, django_capture_on_commit_callbacks):
     clock = ManualClock(SIM_NOW)
     sim = Simulator(SimulatorConfig(coins=12, seed=11), clock=clock)
-    prefix = f"h5test:{uuid.uuid4().hex[:8]}"
-    client = CoinGeckoClient(
-        base_url="http://sim/api/v3",
-        api_keys=["k1"],
-        transport=httpx.WSGITransport(app=sim),
-        redis=redis_lib.Redis.from_url(settings.REDIS_URL),
-        budget_key=f"{prefix}:budget",
-        rate_limit_per_min=10_000,
+    client = simulator_client(
+        sim,
         clock=clock,
+        rate_limit_per_min=10_000,
         retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05, max_total=5, retry_after_cap=1),
     )
     with django_capture_on_commit_callbacks(execute=True):

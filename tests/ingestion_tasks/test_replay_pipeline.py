@@ -8,10 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-import httpx
 import pytest
-import redis as redis_lib
-from django.conf import settings
 from django.utils import timezone
 
 from ingestion import pipeline, quality, services, tasks
@@ -19,6 +16,7 @@ from ingestion.coingecko import CoinGeckoClient, RetryPolicy
 from ingestion.models import DeadLetter, QualityFlag
 from ingestion.simulator import ManualClock, Simulator, SimulatorConfig
 from marketdata.models import Candle, Coin
+from tests.conftest import simulator_client
 
 HOUR = timedelta(hours=1)
 
@@ -29,30 +27,21 @@ def upstream(monkeypatch):
     now = timezone.now().replace(minute=0, second=0, microsecond=0)
     clock = ManualClock(now)
     sim = Simulator(SimulatorConfig(coins=5, seed=11), clock=clock)
-    conn = redis_lib.Redis.from_url(settings.REDIS_URL)
-    prefix = f"h6test:{uuid.uuid4().hex[:8]}"
+    prefix = f"test:{uuid.uuid4().hex[:8]}"  # every client shares one budget, as workers do
 
     def make_client() -> CoinGeckoClient:
-        client = CoinGeckoClient(
-            base_url="http://sim/api/v3",
-            api_keys=["k1"],
-            transport=httpx.WSGITransport(app=sim),
-            redis=conn,
-            budget_key=f"{prefix}:budget",
-            rate_limit_per_min=100_000,
+        return simulator_client(
+            sim,
             clock=clock,
-            sleep=lambda s: None,
+            prefix=prefix,
+            rate_limit_per_min=100_000,
             retry=RetryPolicy(
                 max_attempts=2, base_delay=0.01, max_delay=0.02, max_total=5, retry_after_cap=1
             ),
         )
-        client.metrics.key = f"{prefix}:metrics"
-        client.keys.redis_key = f"{prefix}:keys"
-        return client
 
     monkeypatch.setattr(tasks.CoinGeckoClient, "from_settings", staticmethod(make_client))
     yield sim, make_client, now
-    conn.close()
 
 
 @pytest.mark.django_db

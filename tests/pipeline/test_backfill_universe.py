@@ -7,8 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import redis as redis_lib
-from django.conf import settings
 from django.core.management import call_command
 
 from ingestion import pipeline
@@ -16,6 +14,7 @@ from ingestion.coingecko import CoinGeckoClient, RetryPolicy
 from ingestion.simulator import ManualClock, Simulator, SimulatorConfig
 from marketdata import selectors, services
 from marketdata.models import Coin, SeriesWatermark
+from tests.conftest import simulator_client
 
 
 @pytest.fixture
@@ -30,20 +29,11 @@ def sim(now):
 
 @pytest.fixture
 def client(sim, now):
-    conn = redis_lib.Redis.from_url(settings.REDIS_URL)
-    c = CoinGeckoClient(
-        base_url="http://sim/api/v3",
-        api_keys=["k1"],
-        transport=httpx.WSGITransport(app=sim),
-        redis=conn,
-        budget_key="bf:budget",
-        rate_limit_per_min=1_000_000,
+    c = simulator_client(
+        sim,
         clock=ManualClock(now),
-        sleep=lambda s: None,
         retry=RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.005, retry_after_cap=0.005),
     )
-    c.metrics.key = "bf:metrics"
-    c.keys.redis_key = "bf:keys"
     yield c
     c.close()
 

@@ -16,17 +16,15 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pandas as pd
 import pytest
-import redis as redis_lib
-from django.conf import settings
 from django.db import connection
 
 from ingestion import pipeline
 from ingestion.coingecko import CoinGeckoClient, RetryPolicy
 from ingestion.simulator import ManualClock, Simulator, SimulatorConfig
 from marketdata.models import TIMEFRAME_DELTA
+from tests.conftest import simulator_client
 
 if os.environ.get("GT_COINS") or os.environ.get("GT_MINUTES"):
     SCENARIOS = [(int(os.environ.get("GT_COINS", "300")), int(os.environ.get("GT_MINUTES", "1440")))]
@@ -38,23 +36,13 @@ GAP_CYCLE = 67  # this cycle fails completely
 
 
 def _client(sim, clock) -> CoinGeckoClient:
-    conn = redis_lib.Redis.from_url(settings.REDIS_URL)
-    client = CoinGeckoClient(
-        base_url="http://sim/api/v3",
-        api_keys=["k1"],
-        transport=httpx.WSGITransport(app=sim),
-        redis=conn,
-        budget_key="gt:budget",
-        rate_limit_per_min=1_000_000,
+    return simulator_client(
+        sim,
         clock=clock,
-        sleep=lambda s: None,  # simulated time: retries do not sleep
         retry=RetryPolicy(
             max_attempts=3, base_delay=0.001, max_delay=0.005, max_total=30, retry_after_cap=0.005
         ),
     )
-    client.metrics.key = "gt:metrics"
-    client.keys.redis_key = "gt:keys"
-    return client
 
 
 def truth(sim, polls, spiked, final_now):
