@@ -31,9 +31,8 @@ import tempfile
 from pathlib import Path
 
 import httpx
+from benchdb import BENCH_DB
 from loadgen import REDIS_COUNTER, ROOT, generator_name, load, run, start_gunicorn
-
-BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/candlestack_bench")
 
 SETTINGS = """
 import os

@@ -16,16 +16,11 @@ import os
 import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
+from benchdb import use_bench_database
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/candlestack_bench")
-os.environ["DATABASE_URL"] = BENCH_DB
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apiplatform.settings")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+use_bench_database()
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 60)
 os.environ.setdefault("ALLOWED_HOSTS", "localhost")

@@ -119,11 +119,9 @@ def main() -> None:
 
 
 def refresh_on_db(rounds: int) -> None:
-    os.environ["DATABASE_URL"] = os.environ.get(
-        "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/candlestack_bench"
-    )
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apiplatform.settings")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    from benchdb import use_bench_database
+
+    use_bench_database()
     import django
 
     django.setup()

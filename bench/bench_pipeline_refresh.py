@@ -12,19 +12,13 @@ Environment: BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/cand
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/candlestack_bench")
-os.environ["DATABASE_URL"] = BENCH_DB
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apiplatform.settings")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+from benchdb import BENCH_DB, create_database, use_bench_database
+
+use_bench_database()
 
 
 class TimedClient:
@@ -47,10 +41,7 @@ def main() -> None:
     ap.add_argument("--coins", type=int, default=10_000)
     ap.add_argument("--cycles", type=int, default=5)
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT / "bench"))
-    from bench_write_path import _create_database
-
-    _create_database()
+    create_database()
     import django
 
     django.setup()

@@ -17,29 +17,13 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
+from benchdb import BENCH_DB, create_database, use_bench_database
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-BENCH_DB = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/candlestack_bench")
-os.environ["DATABASE_URL"] = BENCH_DB
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apiplatform.settings")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
-
-
-def _create_database() -> None:
-    import psycopg
-
-    name = BENCH_DB.rsplit("/", 1)[1]
-    admin_url = BENCH_DB.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+use_bench_database()
 
 
 def _rows(coin_ids: np.ndarray, start: datetime, minutes: int, seed: int, bump: float = 0.0):
@@ -74,7 +58,7 @@ def main() -> None:
     ap.add_argument("--reads", type=int, default=2000)
     args = ap.parse_args()
 
-    _create_database()
+    create_database()
     import django
 
     django.setup()
