@@ -27,6 +27,7 @@ reaching Redis, cannot skew the buckets. Tests inject a clock instead (``clock_o
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ _GATE_LUA = """
 -- KEYS[4] credits used this month, KEYS[5] live usage hash.  ARGV[1] now (us; "" = Redis TIME),
 -- ARGV[2] credit cost, ARGV[3] endpoint ("" = not gated), ARGV[4] TTL of the month counter (s),
 -- ARGV[5] usage bucket ("" = do not meter).
-local p = redis.call('HMGET', KEYS[1], 'name', 'rpm', 'burst', 'krpm', 'quota', 'eps', 'tfs', 'v', 'dn')
+local p = redis.call('HMGET', KEYS[1], 'v', 'rpm', 'burst', 'krpm', 'quota', 'name', 'eps', 'tfs', 'dn')
 if not p[1] then return '-1' end
 local now
 if ARGV[1] == '' then
@@ -63,22 +64,21 @@ else
 end
 local cost = tonumber(ARGV[2])
 local ep = ARGV[3]
-local rpm = tonumber(p[2])
 local burst = tonumber(p[3])
-local krpm = tonumber(p[4])
 local quota = tonumber(p[5])
-local used = tonumber(redis.call('GET', KEYS[4]) or '0')
+local s = redis.call('MGET', KEYS[4], KEYS[2], KEYS[3])
+local used = tonumber(s[1] or '0')
 
-local t_T = 60000000 / rpm
-local k_T = 60000000 / krpm
-local t_tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+local t_T = 60000000 / tonumber(p[2])
+local k_T = 60000000 / tonumber(p[4])
+local t_tat = tonumber(s[2] or '0')
 if t_tat < now then t_tat = now end
-local k_tat = tonumber(redis.call('GET', KEYS[3]) or '0')
+local k_tat = tonumber(s[3] or '0')
 if k_tat < now then k_tat = now end
 
 local status = 0
 local retry = 0
-if ep ~= '' and p[6] ~= '*' and not string.find(',' .. p[6] .. ',', ',' .. ep .. ',', 1, true) then
+if ep ~= '' and p[7] ~= '*' and not string.find(',' .. p[7] .. ',', ',' .. ep .. ',', 1, true) then
   status = 3
 elseif used + cost > quota then
   status = 2
@@ -97,12 +97,10 @@ else
     redis.call('SET', KEYS[3], string.format('%.0f', k_tat), 'PX', math.ceil((k_tat - now) / 1000) + 1000)
     if cost > 0 then
       used = redis.call('INCRBY', KEYS[4], cost)
-      redis.call('EXPIRE', KEYS[4], tonumber(ARGV[4]))
+      if used == cost then redis.call('EXPIRE', KEYS[4], tonumber(ARGV[4])) end
     end
   end
 end
-local t_rem = math.floor((now + burst * t_T - t_tat) / t_T)
-local k_rem = math.floor((now + burst * k_T - k_tat) / k_T)
 -- metering of the outcome decided here (ARGV[5] = bucket "<hour>|<org>|<key>|<endpoint>"): an
 -- admitted request is counted as 2xx with its credits, a refused one as 4xx; the gateway corrects
 -- the rare admitted request that does not end in 2xx (billing.metering.correct).
@@ -114,10 +112,12 @@ if ARGV[5] ~= '' then
     redis.call('HINCRBY', KEYS[5], ARGV[5] .. '|4xx|n', 1)
   end
 end
--- one flat string: far cheaper for the client to parse than a 16-element array
-return string.format('%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%d|%s|%s|%s|%s|%s', status, rpm, burst, krpm, quota,
-  t_rem, math.ceil(t_tat - now), k_rem, math.ceil(k_tat - now), used, math.ceil(retry),
-  p[8] or '0', p[1], p[6], p[7] or '', p[9] or '')
+-- one flat string, cheap to parse: the decision and bucket state, then the plan ("tail", the same
+-- for every request of the organization until its plan changes: the client caches it by value)
+return string.format('%d|%d|%d|%d|%d|%d|%d|%s|%s|%s|%s|%s|%s|%s|%s|%s', status,
+  math.floor((now + burst * t_T - t_tat) / t_T), math.ceil(t_tat - now),
+  math.floor((now + burst * k_T - k_tat) / k_T), math.ceil(k_tat - now), used, math.ceil(retry),
+  p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8] or '', p[9] or '')
 """
 
 _PUBLISH_LUA = """
@@ -159,7 +159,7 @@ class PlanLimits:
         ]  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GateResult:
     status: int
     plan: PlanLimits
@@ -193,11 +193,24 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+_month_span: tuple[int, int, str] = (0, 0, "")  # (first µs, first µs of the next month, YYYYMM)
+
+
 def month_bounds(now: int) -> tuple[str, int]:
     """(``YYYYMM`` of the UTC calendar month containing ``now``, seconds until the next month)."""
-    dt = datetime.fromtimestamp(now / US, tz=UTC)
-    nxt = datetime(dt.year + (dt.month == 12), dt.month % 12 + 1, 1, tzinfo=UTC)
-    return f"{dt.year:04d}{dt.month:02d}", max(1, int(-(-(nxt.timestamp() * US - now) // US)))
+    global _month_span
+    start, end, month = _month_span
+    if not start <= now < end:  # once a month per process (or when a test moves the clock)
+        dt = datetime.fromtimestamp(now / US, tz=UTC)
+        first = datetime(dt.year, dt.month, 1, tzinfo=UTC)
+        nxt = datetime(dt.year + (dt.month == 12), dt.month % 12 + 1, 1, tzinfo=UTC)
+        start, end, month = (
+            int(first.timestamp()) * US,
+            int(nxt.timestamp()) * US,
+            f"{dt.year:04d}{dt.month:02d}",
+        )
+        _month_span = (start, end, month)
+    return month, max(1, -(-(end - now) // US))
 
 
 # --- keys ------------------------------------------------------------------------------------------
@@ -222,11 +235,22 @@ def month_key(organization_id: int, month: str) -> str:
 
 
 # --- the Redis client (one pool per process, short timeouts, back-off after a failure) -------------
+class _GateLine(threading.local):
+    """This thread's own connection for the gate call (see ``_Client.gate``)."""
+
+    conn: redis.Connection | None = None
+    owner: redis.Redis | None = None
+    pid: int = 0
+    busy: bool = False  # a reply is (or may be) still unread: never reuse the connection then
+    served: bool = False  # the connection has answered before (so it may have gone stale idle)
+
+
 class _Client:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._redis: redis.Redis | None = None
         self._url: str | None = None
+        self._line = _GateLine()
         self.down_until = 0.0
         self.gate_script = None
         self.publish_script = None
@@ -246,6 +270,52 @@ class _Client:
                     self.down_until = 0.0
         return self._redis
 
+    def _gate_connection(self) -> redis.Connection:
+        line = self._line
+        r = self.get()
+        pid = os.getpid()
+        if line.conn is None or line.owner is not r or line.pid != pid or line.busy:
+            if line.conn is not None and line.pid == pid:
+                line.conn.disconnect()
+            pool = r.connection_pool  # same URL, timeouts and parser as the pool's connections
+            line.conn, line.owner, line.pid = pool.connection_class(**pool.connection_kwargs), r, pid
+            line.busy = line.served = False
+        return line.conn
+
+    def gate(self, keys: list[str], args: list) -> str:
+        """EVALSHA of the gate script on this thread's own connection.
+
+        The request path's one round trip, so it skips the pool: redis-py's checkout (lock, a
+        poll() for stray data, metrics hooks) costs more CPU than the round trip itself
+        (bench/bench_gateway.py). The same guarantee is kept by ``busy``: a call that did not read
+        its reply (timeout, an exception in between) leaves the connection to be replaced.
+        A connection the server closed while idle (Redis restarted) is reconnected once."""
+        for attempt in (0, 1):
+            conn = self._gate_connection()
+            line = self._line
+            line.busy = True
+            try:
+                conn.send_packed_command(
+                    conn.pack_command("EVALSHA", self.gate_script.sha, len(keys), *keys, *args),
+                    check_health=False,
+                )
+                reply = conn.read_response()
+            except redis.exceptions.NoScriptError:
+                line.busy = False  # the error was the whole reply
+                conn.send_command("SCRIPT", "LOAD", _GATE_LUA)
+                conn.read_response()
+                continue
+            except redis.ConnectionError:
+                conn.disconnect()
+                if attempt or not line.served:
+                    raise
+                line.served = False
+                continue
+            line.busy = False
+            line.served = True
+            return reply
+        raise redis.ConnectionError("gate script could not be run")
+
     def available(self) -> bool:
         return time.monotonic() >= self.down_until
 
@@ -256,6 +326,10 @@ class _Client:
 
     def reset(self) -> None:
         with self._lock:
+            line = self._line
+            if line.conn is not None and line.pid == os.getpid():
+                line.conn.disconnect()
+            line.conn = line.owner = None
             self._redis = None
             self._url = None
             self.down_until = 0.0
@@ -280,26 +354,41 @@ def publish_plan(organization_id: int, limits: PlanLimits, *, pipeline=None) -> 
     return bool(result) if pipeline is None else True
 
 
-def _parse(raw: str, now: int, month: str, month_reset_s: int, bucket: str = "") -> GateResult:
-    (status, rpm, burst, krpm, quota, t_rem, t_reset, k_rem, k_reset, used, retry,
-     version, name, eps, tfs, dn) = raw.split("|", 15)  # fmt: skip
+_plans: dict[str, PlanLimits] = {}  # the plan part of gate replies -> its (shared) PlanLimits
+
+
+def _plan_of(tail: str) -> PlanLimits:
+    plan = _plans.get(tail)
+    if plan is None:
+        version, rpm, burst, krpm, quota, name, eps, tfs, dn = tail.split("|", 8)
+        plan = PlanLimits(
+            name=name, display_name=dn or name, version=int(version), rate_per_minute=int(rpm),
+            burst=int(burst), key_rate_per_minute=int(krpm), monthly_credits=int(quota),
+            endpoints=eps, timeframes=tfs,
+        )  # fmt: skip
+        if len(_plans) >= 10_000:
+            _plans.clear()
+        _plans[tail] = plan
+    return plan
+
+
+def _parse(raw: str, month: str, month_reset_s: int, bucket: str = "") -> GateResult:
+    status, t_rem, t_reset, k_rem, k_reset, used, retry, tail = raw.split("|", 7)
     status = int(status)
-    plan = PlanLimits(
-        name=name, display_name=dn or name, version=int(version), rate_per_minute=int(rpm), burst=int(burst),
-        key_rate_per_minute=int(krpm), monthly_credits=int(quota), endpoints=eps, timeframes=tfs,
-    )  # fmt: skip
+    t_rem, k_rem = int(t_rem), int(k_rem)
     return GateResult(
-        status=status,
-        plan=plan,
-        tenant_remaining=max(0, int(t_rem)),
-        tenant_reset_s=_ceil_s(int(t_reset)),
-        key_remaining=max(0, int(k_rem)),
-        key_reset_s=_ceil_s(int(k_reset)),
-        credits_used=int(used),
-        retry_after_s=_ceil_s(int(retry)) if status == RATE_LIMITED else 0,
-        month_reset_s=month_reset_s,
-        month=month,
-        metered_bucket=bucket,
+        status,
+        _plan_of(tail),
+        t_rem if t_rem > 0 else 0,
+        -(-int(t_reset) // US),
+        k_rem if k_rem > 0 else 0,
+        -(-int(k_reset) // US),
+        int(used),
+        _ceil_s(int(retry)) if status == RATE_LIMITED else 0,
+        month_reset_s,
+        month,
+        False,
+        bucket,
     )
 
 
@@ -340,25 +429,24 @@ def gate(
         if meter_endpoint
         else ""
     )
+    if not client.available():
+        raise RedisUnavailable("gateway Redis marked down")
+    pre = settings.GATEWAY_KEY_PREFIX  # the key builders above, inlined: this runs on every request
+    keys = [
+        f"{pre}:plan:{organization_id}",
+        f"{pre}:rl:org:{organization_id}",
+        f"{pre}:rl:key:{key_id}",
+        f"{pre}:credits:{organization_id}:{month}",
+        f"{pre}:{{usage}}:live",
+    ]
     try:
-        r = redis_client()
-        raw = client.gate_script(
-            keys=[
-                plan_key(organization_id),
-                tenant_bucket_key(organization_id),
-                key_bucket_key(key_id),
-                month_key(organization_id, month),
-                usage_live_key(),
-            ],
-            args=[script_now, cost, endpoint, month_reset_s + 86_400, bucket],
-            client=r,
-        )
+        raw = client.gate(keys, [script_now, cost, endpoint, month_reset_s + 86_400, bucket])
     except redis.RedisError as exc:
         client.mark_down(exc)
         raise RedisUnavailable(str(exc)) from exc
     if raw == "-1":
         return None
-    return _parse(raw, now, month, month_reset_s, bucket)
+    return _parse(raw, month, month_reset_s, bucket)
 
 
 # --- fallback while Redis is unreachable: the same GCRA, per process --------------------------------

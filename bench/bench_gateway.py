@@ -2,16 +2,24 @@
 
     .venv/bin/python bench/bench_gateway.py [--duration 10] [--rounds 3] [--connections 8]
 
-Serves one cheap endpoint from gunicorn (2 workers, gthread x4 as scripts/run.sh, or ``--threads 1``
-for sync workers; loopback) in four variants, in the same
+Serves one cheap endpoint from gunicorn (4 sync workers as scripts/run.sh, or ``--threads N`` for
+gthread workers; loopback) in four variants, in the same
 run, interleaved round by round so that machine noise hits all of them alike:
 
-* ``gateway``  ``GET /v1/limits``: API-key auth + the Lua limits/quota/plan call + metering;
-* ``authonly`` the same view with key auth only (``/v1/bench/limits-authonly``);
-* ``off``      the same view with no authentication and no gateway (``/v1/bench/limits-nogateway``);
+* ``gateway``  ``GET /v1/ping``: API-key auth + the Lua limits/quota/plan call + metering;
+* ``authonly`` the same view with key auth only (``/v1/bench/ping-authonly``);
+* ``off``      the same view with no authentication and no gateway (``/v1/bench/ping-nogateway``);
+* ``floor``    key auth plus ONE bare Redis round trip (``PING``) and nothing else
+  (``/v1/bench/ping-floor``): the cheapest any gateway can be that asks Redis once per request,
+  which exact shared limits, a countdown on every response and metering that survives a killed
+  web process all need. Its cost against ``off`` is what no Lua or Python tuning can remove;
 * ``stock``    the "stock" approach: DRF + djangorestframework-api-key ``HasAPIKey`` + a DRF
   ``SimpleRateThrottle`` keyed by the API key on the Redis cache (rate above the offered load, so
-  it never refuses).
+  it never refuses), answering the same body.
+
+All four answer the same body (``{"status": "ok", "server_time": ...}``), so the differences are
+the gateway's alone. (``/v1/limits`` is not used: its body is built from the gateway's answer,
+so with the gateway off it would be a different, smaller response.)
 
 Load comes from ``wrk`` (Debian: ``apt-get install -y wrk``) in a second process on loopback;
 without it a bounded httpx/asyncio generator is used. Prints req/s and p99 per variant (median of
@@ -53,6 +61,8 @@ from rest_framework.views import APIView
 from rest_framework_api_key.permissions import HasAPIKey
 
 from apiplatform.urls import urlpatterns as project
+from apiplatform import ratelimit
+from billing.views import PingAuthOnlyView, PingView
 
 
 class KeyThrottle(SimpleRateThrottle):
@@ -69,11 +79,22 @@ class StockLimits(APIView):
     permission_classes = [HasAPIKey]
     throttle_classes = [KeyThrottle]
 
-    def get(self, request):
-        return Response({"organization": "bench", "key": "stock"})
+    get = PingView.get  # the same body as /v1/ping
 
 
-urlpatterns = [*project, path("v1/bench/stock", StockLimits.as_view())]
+class PingFloor(PingAuthOnlyView):
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        conn = ratelimit.client._gate_connection()  # the gateway's own connection
+        conn.send_packed_command([b"*1\\r\\n$4\\r\\nPING\\r\\n"], check_health=False)
+        assert conn.read_response() == "PONG"
+
+
+urlpatterns = [
+    *project,
+    path("v1/bench/stock", StockLimits.as_view()),
+    path("v1/bench/ping-floor", PingFloor.as_view()),
+]
 """
 
 SETUP = """
@@ -113,7 +134,7 @@ def measure(path, **headers):
             assert client.get(path).status_code == 200
     return sent[0] / n, len(q) / n
 
-print(*measure("/v1/limits", HTTP_X_API_KEY=sys.argv[1]),
+print(*measure("/v1/ping", HTTP_X_API_KEY=sys.argv[1]),
       *measure("/v1/bench/stock", HTTP_AUTHORIZATION=f"Api-Key {sys.argv[2]}"))
 """
 
@@ -171,9 +192,10 @@ def main() -> None:
     server, base = start_gunicorn(env, workers=args.workers, threads=args.threads)
     try:
         variants = {
-            "gateway": (f"{base}/v1/limits", {"X-API-Key": key}),
-            "authonly": (f"{base}/v1/bench/limits-authonly", {"X-API-Key": key}),
-            "off": (f"{base}/v1/bench/limits-nogateway", {}),
+            "gateway": (f"{base}/v1/ping", {"X-API-Key": key}),
+            "authonly": (f"{base}/v1/bench/ping-authonly", {"X-API-Key": key}),
+            "floor": (f"{base}/v1/bench/ping-floor", {"X-API-Key": key}),
+            "off": (f"{base}/v1/bench/ping-nogateway", {}),
             "stock": (f"{base}/v1/bench/stock", {"Authorization": f"Api-Key {stock_key}"}),
         }
         for name, (url, headers) in variants.items():  # warm every worker's caches
@@ -202,15 +224,17 @@ def main() -> None:
     loadgen = generator_name()
     print()
     kind = f"gthread x{args.threads}" if args.threads > 1 else "sync"
-    print(f"GET /v1/limits variants, gunicorn {args.workers} {kind} workers, {loadgen} c={args.connections}, "
+    print(f"GET /v1/ping variants, gunicorn {args.workers} {kind} workers, {loadgen} c={args.connections}, "
           f"{args.rounds} x {args.duration}s, medians")  # fmt: skip
     print(f"{'variant':10s} {'req/s':>9s} {'p99 ms':>8s} {'non-2xx':>8s}")
     for name, (rps, p99, bad) in med.items():
         print(f"{name:10s} {rps:9.0f} {p99:8.2f} {bad:8d}")
-    on, off, stock = med["gateway"][0], med["off"][0], med["stock"][0]
+    on, off, stock, floor = med["gateway"][0], med["off"][0], med["stock"][0], med["floor"][0]
     print()
     print(f"gateway cost (throughput): {(1 - on / off) * 100:5.1f} %   (target <= 15 %)")
     print(f"gateway vs stock:          {on / stock:5.2f} x     (target >= 3 x)")
+    print(f"floor (auth + 1 bare Redis round trip): cost {(1 - floor / off) * 100:5.1f} %, "
+          f"{floor / stock:5.2f} x stock; the gateway reaches {on / floor * 100:5.1f} % of it")  # fmt: skip
     print(f"p99 gateway / off:         {med['gateway'][1] / med['off'][1]:5.2f}")
     print(f"warm path per request:     {rt:.2f} Redis round trips, {sql:.2f} SQL queries (targets <= 2, 0)")
     print(f"stock, per request:        {stock_rt:.2f} Redis round trips, {stock_sql:.2f} SQL queries")

@@ -6,12 +6,13 @@ from django.urls import path
 from billing import views
 
 urlpatterns = [
+    path("ping", views.PingView.as_view(), name="ping"),
     path("limits", views.LimitsView.as_view(), name="limits"),
     path("account/usage", views.UsageView.as_view(), name="account-usage"),
 ]
 
 if settings.GATEWAY_BENCH_ROUTES:  # bench/bench_gateway.py: the same endpoint without the gateway
     urlpatterns += [
-        path("bench/limits-authonly", views.LimitsAuthOnlyView.as_view(), name="bench-limits-authonly"),
-        path("bench/limits-nogateway", views.LimitsNoGatewayView.as_view(), name="bench-limits-nogateway"),
+        path("bench/ping-authonly", views.PingAuthOnlyView.as_view(), name="bench-ping-authonly"),
+        path("bench/ping-nogateway", views.PingNoGatewayView.as_view(), name="bench-ping-nogateway"),
     ]

@@ -1,6 +1,8 @@
-"""Billing endpoints: ``GET /v1/limits`` (API key) and ``GET /v1/account/usage`` (JWT)."""
+"""Billing endpoints: ``GET /v1/ping`` and ``GET /v1/limits`` (API key), ``GET /v1/account/usage`` (JWT)."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
@@ -137,13 +139,49 @@ class LimitsView(PublicAPIView):
         )
 
 
-class LimitsAuthOnlyView(LimitsView):
+class PingView(PublicAPIView):
+    """The cheapest call: checks the key and the service; the answer's headers show the limits."""
+
+    endpoint_name = "ping"
+    credit_cost = 0
+    plan_gated = False
+
+    @extend_schema(
+        operation_id="ping_retrieve",
+        summary="Check your key and the service",
+        description=(
+            "Answers `ok` with the server's clock (UTC) when the API key is valid. Costs 0 credits; "
+            "it is rate limited and counted like every call, and its `RateLimit-Policy` / "
+            "`RateLimit` headers show where the key stands without the body of `/v1/limits`."
+        ),
+        tags=["account"],
+        responses={
+            200: inline_serializer(
+                "Ping",
+                {
+                    "status": serializers.CharField(),
+                    "server_time": serializers.DateTimeField(help_text="The server's clock, UTC."),
+                },
+            ),
+        },
+        examples=[
+            OpenApiExample(
+                "ok", value={"status": "ok", "server_time": "2026-11-24T07:30:00Z"}, response_only=True
+            )
+        ],
+    )
+    def get(self, request):
+        now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        return Response({"status": "ok", "server_time": now})
+
+
+class PingAuthOnlyView(PingView):
     """Benchmark twin: key authentication on, limits/quota/metering off (``GATEWAY_BENCH_ROUTES``)."""
 
     gateway = False
 
 
-class LimitsNoGatewayView(LimitsView):
+class PingNoGatewayView(PingView):
     """Benchmark twin: the whole gateway off, no authentication either (``GATEWAY_BENCH_ROUTES``)."""
 
     gateway = False
@@ -152,7 +190,7 @@ class LimitsNoGatewayView(LimitsView):
 
     @extend_schema(exclude=True)
     def get(self, request):
-        return Response({"organization": None, "key": None})
+        return super().get(request)
 
 
 # --- management API (JWT): the organization's usage --------------------------------------------------

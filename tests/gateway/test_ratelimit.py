@@ -181,3 +181,61 @@ def test_published_plan_expires_so_a_lost_republish_heals(settings):
     assert 0 < ttl <= settings.GATEWAY_PLAN_TTL
     ratelimit.client.get().delete(ratelimit.plan_key(1))  # what expiry does
     assert gate() is None  # the gateway then reloads the plan from the database
+
+
+# --- the gate's own per-thread connection (outside redis-py's pool) ----------------------------------
+def test_a_connection_redis_closed_while_idle_is_reopened_without_counting_twice():
+    ratelimit.publish_plan(1, limits(burst=5))
+    assert gate().tenant_remaining == 4
+    conn = ratelimit.client._gate_connection()
+    conn.send_command("CLIENT", "ID")
+    ratelimit.client.get().client_kill_filter(_id=conn.read_response())  # as a Redis restart would
+    second = gate()
+    assert second.status == ratelimit.ADMITTED
+    assert second.tenant_remaining == 3  # consumed exactly once more
+    assert ratelimit.client.available()  # not mistaken for Redis being down
+
+
+def test_the_script_is_reloaded_after_redis_forgot_it():
+    ratelimit.publish_plan(1, limits(burst=5))
+    assert gate().tenant_remaining == 4
+    ratelimit.client.get().script_flush()
+    again = gate()
+    assert again.status == ratelimit.ADMITTED and again.tenant_remaining == 3
+
+
+def test_a_call_interrupted_before_its_reply_never_hands_that_reply_to_the_next(monkeypatch):
+    ratelimit.publish_plan(1, limits(burst=5))
+    assert gate().tenant_remaining == 4  # connected
+    conn = ratelimit.client._gate_connection()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # e.g. a worker timeout between sending and reading
+
+    monkeypatch.setattr(conn, "read_response", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        gate()  # consumed in Redis; its reply is left unread on that connection
+    monkeypatch.undo()
+    nxt = gate()
+    # a stale read would return the interrupted call's answer (3 remaining)
+    assert nxt.tenant_remaining == 2
+    assert ratelimit.client._gate_connection() is not conn
+
+
+def test_each_thread_has_its_own_gate_connection():
+    import threading
+
+    ratelimit.publish_plan(1, limits(burst=50))
+    seen = {}
+
+    def work(name):
+        gate()
+        seen[name] = ratelimit.client._gate_connection()
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen["a"] is not seen["b"]
+    assert gate().tenant_remaining == 50 - 3
