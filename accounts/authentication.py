@@ -80,7 +80,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             parsed = keys.parse_key(raw)
         except keys.MalformedKey:
             raise fail(p.API_KEY_MALFORMED) from None
-        result, principal = keys.verify(parsed, client_ip(request))
+        result, principal = keys.verify(parsed, lambda: client_ip(request))  # parsed only if needed
         if result != keys.KeyCheck.OK:
             raise fail(_RESULTS[result])
         assert principal is not None

@@ -40,6 +40,7 @@ import secrets
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -430,9 +431,12 @@ class KeyCheck:
     IP_NOT_ALLOWED = "ip-not-allowed"
 
 
-def verify(parsed: ParsedKey, client_ip: str | None) -> tuple[str, KeyPrincipal | None]:
+def verify(
+    parsed: ParsedKey, client_ip: str | Callable[[], str | None] | None
+) -> tuple[str, KeyPrincipal | None]:
     """Check a well-formed key. The secret is compared (constant time) before anything about the key
-    is revealed, so revoked/expired/IP answers are only given to someone holding the full key."""
+    is revealed, so revoked/expired/IP answers are only given to someone holding the full key.
+    ``client_ip`` may be a callable: it is then only called for a key with IP restrictions."""
     entry = lookup(parsed.key_id)
     candidate = hash_key(parsed.full)
     matches = hmac.compare_digest(candidate, entry.secret_hash if entry.found else _DUMMY_HASH)
@@ -445,6 +449,8 @@ def verify(parsed: ParsedKey, client_ip: str | None) -> tuple[str, KeyPrincipal 
     if entry.expires_ts is not None and entry.expires_ts <= time.time():
         return KeyCheck.EXPIRED, entry.principal
     if entry.networks:
+        if callable(client_ip):
+            client_ip = client_ip()
         try:
             address = ipaddress.ip_address(client_ip or "")
         except ValueError:

@@ -25,6 +25,7 @@ with a per-process limiter and metering straight into PostgreSQL (docs/plans-and
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -124,9 +125,13 @@ _local_plans: dict[int, tuple[ratelimit.PlanLimits, float]] = {}
 
 
 def _remember_plan(organization_id: int, plan: ratelimit.PlanLimits) -> None:
+    cached = _local_plans.get(organization_id)
+    now = time.monotonic()
+    if cached is not None and cached[0] is plan and cached[1] - now > settings.GATEWAY_LOCAL_PLAN_TTL / 2:
+        return  # the same plan, remembered recently enough
     if len(_local_plans) > 50_000 and organization_id not in _local_plans:
         _local_plans.clear()
-    _local_plans[organization_id] = (plan, time.monotonic() + settings.GATEWAY_LOCAL_PLAN_TTL)
+    _local_plans[organization_id] = (plan, now + settings.GATEWAY_LOCAL_PLAN_TTL)
 
 
 def _fallback_plan(organization_id: int) -> ratelimit.PlanLimits:
@@ -180,13 +185,17 @@ def admit(
     return result
 
 
+@functools.lru_cache(maxsize=1024)
+def _policy_header(plan: ratelimit.PlanLimits) -> str:
+    return (
+        f'"minute";q={plan.rate_per_minute};w=60, "key-minute";q={plan.key_rate_per_minute};w=60, '
+        f'"month";q={plan.monthly_credits};w={ratelimit.MONTH_POLICY_WINDOW}'
+    )
+
+
 def rate_limit_headers(result: ratelimit.GateResult) -> dict[str, str]:
-    plan = result.plan
     return {
-        "RateLimit-Policy": (
-            f'"minute";q={plan.rate_per_minute};w=60, "key-minute";q={plan.key_rate_per_minute};w=60, '
-            f'"month";q={plan.monthly_credits};w={ratelimit.MONTH_POLICY_WINDOW}'
-        ),
+        "RateLimit-Policy": _policy_header(result.plan),
         "RateLimit": (
             f'"minute";r={result.tenant_remaining};t={result.tenant_reset_s}, '
             f'"key-minute";r={result.key_remaining};t={result.key_reset_s}, '

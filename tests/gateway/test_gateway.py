@@ -209,3 +209,24 @@ def test_a_flush_between_gate_and_answer_still_counts_the_final_status(tenant, m
     rows = {r.status_class: (r.requests, r.credits) for r in UsageRecord.objects.filter(organization=org)}
     assert rows == {"2xx": (1, Echo.credit_cost), "4xx": (1, 0)}
     assert client.get("/v1/limits").json()["quota"]["used"] == Echo.credit_cost
+
+
+def test_ping_answers_ok_with_limit_headers_and_is_counted_at_no_cost(tenant, plans, clock):
+    from datetime import UTC, datetime
+
+    org, key = tenant()
+    client = key_client(key)
+    free = plans["free"]
+    answers = [client.get("/v1/ping") for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    body = answers[0].json()
+    assert body["status"] == "ok"
+    server_time = datetime.fromisoformat(body["server_time"].replace("Z", "+00:00"))
+    assert abs((server_time - datetime.now(UTC)).total_seconds()) < 5
+    state = [parse_ratelimit(a["RateLimit"]) for a in answers]
+    assert [s["minute"]["r"] for s in state] == [free.burst - 1, free.burst - 2]  # rate limited
+    assert state[-1]["month"]["r"] == free.monthly_credits  # free of credits
+    assert APIClient().get("/v1/ping").status_code == 401  # a key is needed
+    metering.usage_flush()
+    row = UsageRecord.objects.get(organization=org, endpoint="ping")
+    assert (row.requests, row.credits, row.status_class) == (2, 0, "2xx")
