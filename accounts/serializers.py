@@ -50,6 +50,11 @@ class VerifyEmailIn(serializers.Serializer):
     token = serializers.CharField(max_length=1000)
 
 
+class VerifyResendOut(serializers.Serializer):
+    queued = serializers.BooleanField(help_text="A verification email was queued.")
+    email_verified = serializers.BooleanField()
+
+
 class OrganizationUpdateIn(serializers.Serializer):
     name = serializers.CharField(max_length=200)
 

@@ -27,7 +27,7 @@ from rest_framework.exceptions import ValidationError
 from accounts import keys, roles
 from accounts import problems as p
 from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Role, User
-from apiplatform.problems import ProblemError
+from apiplatform.problems import SERVICE_UNAVAILABLE, ProblemError
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def user_signup(
         membership = invitation_accept(token=invitation_token, user=user, ip_address=ip_address)
         return user, membership
     organization = organization_create(name=organization_name, owner=user, ip_address=ip_address)
-    transaction.on_commit(lambda: email_verification_send(user_id=user.pk))
+    email_verification_queue(user_id=user.pk)
     return user, Membership.objects.select_related("organization").get(user=user, organization=organization)
 
 
@@ -152,8 +152,38 @@ def email_verification_token(*, user: User) -> str:
     return signing.dumps({"u": user.pk, "e": user.email}, salt=EMAIL_VERIFICATION_SALT, compress=True)
 
 
-def email_verification_send(*, user_id: int) -> None:
-    user = User.objects.get(pk=user_id)
+def email_verification_queue(*, user_id: int) -> None:
+    """Queue the verification email once the current transaction commits (Celery task
+    ``accounts.send_verification_email``). A broker that is down is logged, not raised: the account
+    exists either way and the user can ask again (``POST /v1/account/verify-email/resend``)."""
+    from accounts import tasks  # the tasks module imports this one
+
+    transaction.on_commit(lambda: tasks.send_verification_email.delay(user_id), robust=True)
+
+
+def email_verification_resend(*, user: User) -> bool:
+    """Queue another verification email at once (the caller is told if that failed); False if
+    the address is already verified."""
+    from kombu.exceptions import OperationalError
+
+    from accounts import tasks
+
+    if user.email_verified_at is not None:
+        return False
+    try:
+        tasks.send_verification_email.delay(user.pk)
+    except OperationalError as exc:
+        logger.error("could not queue the verification email of user %s: %s", user.pk, exc)
+        raise ProblemError(SERVICE_UNAVAILABLE, "The email could not be queued; try again later.") from exc
+    return True
+
+
+def email_verification_send(*, user_id: int) -> bool:
+    """Send the verification email now; False (nothing sent) if the user is gone, inactive or
+    already verified."""
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    if user is None or user.email_verified_at is not None:
+        return False
     token = email_verification_token(user=user)
     base = settings.PUBLIC_BASE_URL.rstrip("/")
     send_mail(
@@ -167,6 +197,7 @@ def email_verification_send(*, user_id: int) -> None:
         from_email=None,
         recipient_list=[user.email],
     )
+    return True
 
 
 @transaction.atomic

@@ -5,9 +5,21 @@ in Redis (at most once a minute per key per web process, piggy-backed on a cache
 a database write per request) into ``ApiKey.last_used_at``. Scheduled every minute by the data
 migration ``accounts/0004_last_used_schedule`` (editable in the admin: Periodic tasks). The
 management API also reads the unflushed Redis value, so ``last_used_at`` is current there anyway.
+
+``accounts.send_verification_email`` sends the email-verification message outside the request:
+sign-up answers without waiting for the mail server, and a mail server that is down or refuses
+the message (``SMTPException``, network errors) is retried with backoff, then dead-lettered for an
+operator (replay from the admin) — the account stays usable and the user can ask for another
+message (``POST /v1/account/verify-email/resend``). Only the user id travels through the broker:
+the token is derived when the message is built, so no secret sits in a queue.
+
+Invitation emails are still sent after the invitation commits, in the request: their token exists
+only in that request (only its hash is stored), and it must not sit in the broker either.
 """
 
 from __future__ import annotations
+
+import smtplib
 
 from accounts import services
 from ingestion.taskbase import project_task
@@ -18,3 +30,16 @@ from ingestion.taskbase import project_task
 )
 def flush_key_last_used(self) -> int:
     return services.api_key_last_used_flush()
+
+
+@project_task(
+    name="accounts.send_verification_email",
+    soft_time_limit=60,
+    time_limit=90,
+    max_retries=6,
+    backoff_base=5.0,
+    backoff_max=600.0,
+    retry_on=(smtplib.SMTPException, OSError),
+)
+def send_verification_email(self, user_id: int) -> dict:
+    return {"user_id": user_id, "sent": services.email_verification_send(user_id=user_id)}

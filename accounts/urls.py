@@ -11,6 +11,7 @@ urlpatterns = [
     path("token", views.TokenObtainView.as_view(), name="token"),
     path("token/refresh", views.TokenRefreshView.as_view(), name="token-refresh"),
     path("verify-email", views.VerifyEmailView.as_view(), name="verify-email"),
+    path("verify-email/resend", views.VerifyEmailResendView.as_view(), name="verify-email-resend"),
     path("me", views.MeView.as_view(), name="me"),
     path("organization", views.OrganizationView.as_view(), name="organization"),
     path("members", views.MemberListView.as_view(), name="members"),

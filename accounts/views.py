@@ -204,6 +204,44 @@ class VerifyEmailView(PublicAccountView):
         return Response(s.UserOut(user).data)
 
 
+class VerifyEmailResendView(APIView):
+    authentication_classes = [JWTAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="account_verify_email_resend",
+        tags=[TAG],
+        summary="Send the verification email again (the link is valid for 3 days)",
+        description=(
+            "Queues a new verification email to the logged-in user's address: `202` with "
+            '`{"queued": true}`. An address that is already verified gets `200` with '
+            '`{"queued": false}` and no email. Limited per user (`RATE_VERIFY_RESEND_USER`, '
+            "default 3 per hour)."
+        ),
+        request=None,
+        responses={
+            202: s.VerifyResendOut,
+            200: s.VerifyResendOut,
+            401: E401,
+            429: E429,
+            503: _problem("The email could not be queued (`service-unavailable`)"),
+        },
+    )
+    def post(self, request):
+        user_key = str(request.user.pk)
+        _limit(
+            request,
+            group="verify-resend",
+            rate=settings.ACCOUNTS["RATE_VERIFY_RESEND_USER"],
+            key=lambda _g, _r: user_key,
+        )
+        queued = services.email_verification_resend(user=request.user)
+        return Response(
+            s.VerifyResendOut({"queued": queued, "email_verified": not queued}).data,
+            status=status.HTTP_202_ACCEPTED if queued else status.HTTP_200_OK,
+        )
+
+
 # --- the caller ---
 class MeView(APIView):
     authentication_classes = [JWTAuthentication]

@@ -218,6 +218,7 @@ ACCOUNTS = {
     "RATE_LOGIN_IP": env_str("RATE_LOGIN_IP", "30/m"),
     "RATE_LOGIN_ACCOUNT": env_str("RATE_LOGIN_ACCOUNT", "5/m"),
     "RATE_REFRESH_IP": env_str("RATE_REFRESH_IP", "60/m"),
+    "RATE_VERIFY_RESEND_USER": env_str("RATE_VERIFY_RESEND_USER", "3/h"),  # verification email again
 }
 RATELIMIT_USE_CACHE = "default"
 

@@ -20,6 +20,15 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _celery_eager(monkeypatch):
+    """Tasks queued by the accounts code (the verification email) run in the test's process, so a
+    test sees their effect and no message is left in the broker."""
+    from apiplatform.celery import app
+
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
+
+
 @pytest.fixture
 def make_user(db):
     def make(email: str | None = None, password: str = "correct horse battery staple") -> User:  # noqa: S107

@@ -42,7 +42,15 @@ CREATE_ROUTES = [
 # Routes that are not organization-scoped (no tenant objects behind them), each tested elsewhere.
 UNSCOPED_ROUTES = {
     f"v1/account/{r}"
-    for r in ("signup", "token", "token/refresh", "verify-email", "me", "invitations/accept")
+    for r in (
+        "signup",
+        "token",
+        "token/refresh",
+        "verify-email",
+        "verify-email/resend",
+        "me",
+        "invitations/accept",
+    )
 }
 
 
