@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 import logging
 import secrets
+import smtplib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -321,7 +322,7 @@ def invitation_create(
     actor_role: str,
     ip_address: str | None = None,
 ) -> tuple[Invitation, str]:
-    """A pending invitation and its token (emailed after commit; returned for the caller's tests)."""
+    """A pending invitation and its token (emailed before commit; returned for the caller's tests)."""
     _require(actor_role, roles.INVITATIONS_MANAGE)
     if role not in Role.values:
         raise ValidationError({"role": f"must be one of {', '.join(Role.values)}"})
@@ -347,7 +348,17 @@ def invitation_create(
         data={"email": email, "role": role},
         ip_address=ip_address,
     )
-    transaction.on_commit(lambda: invitation_send(invitation_id=invitation.pk, token=token))
+    # Sent before the commit, on purpose: a mail server that fails rolls the invitation back (503,
+    # nothing created) instead of leaving an invitation nobody received. The token exists only
+    # here (the database keeps its hash), so it cannot wait in a queue (see accounts/tasks.py).
+    try:
+        invitation_send(invitation_id=invitation.pk, token=token)
+    except (smtplib.SMTPException, OSError) as exc:
+        logger.error("invitation email to %s failed: %s; invitation rolled back", email, exc)
+        raise ProblemError(
+            SERVICE_UNAVAILABLE,
+            "The invitation email could not be sent; nothing was created. Try again later.",
+        ) from exc
     return invitation, token
 
 

@@ -112,3 +112,23 @@ def test_resend_for_a_verified_address_sends_nothing(django_capture_on_commit_ca
     answer = client.post("/v1/account/verify-email/resend")
     assert answer.status_code == 200 and answer.json() == {"queued": False, "email_verified": True}
     assert len(mail.outbox) == 1
+
+
+def test_an_invitation_whose_email_fails_is_not_created(flaky_mail, make_org, jwt_client):
+    from accounts.models import Invitation
+    from tests.accounts.conftest import owner_of
+
+    org = make_org()
+    client = jwt_client(owner_of(org))
+    flaky_mail.failures = 1
+    failed = client.post(
+        "/v1/account/invitations", {"email": "x@example.test", "role": "developer"}, format="json"
+    )
+    assert failed.status_code == 503, failed.content
+    assert not Invitation.objects.filter(organization=org).exists()
+    created = client.post(
+        "/v1/account/invitations", {"email": "x@example.test", "role": "developer"}, format="json"
+    )
+    assert created.status_code == 201
+    assert Invitation.objects.filter(organization=org, email="x@example.test").count() == 1
+    assert [m.to for m in mail.outbox] == [["x@example.test"]]
