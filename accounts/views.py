@@ -409,7 +409,13 @@ class InvitationListView(OrganizationScopedView):
         summary="Invite someone by email (the token is emailed, never returned)",
         parameters=[ORGANIZATION_PARAMETER],
         request=s.InvitationIn,
-        responses={201: s.InvitationOut, 400: E400, 403: E403, 409: _problem("`already-member`")},
+        responses={
+            201: s.InvitationOut,
+            400: E400,
+            403: E403,
+            409: _problem("`already-member`"),
+            503: _problem("The email could not be sent; nothing was created (`service-unavailable`)"),
+        },
     )
     def post(self, request):
         data = s.InvitationIn(data=request.data)
