@@ -300,8 +300,7 @@ class _Client:
                     check_health=False,
                 )
                 reply = conn.read_response()
-            except redis.exceptions.NoScriptError:
-                line.busy = False  # the error was the whole reply
+            except redis.exceptions.NoScriptError:  # Redis restarted or SCRIPT FLUSH: load it, run again
                 conn.send_command("SCRIPT", "LOAD", _GATE_LUA)
                 conn.read_response()
                 continue
