@@ -4,6 +4,8 @@ Accepted: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. On success
 ``request.user`` is an :class:`accounts.keys.ApiKeyUser` and ``request.auth`` a
 :class:`accounts.keys.KeyPrincipal`. Every failure is a distinct problem type (accounts/problems.py);
 401s carry ``WWW-Authenticate``. The warm path does no SQL and, amortised, no Redis round trip.
+Malformed and unknown keys count against the client IP's failure budget (accounts/failures.py);
+past it, keys not already known valid in this process get ``429 auth-rate-limited`` without a lookup.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import ipaddress
 from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 
-from accounts import keys
+from accounts import failures, keys
 from accounts import problems as p
 from apiplatform.problems import ProblemError, ProblemType
 
@@ -68,19 +70,48 @@ def fail(problem: ProblemType, detail: str | None = None) -> ProblemError:
     return ProblemError(problem, detail, headers=headers)
 
 
+def over_budget(retry_after: int) -> ProblemError:
+    return ProblemError(
+        p.AUTH_RATE_LIMITED,
+        f"Too many failed API-key authentications from this IP address; retry in {retry_after} s.",
+        headers={"Retry-After": str(retry_after)},
+        extra={"retry_after": retry_after},
+    )
+
+
+def counted(request, error: ProblemError) -> ProblemError:
+    """Count a malformed/unknown key against the client's failure budget (accounts/failures.py):
+    ``error`` while within it, ``auth-rate-limited`` beyond it. A client this process already knows
+    to be over budget is answered from the memo, without touching the shared counter again."""
+    bucket = failures.client_bucket(client_ip(request))
+    retry_after = failures.blocked_for(bucket) or failures.record_failure(request, bucket)
+    return error if retry_after is None else over_budget(retry_after)
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     """For public /v1 views. Missing credentials are an error here (not "anonymous"): public
     endpoints always need a key, and the caller gets the specific ``api-key-missing`` problem."""
 
     def authenticate(self, request):
-        raw = raw_key_from(request)
+        try:
+            raw = raw_key_from(request)
+        except ProblemError as exc:  # an Authorization header that is not `Bearer <key>`
+            raise counted(request, exc) from None
         if raw is None:
             raise fail(p.API_KEY_MISSING)
         try:
             parsed = keys.parse_key(raw)
         except keys.MalformedKey:
-            raise fail(p.API_KEY_MALFORMED) from None
+            raise counted(request, fail(p.API_KEY_MALFORMED)) from None
+        # Only a cold lookup can cost Redis and SQL, and only then is the (process-local) failure
+        # memo consulted: the warm path stays free of it, and of parsing the client IP.
+        if failures.any_blocked() and not keys.is_warm(parsed.key_id):
+            retry_after = failures.blocked_for(failures.client_bucket(client_ip(request)))
+            if retry_after is not None and not keys.known_valid(parsed):
+                raise over_budget(retry_after)
         result, principal = keys.verify(parsed, lambda: client_ip(request))  # parsed only if needed
+        if result == keys.KeyCheck.UNKNOWN:
+            raise counted(request, fail(p.API_KEY_UNKNOWN))
         if result != keys.KeyCheck.OK:
             raise fail(_RESULTS[result])
         assert principal is not None

@@ -363,12 +363,40 @@ def _load_from_db(key_id: str) -> tuple[int, CachedKey]:
     return row.version, entry_from_row(row)
 
 
+def _fresh(key_id: str, now: float) -> CachedKey | None:
+    hit = _local.get(key_id)
+    return hit[1] if hit is not None and hit[0] > now else None
+
+
+def is_warm(key_id: str) -> bool:
+    """True if :func:`lookup` would answer ``key_id`` from this process, without any I/O."""
+    return _fresh(key_id, time.monotonic()) is not None
+
+
+def known_valid(parsed: ParsedKey) -> bool:
+    """True if this process's cache holds an entry, fresh or past its local TTL, showing this exact
+    key (secret included) as active. No I/O. Used to let keys in use from an address that is over
+    its failure budget (accounts/failures.py) refresh their entry: a forger never passes the secret
+    comparison. Expiry and revocation are still decided by the refresh that follows."""
+    hit = _local.get(parsed.key_id)
+    if hit is None:
+        return False
+    entry = hit[1]
+    return (
+        entry.found
+        and not entry.revoked
+        and entry.principal is not None
+        and entry.principal.environment == parsed.environment
+        and hmac.compare_digest(hash_key(parsed.full), entry.secret_hash)
+    )
+
+
 def lookup(key_id: str) -> CachedKey:
     """The cache entry for ``key_id``: local (no I/O) -> Redis (1 round trip) -> database."""
     now = time.monotonic()
-    hit = _local.get(key_id)
-    if hit is not None and hit[0] > now:
-        return hit[1]
+    fresh = _fresh(key_id, now)
+    if fresh is not None:
+        return fresh
 
     global _redis_down_until
     cfg = settings.ACCOUNTS

@@ -51,6 +51,14 @@ API_KEY_INSUFFICIENT_SCOPE = register(
     "API key lacks a scope",
     "This API key does not carry the scope this endpoint requires (see `required_scope`).",
 )
+AUTH_RATE_LIMITED = register(
+    "auth-rate-limited",
+    429,
+    "Too many failed authentications",
+    "Too many requests from this IP address failed API-key authentication (malformed or unknown "
+    "keys). Until `Retry-After` seconds have passed, only keys already in use from this address "
+    "are accepted. Check the key you are sending.",
+)
 INVALID_CREDENTIALS = register(
     "invalid-credentials",
     401,

@@ -17,7 +17,7 @@ request, e.g. the number of candles asked for). Views stay thin and know nothing
    the answer is not what the gate counted (an admitted request ending in 3xx/4xx/5xx) does one
    more Redis call move the count (``billing.metering.correct``) and give back the reserved
    credits of an unsuccessful (≥ 400) answer. Requests that never reached the gate (401, scope
-   403) are metered with one call (``billing.metering.record``).
+   403, 429 ``auth-rate-limited``) are metered with one call (``billing.metering.record``).
 
 Warm path (a successful call): 1 Redis round trip, 0 SQL queries. Redis unreachable: fail open
 with a per-process limiter and metering straight into PostgreSQL (docs/plans-and-limits.md).
@@ -69,7 +69,7 @@ _HEADER_DOCS = {
         "Where the caller stands: `r` requests (or credits, for `month`) remaining now, `t` seconds "
         'until fully replenished (for `month`: until the quota renews). Example: `"minute";r=41;t=17, '
         '"key-minute";r=41;t=17, "month";r=9877;t=1209600`. Absent only when the request could not be '
-        "attributed to an organization (401)."
+        "attributed to an organization (401, 429 `auth-rate-limited`)."
     ),
 }
 
@@ -108,7 +108,8 @@ class GatewayAutoSchema(AutoSchema):
         if getattr(view, "gateway", True):
             problem = {"application/problem+json": None}
             extra = {
-                "429": "Rate limit (`rate-limited`) or monthly quota (`quota-exceeded`) exceeded.",
+                "429": "Rate limit (`rate-limited`) or monthly quota (`quota-exceeded`) exceeded, or too "
+                "many failed authentications from the client IP (`auth-rate-limited`).",
             }
             if getattr(view, "plan_gated", True):
                 extra["403"] = "Not included in the plan (`plan-upgrade-required`) or key lacks a scope."

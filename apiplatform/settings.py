@@ -219,6 +219,9 @@ ACCOUNTS = {
     "RATE_LOGIN_ACCOUNT": env_str("RATE_LOGIN_ACCOUNT", "5/m"),
     "RATE_REFRESH_IP": env_str("RATE_REFRESH_IP", "60/m"),
     "RATE_VERIFY_RESEND_USER": env_str("RATE_VERIFY_RESEND_USER", "3/h"),  # verification email again
+    # Failed API-key authentications (malformed or unknown key) one client IP may cause per minute
+    # before it is refused with 429 auth-rate-limited (accounts/failures.py); 0 switches it off.
+    "API_KEY_FAILURES_PER_MINUTE": env_int("API_KEY_FAILURES_PER_MINUTE", 30),
 }
 RATELIMIT_USE_CACHE = "default"
 

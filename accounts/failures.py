@@ -1,0 +1,133 @@
+"""A per-client-IP budget of failed API-key authentications (docs/accounts.md, "Failed-authentication
+budget").
+
+Anyone can forge a well-formed key with a valid checksum, and every new key id misses the
+process-local key cache and costs a Redis GET, a PostgreSQL query and a Redis SET. So each client IP
+may cause at most ``ACCOUNTS["API_KEY_FAILURES_PER_MINUTE"]`` failed authentications per fixed
+window (django-ratelimit's ``get_usage`` on the Django cache, as for login); past that its requests
+are refused with ``429 auth-rate-limited`` *before* any key lookup, unless the key is one this
+process already knows to be valid.
+
+Counted: malformed (incl. an ``Authorization`` header that is not ``Bearer``) and unknown keys —
+what forging and enumerating produce. Not counted: a missing key (no lookup, nothing guessed),
+revoked / expired / IP-not-allowed (only a holder of the complete, correct key gets those; their
+entries stay cached, so repeating them costs no database work).
+
+Cost: the shared counter is touched only when a failure happens (one cache round trip, alongside
+the metering call every 401 makes anyway). The "is this IP over budget" question is answered from a
+process-local memo filled by those increments, so a valid key's cold lookup pays no extra round
+trip. The price: a process that has not yet seen a failure from an IP this window lets one more
+lookup through before its own increment tells it the budget is spent (at most one per process per
+window).
+
+Fail open: if the cache is unreachable, failures are not counted (warned once per outage) and the
+cache is not tried again for ``_BACKOFF`` seconds, so an outage adds no timeout to every failure.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+
+import redis
+from django.conf import settings
+from django_ratelimit.core import get_usage
+
+logger = logging.getLogger(__name__)
+
+GROUP = "accounts.api_key_failures"
+_WINDOW = "m"  # the budget is per minute (django-ratelimit period)
+_BACKOFF = 1.0
+_MAX_BLOCKED = 100_000
+
+# client bucket -> the last whole second (time.time(), django-ratelimit's clock) of the window in
+# which it used up its budget. Plain dict operations are atomic under the GIL.
+_blocked: dict[str, int] = {}
+_pruned_at = 0  # time.time() of the last sweep of ended windows out of _blocked
+_down_until = 0.0  # time.monotonic()
+_down = False
+
+
+def clear() -> None:
+    """Forget the memo and any back-off (tests, as for a freshly started process)."""
+    global _down_until, _down, _pruned_at
+    _blocked.clear()
+    _pruned_at = 0
+    _down_until = 0.0
+    _down = False
+
+
+def client_bucket(ip: str | None) -> str | None:
+    """What the budget is kept per: the IPv4 address, or the IPv6 /64 (``RATELIMIT_IPV6_MASK``, as
+    django-ratelimit's own ``ip`` key does) — one subscriber usually holds a whole /64, so a
+    per-address budget would be no budget. None (unparseable address): no budget."""
+    if not ip:
+        return None
+    address = ipaddress.ip_address(ip)
+    if address.version == 6:
+        mask = getattr(settings, "RATELIMIT_IPV6_MASK", 64)
+        return str(ipaddress.ip_network(f"{ip}/{mask}", strict=False))
+    return ip
+
+
+def any_blocked() -> bool:
+    """False on the normal path: no client is known to be over budget in this process (ended
+    windows are swept out, see :func:`record_failure`)."""
+    return bool(_blocked)
+
+
+def blocked_for(bucket: str | None) -> int | None:
+    """Seconds until ``bucket``'s window ends if this process knows it is over budget; else None.
+    No I/O."""
+    if bucket is None:
+        return None
+    last_second = _blocked.get(bucket)
+    if last_second is None:
+        return None
+    now = int(time.time())
+    if now > last_second:
+        _blocked.pop(bucket, None)
+        return None
+    return last_second + 1 - now
+
+
+def record_failure(request, bucket: str | None) -> int | None:
+    """Count one failed authentication of ``bucket``. Returns the seconds until the window ends if
+    this failure is beyond the budget (the caller answers 429), else None. Never raises."""
+    global _down_until, _down, _pruned_at
+    limit = int(settings.ACCOUNTS["API_KEY_FAILURES_PER_MINUTE"])
+    if limit <= 0 or bucket is None or time.monotonic() < _down_until:
+        return None
+    try:
+        rate = f"{limit}/{_WINDOW}"
+        usage = get_usage(request, group=GROUP, key=lambda _g, _r: bucket, rate=rate, increment=True)
+    except (redis.RedisError, OSError) as exc:
+        if not _down:
+            logger.warning("cache unreachable for the API-key failure budget (%s): not counting", exc)
+        _down = True
+        _down_until = time.monotonic() + _BACKOFF
+        return None
+    # None: RATELIMIT_ENABLE is off. time_left < 0: django-ratelimit could not count (its
+    # fail-closed answer, e.g. the key expired between ADD and INCR): fail open instead.
+    if usage is None or usage["time_left"] < 0:
+        return None
+    if _down:
+        logger.info("cache reachable again: counting API-key failures")
+        _down = False
+    if usage["count"] < limit:
+        return None
+    # Budget used up (this may be its last allowed failure): remember it for the window so that
+    # this process refuses the next cold lookups without asking the cache.
+    now = int(time.time())
+    if now - _pruned_at >= 60:  # ended windows go at most once a minute: O(n) stays rare
+        for ended in [b for b, last in _blocked.items() if last < now]:
+            _blocked.pop(ended, None)
+        _pruned_at = now
+    if len(_blocked) >= _MAX_BLOCKED and bucket not in _blocked:
+        _blocked.clear()  # bounded memory; the shared counter still knows, increments re-fill it
+    last_second = now + usage["time_left"]
+    _blocked[bucket] = last_second
+    if usage["count"] == limit:
+        return None
+    return max(1, last_second + 1 - now)
