@@ -78,7 +78,9 @@ def test_signup_answers_even_when_the_broker_is_down(
     from apiplatform.celery import app
 
     monkeypatch.setitem(app.conf, "task_always_eager", False)
-    monkeypatch.setitem(app.conf, "broker_url", f"redis://127.0.0.1:{closed_port}/0")
+    down = f"redis://127.0.0.1:{closed_port}/0"
+    monkeypatch.setenv("CELERY_BROKER_URL", down)  # Celery reads the variable before its setting
+    monkeypatch.setitem(app.conf, "broker_url", down)
     monkeypatch.setitem(app.conf, "broker_transport_options", {"max_retries": 0})
     monkeypatch.setattr(app, "_pool", None)  # connect with the URL above
     monkeypatch.setattr(app.amqp, "_producer_pool", None)
