@@ -92,19 +92,19 @@ def blocked_for(bucket: str | None) -> int | None:
     return last_second + 1 - now
 
 
-def record_failure(request, bucket: str | None) -> int | None:
-    """Count one failed authentication of ``bucket``. Returns the seconds until the window ends if
-    this failure is beyond the budget (the caller answers 429), else None. Never raises."""
-    global _down_until, _down, _pruned_at
-    limit = int(settings.ACCOUNTS["API_KEY_FAILURES_PER_MINUTE"])
-    if limit <= 0 or bucket is None or time.monotonic() < _down_until:
+def count(request, *, group: str, key, rate: str) -> dict | None:
+    """Count one attempt with django-ratelimit (a fixed window on the Django cache); its usage dict,
+    or None when it could not count: the cache is unreachable (warned once per outage, then not
+    tried for ``_BACKOFF`` s) or django-ratelimit says it could not count. Callers fail open on None.
+    Shared by this budget and the sign-up / login / refresh limits (accounts/views.py). Never raises."""
+    global _down_until, _down
+    if time.monotonic() < _down_until:
         return None
     try:
-        rate = f"{limit}/{_WINDOW}"
-        usage = get_usage(request, group=GROUP, key=lambda _g, _r: bucket, rate=rate, increment=True)
+        usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
     except (redis.RedisError, OSError) as exc:
         if not _down:
-            logger.warning("cache unreachable for the API-key failure budget (%s): not counting", exc)
+            logger.warning("cache unreachable for brute-force counters (%s): not counting", exc)
         _down = True
         _down_until = time.monotonic() + _BACKOFF
         return None
@@ -113,8 +113,21 @@ def record_failure(request, bucket: str | None) -> int | None:
     if usage is None or usage["time_left"] < 0:
         return None
     if _down:
-        logger.info("cache reachable again: counting API-key failures")
+        logger.info("cache reachable again: counting brute-force attempts")
         _down = False
+    return usage
+
+
+def record_failure(request, bucket: str | None) -> int | None:
+    """Count one failed authentication of ``bucket``. Returns the seconds until the window ends if
+    this failure is beyond the budget (the caller answers 429), else None. Never raises."""
+    global _pruned_at
+    limit = int(settings.ACCOUNTS["API_KEY_FAILURES_PER_MINUTE"])
+    if limit <= 0 or bucket is None:
+        return None
+    usage = count(request, group=GROUP, key=lambda _g, _r: bucket, rate=f"{limit}/{_WINDOW}")
+    if usage is None:
+        return None
     if usage["count"] < limit:
         return None
     # Budget used up (this may be its last allowed failure): remember it for the window so that

@@ -7,7 +7,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.utils import timezone
-from django_ratelimit.core import get_usage
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -20,8 +19,8 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from accounts import failures, roles, selectors, services
 from accounts import problems as p
-from accounts import roles, selectors, services
 from accounts import serializers as s
 from accounts.authentication import client_ip
 from accounts.models import ApiKey, Invitation, Membership
@@ -45,8 +44,9 @@ E429 = _problem("Too many attempts (`rate-limited`), see Retry-After")
 
 # --- brute-force protection (django-ratelimit) --------------------------------------------------------------
 def _limit(request, *, group: str, rate: str, key) -> None:
-    """Count one attempt; 429 problem with Retry-After when over ``rate`` for this key."""
-    usage = get_usage(request._request, group=group, key=key, rate=rate, increment=True)
+    """Count one attempt; 429 problem with Retry-After when over ``rate`` for this key. Fails open
+    (counts nothing, refuses nothing) while the cache is unreachable (accounts.failures.count)."""
+    usage = failures.count(request._request, group=group, key=key, rate=rate)
     if usage is not None and usage["should_limit"]:
         retry_after = max(1, int(usage["time_left"]))
         raise ProblemError(
@@ -58,7 +58,9 @@ def _limit(request, *, group: str, rate: str, key) -> None:
 
 
 def _limit_ip(request, group: str, rate_setting: str) -> None:
-    _limit(request, group=group, rate=settings.ACCOUNTS[rate_setting], key="ip")
+    # The client as accounts sees it everywhere: TRUSTED_PROXY_DEPTH honoured, IPv6 per /64.
+    bucket = failures.client_bucket(client_ip(request)) or "unknown"
+    _limit(request, group=group, rate=settings.ACCOUNTS[rate_setting], key=lambda _g, _r: bucket)
 
 
 def _limit_account(request, group: str, rate_setting: str, email: str) -> None:

@@ -120,6 +120,39 @@ def test_login_is_rate_limited_per_account_and_per_ip(make_user, settings):
     assert other_ip.status_code == 401
 
 
+def test_login_limits_count_the_client_behind_a_trusted_proxy(make_user, settings):
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "TRUSTED_PROXY_DEPTH": 1, "RATE_LOGIN_IP": "2/m"}
+
+    def attempt(client_ip: str) -> int:
+        client = APIClient(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=client_ip)  # the same proxy
+        body = {"email": "nobody@example.test", "password": "x"}
+        return client.post("/v1/account/token", body, format="json").status_code
+
+    assert [attempt("203.0.113.7") for _ in range(3)] == [401, 401, 429]
+    assert attempt("198.51.100.9") == 401  # another client behind the same proxy has its own budget
+
+
+def test_login_and_signup_work_while_the_cache_is_down(make_user, settings, closed_port):
+    make_user("up@example.test", password=PASSWORD)
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{closed_port}/0"}
+    }
+    token = APIClient().post(
+        "/v1/account/token", {"email": "up@example.test", "password": PASSWORD}, format="json"
+    )
+    assert token.status_code == 200, token.content  # fail open: not counted, not refused
+    wrong = APIClient().post(
+        "/v1/account/token", {"email": "up@example.test", "password": "nope"}, format="json"
+    )
+    assert wrong.status_code == 401
+    signup = APIClient().post(
+        "/v1/account/signup",
+        {"email": "new@example.test", "password": PASSWORD, "organization_name": "Cacheless"},
+        format="json",
+    )
+    assert signup.status_code == 201, signup.content
+
+
 def test_signup_is_rate_limited_per_ip(db, settings):
     settings.ACCOUNTS = {**settings.ACCOUNTS, "RATE_SIGNUP_IP": "2/h"}
     codes = [
