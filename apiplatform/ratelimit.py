@@ -376,18 +376,17 @@ def _parse(raw: str, month: str, month_reset_s: int, bucket: str = "") -> GateRe
     status = int(status)
     t_rem, k_rem = int(t_rem), int(k_rem)
     return GateResult(
-        status,
-        _plan_of(tail),
-        t_rem if t_rem > 0 else 0,
-        -(-int(t_reset) // US),
-        k_rem if k_rem > 0 else 0,
-        -(-int(k_reset) // US),
-        int(used),
-        _ceil_s(int(retry)) if status == RATE_LIMITED else 0,
-        month_reset_s,
-        month,
-        False,
-        bucket,
+        status=status,
+        plan=_plan_of(tail),
+        tenant_remaining=max(0, t_rem),
+        tenant_reset_s=_ceil_s(int(t_reset)),
+        key_remaining=max(0, k_rem),
+        key_reset_s=_ceil_s(int(k_reset)),
+        credits_used=int(used),
+        retry_after_s=_ceil_s(int(retry)) if status == RATE_LIMITED else 0,
+        month_reset_s=month_reset_s,
+        month=month,
+        metered_bucket=bucket,
     )
 
 
@@ -430,13 +429,12 @@ def gate(
     )
     if not client.available():
         raise RedisUnavailable("gateway Redis marked down")
-    pre = settings.GATEWAY_KEY_PREFIX  # the key builders above, inlined: this runs on every request
     keys = [
-        f"{pre}:plan:{organization_id}",
-        f"{pre}:rl:org:{organization_id}",
-        f"{pre}:rl:key:{key_id}",
-        f"{pre}:credits:{organization_id}:{month}",
-        f"{pre}:{{usage}}:live",
+        plan_key(organization_id),
+        tenant_bucket_key(organization_id),
+        key_bucket_key(key_id),
+        month_key(organization_id, month),
+        usage_live_key(),  # the flush renames this very key (billing.metering)
     ]
     try:
         raw = client.gate(keys, [script_now, cost, endpoint, month_reset_s + 86_400, bucket])
