@@ -36,6 +36,8 @@ from datetime import UTC, datetime
 import redis
 from django.conf import settings
 
+from apiplatform import redis_access
+
 logger = logging.getLogger(__name__)
 
 US = 1_000_000
@@ -215,7 +217,7 @@ def month_bounds(now: int) -> tuple[str, int]:
 
 # --- keys ------------------------------------------------------------------------------------------
 def _k(*parts: object) -> str:
-    return ":".join([settings.GATEWAY_KEY_PREFIX, *map(str, parts)])
+    return redis_access.key("gw", *parts)
 
 
 def plan_key(organization_id: int) -> str:

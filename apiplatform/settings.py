@@ -105,12 +105,17 @@ _db["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME") or f"test_{_db['NAME']}"}
 DATABASES = {"default": _db}
 
 # --- Redis: cache (and, by default, everything else that is shared between processes) -------------
+# Every project key is named by apiplatform.redis_access.key(): "<REDIS_KEY_PREFIX>:<namespace>:...".
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/1")
+REDIS_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "cs")
+REDIS_TIMEOUT = env_float("REDIS_TIMEOUT", 0.5)  # seconds per call on the request path
+REDIS_INGESTION_TIMEOUT = env_float("REDIS_INGESTION_TIMEOUT", 5.0)  # workers (budget, counters)
+REDIS_BACKOFF_SECONDS = env_float("REDIS_BACKOFF_SECONDS", 1.0)  # not tried again after a failure
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "cs"),
+        "KEY_PREFIX": REDIS_KEY_PREFIX,
         "TIMEOUT": 300,
         "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
     }
@@ -257,7 +262,6 @@ CELERY_TIMEZONE = "UTC"
 # --- billing / gateway (plans, rate limits, quotas, metering; see docs/plans-and-limits.md) ---------
 GATEWAY_ENABLED = env_bool("GATEWAY_ENABLED", True)  # off: PublicAPIView skips limits + metering (bench)
 GATEWAY_REDIS_URL = env_str("GATEWAY_REDIS_URL", REDIS_URL)
-GATEWAY_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "cs") + ":gw"
 GATEWAY_REDIS_TIMEOUT = env_float("GATEWAY_REDIS_TIMEOUT", 0.25)  # seconds per Redis call on the request path
 GATEWAY_REDIS_RETRY_SECONDS = env_float("GATEWAY_REDIS_RETRY_SECONDS", 1.0)  # back-off after a Redis failure
 GATEWAY_LOCAL_PLAN_TTL = env_float("GATEWAY_LOCAL_PLAN_TTL", 60.0)  # fallback plan cache (Redis down only)

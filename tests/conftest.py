@@ -27,9 +27,10 @@ def reset_process_state() -> None:
     """Forget what this process keeps between requests (as a freshly started web process would):
     the API-key cache and failure memo, the gateway's Redis client and fallback state, the coin-id memo."""
     from accounts import failures, keys
-    from apiplatform import gateway, ratelimit
+    from apiplatform import gateway, ratelimit, redis_access
     from marketdata.api import queries
 
+    redis_access.reset_all()
     ratelimit.client.reset()
     gateway._local_plans.clear()
     ratelimit.local_limiter._tat.clear()
