@@ -43,6 +43,8 @@ QUEUE_DEFAULT = "default"
 QUEUE_INGESTION = "ingestion"  # short, latency-sensitive jobs (the per-minute refresh, roll-ups, checks)
 QUEUE_BACKFILL = "backfill"  # long history fetches and quality re-fetches: never in front of the refresh
 QUEUES = (QUEUE_DEFAULT, QUEUE_INGESTION, QUEUE_BACKFILL)
+# DEAD_LETTER_HEADER (the header on a replayed message) is imported above from the dead-letter services,
+# which send it; the services never import this module.
 
 
 class RetryableError(Exception):
