@@ -2,8 +2,8 @@
 
 ``accounts.flush_key_last_used`` copies the "last used" times that the authentication path records
 in Redis (at most once a minute per key per web process, piggy-backed on a cache refresh, so never
-a database write per request) into ``ApiKey.last_used_at``. Scheduled every minute by the data
-migration ``accounts/0004_last_used_schedule`` (editable in the admin: Periodic tasks). The
+a database write per request) into ``ApiKey.last_used_at``. Scheduled every minute in
+``accounts.schedules`` (``manage.py setup_schedules``; editable in the admin: Periodic tasks). The
 management API also reads the unflushed Redis value, so ``last_used_at`` is current there anyway.
 
 ``accounts.send_verification_email`` sends the email-verification message outside the request:
@@ -22,7 +22,7 @@ from __future__ import annotations
 import smtplib
 
 from accounts import services
-from ingestion.taskbase import project_task
+from apiplatform.jobs.base import project_task
 
 
 @project_task(

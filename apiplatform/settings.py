@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "apiplatform.jobs",
     "accounts",
     "billing",
     "marketdata",
@@ -295,6 +296,9 @@ TICK_RETENTION_HOURS = env_int("TICK_RETENTION_HOURS", 48)
 # Data-quality re-fetches one check may schedule (the rest wait for the next checks), so that the
 # repair of a long outage never starves the live refresh of upstream budget (docs/ingestion.md).
 INGESTION_REFETCH_PER_RUN = env_int("INGESTION_REFETCH_PER_RUN", 50)
+INGESTION_RUN_RETENTION_DAYS = env_int("INGESTION_RUN_RETENTION_DAYS", 30)  # runs kept (housekeeping)
+# Where jobs outside ingestion (marketdata's) record their runs (apiplatform/jobs/runs.py).
+JOBS_RUN_RECORDER = "ingestion.services.ingestion_run_record"
 
 # --- logging: JSON in production, readable text in development, request/task ids on every line ------
 LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "text")

@@ -1,15 +1,15 @@
 """Celery tasks of the billing app.
 
-``billing.flush_usage`` moves metered usage from Redis into PostgreSQL (billing.metering). Run it
-periodically (every ``BILLING_USAGE_FLUSH_SECONDS``, default 60 s) from Celery beat. Overlapping,
-repeated or killed runs are safe: each batch is applied exactly once, and a failed run leaves its
-batch pending for the next one (hence no retries and no dead letter here).
+``billing.flush_usage`` moves metered usage from Redis into PostgreSQL (billing.metering). Celery
+beat runs it every ``BILLING_USAGE_FLUSH_SECONDS`` (default 60 s; declared in ``billing.schedules``).
+Overlapping, repeated or killed runs are safe: each batch is applied exactly once, and a failed run
+leaves its batch pending for the next one (hence no retries and no dead letter here).
 """
 
 from __future__ import annotations
 
+from apiplatform.jobs.base import project_task
 from billing import metering
-from ingestion.taskbase import project_task
 
 
 @project_task(

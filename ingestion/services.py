@@ -1,4 +1,4 @@
-"""Writes of the ingestion app: run records, dead letters (record, replay, resolve), quality flags."""
+"""Writes of the ingestion app: run records and quality flags (dead letters: `apiplatform.jobs.services`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from ingestion.models import DeadLetter, IngestionRun, QualityFlag
+from ingestion.models import IngestionRun, QualityFlag
 
 logger = logging.getLogger(__name__)
 
@@ -155,130 +155,6 @@ def ingestion_runs_prune(*, older_than: timedelta, now: datetime | None = None) 
     now = now or timezone.now()
     deleted, _ = IngestionRun.objects.filter(started_at__lt=now - older_than).delete()
     return deleted
-
-
-# --- dead letters --------------------------------------------------------------------------------------
-class DeadLetterNotReplayable(Exception):
-    pass
-
-
-@transaction.atomic
-def dead_letter_record(
-    *,
-    task_name: str,
-    task_id: str,
-    args: list,
-    kwargs: dict,
-    queue: str,
-    exc: BaseException,
-    traceback: str,
-    attempts: int,
-    retryable: bool,
-    dead_letter_id: int | None = None,
-) -> DeadLetter:
-    """Write (or update) the dead letter of a task that gave up.
-
-    A failed replay updates its own dead letter (back to pending, attempts added up); a new failure
-    of a task with the same name and arguments as a pending dead letter is added to that one
-    (``last_failed_at`` moves, attempts add up) instead of piling up identical rows."""
-    now = timezone.now()
-    values = {
-        "task_id": task_id,
-        "queue": queue,
-        "exception_type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "error": f"{type(exc).__name__}: {exc}"[:10_000],
-        "traceback": traceback[-50_000:],
-        "retryable": retryable,
-        "last_failed_at": now,
-        "status": DeadLetter.Status.PENDING,
-    }
-    existing = None
-    if dead_letter_id is not None:
-        existing = DeadLetter.objects.select_for_update().filter(pk=dead_letter_id).first()
-    if existing is None:
-        existing = (
-            DeadLetter.objects.select_for_update()
-            .filter(task_name=task_name, args=args, kwargs=kwargs, status=DeadLetter.Status.PENDING)
-            .order_by("pk")
-            .first()
-        )
-    if existing is not None:
-        for key, value in values.items():
-            setattr(existing, key, value)
-        existing.attempts += attempts
-        existing.save()
-        logger.error("dead letter %s updated: %s (attempts %d)", existing.pk, task_name, existing.attempts)
-        return existing
-    letter = DeadLetter.objects.create(
-        task_name=task_name, args=args, kwargs=kwargs, attempts=attempts, first_failed_at=now, **values
-    )
-    logger.error("dead letter %s written: %s after %d attempt(s)", letter.pk, task_name, attempts)
-    return letter
-
-
-@transaction.atomic
-def dead_letter_replay(*, dead_letter_id: int, force: bool = False) -> DeadLetter:
-    """Enqueue the dead letter's task again, with its recorded arguments, once the current
-    transaction commits. The letter becomes 'replayed'; if the replay fails for good it returns to
-    'pending' (attempts added up); if it succeeds ``replay_succeeded_at`` is set.
-
-    Only pending letters are replayed unless ``force`` (a replayed or resolved one can be sent again
-    on purpose; tasks are idempotent, so a second replay does no harm)."""
-    letter = DeadLetter.objects.select_for_update().get(pk=dead_letter_id)
-    if letter.status != DeadLetter.Status.PENDING and not force:
-        raise DeadLetterNotReplayable(f"dead letter {letter.pk} is {letter.status}, not pending")
-    task_id = str(uuid.uuid4())
-    letter.status = DeadLetter.Status.REPLAYED
-    letter.replayed_at = timezone.now()
-    letter.replay_count += 1
-    letter.replay_task_id = task_id
-    letter.replay_succeeded_at = None
-    letter.save()
-    transaction.on_commit(
-        lambda: _send(letter.task_name, letter.args, letter.kwargs, letter.queue, task_id, letter.pk)
-    )
-    logger.info("dead letter %s replayed as task %s (%s)", letter.pk, task_id, letter.task_name)
-    return letter
-
-
-def dead_letters_replay(*, dead_letter_ids: Iterable[int], force: bool = False) -> tuple[int, int]:
-    """Replay several dead letters; returns (replayed, skipped). Each is its own transaction."""
-    replayed = skipped = 0
-    for pk in dead_letter_ids:
-        try:
-            dead_letter_replay(dead_letter_id=pk, force=force)
-        except (DeadLetter.DoesNotExist, DeadLetterNotReplayable):
-            skipped += 1
-        else:
-            replayed += 1
-    return replayed, skipped
-
-
-def _send(task_name: str, args: list, kwargs: dict, queue: str, task_id: str, dead_letter_id: int) -> None:
-    from apiplatform.celery import app
-    from ingestion.taskbase import DEAD_LETTER_HEADER
-
-    options: dict[str, Any] = {"task_id": task_id, "headers": {DEAD_LETTER_HEADER: dead_letter_id}}
-    task = app.tasks.get(task_name)
-    if task is not None:
-        task.apply_async(args=args, kwargs=kwargs, **options)
-    else:  # not imported in this process: send by name to the recorded queue
-        app.send_task(task_name, args=args, kwargs=kwargs, queue=queue or None, **options)
-
-
-def dead_letter_mark_succeeded(*, dead_letter_id: int) -> None:
-    DeadLetter.objects.filter(pk=dead_letter_id).update(replay_succeeded_at=timezone.now())
-
-
-def dead_letter_resolve(*, dead_letter_id: int, note: str = "") -> DeadLetter:
-    """Close a dead letter without replaying it (e.g. superseded by a later run)."""
-    letter = DeadLetter.objects.get(pk=dead_letter_id)
-    letter.status = DeadLetter.Status.RESOLVED
-    letter.resolved_at = timezone.now()
-    if note:
-        letter.note = note
-    letter.save(update_fields=["status", "resolved_at", "note"])
-    return letter
 
 
 # --- quality flags -------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Celery tasks of the ingestion pipeline: thin interfaces over `ingestion.pipeline`,
 `ingestion.quality`, `marketdata` and `ingestion.services`.
 
-Every task is declared with `ingestion.taskbase.project_task` (acks_late, retry taxonomy, dead
+Every task is declared with `apiplatform.jobs.base.project_task` (acks_late, retry taxonomy, dead
 letters), receives ids and plain values (never model instances), re-reads state when it runs, is
 idempotent (a redelivered or replayed task writes the same rows again, which changes nothing), and
-records an `IngestionRun`. Schedules: `manage.py setup_schedules` (django-celery-beat).
+records an `IngestionRun`. Schedules: `ingestion.schedules` (`manage.py setup_schedules`).
+Marketdata's own jobs (screener, partitions) are in `marketdata.tasks`.
 """
 
 from __future__ import annotations
@@ -18,22 +19,21 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from ingestion.coingecko import BudgetTimeout, CoinGeckoClient
-from ingestion.models import IngestionRun
-from ingestion.services import (
-    RunStats,
-    dead_letter_replay,
-    ingestion_run_record,
-    ingestion_runs_mark_abandoned,
-    ingestion_runs_prune,
-    quality_flag_refetch_finished,
-)
-from ingestion.taskbase import (
+from apiplatform.jobs.base import (
     QUEUE_BACKFILL,
     QUEUE_DEFAULT,
     QUEUE_INGESTION,
     RetryableError,
     project_task,
+)
+from ingestion.coingecko import BudgetTimeout, CoinGeckoClient
+from ingestion.models import IngestionRun
+from ingestion.services import (
+    RunStats,
+    ingestion_run_record,
+    ingestion_runs_mark_abandoned,
+    ingestion_runs_prune,
+    quality_flag_refetch_finished,
 )
 from marketdata.models import TIMEFRAME_DELTA
 from marketdata.services import bucket_floor
@@ -225,34 +225,10 @@ def refetch_plan(timeframe: str, start: datetime, end: datetime) -> tuple[str, d
 
 
 # --- maintenance -------------------------------------------------------------------------------------
-@project_task(name="ingestion.maintain_partitions", queue=QUEUE_DEFAULT, soft_time_limit=600, time_limit=660)
-def maintain_partitions(self) -> dict[str, Any]:
-    """Create candle partitions ahead and drop the ones past their retention."""
-    from marketdata import partitions
-
-    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
-        run.details["created"] = partitions.partitions_maintain()
-        run.details["pruned"] = partitions.partitions_prune()
-    return run.details
-
-
-@project_task(name="ingestion.refresh_screener", queue=QUEUE_DEFAULT, soft_time_limit=240, time_limit=300)
-def refresh_screener(self, timeframes: list[str]) -> dict[str, Any]:
-    """Recompute the screener's latest-indicator table for each timeframe (after the roll-ups)."""
-    from marketdata.screener import latest_indicators_refresh
-
-    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
-        for timeframe in timeframes:
-            result = latest_indicators_refresh(timeframe=timeframe)
-            run.rows_written += result.coins
-            run.details[timeframe] = {"coins": result.coins, "seconds": round(result.seconds, 3)}
-    return run.details
-
-
 @project_task(name="ingestion.housekeeping", queue=QUEUE_DEFAULT, soft_time_limit=240, time_limit=300)
 def housekeeping(self) -> dict[str, Any]:
     """Mark runs of lost workers 'abandoned'; delete run records past their retention."""
-    keep = timedelta(days=getattr(settings, "INGESTION_RUN_RETENTION_DAYS", 30))
+    keep = timedelta(days=settings.INGESTION_RUN_RETENTION_DAYS)
     with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
         abandoned = 0
         running_jobs = IngestionRun.objects.filter(outcome=IngestionRun.Outcome.RUNNING)
@@ -264,16 +240,3 @@ def housekeeping(self) -> dict[str, Any]:
         run.details["abandoned"] = abandoned
         run.details["pruned"] = ingestion_runs_prune(older_than=keep)
     return run.details
-
-
-@project_task(name="ingestion.replay_dead_letters", queue=QUEUE_DEFAULT, max_retries=0)
-def replay_dead_letters(self, dead_letter_ids: list[int]) -> int:
-    """Replay many dead letters from a worker (the admin's bulk action for very large selections)."""
-    replayed = 0
-    for pk in dead_letter_ids:
-        try:
-            dead_letter_replay(dead_letter_id=pk)
-            replayed += 1
-        except Exception:
-            logger.exception("dead letter %s not replayed", pk)
-    return replayed

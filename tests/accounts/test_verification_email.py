@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from accounts.tasks import send_verification_email
-from ingestion.models import DeadLetter
+from apiplatform.jobs.models import DeadLetter
 from tests.accounts.flaky_mail import FlakyBackend
 
 PASSWORD = "correct horse battery staple"

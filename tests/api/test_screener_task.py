@@ -1,11 +1,13 @@
-"""The beat-scheduled task keeps the screener table current (ingestion.refresh_screener)."""
+"""The beat-scheduled task keeps the screener table current (marketdata.refresh_screener)."""
 
 import pytest
 
+from apiplatform.jobs.schedules import schedules_all
 from ingestion.models import IngestionRun
-from ingestion.schedules import SCHEDULES
-from ingestion.tasks import refresh_screener
 from marketdata.models import LatestIndicator
+from marketdata.tasks import refresh_screener
+
+SCHEDULES = schedules_all()
 
 
 def test_refresh_screener_task_fills_the_latest_indicator_table(market):
@@ -14,14 +16,14 @@ def test_refresh_screener_task_fills_the_latest_indicator_table(market):
     assert result.successful(), result.traceback
     rows = LatestIndicator.objects.filter(timeframe="1h")
     assert set(rows.values_list("coin_id", flat=True)) == {market["bitcoin"], market["ethereum"]}
-    run = IngestionRun.objects.get(job="ingestion.refresh_screener")
+    run = IngestionRun.objects.get(job="marketdata.refresh_screener")
     assert run.outcome == IngestionRun.Outcome.SUCCESS
     assert run.details["1h"]["coins"] == 2
 
 
 def test_every_timeframe_has_a_screener_schedule():
     scheduled = [
-        tf for s in SCHEDULES if s.task == "ingestion.refresh_screener" for tf in s.kwargs["timeframes"]
+        tf for s in SCHEDULES if s.task == "marketdata.refresh_screener" for tf in s.kwargs["timeframes"]
     ]
     assert sorted(scheduled) == sorted(["1m", "5m", "15m", "1h", "1d"])
 

@@ -11,9 +11,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from ingestion import pipeline, quality, services, tasks
+from apiplatform.jobs import services
+from apiplatform.jobs.models import DeadLetter
+from ingestion import pipeline, quality, tasks
 from ingestion.coingecko import CoinGeckoClient, RetryPolicy
-from ingestion.models import DeadLetter, QualityFlag
+from ingestion.models import QualityFlag
 from ingestion.simulator import ManualClock, Simulator, SimulatorConfig
 from marketdata.models import Candle, Coin
 from tests.conftest import simulator_client
@@ -73,7 +75,7 @@ def test_replaying_a_dead_lettered_refetch_completes_the_missing_candles(upstrea
     # upstream back; the operator replays (the message the replay sends is run here eagerly)
     sim.set_faults(error_rate=0.0)
     sent = []
-    monkeypatch.setattr("ingestion.services.transaction.on_commit", lambda fn: sent.append(fn))
+    monkeypatch.setattr("apiplatform.jobs.services.transaction.on_commit", lambda fn: sent.append(fn))
     services.dead_letter_replay(dead_letter_id=letter.pk)
     assert len(sent) == 1
     letter.refresh_from_db()

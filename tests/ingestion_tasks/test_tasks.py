@@ -9,6 +9,8 @@ import types
 import pytest
 
 import ingestion
+from apiplatform.jobs.base import is_retryable
+from apiplatform.jobs.models import DeadLetter
 from ingestion import tasks
 from ingestion.coingecko import (
     BudgetTimeout,
@@ -21,8 +23,7 @@ from ingestion.coingecko import (
     CoinGeckoTransportError,
     NoUsableKeyError,
 )
-from ingestion.models import DeadLetter, IngestionRun
-from ingestion.taskbase import is_retryable
+from ingestion.models import IngestionRun
 
 
 class FakeMetrics:
@@ -140,15 +141,6 @@ def test_housekeeping_marks_runs_of_lost_workers_abandoned_and_prunes_old_ones()
     long.refresh_from_db()
     assert long.outcome == "running"
     assert not IngestionRun.objects.filter(pk=ancient.pk).exists()
-
-
-@pytest.mark.django_db
-def test_partition_maintenance_task_records_its_run():
-    result = tasks.maintain_partitions.apply()
-    assert result.successful(), result.traceback
-    run = IngestionRun.objects.get(job="ingestion.maintain_partitions")
-    assert run.outcome == "success" and run.task_id == result.id
-    assert "created" in run.details and "pruned" in run.details
 
 
 @pytest.mark.django_db

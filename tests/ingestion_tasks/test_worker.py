@@ -12,8 +12,9 @@ from datetime import timedelta
 import pytest
 from django.core.cache import cache
 
-from ingestion import services
-from ingestion.models import DeadLetter, IngestionRun
+from apiplatform.jobs import services
+from apiplatform.jobs.models import DeadLetter
+from ingestion.models import IngestionRun
 from marketdata.models import Candle
 from marketdata.services import CoinIn, coins_upsert
 from tests.ingestion_tasks import worker_tasks

@@ -13,8 +13,8 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 
+from apiplatform.jobs.base import QUEUE_INGESTION, PermanentError, RetryableError, project_task
 from ingestion.services import ingestion_run_record
-from ingestion.taskbase import QUEUE_INGESTION, PermanentError, RetryableError, project_task
 from marketdata.services import CandleRow, candles_upsert
 
 logger = logging.getLogger(__name__)

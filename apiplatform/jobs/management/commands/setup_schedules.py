@@ -1,14 +1,14 @@
-"""`manage.py setup_schedules [--reset]`: register the pipeline's periodic tasks in django-celery-beat."""
+"""`manage.py setup_schedules [--reset]`: register every app's periodic tasks in django-celery-beat."""
 
 from django.core.management.base import BaseCommand
 
-from ingestion.schedules import schedules_setup
+from apiplatform.jobs.schedules import schedules_setup
 
 
 class Command(BaseCommand):
     help = (
-        "Register the ingestion periodic tasks in django-celery-beat (idempotent). Existing entries, "
-        "possibly edited by an operator, are kept unless --reset."
+        "Register the periodic tasks every app declares in its schedules.py in django-celery-beat "
+        "(idempotent). Existing entries, possibly edited by an operator, are kept unless --reset."
     )
 
     def add_arguments(self, parser):

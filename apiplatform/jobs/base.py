@@ -9,8 +9,8 @@ What it gives a task (Sentry's `instrumented_task` + `retry` idea, Saleor's reco
   ``settings.CELERY_MAX_COUNTDOWN`` so the Redis visibility timeout never redelivers a waiting task;
   everything else (bad input, bugs, integrity errors, time limits) fails at once;
 - when retries run out, or at once for a permanent error, a `DeadLetter` row with the task name,
-  arguments, error, traceback and attempts, which an operator can replay from the admin
-  (`ingestion.services.dead_letter_replay`).
+  arguments, error, traceback, attempts and the app that owns the task, which an operator can replay
+  from the admin (*Jobs → Dead letters*, `apiplatform.jobs.services.dead_letter_replay`).
 
 Tasks are always bound (the function's first parameter is the task, ``self.request.id`` is the task
 id). Calling the function directly (``my_task(...)``) runs the body plainly: no retry, no dead letter.
@@ -29,10 +29,12 @@ import httpx
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 from django import db
+from django.apps import apps
 from django.conf import settings
 from redis import exceptions as redis_exceptions
 
 from apiplatform.celery import app
+from apiplatform.jobs.services import DEAD_LETTER_HEADER, dead_letter_mark_succeeded, dead_letter_record
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +43,8 @@ QUEUE_DEFAULT = "default"
 QUEUE_INGESTION = "ingestion"  # short, latency-sensitive jobs (the per-minute refresh, roll-ups, checks)
 QUEUE_BACKFILL = "backfill"  # long history fetches and quality re-fetches: never in front of the refresh
 QUEUES = (QUEUE_DEFAULT, QUEUE_INGESTION, QUEUE_BACKFILL)
-
-# Header put on a replayed message so the task can report back to its dead letter.
-DEAD_LETTER_HEADER = "dead_letter_id"
+# DEAD_LETTER_HEADER (the header on a replayed message) is imported above from the dead-letter services,
+# which send it; the services never import this module.
 
 
 class RetryableError(Exception):
@@ -96,6 +97,15 @@ def is_retryable(exc: BaseException, *, retry_on: tuple = (), fail_on: tuple = (
         status = exc.response.status_code
         return status == 429 or status >= 500
     return isinstance(exc, RETRYABLE_EXCEPTIONS)
+
+
+def task_app_label(task: Task) -> str:
+    """Label of the Django app that owns ``task``: the installed app containing the module that
+    declares it, else the first part of its name (``tests.flaky`` → ``tests``)."""
+    config = apps.get_containing_app_config(task.__module__ or "")
+    if config is not None:
+        return config.label
+    return (task.name or "").split(".", 1)[0]
 
 
 def countdown_ceiling(backoff_max: float) -> float:
@@ -158,8 +168,6 @@ class ProjectTask(Task):
         logger.info("task %s succeeded in %d ms", self.name, elapsed_ms)
         dead_letter_id = self._dead_letter_id()
         if dead_letter_id is not None:
-            from ingestion.services import dead_letter_mark_succeeded
-
             dead_letter_mark_succeeded(dead_letter_id=dead_letter_id)
         return result
 
@@ -209,11 +217,10 @@ class ProjectTask(Task):
     def _write_dead_letter(
         self, exc: Exception, args: tuple, kwargs: dict, attempt: int, retryable: bool
     ) -> None:
-        from ingestion.services import dead_letter_record
-
         delivery = self.request.delivery_info or {}
         record = {
             "task_name": self.name,
+            "app": task_app_label(self),
             "task_id": self.request.id or "",
             "args": list(args),
             "kwargs": dict(kwargs),
@@ -294,10 +301,3 @@ def project_task(
         )(fn)
 
     return decorator
-
-
-def dead_letter_replay(*, dead_letter_id: int):
-    """Re-enqueue a dead letter (after the current transaction commits). See ingestion.services."""
-    from ingestion.services import dead_letter_replay as _replay
-
-    return _replay(dead_letter_id=dead_letter_id)

@@ -1,7 +1,7 @@
 """The task base in-process: retry taxonomy, backoff bounds, dead letters, replay bookkeeping.
 
 Tasks are run with ``task.apply()`` (one eager execution with real retries, no global switch);
-delivery through a broker and a real worker is in test_worker.py."""
+delivery through a broker and a real worker is in tests/ingestion_tasks/test_worker.py."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from django.core.cache import cache
 from django.db import IntegrityError, OperationalError
 from django.test import override_settings
 
-from ingestion import services
-from ingestion.models import DeadLetter, IngestionRun
-from ingestion.taskbase import (
+from apiplatform.jobs import services
+from apiplatform.jobs.base import (
     PermanentError,
     RetryableError,
     countdown_ceiling,
@@ -25,6 +24,8 @@ from ingestion.taskbase import (
     project_task,
     retry_countdown,
 )
+from apiplatform.jobs.models import DeadLetter
+from ingestion.models import IngestionRun
 from tests.ingestion_tasks import worker_tasks
 from tests.ingestion_tasks.worker_tasks import attempts_key, heal_key
 
@@ -129,7 +130,7 @@ def test_exhausted_retries_write_a_dead_letter_with_attempts_args_and_traceback(
     assert letter.status == DeadLetter.Status.PENDING
     assert "RetryableError" in letter.error
     assert "upstream unavailable for k2" in letter.traceback
-    assert letter.exception_type == "ingestion.taskbase.RetryableError"
+    assert letter.exception_type == "apiplatform.jobs.base.RetryableError"
     assert letter.first_failed_at <= letter.last_failed_at
 
 
@@ -197,7 +198,7 @@ def test_failed_replay_returns_the_letter_to_pending_with_attempts_added(monkeyp
     worker_tasks.transient_until_healed.apply(args=["k7"])
     letter = DeadLetter.objects.get()
     first_attempts = letter.attempts
-    monkeypatch.setattr("ingestion.services.transaction.on_commit", mock.Mock())
+    monkeypatch.setattr("apiplatform.jobs.services.transaction.on_commit", mock.Mock())
     services.dead_letter_replay(dead_letter_id=letter.pk)
     letter.refresh_from_db()
     # the replayed message runs (eagerly here) with the dead-letter header and fails again
@@ -224,7 +225,7 @@ def test_failed_replay_returns_the_letter_to_pending_with_attempts_added(monkeyp
 
 @pytest.mark.django_db
 def test_bulk_replay_skips_letters_that_are_not_pending(monkeypatch):
-    monkeypatch.setattr("ingestion.services.transaction.on_commit", mock.Mock())
+    monkeypatch.setattr("apiplatform.jobs.services.transaction.on_commit", mock.Mock())
     for key in ("a", "b", "c"):
         worker_tasks.permanent.apply(args=[key])
     a, b, c = DeadLetter.objects.order_by("pk")
@@ -232,23 +233,3 @@ def test_bulk_replay_skips_letters_that_are_not_pending(monkeypatch):
     replayed, skipped = services.dead_letters_replay(dead_letter_ids=[a.pk, b.pk, c.pk, 999_999])
     assert (replayed, skipped) == (2, 2)
     assert set(DeadLetter.objects.values_list("status", flat=True)) == {"replayed", "resolved"}
-
-
-@pytest.mark.django_db
-def test_run_record_marks_failures_and_partial_runs():
-    with pytest.raises(RuntimeError), services.ingestion_run_record(job="j", task_id="t1") as run:
-        run.calls = 3
-        raise RuntimeError("upstream exploded")
-    failed = IngestionRun.objects.get(task_id="t1")
-    assert failed.outcome == IngestionRun.Outcome.FAILED
-    assert failed.calls == 3
-    assert "upstream exploded" in failed.error
-    assert failed.finished_at is not None
-
-    with services.ingestion_run_record(job="j", task_id="t2") as run:
-        run.add({"calls": 2, "rows_written": 10, "rejects": 1, "coins": 5})
-        run.add({"calls": 1, "rows_written": 5})
-    partial = IngestionRun.objects.get(task_id="t2")
-    assert (partial.calls, partial.rows_written, partial.rejects) == (3, 15, 1)
-    assert partial.outcome == IngestionRun.Outcome.PARTIAL
-    assert partial.details == {"coins": 5}

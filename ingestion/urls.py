@@ -1,3 +1,0 @@
-"""Routes of the ingestion app (mounted by apiplatform/urls.py)."""
-
-urlpatterns: list = []

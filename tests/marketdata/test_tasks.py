@@ -1,0 +1,17 @@
+"""Marketdata's own jobs (moved from ingestion): they record their runs like the pipeline's."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingestion.models import IngestionRun
+from marketdata import tasks
+
+
+@pytest.mark.django_db
+def test_partition_maintenance_task_records_its_run():
+    result = tasks.maintain_partitions.apply()
+    assert result.successful(), result.traceback
+    run = IngestionRun.objects.get(job="marketdata.maintain_partitions")
+    assert run.outcome == "success" and run.task_id == result.id
+    assert "created" in run.details and "pruned" in run.details
