@@ -1,8 +1,8 @@
 """DRF authentication for the public API with Candlestack API keys.
 
 Accepted: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. On success
-``request.user`` is an :class:`accounts.keys.ApiKeyUser` and ``request.auth`` a
-:class:`accounts.keys.KeyPrincipal`. Every failure is a distinct problem type (accounts/problems.py);
+``request.user`` is an :class:`accounts.principal.ApiKeyUser` and ``request.auth`` a
+:class:`accounts.principal.KeyPrincipal`. Every failure is a distinct problem type (accounts/problems.py);
 401s carry ``WWW-Authenticate``. The warm path does no SQL and, amortised, no Redis round trip.
 Malformed and unknown keys count against the client IP's failure budget (accounts/failures.py);
 past it, keys not already known valid in this process get ``429 auth-rate-limited`` without a lookup.
@@ -15,8 +15,10 @@ import ipaddress
 from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 
-from accounts import failures, keys
+from accounts import failures, keycache, keys
 from accounts import problems as p
+from accounts.keyformat import MalformedKey, parse_key
+from accounts.principal import ApiKeyUser
 from apiplatform.problems import ProblemError, ProblemType
 
 _CHALLENGE = 'Bearer realm="candlestack-api"'
@@ -100,14 +102,14 @@ class ApiKeyAuthentication(BaseAuthentication):
         if raw is None:
             raise fail(p.API_KEY_MISSING)
         try:
-            parsed = keys.parse_key(raw)
-        except keys.MalformedKey:
+            parsed = parse_key(raw)
+        except MalformedKey:
             raise counted(request, fail(p.API_KEY_MALFORMED)) from None
         # Only a cold lookup can cost Redis and SQL, and only then is the (process-local) failure
         # memo consulted: the warm path stays free of it, and of parsing the client IP.
-        if failures.any_blocked() and not keys.is_warm(parsed.key_id):
+        if failures.any_blocked() and not keycache.is_warm(parsed.key_id):
             retry_after = failures.blocked_for(failures.client_bucket(client_ip(request)))
-            if retry_after is not None and not keys.known_valid(parsed):
+            if retry_after is not None and not keycache.known_valid(parsed):
                 raise over_budget(retry_after)
         result, principal = keys.verify(parsed, lambda: client_ip(request))  # parsed only if needed
         if result == keys.KeyCheck.UNKNOWN:
@@ -115,7 +117,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         if result != keys.KeyCheck.OK:
             raise fail(_RESULTS[result])
         assert principal is not None
-        return keys.ApiKeyUser(principal), principal
+        return ApiKeyUser(principal), principal
 
     def authenticate_header(self, request):
         return _CHALLENGE

@@ -20,42 +20,37 @@ trip. The price: a process that has not yet seen a failure from an IP this windo
 lookup through before its own increment tells it the budget is spent (at most one per process per
 window).
 
-Fail open: if the cache is unreachable, failures are not counted (warned once per outage) and the
-cache is not tried again for ``_BACKOFF`` seconds, so an outage adds no timeout to every failure.
+Fail open: if the cache is unreachable, failures are not counted and the cache is not tried again
+for ``REDIS_BACKOFF_SECONDS`` (the ``"cache"`` breaker of apiplatform.redis_access: one warning per
+outage), so an outage adds no timeout to every failure.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import logging
 import time
 
-import redis
 from django.conf import settings
 from django_ratelimit.core import get_usage
 
-logger = logging.getLogger(__name__)
+from apiplatform import redis_access
 
 GROUP = "accounts.api_key_failures"
 _WINDOW = "m"  # the budget is per minute (django-ratelimit period)
-_BACKOFF = 1.0
 _MAX_BLOCKED = 100_000
 
 # client bucket -> the last whole second (time.time(), django-ratelimit's clock) of the window in
 # which it used up its budget. Plain dict operations are atomic under the GIL.
 _blocked: dict[str, int] = {}
 _pruned_at = 0  # time.time() of the last sweep of ended windows out of _blocked
-_down_until = 0.0  # time.monotonic()
-_down = False
 
 
 def clear() -> None:
-    """Forget the memo and any back-off (tests, as for a freshly started process)."""
-    global _down_until, _down, _pruned_at
+    """Forget the memo (tests, as for a freshly started process; the back-off is
+    :func:`apiplatform.redis_access.reset_all`'s)."""
+    global _pruned_at
     _blocked.clear()
     _pruned_at = 0
-    _down_until = 0.0
-    _down = False
 
 
 def client_bucket(ip: str | None) -> str | None:
@@ -66,8 +61,7 @@ def client_bucket(ip: str | None) -> str | None:
         return None
     address = ipaddress.ip_address(ip)
     if address.version == 6:
-        mask = getattr(settings, "RATELIMIT_IPV6_MASK", 64)
-        return str(ipaddress.ip_network(f"{ip}/{mask}", strict=False))
+        return str(ipaddress.ip_network(f"{ip}/{settings.RATELIMIT_IPV6_MASK}", strict=False))
     return ip
 
 
@@ -94,27 +88,19 @@ def blocked_for(bucket: str | None) -> int | None:
 
 def count(request, *, group: str, key, rate: str) -> dict | None:
     """Count one attempt with django-ratelimit (a fixed window on the Django cache); its usage dict,
-    or None when it could not count: the cache is unreachable (warned once per outage, then not
-    tried for ``_BACKOFF`` s) or django-ratelimit says it could not count. Callers fail open on None.
-    Shared by this budget and the sign-up / login / refresh limits (accounts/views.py). Never raises."""
-    global _down_until, _down
-    if time.monotonic() < _down_until:
-        return None
+    or None when it could not count: the cache is unreachable or backing off (the ``"cache"``
+    breaker: one warning per outage, then not tried for ``REDIS_BACKOFF_SECONDS``) or django-ratelimit
+    says it could not count. Callers fail open on None. Shared by this budget and the sign-up / login /
+    refresh limits (accounts/views.py). Never raises."""
     try:
-        usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
-    except (redis.RedisError, OSError) as exc:
-        if not _down:
-            logger.warning("cache unreachable for brute-force counters (%s): not counting", exc)
-        _down = True
-        _down_until = time.monotonic() + _BACKOFF
+        with redis_access.breaker("cache").guard():
+            usage = get_usage(request, group=group, key=key, rate=rate, increment=True)
+    except redis_access.ERRORS:
         return None
     # None: RATELIMIT_ENABLE is off. time_left < 0: django-ratelimit could not count (its
     # fail-closed answer, e.g. the key expired between ADD and INCR): fail open instead.
     if usage is None or usage["time_left"] < 0:
         return None
-    if _down:
-        logger.info("cache reachable again: counting brute-force attempts")
-        _down = False
     return usage
 
 

@@ -138,7 +138,7 @@ class KeyEnvironment(models.TextChoices):
 
 
 class ApiKey(models.Model):
-    """A public-API key. The full key is ``cs_<env>_<key_id>_<secret><checksum>`` (see keys.py);
+    """A public-API key. The full key is ``cs_<env>_<key_id>_<secret><checksum>`` (see keyformat.py);
     only ``secret_hash`` (HMAC-SHA256 with the server pepper) is stored, never the key."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from accounts import keys
 from accounts import problems as p
+from accounts.principal import SCOPE_MARKET_DATA_READ, KeyPrincipal
 from apiplatform.problems import ProblemError
 
 
@@ -17,7 +17,7 @@ class HasKeyScopes(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         principal = request.auth
-        if not isinstance(principal, keys.KeyPrincipal):
+        if not isinstance(principal, KeyPrincipal):
             return False
         for scope in getattr(view, "required_scopes", None) or self.required_scopes:
             if scope not in principal.scopes:
@@ -28,4 +28,4 @@ class HasKeyScopes(BasePermission):
 class HasMarketDataRead(HasKeyScopes):
     """Public market-data endpoints: the key must have ``market_data:read``."""
 
-    required_scopes = (keys.SCOPE_MARKET_DATA_READ,)
+    required_scopes = (SCOPE_MARKET_DATA_READ,)

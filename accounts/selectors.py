@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from accounts import keys
+from accounts import keycache
 from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization
 
 
@@ -30,7 +30,7 @@ def organization_api_keys(*, organization: Organization) -> QuerySet[ApiKey]:
 
 def api_keys_with_last_used(api_keys: list[ApiKey]) -> list[ApiKey]:
     """Fill ``last_used_at`` with the newer of the database value and Redis' unflushed value."""
-    recent = keys.last_used_from_redis([k.key_id for k in api_keys])
+    recent = keycache.last_used_from_redis([k.key_id for k in api_keys])
     for api_key in api_keys:
         seen = recent.get(api_key.key_id)
         if seen is not None and (api_key.last_used_at is None or seen > api_key.last_used_at):

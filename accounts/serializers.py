@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from accounts import keys, roles
+from accounts import roles
 from accounts.models import KeyEnvironment, Role
+from accounts.principal import KEY_SCOPES
 
 
 # --- input ----------
@@ -76,7 +77,7 @@ class ApiKeyIn(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     environment = serializers.ChoiceField(choices=KeyEnvironment.choices, default=KeyEnvironment.LIVE)
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=[(s, s) for s in keys.KEY_SCOPES]),
+        child=serializers.ChoiceField(choices=[(s, s) for s in KEY_SCOPES]),
         required=False,
         help_text="Default: ['market_data:read']. Management scopes cannot be granted to API keys.",
     )

@@ -25,9 +25,10 @@ from django.utils import timezone
 from django.utils.text import slugify
 from rest_framework.exceptions import ValidationError
 
-from accounts import keys, roles
+from accounts import keycache, keyformat, principal, roles
 from accounts import problems as p
 from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Role, User
+from apiplatform import redis_access
 from apiplatform.problems import SERVICE_UNAVAILABLE, ProblemError
 
 logger = logging.getLogger(__name__)
@@ -438,8 +439,8 @@ def invitation_accept(*, token: str, user: User, ip_address: str | None = None) 
 # --- API keys ----------
 def _clean_scopes(scopes: list[str] | None) -> list[str]:
     if scopes is None:
-        return [keys.SCOPE_MARKET_DATA_READ]
-    bad = sorted(set(scopes) - set(keys.KEY_SCOPES))
+        return [principal.SCOPE_MARKET_DATA_READ]
+    bad = sorted(set(scopes) - set(principal.KEY_SCOPES))
     if bad:
         raise ValidationError({"scopes": f"unknown or not grantable to API keys: {', '.join(bad)}"})
     if not scopes:
@@ -458,8 +459,8 @@ def _clean_ips(allowed_ips: list[str] | None) -> list[str]:
 
 
 def _publish_after_commit(key_id: str) -> None:
-    keys.forget_locally(key_id)
-    transaction.on_commit(lambda: keys.publish(key_id))
+    keycache.forget_locally(key_id)
+    transaction.on_commit(lambda: keycache.publish(key_id))
 
 
 @transaction.atomic
@@ -486,7 +487,7 @@ def api_key_create(
         raise ValidationError({"name": "this organization has reached its maximum number of API keys"})
     clean_scopes, clean_ips = _clean_scopes(scopes), _clean_ips(allowed_ips)
     for _ in range(5):
-        key_id, full_key = keys.generate_key(environment)
+        key_id, full_key = keyformat.generate_key(environment)
         if not ApiKey.objects.filter(key_id=key_id).exists():
             break
     else:  # pragma: no cover - 62**12 ids
@@ -496,8 +497,8 @@ def api_key_create(
         name=name.strip() or "API key",
         key_id=key_id,
         environment=environment,
-        prefix=keys.display_prefix(environment, key_id),
-        secret_hash=keys.hash_key(full_key),
+        prefix=keyformat.display_prefix(environment, key_id),
+        secret_hash=keyformat.hash_key(full_key),
         scopes=clean_scopes,
         allowed_ips=clean_ips,
         expires_at=expires_at,
@@ -598,11 +599,11 @@ def api_key_last_used_flush() -> int:
     and are picked up next time; a crashed flush leaves the renamed hash, which the next run
     processes first. Updates only move ``last_used_at`` forward. Returns the number of keys updated.
     """
-    client = keys.get_redis()
-    processing = keys.REDIS_LAST_USED + ":flushing"
+    client = redis_access.client("default")
+    processing = keycache.last_used_key() + ":flushing"
     if not client.exists(processing):
         try:
-            client.rename(keys.REDIS_LAST_USED, processing)
+            client.rename(keycache.last_used_key(), processing)
         except Exception as exc:  # redis raises ResponseError("no such key") when nothing was used
             if "no such key" in str(exc).lower():
                 return 0

@@ -12,7 +12,9 @@ goes through this module:
 * :class:`Breaker` — the back-off policy: after a failure a connection is not tried again for
   ``REDIS_BACKOFF_SECONDS`` (``GATEWAY_REDIS_RETRY_SECONDS`` for the gateway), so an outage costs
   one timeout per back-off period instead of one per request, and the log carries ONE warning per
-  outage (no traceback) and one line when Redis answers again.
+  outage (no traceback) and one line when Redis answers again. Besides one breaker per connection
+  there is ``"cache"``: Redis reached through the Django cache (django-ratelimit's counters), whose
+  client Django makes.
 * :func:`key` — the key-prefix rule: ``<REDIS_KEY_PREFIX>:<namespace>:<part>...``. Namespaces in
   use: ``gw`` (limits, quota, metering: billing.redis_layout), ``acct`` (API-key cache), ``ver``
   (series versions), ``resp`` (response cache), ``cg`` (CoinGecko budget and counters).
@@ -67,7 +69,7 @@ class Breaker:
     def failed(self, exc: BaseException) -> None:
         if not self.down:
             logger.warning(
-                "Redis (%s) unreachable: %s: %s; backing off %.1f s at a time until it answers",
+                "Redis unavailable (%s): %s: %s; backing off %.1f s at a time until it answers",
                 self.name,
                 type(exc).__name__,
                 exc,
@@ -160,6 +162,13 @@ _CONNECTIONS: dict[str, Connection] = {
 }
 
 
+#: Breakers of Redis clients this module does not make: ``"cache"`` is the Django cache
+#: (``CACHES["default"]``; django-ratelimit's counters, accounts.failures).
+_BREAKERS: dict[str, Breaker] = {
+    "cache": Breaker("cache", lambda: float(settings.REDIS_BACKOFF_SECONDS)),
+}
+
+
 def connection(name: str = "default") -> Connection:
     return _CONNECTIONS[name]
 
@@ -170,10 +179,14 @@ def client(name: str = "default") -> redis.Redis:
 
 
 def breaker(name: str = "default") -> Breaker:
-    return _CONNECTIONS[name].breaker
+    """The back-off of a named connection, or of ``"cache"`` (the Django cache)."""
+    conn = _CONNECTIONS.get(name)
+    return conn.breaker if conn is not None else _BREAKERS[name]
 
 
 def reset_all() -> None:
     """Forget every client and back-off (tests: as in a freshly started process)."""
     for conn in _CONNECTIONS.values():
         conn.reset()
+    for other in _BREAKERS.values():
+        other.reset()

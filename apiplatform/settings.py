@@ -121,6 +121,11 @@ CACHES = {
         "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
     }
 }
+# Users of that Redis (apiplatform/redis_access.py). IPv6 clients are counted per /64 by the
+# brute-force limits (django-ratelimit reads this too; accounts/failures.py). Off: every public API
+# answer is computed, nothing is cached (marketdata/api/caching.py; the API benchmark's "uncached" run).
+RATELIMIT_IPV6_MASK = env_int("RATELIMIT_IPV6_MASK", 64)
+MARKETDATA_RESPONSE_CACHE = env_bool("MARKETDATA_RESPONSE_CACHE", True)
 
 # --- auth -----------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

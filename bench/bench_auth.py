@@ -33,19 +33,21 @@ import django
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from rest_framework.request import Request  # noqa: E402
 from rest_framework.test import APIRequestFactory  # noqa: E402
 
-from accounts import keys, services  # noqa: E402
+from accounts import keycache, services  # noqa: E402
 from accounts.authentication import ApiKeyAuthentication  # noqa: E402
+from apiplatform import redis_access  # noqa: E402
 
 
 class RoundTrips:
     def __init__(self):
         self.count = 0
-        client = keys.get_redis()
+        client = redis_access.client()
         self._execute_command = client.execute_command
         self._pipeline = client.pipeline
 
@@ -107,14 +109,15 @@ def main() -> None:
         auth = ApiKeyAuthentication()
         rt = RoundTrips()
         print(
-            f"database {test_name}, Redis {keys.get_redis().connection_pool.connection_kwargs.get('db')}, "
-            f"local TTL {keys.settings.ACCOUNTS['KEY_LOCAL_CACHE_TTL']} s"
+            f"database {test_name}, "
+            f"Redis {redis_access.client().connection_pool.connection_kwargs.get('db')}, "
+            f"local TTL {settings.ACCOUNTS['KEY_LOCAL_CACHE_TTL']} s"
         )
 
         # database path: nothing cached anywhere
         def cold():
-            keys.clear_local_cache()
-            keys.get_redis().delete(keys.REDIS_ENTRY.format(key_id=api_key.key_id))
+            keycache.clear_local_cache()
+            redis_access.client().delete(keycache.entry_key(api_key.key_id))
             auth.authenticate(make_request(full))
 
         n_cold = 300
@@ -128,7 +131,7 @@ def main() -> None:
         auth.authenticate(make_request(full))
 
         def redis_path():
-            keys.clear_local_cache()
+            keycache.clear_local_cache()
             auth.authenticate(make_request(full))
 
         n_redis = 2000
@@ -171,8 +174,8 @@ def main() -> None:
         )
     finally:
         if key_id is not None:
-            keys.get_redis().delete(keys.REDIS_ENTRY.format(key_id=key_id))
-            keys.get_redis().hdel(keys.REDIS_LAST_USED, key_id)
+            redis_access.client().delete(keycache.entry_key(key_id))
+            redis_access.client().hdel(keycache.last_used_key(), key_id)
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
 

@@ -5,42 +5,27 @@ Every write of the candle write path that changes rows bumps (INCR) one counter 
 put the current version(s) into their cache keys, so a new candle makes every older cached answer
 unreachable at once (they expire by TTL) without scanning or deleting keys.
 
-Keys (Redis at ``REDIS_URL``, prefix ``CACHE_KEY_PREFIX``): ``<prefix>:ver:candles:<coin_id>:<tf>``
+Keys (``apiplatform.redis_access.key``, namespace ``ver``): ``<prefix>:ver:candles:<coin_id>:<tf>``
 and ``<prefix>:ver:snapshots``. A missing key reads as version 0. Bumps are pipelined: one round
-trip however many series changed. If Redis is down a bump is logged and skipped (the write itself
-has committed); readers should keep TTLs short enough to bound staleness in that case.
+trip however many series changed. Redis is the ``"default"`` connection of
+:mod:`apiplatform.redis_access`: if it is down (one warning per outage) or backing off, a bump is
+skipped (the write itself has committed); readers keep TTLs short enough to bound staleness then.
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 from collections.abc import Iterable
 
-import redis
-from django.conf import settings
-
-logger = logging.getLogger(__name__)
-
-_client: redis.Redis | None = None
-
-
-def client() -> redis.Redis:
-    global _client  # one connection pool per process
-    if _client is None:
-        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-    return _client
-
-
-def _prefix() -> str:
-    return settings.CACHES["default"].get("KEY_PREFIX") or "cs"
+from apiplatform import redis_access
 
 
 def candles_key(coin_id: int, timeframe: str) -> str:
-    return f"{_prefix()}:ver:candles:{coin_id}:{timeframe}"
+    return redis_access.key("ver", "candles", coin_id, timeframe)
 
 
 def snapshots_key() -> str:
-    return f"{_prefix()}:ver:snapshots"
+    return redis_access.key("ver", "snapshots")
 
 
 def candles_changed(
@@ -63,13 +48,12 @@ def snapshots_changed() -> None:
 def _bump(keys: list[str]) -> None:
     if not keys:
         return
-    try:
-        pipe = client().pipeline(transaction=False)
+    # On failure the breaker has warned (once per outage); the versions stay as they were.
+    with contextlib.suppress(*redis_access.ERRORS), redis_access.breaker("default").guard():
+        pipe = redis_access.client("default").pipeline(transaction=False)
         for key in keys:
             pipe.incr(key)
         pipe.execute()
-    except redis.RedisError:
-        logger.exception("cache version bump failed for %d keys", len(keys))
 
 
 def candles_version(coin_id: int, timeframe: str) -> int:
@@ -78,13 +62,9 @@ def candles_version(coin_id: int, timeframe: str) -> int:
 
 
 def candles_versions(pairs: list[tuple[int, str]]) -> list[int]:
-    """Current versions of several series in one round trip (MGET)."""
+    """Current versions of several series in one round trip (MGET). Raises if Redis is unavailable."""
     if not pairs:
         return []
-    values = client().mget([candles_key(c, tf) for c, tf in pairs])
+    with redis_access.breaker("default").guard():
+        values = redis_access.client("default").mget([candles_key(c, tf) for c, tf in pairs])
     return [int(v) if v is not None else 0 for v in values]
-
-
-def snapshots_version() -> int:
-    value = client().get(snapshots_key())
-    return int(value) if value is not None else 0

@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def reset_process_state() -> None:
     """Forget what this process keeps between requests (as a freshly started web process would):
     the API-key cache and failure memo, the gateway's Redis client and fallback state, the coin-id memo."""
-    from accounts import failures, keys
+    from accounts import failures, keycache
     from apiplatform import gateway, ratelimit, redis_access
     from marketdata.api import queries
 
@@ -34,7 +34,7 @@ def reset_process_state() -> None:
     ratelimit.client.reset()
     gateway._local_plans.clear()
     ratelimit.local_limiter._tat.clear()
-    keys.clear_local_cache()
+    keycache.clear_local_cache()
     failures.clear()
     queries._coin_memo.clear()
 

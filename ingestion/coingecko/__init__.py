@@ -3,7 +3,7 @@
 Public API::
 
     from ingestion.coingecko import CoinGeckoClient
-    client = CoinGeckoClient.from_settings()            # COINGECKO_* settings, Redis from REDIS_URL
+    client = CoinGeckoClient.from_settings()            # COINGECKO_* settings, redis_access "ingestion"
     result = client.coins_markets_all()                 # ParseResult[MarketRecord]: .records, .rejects
     client.metrics.snapshot()                           # calls, retries, rate_limited, failures, ...
 """

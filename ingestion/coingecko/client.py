@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import httpx
 import orjson
+from django.conf import settings
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -23,6 +24,8 @@ from tenacity import (
     stop_before_delay,
     wait_exponential_jitter,
 )
+
+from apiplatform import redis_access
 
 from . import parsing
 from .errors import (
@@ -164,6 +167,8 @@ class CoinGeckoClient:
         budget: RateBudget | None = None,
         budget_key: str = "cg:budget",
         budget_max_wait: float = 120.0,
+        disabled_keys_key: str = "cg:keys:disabled",
+        metrics_key: str = "cg:metrics",
         retry: RetryPolicy | None = None,
         metrics: ClientMetrics | None = None,
         max_url_length: int = 2000,
@@ -176,7 +181,7 @@ class CoinGeckoClient:
         self.base_url = (base_url or (PRO_BASE_URL if plan == "pro" else DEMO_BASE_URL)).rstrip("/")
         self.vs_currency = vs_currency
         self.redis = redis
-        self.keys = KeyRing(api_keys, redis)
+        self.keys = KeyRing(api_keys, redis, disabled_keys_key)
         self.budget = budget or RateBudget(
             redis,
             limit=rate_limit_per_min,
@@ -185,7 +190,7 @@ class CoinGeckoClient:
             max_wait=budget_max_wait,
         )  # waits for budget are real sleeps even when ``sleep`` is a test double
         self.retry = retry or RetryPolicy()
-        self.metrics = metrics or ClientMetrics(redis)
+        self.metrics = metrics or ClientMetrics(redis, metrics_key)
         self.max_url_length = max_url_length
         self._sleep = sleep
         self._clock = clock
@@ -199,35 +204,33 @@ class CoinGeckoClient:
 
     @classmethod
     def from_settings(cls, **overrides) -> CoinGeckoClient:
-        """Build from ``COINGECKO_*`` Django settings, sharing budget/keys/counters through REDIS_URL."""
-        import redis as redis_lib
-        from django.conf import settings
-
-        def get(name: str, default):
-            return getattr(settings, name, default)
-
+        """Build from the ``COINGECKO_*`` Django settings. The budget, the disabled keys and the
+        counters are shared through the ``"ingestion"`` Redis connection of apiplatform.redis_access,
+        under ``<prefix>:cg:budget`` (and ``:pause``), ``<prefix>:cg:keys:disabled`` and
+        ``<prefix>:cg:metrics``."""
         kwargs: dict[str, Any] = {
-            "base_url": get("COINGECKO_BASE_URL", "") or None,
-            "plan": get("COINGECKO_PLAN", "pro"),
-            "api_keys": list(get("COINGECKO_API_KEYS", [])),
-            "rate_limit_per_min": int(get("COINGECKO_RATE_LIMIT_PER_MIN", 500)),
-            "rate_window": float(get("COINGECKO_RATE_WINDOW", 60.0)),
-            "timeout": float(get("COINGECKO_TIMEOUT", 10.0)),
-            "vs_currency": get("COINGECKO_VS_CURRENCY", "usd"),
-            "max_url_length": int(get("COINGECKO_MAX_URL_LENGTH", 2000)),
-            "budget_max_wait": float(get("COINGECKO_BUDGET_MAX_WAIT", 120.0)),
+            "base_url": settings.COINGECKO_BASE_URL or None,
+            "plan": settings.COINGECKO_PLAN,
+            "api_keys": list(settings.COINGECKO_API_KEYS),
+            "rate_limit_per_min": settings.COINGECKO_RATE_LIMIT_PER_MIN,
+            "rate_window": settings.COINGECKO_RATE_WINDOW,
+            "timeout": settings.COINGECKO_TIMEOUT,
+            "vs_currency": settings.COINGECKO_VS_CURRENCY,
+            "max_url_length": settings.COINGECKO_MAX_URL_LENGTH,
+            "budget_key": redis_access.key("cg", "budget"),
+            "budget_max_wait": settings.COINGECKO_BUDGET_MAX_WAIT,
+            "disabled_keys_key": redis_access.key("cg", "keys", "disabled"),
+            "metrics_key": redis_access.key("cg", "metrics"),
             "retry": RetryPolicy(
-                max_attempts=int(get("COINGECKO_MAX_ATTEMPTS", 6)),
-                base_delay=float(get("COINGECKO_RETRY_BASE_DELAY", 0.5)),
-                max_delay=float(get("COINGECKO_RETRY_MAX_DELAY", 30.0)),
-                max_total=float(get("COINGECKO_RETRY_MAX_TOTAL", 120.0)),
-                retry_after_cap=float(get("COINGECKO_RETRY_AFTER_CAP", 60.0)),
+                max_attempts=settings.COINGECKO_MAX_ATTEMPTS,
+                base_delay=settings.COINGECKO_RETRY_BASE_DELAY,
+                max_delay=settings.COINGECKO_RETRY_MAX_DELAY,
+                max_total=settings.COINGECKO_RETRY_MAX_TOTAL,
+                retry_after_cap=settings.COINGECKO_RETRY_AFTER_CAP,
             ),
         }
         if "redis" not in overrides:
-            kwargs["redis"] = redis_lib.Redis.from_url(
-                settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5
-            )
+            kwargs["redis"] = redis_access.client("ingestion")
         kwargs.update(overrides)
         return cls(**kwargs)
 

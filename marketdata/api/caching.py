@@ -2,10 +2,13 @@
 
 Cache entries are keyed by the endpoint and its normalised parameters and carry the version of the
 data they were computed from (``marketdata.cache``: a counter per (coin, timeframe) bumped by every
-candle write, one for snapshots, one per screener timeframe). One ``MGET`` reads the current version
+candle write, one for snapshots; here: one per screener timeframe). One ``MGET`` reads the current version
 and the entry together; an entry whose version is not current is ignored and replaced, so a new
 candle makes every older answer unreachable at once (no stale answer) while hits cost one Redis
-round trip and no SQL. If Redis is unreachable the API computes every answer (logged, not failed).
+round trip and no SQL. Redis is the ``"default"`` connection of :mod:`apiplatform.redis_access`:
+while it is unreachable the API computes every answer, and Redis is not tried again during each
+back-off period (one warning per outage, no traceback). Keys: ``<prefix>:resp:<name>:<digest>``
+(entries), ``<prefix>:ver:screener:<tf>`` (screener versions; the others are marketdata.cache's).
 
 ETags are strong: a hash of the exact JSON body (CSV answers use the hash of the JSON body plus a
 ``-csv`` suffix: the CSV is a deterministic function of the same data).
@@ -13,17 +16,14 @@ ETags are strong: a hash of the exact JSON body (CSV answers use the hash of the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import logging
 from dataclasses import dataclass
 
-import redis
 from django.conf import settings
 from django.http import HttpResponse
 
-from marketdata import cache as versions
-
-logger = logging.getLogger(__name__)
+from apiplatform import redis_access
 
 LONG_MAX_AGE = 86400  # closed candles only: immutable except for rare late corrections
 SHORT_MAX_AGE = 10  # ranges that include an open bucket, latest prices, screeners
@@ -49,21 +49,21 @@ def cache_control(long: bool) -> str:
 
 def _entry_key(name: str, parts: tuple) -> str:
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
-    return f"{versions._prefix()}:resp:{name}:{digest}"
+    return redis_access.key("resp", name, digest)
 
 
 def lookup(name: str, parts: tuple, version_key: str) -> tuple[str, Cached | None]:
     """Return (current version, cached answer or None) in one round trip.
 
     ``MARKETDATA_RESPONSE_CACHE = False`` (setting; the benchmark's "uncached" variant) turns the
-    cache off: every answer is computed.
+    cache off: every answer is computed, as while Redis is unavailable or backing off.
     """
-    if not getattr(settings, "MARKETDATA_RESPONSE_CACHE", True):
+    if not settings.MARKETDATA_RESPONSE_CACHE:
         return "x", None
     try:
-        version, raw = versions.client().mget([version_key, _entry_key(name, parts)])
-    except redis.RedisError:
-        logger.warning("response cache unavailable", exc_info=True)
+        with redis_access.breaker("default").guard():
+            version, raw = redis_access.client("default").mget([version_key, _entry_key(name, parts)])
+    except redis_access.ERRORS:
         return "x", None
     current = (version or b"0").decode()
     if raw is None:
@@ -81,10 +81,8 @@ def store(name: str, parts: tuple, version: str, cached: Cached, ttl: int) -> No
     if version == "x":
         return
     value = b"\n".join([version.encode(), cached.etag.encode(), cached.cache_control.encode(), cached.body])
-    try:
-        versions.client().set(_entry_key(name, parts), value, ex=ttl)
-    except redis.RedisError:
-        logger.warning("response cache unavailable", exc_info=True)
+    with contextlib.suppress(*redis_access.ERRORS), redis_access.breaker("default").guard():
+        redis_access.client("default").set(_entry_key(name, parts), value, ex=ttl)
 
 
 def if_none_match(request, etag: str) -> bool:
@@ -111,11 +109,11 @@ def respond(request, cached: Cached, *, content_type: str = "application/json", 
 
 
 def screener_key(timeframe: str) -> str:
-    return f"{versions._prefix()}:ver:screener:{timeframe}"
+    return redis_access.key("ver", "screener", timeframe)
 
 
 def screener_changed(timeframe: str) -> None:
-    try:
-        versions.client().incr(screener_key(timeframe))
-    except redis.RedisError:
-        logger.exception("screener version bump failed")
+    """Bump the screener version of ``timeframe``; skipped while Redis is unavailable (the breaker
+    warns once per outage), so cached screener answers need their TTL."""
+    with contextlib.suppress(*redis_access.ERRORS), redis_access.breaker("default").guard():
+        redis_access.client("default").incr(screener_key(timeframe))

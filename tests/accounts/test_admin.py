@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from accounts import keys
+from accounts import keyformat, keys
 from accounts.models import ApiKey, AuditEvent, User
 
 
@@ -32,7 +32,7 @@ def test_key_admin_never_shows_secret_or_hash(admin_client, make_org, make_key):
 
 def test_admin_revoke_action(admin_client, make_org, make_key, django_capture_on_commit_callbacks):
     api_key, full = make_key(make_org())
-    assert keys.verify(keys.parse_key(full), None)[0] == "ok"
+    assert keys.verify(keyformat.parse_key(full), None)[0] == "ok"
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(
             "/admin/accounts/apikey/", {"action": "revoke_keys", "_selected_action": [api_key.pk]}
@@ -40,7 +40,7 @@ def test_admin_revoke_action(admin_client, make_org, make_key, django_capture_on
     assert response.status_code == 302
     assert ApiKey.objects.get(pk=api_key.pk).revoked_at is not None
     assert AuditEvent.objects.filter(action="key.revoked", target_id=api_key.key_id).exists()
-    assert keys.verify(keys.parse_key(full), None)[0] == "revoked"
+    assert keys.verify(keyformat.parse_key(full), None)[0] == "revoked"
 
 
 def test_audit_and_org_admin_pages_render(admin_client, make_org):

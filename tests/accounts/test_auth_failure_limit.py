@@ -13,8 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts import failures, keys, services
+from accounts import failures, keycache, keyformat, services
 from accounts.models import ApiKey
+from apiplatform import redis_access
 from billing import metering
 from billing.models import UsageRecord
 
@@ -26,8 +27,9 @@ NEIGHBOUR = "198.51.100.9"
 
 
 class Clock:
-    """Stands in for the ``time`` module of django-ratelimit and accounts.failures: wall time (the
-    fixed windows) and monotonic time (the fail-open back-off) only move when a test says so."""
+    """Stands in for the ``time`` module of django-ratelimit, accounts.failures and
+    apiplatform.redis_access: wall time (the fixed windows) and monotonic time (the fail-open
+    back-off) only move when a test says so."""
 
     def __init__(self):
         self.now = 1_790_000_000.0
@@ -49,6 +51,7 @@ def clock(monkeypatch):
     clock = Clock()
     monkeypatch.setattr(django_ratelimit.core, "time", clock)
     monkeypatch.setattr(failures, "time", clock)
+    monkeypatch.setattr(redis_access, "time", clock)
     return clock
 
 
@@ -59,15 +62,15 @@ def _budget(settings):
 
 @pytest.fixture
 def lookups(monkeypatch):
-    """Key ids :func:`accounts.keys.lookup` was asked for (cache hits included)."""
+    """Key ids :func:`accounts.keycache.lookup` was asked for (cache hits included)."""
     seen: list[str] = []
-    original = keys.lookup
+    original = keycache.lookup
 
     def counting(key_id):
         seen.append(key_id)
         return original(key_id)
 
-    monkeypatch.setattr(keys, "lookup", counting)
+    monkeypatch.setattr(keycache, "lookup", counting)
     return seen
 
 
@@ -93,7 +96,7 @@ def call(key: str | None, ip: str = ATTACKER, **extra):
 
 def forged() -> str:
     """Well-formed, valid checksum, unknown key id: free to make, a cold lookup to answer."""
-    return keys.generate_key("live")[1]
+    return keyformat.generate_key("live")[1]
 
 
 def slug(response) -> str:
@@ -173,8 +176,8 @@ def test_keys_in_use_from_a_blocked_ip_keep_working_other_ips_are_unaffected(
         assert call(in_use_full).status_code == 200
     assert usage_calls["n"] == 0  # and no look at the failure counter either
 
-    entry = keys._local[in_use.key_id][1]
-    keys._local[in_use.key_id] = (0.0, entry)  # past its local TTL: the next request refreshes it
+    entry = keycache._local[in_use.key_id][1]
+    keycache._local[in_use.key_id] = (0.0, entry)  # past its local TTL: the next request refreshes it
     assert call(in_use_full).status_code == 200
 
     # A valid key this process has not served cannot be told from a forged one without the lookup
@@ -226,17 +229,23 @@ def test_cache_down_fails_open_and_warns_once(
     down = f"redis://127.0.0.1:{closed_port}/0"
     settings.CACHES = {"default": {**healthy_caches["default"], "LOCATION": down}}
     settings.REDIS_URL = down  # the key cache's Redis too: lookups read PostgreSQL
-    caplog.set_level(logging.INFO, logger="accounts.failures")
+    caplog.set_level(logging.INFO, logger="apiplatform.redis_access")
     for _ in range(BUDGET + 3):
         response = call(forged())
         assert (response.status_code, slug(response)) == (401, "api-key-unknown")
     assert call(full).status_code == 200
-    warnings = [r for r in caplog.records if r.name == "accounts.failures" and r.levelno == logging.WARNING]
+    warnings = [  # the failure counter's (the key cache's Redis is down too: it warns for itself)
+        r
+        for r in caplog.records
+        if r.name == "apiplatform.redis_access"
+        and r.levelno == logging.WARNING
+        and "(cache)" in r.getMessage()
+    ]
     assert len(warnings) == 1, caplog.text
     assert usage_calls["n"] == 1  # backed off: not one connection attempt per failure
 
     settings.CACHES = healthy_caches
-    clock.advance(failures._BACKOFF)
+    clock.advance(settings.REDIS_BACKOFF_SECONDS)
     use_up_budget()  # counting again...
     assert_auth_rate_limited(call(forged()))  # ...and enforcing
     assert "reachable again" in caplog.text

@@ -9,8 +9,9 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts import keys, services
+from accounts import keycache, keyformat, keys, services
 from accounts.models import ApiKey
+from apiplatform import redis_access
 
 pytestmark = pytest.mark.urls("tests.accounts.public_urls")
 URL = "/v1/test/whoami"
@@ -52,7 +53,7 @@ def test_missing_key_is_401_with_www_authenticate():
 
 @pytest.mark.django_db
 def test_malformed_and_bad_checksum_keys_are_rejected_without_a_query(django_assert_num_queries):
-    _key_id, full = keys.generate_key("live")
+    _key_id, full = keyformat.generate_key("live")
     flipped = full[:-1] + ("A" if full[-1] != "A" else "B")  # wrong checksum
     typo = full[:20] + ("x" if full[20] != "x" else "y") + full[21:]  # typo in the secret
     for candidate in ("hello", full[:-3], flipped, typo, "cs_prod_" + full[8:]):
@@ -67,9 +68,9 @@ def test_malformed_and_bad_checksum_keys_are_rejected_without_a_query(django_ass
 
 def test_unknown_key_and_wrong_secret_of_another_tenants_key_look_the_same(make_org, make_key):
     victim_key, _ = make_key(make_org())
-    _, never_issued = keys.generate_key("live")
+    _, never_issued = keyformat.generate_key("live")
     # A well-formed key carrying the victim's (public) key id but a made-up secret.
-    forged = keys.compose_key("live", victim_key.key_id, "A" * keys.SECRET_LENGTH)
+    forged = keyformat.compose_key("live", victim_key.key_id, "A" * keyformat.SECRET_LENGTH)
     unknown, forged_resp = call(never_issued), call(forged)
     assert unknown.status_code == forged_resp.status_code == 401
     assert problem_slug(unknown) == problem_slug(forged_resp) == "api-key-unknown"
@@ -111,8 +112,8 @@ def test_ip_allow_list(make_org, make_key):
 def test_key_without_market_data_scope_is_403(make_org, make_key):
     api_key, full = make_key(make_org())
     ApiKey.objects.filter(pk=api_key.pk).update(scopes=[])
-    keys.clear_local_cache()
-    keys.get_redis().delete(keys.REDIS_ENTRY.format(key_id=api_key.key_id))
+    keycache.clear_local_cache()
+    redis_access.client().delete(keycache.entry_key(api_key.key_id))
     response = call(full)
     assert response.status_code == 403
     assert problem_slug(response) == "api-key-insufficient-scope"
@@ -137,8 +138,9 @@ def test_problem_types_are_distinct_and_registered():
 def test_key_format_matches_documented_regex_and_hash_is_stored(make_org, make_key):
     api_key, full = make_key(make_org(), environment="test")
     assert re.fullmatch(r"cs_test_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}", full)
-    assert re.search(keys.SCANNER_REGEX, f"leaked: {full}.")
+    assert re.search(keyformat.SCANNER_REGEX, f"leaked: {full}.")
     row = ApiKey.objects.get(pk=api_key.pk)
     assert full not in str(row.__dict__)
     assert row.prefix == full[: len(row.prefix)]
-    assert row.secret_hash == keys.hash_key(full) != keys.hash_key(full.replace("cs_test_", "cs_live_"))
+    hash_key = keyformat.hash_key
+    assert row.secret_hash == hash_key(full) != hash_key(full.replace("cs_test_", "cs_live_"))

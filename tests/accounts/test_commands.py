@@ -7,7 +7,7 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from accounts import keys
+from accounts import keyformat, keys
 from accounts.models import ApiKey, Organization
 
 
@@ -21,10 +21,10 @@ def run(*args) -> list[str]:
 def test_create_api_key_prints_the_key_alone_on_the_last_line():
     lines = run("--org", "demo", "--create-org", "--name", "demo key")
     key = lines[-1]
-    parsed = keys.parse_key(key)
+    parsed = keyformat.parse_key(key)
     row = ApiKey.objects.get(key_id=parsed.key_id)
     assert row.organization == Organization.objects.get(slug="demo")
-    assert row.secret_hash == keys.hash_key(key)
+    assert row.secret_hash == keyformat.hash_key(key)
     assert keys.verify(parsed, None)[0] == "ok"
     test_key = run("--org", "demo", "--test")[-1]
     assert test_key.startswith("cs_test_")
@@ -50,6 +50,6 @@ def test_create_api_key_plan_flag_uses_billing_or_fails_clearly():
     from billing.models import OrganizationPlan
 
     key = run("--org", "planned", "--create-org", "--plan", "developer")[-1]
-    assert keys.parse_key(key)
+    assert keyformat.parse_key(key)
     org = Organization.objects.get(slug="planned")
     assert OrganizationPlan.objects.get(organization_id=org.pk).plan.name == "developer"

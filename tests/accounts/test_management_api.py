@@ -8,7 +8,7 @@ import pytest
 from django.core import mail
 from rest_framework.test import APIClient
 
-from accounts import keys, roles, services
+from accounts import keyformat, keys, roles, services
 from accounts.models import ApiKey, AuditEvent, Membership, Organization, User
 
 from .conftest import owner_of
@@ -316,7 +316,7 @@ def test_key_create_shows_secret_once_and_list_never(make_org, jwt_client):
     full = created.json()["key"]
     assert full.startswith("cs_test_") and created.json()["prefix"] == full[: len(created.json()["prefix"])]
     row = ApiKey.objects.get(key_id=created.json()["key_id"])
-    assert row.secret_hash == keys.hash_key(full) and full not in row.secret_hash
+    assert row.secret_hash == keyformat.hash_key(full) and full not in row.secret_hash
     assert row.allowed_ips == ["203.0.113.7/32"] and row.created_by == owner_of(org)
     listed = client.get("/v1/account/keys")
     detail = client.get(f"/v1/account/keys/{row.key_id}")
@@ -342,7 +342,7 @@ def test_rotation_overlap_and_audit(make_org, jwt_client, monkeypatch, django_ca
     assert rotated.json()["old_key"]["expires_at"] is not None
 
     def check(full):
-        parsed = keys.parse_key(full)
+        parsed = keyformat.parse_key(full)
         return keys.verify(parsed, "127.0.0.1")[0]
 
     assert check(old_full["key"]) == check(new_full) == "ok"  # overlap: both work
@@ -373,7 +373,7 @@ def test_revoke_through_api_is_seen_by_this_process_at_once(
     org = make_org()
     client = jwt_client(owner_of(org))
     created = client.post("/v1/account/keys", {"name": "prod"}, format="json").json()
-    parsed = keys.parse_key(created["key"])
+    parsed = keyformat.parse_key(created["key"])
     assert keys.verify(parsed, None)[0] == "ok"
     with django_capture_on_commit_callbacks(execute=True):
         assert client.post(f"/v1/account/keys/{created['key_id']}/revoke").status_code == 200

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIRequestFactory
 
-from accounts import keys, services
+from accounts import keycache, keyformat, keys, services
 from accounts.authentication import ApiKeyAuthentication
 from accounts.models import ApiKey
+from apiplatform import redis_access
 
 
 class RedisCalls:
@@ -15,7 +16,7 @@ class RedisCalls:
 
     def __init__(self, monkeypatch):
         self.count = 0
-        client = keys.get_redis()
+        client = redis_access.client()
         original_execute_command = client.execute_command
         original_pipeline = client.pipeline
 
@@ -63,7 +64,7 @@ def test_other_process_cold_start_is_served_from_redis_without_sql(
 ):
     _api_key, full = make_key(make_org())
     _authenticate(full)  # fills Redis
-    keys.clear_local_cache()  # as if this were another web process
+    keycache.clear_local_cache()  # as if this were another web process
     calls = RedisCalls(monkeypatch)
     with django_assert_num_queries(0):
         _authenticate(full)
@@ -74,17 +75,17 @@ def test_local_entry_expires_after_ttl_and_refreshes_with_one_round_trip(make_or
     _api_key, full = make_key(make_org())
     _authenticate(full)
     calls = RedisCalls(monkeypatch)
-    now = keys.time.monotonic()
-    monkeypatch.setattr(keys.time, "monotonic", lambda: now + 1.01)
+    now = keycache.time.monotonic()
+    monkeypatch.setattr(keycache.time, "monotonic", lambda: now + 1.01)
     _authenticate(full)
     assert calls.count == 1
 
 
 @pytest.mark.django_db
 def test_unknown_keys_are_cached_too(django_assert_num_queries):
-    _, full = keys.generate_key("live")
+    _, full = keyformat.generate_key("live")
     _authenticate_safely(full)
-    keys.clear_local_cache()
+    keycache.clear_local_cache()
     with django_assert_num_queries(0):  # the negative entry is in Redis
         _authenticate_safely(full)
 
@@ -104,7 +105,7 @@ def test_last_used_is_recorded_in_redis_and_flushed_by_the_task(
     api_key, full = make_key(make_org())
     _authenticate(full)
     assert ApiKey.objects.get(pk=api_key.pk).last_used_at is None  # no DB write on the request path
-    seen = keys.last_used_from_redis([api_key.key_id])
+    seen = keycache.last_used_from_redis([api_key.key_id])
     assert api_key.key_id in seen
     assert flush_key_last_used() == 1
     assert ApiKey.objects.get(pk=api_key.pk).last_used_at == seen[api_key.key_id]
@@ -114,26 +115,27 @@ def test_last_used_is_recorded_in_redis_and_flushed_by_the_task(
 def test_last_used_write_is_throttled_per_process(make_org, make_key, monkeypatch):
     api_key, full = make_key(make_org())
     _authenticate(full)
-    keys.get_redis().delete(keys.REDIS_LAST_USED)
-    now = keys.time.monotonic()
-    monkeypatch.setattr(keys.time, "monotonic", lambda: now + 5)  # local entry expired, < 60 s since write
+    redis_access.client().delete(keycache.last_used_key())
+    now = keycache.time.monotonic()
+    # local entry expired, < 60 s since write
+    monkeypatch.setattr(keycache.time, "monotonic", lambda: now + 5)
     _authenticate(full)
-    assert keys.last_used_from_redis([api_key.key_id]) == {}
-    monkeypatch.setattr(keys.time, "monotonic", lambda: now + 61)
+    assert keycache.last_used_from_redis([api_key.key_id]) == {}
+    monkeypatch.setattr(keycache.time, "monotonic", lambda: now + 61)
     _authenticate(full)
-    assert api_key.key_id in keys.last_used_from_redis([api_key.key_id])
+    assert api_key.key_id in keycache.last_used_from_redis([api_key.key_id])
 
 
 def test_stale_reader_cannot_overwrite_a_revocation_in_redis(
     make_org, make_key, django_capture_on_commit_callbacks
 ):
     api_key, full = make_key(make_org())
-    stale_version, stale_entry = keys._load_from_db(api_key.key_id)  # read before the revoke
+    stale_version, stale_entry = keycache._load_from_db(api_key.key_id)  # read before the revoke
     with django_capture_on_commit_callbacks(execute=True):
         services.api_key_revoke(api_key=api_key)
-    keys._set_if_newer(keys.get_redis(), api_key.key_id, stale_version, stale_entry)  # late write
-    keys.clear_local_cache()
-    assert keys.verify(keys.parse_key(full), None)[0] == "revoked"
+    keycache._set_if_newer(redis_access.client(), api_key.key_id, stale_version, stale_entry)  # late write
+    keycache.clear_local_cache()
+    assert keys.verify(keyformat.parse_key(full), None)[0] == "revoked"
 
 
 def test_redis_unreachable_falls_back_to_the_database(make_org, make_key, settings, closed_port, caplog):
@@ -143,12 +145,12 @@ def test_redis_unreachable_falls_back_to_the_database(make_org, make_key, settin
         _user, principal = _authenticate(full)
         assert principal.key_id == api_key.key_id
         assert "Redis unavailable" in caplog.text
-        keys.clear_local_cache()
-        ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=keys.datetime.now(tz=keys.UTC))
+        keycache.clear_local_cache()
+        ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=keycache.datetime.now(tz=keycache.UTC))
         from apiplatform.problems import ProblemError
 
         with pytest.raises(ProblemError) as excinfo:  # the database is the truth while Redis is down
             _authenticate(full)
         assert excinfo.value.problem.slug == "api-key-revoked"
     finally:
-        keys.clear_local_cache()
+        keycache.clear_local_cache()

@@ -184,6 +184,19 @@ def test_from_settings_reads_the_coingecko_settings(settings):
         assert client.budget.redis is not None
 
 
+def test_from_settings_shares_state_through_the_ingestion_connection_under_prefixed_keys(settings):
+    from apiplatform import redis_access
+
+    settings.REDIS_KEY_PREFIX = "cs"
+    settings.COINGECKO_VS_CURRENCY = "eur"
+    with CoinGeckoClient.from_settings() as client:
+        assert client.redis is redis_access.client("ingestion") is client.budget.redis
+        assert client.vs_currency == "eur"
+        assert (client.budget.key, client.budget.pause_key) == ("cs:cg:budget", "cs:cg:budget:pause")
+        assert client.keys.redis_key == "cs:cg:keys:disabled"
+        assert client.metrics.key == "cs:cg:metrics"
+
+
 def test_cdn_html_429_and_error_bodies_with_200_are_handled(sim, make_client):
     sleeps: list[float] = []
     client = make_client(sleeps=sleeps)

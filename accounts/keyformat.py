@@ -1,0 +1,107 @@
+"""API-key format: generation, parsing (shape + checksum) and hashing with the pepper. No I/O.
+
+Key format (see docs/accounts.md)::
+
+    cs_live_<key_id:12>_<secret:32><checksum:6>        e.g. cs_live_4fJx0cQ2mZpA_...
+    regex: ^cs_(live|test)_([0-9A-Za-z]{12})_([0-9A-Za-z]{32})([0-9A-Za-z]{6})$
+
+* ``cs_live_`` / ``cs_test_`` — recognisable vendor prefix and the live/test environment;
+* ``key_id`` — 12 random base62 characters (~71 bits), public: it is the lookup id and, with the
+  prefix, the displayable ``prefix`` (``cs_live_<key_id>``) shown in lists and logs;
+* ``secret`` — 32 random base62 characters (~190 bits) from :mod:`secrets`;
+* ``checksum`` — CRC32 of everything before it, base62, 6 characters: typos and truncations are
+  rejected without touching Redis or the database, and secret scanners can verify a match.
+
+Only ``HMAC-SHA256(pepper, full_key)`` is stored. A fast keyed hash is the right tool for a
+190-bit random secret: there is nothing to brute-force, so a slow password hash would only burn CPU
+on every cache miss; the pepper (``ACCOUNTS["API_KEY_PEPPER"]``) lives outside the database, so a
+leaked table alone does not even allow an offline check of candidate keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import zlib
+from dataclasses import dataclass
+
+from django.conf import settings
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+KEY_ID_LENGTH = 12
+SECRET_LENGTH = 32
+CHECKSUM_LENGTH = 6
+KEY_RE = re.compile(
+    r"^cs_(live|test)_([0-9A-Za-z]{12})_([0-9A-Za-z]{32})([0-9A-Za-z]{6})$",
+)
+#: For secret scanners (GitHub push protection, trufflehog, gitleaks custom rules).
+SCANNER_REGEX = r"\bcs_(?:live|test)_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}\b"
+
+
+def _b62(number: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        number, rem = divmod(number, 62)
+        chars.append(ALPHABET[rem])
+    return "".join(reversed(chars))
+
+
+def _random_b62(length: int) -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+
+
+def checksum(body: str) -> str:
+    return _b62(zlib.crc32(body.encode("ascii")), CHECKSUM_LENGTH)
+
+
+def new_key_id() -> str:
+    return _random_b62(KEY_ID_LENGTH)
+
+
+def compose_key(environment: str, key_id: str, secret: str) -> str:
+    body = f"cs_{environment}_{key_id}_{secret}"
+    return body + checksum(body)
+
+
+def generate_key(environment: str, key_id: str | None = None) -> tuple[str, str]:
+    """A new ``(key_id, full_key)``. The full key is returned to the caller exactly once."""
+    if environment not in ("live", "test"):
+        raise ValueError("environment must be 'live' or 'test'")
+    key_id = key_id or new_key_id()
+    return key_id, compose_key(environment, key_id, _random_b62(SECRET_LENGTH))
+
+
+def display_prefix(environment: str, key_id: str) -> str:
+    return f"cs_{environment}_{key_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedKey:
+    environment: str
+    key_id: str
+    full: str
+
+
+class MalformedKey(ValueError):
+    pass
+
+
+def parse_key(raw: str) -> ParsedKey:
+    """Shape + checksum check; raises :class:`MalformedKey`. No I/O."""
+    match = KEY_RE.match(raw)
+    if match is None:
+        raise MalformedKey("not a Candlestack API key")
+    environment, key_id, _secret, check = match.groups()
+    if not hmac.compare_digest(checksum(raw[:-CHECKSUM_LENGTH]), check):
+        raise MalformedKey("checksum mismatch")
+    return ParsedKey(environment=environment, key_id=key_id, full=raw)
+
+
+def _pepper() -> bytes:
+    return str(settings.ACCOUNTS["API_KEY_PEPPER"]).encode()
+
+
+def hash_key(full_key: str) -> str:
+    return hmac.new(_pepper(), full_key.encode("ascii"), hashlib.sha256).hexdigest()
