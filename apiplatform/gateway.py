@@ -6,7 +6,7 @@ Every public endpoint subclasses :class:`PublicAPIView` and declares, next to th
 request, e.g. the number of candles asked for). Views stay thin and know nothing of the gateway:
 
 1. API-key authentication and scope check (accounts; DRF authentication + permission classes).
-2. ``initial()``: ONE Redis call (``billing.gate.admit``, a Lua script) checks the
+2. ``initial()``: ONE Redis call (``billing.gate.admit``: a Lua script) checks the
    endpoint against the organization's plan, the monthly credits, the organization's and the
    key's token buckets, and consumes all of them or none — and meters the outcome it decided
    (admitted: 2xx with its credits; refused: 4xx). Refusals: 403 ``plan-upgrade-required``,

@@ -87,3 +87,17 @@ def test_other_fields_edited_through_the_admin_form_keep_the_start(
     row = OrganizationPlan.objects.get(organization=org)
     assert (row.plan, row.status, row.stripe_customer_id) == (plans["free"], "past_due", "cus_123")
     assert row.started_at == before
+
+
+def test_assignment_added_through_the_admin_form_is_created_by_the_service(
+    admin_client, tenant, plans, django_capture_on_commit_callbacks
+):
+    org, key = tenant()  # no assignment row yet
+    assert not OrganizationPlan.objects.filter(organization=org).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            "/admin/billing/organizationplan/add/", _assignment_form(org, plans["pro"])
+        )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert OrganizationPlan.objects.get(organization=org).plan == plans["pro"]
+    assert key_client(key).get("/v1/limits").json()["plan"]["name"] == "pro"
