@@ -6,7 +6,7 @@ Every public endpoint subclasses :class:`PublicAPIView` and declares, next to th
 request, e.g. the number of candles asked for). Views stay thin and know nothing of the gateway:
 
 1. API-key authentication and scope check (accounts; DRF authentication + permission classes).
-2. ``initial()``: ONE Redis call (``apiplatform.ratelimit.gate``, a Lua script) checks the
+2. ``initial()``: ONE Redis call (``billing.gate.admit``: a Lua script) checks the
    endpoint against the organization's plan, the monthly credits, the organization's and the
    key's token buckets, and consumes all of them or none — and meters the outcome it decided
    (admitted: 2xx with its credits; refused: 4xx). Refusals: 403 ``plan-upgrade-required``,
@@ -21,13 +21,15 @@ request, e.g. the number of candles asked for). Views stay thin and know nothing
 
 Warm path (a successful call): 1 Redis round trip, 0 SQL queries. Redis unreachable: fail open
 with a per-process limiter and metering straight into PostgreSQL (docs/plans-and-limits.md).
+
+Billing owns the plans, limits, quota and metering; this module only calls its public functions
+(``billing.gate``, ``billing.limits``, ``billing.metering``).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import time
 
 from django.conf import settings
 from drf_spectacular.openapi import AutoSchema
@@ -35,10 +37,11 @@ from rest_framework.views import APIView
 
 from accounts.authentication import ApiKeyAuthentication
 from accounts.permissions import HasMarketDataRead
-from apiplatform import problems, ratelimit
+from apiplatform import problems
 from apiplatform.problems import ProblemError
 from apiplatform.schema import problem_response
-from billing import metering
+from billing import gate, limits, metering
+from billing.limits import GateResult, PlanLimits
 
 logger = logging.getLogger(__name__)
 
@@ -121,80 +124,19 @@ class GatewayAutoSchema(AutoSchema):
         return bodies
 
 
-# --- plan limits for the fallback (Redis unreachable) ----------------------------------------------
-_local_plans: dict[int, tuple[ratelimit.PlanLimits, float]] = {}
-
-
-def _remember_plan(organization_id: int, plan: ratelimit.PlanLimits) -> None:
-    cached = _local_plans.get(organization_id)
-    now = time.monotonic()
-    if cached is not None and cached[0] is plan and cached[1] - now > settings.GATEWAY_LOCAL_PLAN_TTL / 2:
-        return  # the same plan, remembered recently enough
-    if len(_local_plans) > 50_000 and organization_id not in _local_plans:
-        _local_plans.clear()
-    _local_plans[organization_id] = (plan, now + settings.GATEWAY_LOCAL_PLAN_TTL)
-
-
-def _fallback_plan(organization_id: int) -> ratelimit.PlanLimits:
-    cached = _local_plans.get(organization_id)
-    if cached is not None and cached[1] > time.monotonic():
-        return cached[0]
-    from billing import selectors
-
-    plan = selectors.organization_plan_limits(organization_id=organization_id)
-    _remember_plan(organization_id, plan)
-    return plan
-
-
 def upgrade_url() -> str:
     return settings.BILLING_UPGRADE_URL
 
 
-def admit(
-    *, organization_id: int, key_id: str, endpoint: str, cost: int, meter_endpoint: str
-) -> ratelimit.GateResult:
-    """Check and consume the limits of one request and meter its outcome (see module docstring);
-    never raises for Redis."""
-    now = ratelimit.now_us()
-    result = None
-    args = {
-        "organization_id": organization_id,
-        "key_id": key_id,
-        "endpoint": endpoint,
-        "cost": cost,
-        "meter_endpoint": meter_endpoint,
-    }  # no "now": the script uses Redis's clock (tests: ratelimit.clock_override)
-    if ratelimit.client.available():
-        try:
-            result = ratelimit.gate(**args)
-            if result is None:  # cold: Redis does not know the organization's plan yet
-                from billing import services
-
-                services.organization_plan_load(organization_id=organization_id, now_us=now)
-                result = ratelimit.gate(**args)
-        except ratelimit.RedisUnavailable:
-            result = None
-        except ratelimit.redis.RedisError as exc:  # from the cold path
-            ratelimit.client.mark_down(exc)
-            result = None
-    if result is None:
-        plan = _fallback_plan(organization_id)
-        return ratelimit.local_limiter.gate(
-            organization_id=organization_id, key_id=key_id, plan=plan, endpoint=endpoint, now=now
-        )
-    _remember_plan(organization_id, result.plan)
-    return result
-
-
 @functools.lru_cache(maxsize=1024)
-def _policy_header(plan: ratelimit.PlanLimits) -> str:
+def _policy_header(plan: PlanLimits) -> str:
     return (
         f'"minute";q={plan.rate_per_minute};w=60, "key-minute";q={plan.key_rate_per_minute};w=60, '
-        f'"month";q={plan.monthly_credits};w={ratelimit.MONTH_POLICY_WINDOW}'
+        f'"month";q={plan.monthly_credits};w={limits.MONTH_POLICY_WINDOW}'
     )
 
 
-def rate_limit_headers(result: ratelimit.GateResult) -> dict[str, str]:
+def rate_limit_headers(result: GateResult) -> dict[str, str]:
     return {
         "RateLimit-Policy": _policy_header(result.plan),
         "RateLimit": (
@@ -205,16 +147,16 @@ def rate_limit_headers(result: ratelimit.GateResult) -> dict[str, str]:
     }
 
 
-def refusal(result: ratelimit.GateResult, endpoint: str) -> ProblemError | None:
+def refusal(result: GateResult, endpoint: str) -> ProblemError | None:
     plan = result.plan
-    if result.status == ratelimit.RATE_LIMITED:
+    if result.status == limits.RATE_LIMITED:
         return ProblemError(
             problems.RATE_LIMITED,
             f"Rate limit of the {plan.display_name} plan exceeded; retry in {result.retry_after_s} s.",
             extra={"retry_after": result.retry_after_s, "plan": plan.name},
             headers={"Retry-After": str(max(1, result.retry_after_s))},
         )
-    if result.status == ratelimit.QUOTA_EXCEEDED:
+    if result.status == limits.QUOTA_EXCEEDED:
         return ProblemError(
             QUOTA_EXCEEDED,
             f"The {plan.monthly_credits} monthly credits of the {plan.display_name} plan are used up; "
@@ -222,7 +164,7 @@ def refusal(result: ratelimit.GateResult, endpoint: str) -> ProblemError | None:
             extra={"plan": plan.name, "upgrade_url": upgrade_url()},
             headers={"Retry-After": str(result.month_reset_s)},
         )
-    if result.status == ratelimit.ENDPOINT_NOT_IN_PLAN:
+    if result.status == limits.ENDPOINT_NOT_IN_PLAN:
         return ProblemError(
             PLAN_UPGRADE_REQUIRED,
             f"The {endpoint} endpoint is not included in the {plan.display_name} plan.",
@@ -242,9 +184,9 @@ class PublicAPIView(APIView):
     gateway: bool = True  # False: no limits and no metering (benchmark twin only)
     schema = GatewayAutoSchema()
 
-    gate_result: ratelimit.GateResult | None = None
-    _reserved: int = 0
-    _gate_now: int = 0
+    gate_result: GateResult | None = None
+    _reserved: int = 0  # credits consumed in Redis, given back if the request does not succeed
+    _charge: int = 0  # credits this request costs (metered when it succeeds)
 
     def get_credit_cost(self, request) -> int:
         """Credits this request costs; override for request-dependent costs (documented per view)."""
@@ -259,7 +201,7 @@ class PublicAPIView(APIView):
             return
         cost = max(0, int(self.get_credit_cost(request)))
         endpoint = self.endpoint_name if self.plan_gated else ""
-        result = admit(
+        result = gate.admit(
             organization_id=principal.organization_id,
             key_id=principal.key_id,
             endpoint=endpoint,
@@ -303,7 +245,7 @@ class PublicAPIView(APIView):
         if result is not None and result.metered_bucket:
             # The gate call already counted this request: as 2xx with its credits if admitted,
             # as 4xx if refused. Only a different outcome costs a (second) round trip.
-            admitted = result.status == ratelimit.ADMITTED
+            admitted = result.status == limits.ADMITTED
             counted_as = "2xx" if admitted else "4xx"
             actual = metering.status_class(status)
             if actual == counted_as:
@@ -324,15 +266,15 @@ class PublicAPIView(APIView):
         principal = getattr(request, "_auth", None)  # never re-run authentication here
         organization_id = getattr(principal, "organization_id", None)
         key_id = getattr(principal, "key_id", "") if organization_id else ""
-        succeeded = status < 400 and result is not None and result.status == ratelimit.ADMITTED
+        succeeded = status < 400 and result is not None and result.status == limits.ADMITTED
         metering.record(
             metering.Hit(
                 organization_id=organization_id,
                 key_id=key_id or "",
                 endpoint=self.endpoint_name or type(self).__name__,
                 status=status,
-                credits=getattr(self, "_charge", 0) if succeeded else 0,
-                now_us=ratelimit.now_us(),
+                credits=self._charge if succeeded else 0,
+                now_us=gate.now_us(),
             )
         )
 

@@ -61,7 +61,7 @@ from rest_framework.views import APIView
 from rest_framework_api_key.permissions import HasAPIKey
 
 from apiplatform.urls import urlpatterns as project
-from apiplatform import ratelimit
+from billing import gate
 from billing.views import PingAuthOnlyView, PingView
 
 
@@ -85,7 +85,7 @@ class StockLimits(APIView):
 class PingFloor(PingAuthOnlyView):
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        conn = ratelimit.client._gate_connection()  # the gateway's own connection
+        conn = gate.thread_connection()  # the gateway's own connection
         conn.send_packed_command([b"*1\\r\\n$4\\r\\nPING\\r\\n"], check_health=False)
         assert conn.read_response() == "PONG"
 

@@ -41,8 +41,11 @@ class OrganizationPlanAdmin(admin.ModelAdmin):
     readonly_fields = ["started_at", "updated_at"]
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        services.organization_plan_set(organization=obj.organization, plan_name=obj.plan.name)
+        """The service saves the row (not the admin: the service must see the plan before the
+        change, so that a new plan restarts ``started_at``) and republishes the limits."""
+        fields = {name: getattr(obj, name) for name in services.ASSIGNMENT_EDITABLE_FIELDS}
+        row = services.organization_plan_set(organization=obj.organization, plan_name=obj.plan.name, **fields)
+        obj.started_at, obj.updated_at = row.started_at, row.updated_at
 
 
 @admin.register(UsageRecord)

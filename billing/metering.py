@@ -1,13 +1,13 @@
 """Usage metering: counted in Redis on the request path, flushed to PostgreSQL exactly once.
 
-Request path. Counts live in one Redis hash, fields ::
+Request path. Counts live in one Redis hash (keys and field format: ``billing.redis_layout``) ::
 
     "<hour>|<org>|<key>|<endpoint>|<class>|n"   requests
     "<hour>|<org>|<key>|<endpoint>|<class>|c"   credits
 
-The gate script (``apiplatform.ratelimit.gate``) adds every request it decides on, in the same
-call: admitted as 2xx with its credits, refused as 4xx. ``correct`` moves an admitted request
-that ended otherwise (one more round trip, with the refund of its reserved credits pipelined);
+The gate script (``billing.gate``) adds every request it decides on, in the same call: admitted
+as 2xx with its credits, refused as 4xx. ``correct`` moves an admitted request that ended
+otherwise (one more round trip, with the refund of its reserved credits pipelined);
 ``record`` counts requests that never reached the gate (401s, Redis fallback). Counts are signed:
 a correction may reach PostgreSQL in a later batch than the request it corrects.
 
@@ -40,8 +40,18 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Organization
-from apiplatform import ratelimit
+from apiplatform import redis_access
 from billing.models import UsageFlushBatch
+from billing.redis_layout import (
+    month_key,
+    parse_usage_counter,
+    split_usage_field,
+    usage_batch_key,
+    usage_bucket,
+    usage_counter,
+    usage_live_key,
+    usage_pending_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,24 +80,12 @@ RETURNING batch_id
 """
 
 
-def live_key() -> str:
-    return ratelimit.usage_live_key()
-
-
-def batch_key(batch_id: str) -> str:
-    return ratelimit._k("{usage}", "batch", batch_id)
-
-
-def pending_key() -> str:
-    return ratelimit._k("{usage}", "pending")
+_redis = redis_access.connection("gateway")  # the gate's connection: its keys, its back-off
 
 
 def status_class(status: int) -> str:
+    """The status class a response is counted in: ``2xx`` ... ``5xx`` (1xx counts as 2xx)."""
     return f"{min(5, max(2, status // 100))}xx"
-
-
-def hour_of(now_us: int) -> int:
-    return (now_us // ratelimit.US) // 3600 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,30 +107,29 @@ return 1
 """
 
 
-def _script(source_attr: str, r):
-    script = _scripts.get(source_attr)
+_scripts: dict[str, redis.commands.core.Script] = {}
+
+
+def _script(source: str, r: redis.Redis) -> redis.commands.core.Script:
+    script = _scripts.get(source)
     if script is None or script.registered_client is not r:
-        script = _scripts[source_attr] = r.register_script(globals()[source_attr])
+        script = _scripts[source] = r.register_script(source)
     return script
-
-
-_scripts: dict = {}
 
 
 def record(hit: Hit) -> None:
     """Count one request that the gate did not meter (no organization, Redis fallback, refused
     before the gate): one Redis round trip; straight into PostgreSQL if Redis is unreachable."""
-    base = ratelimit.usage_bucket(
+    bucket = usage_bucket(
         now=hit.now_us, organization_id=hit.organization_id, key_id=hit.key_id, endpoint=hit.endpoint
     )
-    field = f"{base}|{status_class(hit.status)}"
+    counter = usage_counter(bucket, status_class(hit.status))
     try:
-        r = ratelimit.redis_client()
-        _script("_METER_LUA", r)(keys=[live_key()], args=[field, hit.credits], client=r)
-    except (redis.RedisError, ratelimit.RedisUnavailable) as exc:
-        if isinstance(exc, redis.RedisError):
-            ratelimit.client.mark_down(exc)
-        _record_direct({field: [1, hit.credits]})
+        with _redis.breaker.guard():
+            r = _redis.client()
+            _script(_METER_LUA, r)(keys=[usage_live_key()], args=[counter, hit.credits], client=r)
+    except redis_access.ERRORS:  # backing off, or the failure the breaker just recorded
+        _record_direct({counter: [1, hit.credits]})
 
 
 _CORRECT_LUA = """
@@ -161,20 +158,22 @@ def correct(
     ``to_class`` (costing ``credits_to``). Moves the count, and gives back ``refund`` reserved
     credits, in one round trip. Only for the uncommon outcomes (errors, 3xx)."""
     try:
-        r = ratelimit.redis_client()
-        args = [bucket, from_class, to_class, credits_from, credits_to]
-        if refund and organization_id:
-            pipe = r.pipeline(transaction=False)
-            _script("_CORRECT_LUA", r)(keys=[live_key()], args=args, client=pipe)
-            pipe.decrby(ratelimit.month_key(organization_id, month), refund)
-            pipe.execute()
-        else:
-            _script("_CORRECT_LUA", r)(keys=[live_key()], args=args, client=r)
-    except (redis.RedisError, ratelimit.RedisUnavailable) as exc:
-        if isinstance(exc, redis.RedisError):
-            ratelimit.client.mark_down(exc)
+        with _redis.breaker.guard():
+            r = _redis.client()
+            args = [bucket, from_class, to_class, credits_from, credits_to]
+            if refund and organization_id:
+                pipe = r.pipeline(transaction=False)
+                _script(_CORRECT_LUA, r)(keys=[usage_live_key()], args=args, client=pipe)
+                pipe.decrby(month_key(organization_id, month), refund)
+                pipe.execute()
+            else:
+                _script(_CORRECT_LUA, r)(keys=[usage_live_key()], args=args, client=r)
+    except redis_access.ERRORS:  # backing off, or the failure the breaker just recorded
         _record_direct(
-            {f"{bucket}|{from_class}": [-1, -credits_from], f"{bucket}|{to_class}": [1, credits_to]}
+            {
+                usage_counter(bucket, from_class): [-1, -credits_from],
+                usage_counter(bucket, to_class): [1, credits_to],
+            }
         )
 
 
@@ -190,8 +189,8 @@ def _record_direct(rows: dict[str, list[int]]) -> None:
 def _aggregate(data: dict[str, str]) -> dict[str, list[int]]:
     rows: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for field, value in data.items():
-        base, _, kind = field.rpartition("|")
-        rows[base][0 if kind == "n" else 1] += int(value)
+        counter, kind = split_usage_field(field)
+        rows[counter][0 if kind == "n" else 1] += int(value)
     return rows
 
 
@@ -200,14 +199,14 @@ def _upsert(rows: dict[str, list[int]]) -> list[dict]:
     which are left out so that one unattributable counter never blocks the rest of the batch."""
     now = timezone.now()
     params = []
-    for base, (requests, credit_count) in rows.items():
+    for counter, (requests, credit_count) in rows.items():
         if not requests and not credit_count:
             continue  # a request counted and moved to another class within the same batch
-        hour, org, key_id, endpoint, cls = base.split("|", 4)
+        hour, org, key_id, endpoint, cls = parse_usage_counter(counter)
         params.append(
             (
-                datetime.fromtimestamp(int(hour), tz=UTC),
-                int(org) or None,
+                datetime.fromtimestamp(hour, tz=UTC),
+                org,
                 key_id,
                 endpoint,
                 cls,
@@ -251,16 +250,18 @@ class FlushResult:
 
 def usage_flush(*, progress=None) -> FlushResult:
     """Move everything counted so far from Redis into ``UsageRecord``; see the module docstring."""
-    r = ratelimit.client.get()
-    pending = sorted(r.smembers(pending_key()))
+    r = _redis.client()
+    pending = sorted(r.smembers(usage_pending_key()))
     batch_id = f"{time.time_ns()}-{uuid.uuid4().hex[:12]}"
-    rotated = r.eval(_ROTATE_LUA, 3, live_key(), batch_key(batch_id), pending_key(), batch_id)
+    rotated = r.eval(
+        _ROTATE_LUA, 3, usage_live_key(), usage_batch_key(batch_id), usage_pending_key(), batch_id
+    )
     if rotated:
         pending.append(batch_id)
     _checkpoint("after_rotate")
     result = FlushResult(batches=len(pending))
     for bid in pending:
-        data = r.hgetall(batch_key(bid))
+        data = r.hgetall(usage_batch_key(bid))
         rows = _aggregate(data)
         requests = sum(v[0] for v in rows.values())
         credit_total = sum(v[1] for v in rows.values())
@@ -286,8 +287,8 @@ def usage_flush(*, progress=None) -> FlushResult:
             _checkpoint("before_commit")
         _checkpoint("after_commit")
         pipe = r.pipeline(transaction=True)
-        pipe.delete(batch_key(bid))
-        pipe.srem(pending_key(), bid)
+        pipe.delete(usage_batch_key(bid))
+        pipe.srem(usage_pending_key(), bid)
         pipe.execute()
         if first_time:
             result.applied += 1

@@ -1,14 +1,16 @@
-"""Reads of the billing app: plans, an organization's plan, usage reports."""
+"""Reads of the billing app: plans, an organization's plan, usage reports. Nothing here writes."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
+from django.conf import settings
 from django.db.models import Sum
 from django.db.models.functions import TruncDay
 
-from apiplatform.ratelimit import PlanLimits
+from billing.limits import PlanLimits
 from billing.models import MAX_RATE_PER_MINUTE, OrganizationPlan, Plan, UsageRecord
+from billing.plans import DEFAULT_PLANS
 
 
 def _csv(values: list[str] | None) -> str:
@@ -40,10 +42,19 @@ def organization_plan_limits(*, organization_id: int) -> PlanLimits:
     row = OrganizationPlan.objects.select_related("plan").filter(organization_id=organization_id).first()
     if row is not None:
         return plan_limits(plan=row.plan, version=version_of(row.updated_at, row.plan.updated_at))
-    from billing.services import plan_default
-
-    plan = plan_default()
+    plan = default_plan()
     return plan_limits(plan=plan, version=version_of(plan.updated_at))
+
+
+def default_plan() -> Plan:
+    """The default plan (``BILLING_DEFAULT_PLAN``): its row, or, if the row is missing, an unsaved
+    ``Plan`` built from its definition in ``billing.plans`` (``billing.services.plan_default``
+    recreates the row; a read never does)."""
+    name = settings.BILLING_DEFAULT_PLAN
+    plan = Plan.objects.filter(name=name).first()
+    if plan is None:
+        plan = Plan(name=name, **DEFAULT_PLANS.get(name, DEFAULT_PLANS["free"]))
+    return plan
 
 
 def organization_credits_in_month(*, organization_id: int, month_start: datetime) -> int:

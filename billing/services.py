@@ -1,8 +1,8 @@
 """Writes of the billing app.
 
 Plans and assignments live in PostgreSQL; the gateway reads a copy of each organization's limits
-from Redis (``apiplatform.ratelimit.publish_plan``). Every write here republishes the copy after
-the transaction commits, so the very next request in every process sees the change.
+from Redis (``billing.plan_cache``). Every write here republishes the copy after the transaction
+commits, so the very next request in every process sees the change.
 """
 
 from __future__ import annotations
@@ -15,10 +15,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apiplatform import ratelimit
+from accounts.models import Organization
+from apiplatform import redis_access
 from billing import selectors
+from billing.limits import PlanLimits, month_bounds
 from billing.models import OrganizationPlan, Plan
+from billing.plan_cache import drop_plan, publish_plan
 from billing.plans import DEFAULT_PLANS
+from billing.redis_layout import month_key
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +41,18 @@ PLAN_EDITABLE_FIELDS = {
     "sort_order",
 }
 
+# The subscription fields of an assignment that may be set with its plan (admin; Stripe later).
+ASSIGNMENT_EDITABLE_FIELDS = {"status", "stripe_customer_id", "stripe_subscription_id", "current_period_end"}
+
 
 class UnknownPlan(ValueError):
     pass
 
 
-def _publish_later(organization_id: int, limits: ratelimit.PlanLimits) -> None:
+def _publish_later(organization_id: int, limits: PlanLimits) -> None:
     def publish() -> None:
         try:
-            ratelimit.publish_plan(organization_id, limits)
+            publish_plan(organization_id, limits)
         except redis.RedisError:
             # Stale limits would stay in Redis: drop them so the next request reloads from the DB.
             logger.exception("could not publish the plan of organization %s", organization_id)
@@ -56,14 +63,20 @@ def _publish_later(organization_id: int, limits: ratelimit.PlanLimits) -> None:
 
 def _forget(organization_id: int) -> None:
     try:
-        ratelimit.client.get().delete(ratelimit.plan_key(organization_id))
+        drop_plan(organization_id)
     except redis.RedisError:
         logger.exception("could not drop the cached plan of organization %s", organization_id)
 
 
 @transaction.atomic
-def organization_plan_set(*, organization, plan_name: str) -> OrganizationPlan:
-    """Put ``organization`` on the plan named ``plan_name``; effective on its next request."""
+def organization_plan_set(*, organization, plan_name: str, **fields) -> OrganizationPlan:
+    """Put ``organization`` on the plan named ``plan_name``; effective on its next request.
+
+    A changed plan restarts the assignment (``started_at``). ``fields`` also sets subscription
+    fields of the assignment (``ASSIGNMENT_EDITABLE_FIELDS``; the admin form)."""
+    unknown = set(fields) - ASSIGNMENT_EDITABLE_FIELDS
+    if unknown:
+        raise ValueError(f"not editable: {sorted(unknown)}")
     try:
         plan = Plan.objects.get(name=plan_name)
     except Plan.DoesNotExist:
@@ -71,14 +84,17 @@ def organization_plan_set(*, organization, plan_name: str) -> OrganizationPlan:
         raise UnknownPlan(f"unknown plan {plan_name!r} (plans: {names})") from None
     now = timezone.now()
     row, created = OrganizationPlan.objects.select_for_update().get_or_create(
-        organization_id=organization.pk, defaults={"plan": plan, "started_at": now, "updated_at": now}
+        organization_id=organization.pk,
+        defaults={"plan": plan, "started_at": now, "updated_at": now, **fields},
     )
     if not created:
         if row.plan_id != plan.pk:
             row.started_at = now
         row.plan = plan
         row.updated_at = now
-        row.save(update_fields=["plan", "started_at", "updated_at"])
+        for name, value in fields.items():
+            setattr(row, name, value)
+        row.save(update_fields=["plan", "started_at", "updated_at", *fields])
     limits = selectors.plan_limits(plan=plan, version=selectors.version_of(row.updated_at, plan.updated_at))
     _publish_later(organization.pk, limits)
     logger.info("organization %s is now on plan %s", organization.pk, plan.name)
@@ -109,14 +125,14 @@ def plan_publish(*, plan: Plan) -> int:
 
     def publish() -> None:
         try:
-            r = ratelimit.client.get()
+            r = redis_access.client("gateway")
             for start in range(0, len(rows), 500):
                 pipe = r.pipeline(transaction=False)
                 for org_id, updated_at in rows[start : start + 500]:
                     limits = selectors.plan_limits(
                         plan=plan, version=selectors.version_of(updated_at, plan.updated_at)
                     )
-                    ratelimit.publish_plan(org_id, limits, pipeline=pipe)
+                    publish_plan(org_id, limits, pipeline=pipe)
                 pipe.execute()
         except redis.RedisError:
             logger.exception("could not republish plan %s; dropping cached copies", plan.name)
@@ -139,14 +155,12 @@ def plan_default() -> Plan:
     return plan
 
 
-def organization_plan_load(*, organization_id: int, now_us: int) -> ratelimit.PlanLimits:
+def organization_plan_load(*, organization_id: int, now_us: int) -> PlanLimits:
     """Cold path of the gateway: Redis has no plan for the organization (first request, or Redis
     lost its data). Assign the default plan if needed, seed this month's credit counter from the
     usage already in PostgreSQL, and publish the limits."""
     with transaction.atomic():
         if not OrganizationPlan.objects.filter(organization_id=organization_id).exists():
-            from accounts.models import Organization
-
             org = Organization.objects.filter(pk=organization_id).first()
             if org is not None:
                 default = plan_default()
@@ -156,10 +170,10 @@ def organization_plan_load(*, organization_id: int, now_us: int) -> ratelimit.Pl
                     defaults={"plan": default, "started_at": now, "updated_at": now},
                 )
         limits = selectors.organization_plan_limits(organization_id=organization_id)
-    month, _ = ratelimit.month_bounds(now_us)
+    month, _ = month_bounds(now_us)
     month_start = datetime(int(month[:4]), int(month[4:]), 1, tzinfo=UTC)
     used = selectors.organization_credits_in_month(organization_id=organization_id, month_start=month_start)
-    r = ratelimit.client.get()
-    r.set(ratelimit.month_key(organization_id, month), used, nx=True, ex=40 * 86_400)
-    ratelimit.publish_plan(organization_id, limits)
+    r = redis_access.client("gateway")
+    r.set(month_key(organization_id, month), used, nx=True, ex=40 * 86_400)
+    publish_plan(organization_id, limits)
     return limits

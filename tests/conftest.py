@@ -27,13 +27,12 @@ def reset_process_state() -> None:
     """Forget what this process keeps between requests (as a freshly started web process would):
     the API-key cache and failure memo, the gateway's Redis client and fallback state, the coin-id memo."""
     from accounts import failures, keycache
-    from apiplatform import gateway, ratelimit, redis_access
+    from apiplatform import redis_access
+    from billing import gate
     from marketdata.api import queries
 
     redis_access.reset_all()
-    ratelimit.client.reset()
-    gateway._local_plans.clear()
-    ratelimit.local_limiter._tat.clear()
+    gate.reset()
     keycache.clear_local_cache()
     failures.clear()
     queries._coin_memo.clear()

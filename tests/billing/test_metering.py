@@ -6,13 +6,15 @@ import random
 
 import pytest
 
-from apiplatform import ratelimit
+from apiplatform import redis_access
 from billing import metering
+from billing.limits import US
 from billing.models import UsageFlushBatch, UsageRecord
+from billing.redis_layout import hour_of, usage_pending_key
 
 pytestmark = pytest.mark.django_db
 
-HOUR = 1_790_000_000 * ratelimit.US
+HOUR = 1_790_000_000 * US
 
 
 class Killed(Exception):
@@ -32,7 +34,7 @@ def hits(org_id: int, n: int, seed: int):
                 endpoint=rng.choice(["prices", "candles"]),
                 status=status,
                 credits=cost,
-                now_us=HOUR + rng.randrange(3 * 3600) * ratelimit.US,
+                now_us=HOUR + rng.randrange(3 * 3600) * US,
             )
         )
     return out
@@ -75,15 +77,15 @@ def test_interrupted_flush_rerun_neither_loses_nor_double_counts(org, monkeypatc
     # per bucket too, computed independently from the hits
     expected: dict[tuple, int] = {}
     for h in every:
-        bucket = (metering.hour_of(h.now_us), h.key_id, h.endpoint, metering.status_class(h.status))
+        bucket = (hour_of(h.now_us), h.key_id, h.endpoint, metering.status_class(h.status))
         expected[bucket] = expected.get(bucket, 0) + 1
     got = {
         (int(r.hour.timestamp()), r.key_id, r.endpoint, r.status_class): r.requests
         for r in UsageRecord.objects.all()
     }
     assert got == expected
-    r = ratelimit.client.get()
-    assert r.scard(metering.pending_key()) == 0
+    r = redis_access.client("gateway")
+    assert r.scard(usage_pending_key()) == 0
 
 
 def test_an_already_applied_batch_is_skipped(org, monkeypatch):
@@ -183,4 +185,4 @@ def test_counters_of_an_unknown_organization_are_quarantined_and_the_rest_lands(
     assert sum(q["credits"] for q in batch.quarantined) == sum(h.credits for h in stray)
     assert {q["organization_id"] for q in batch.quarantined} == {org.pk + 10_000}
     assert (batch.requests, batch.credits) == (len(good), sum(h.credits for h in good))
-    assert ratelimit.client.get().scard(metering.pending_key()) == 0
+    assert redis_access.client("gateway").scard(usage_pending_key()) == 0

@@ -7,8 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from apiplatform import gateway, ratelimit
-from billing import metering, services
+from billing import gate, metering, services
+from billing.limits import US, month_bounds
 from billing.models import UsageRecord
 from tests.gateway.conftest import key_client, parse_ratelimit
 from tests.gateway.urls import Echo
@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.gateway.urls")]
 @pytest.fixture
 def clock(monkeypatch):
     """The gateway's clock, frozen; tests move it explicitly."""
-    state = {"now": 1_790_000_000 * ratelimit.US}
-    monkeypatch.setattr(ratelimit, "clock_override", lambda: state["now"])
+    state = {"now": 1_790_000_000 * US}
+    monkeypatch.setattr(gate, "clock_override", lambda: state["now"])
     return state
 
 
@@ -58,7 +58,7 @@ def test_over_the_limit_is_429_problem_with_retry_after_then_reset(tenant, make_
     assert retry_after == 60 // plan.rate_per_minute
     assert parse_ratelimit(refused["RateLimit"])["minute"]["r"] == 0
     assert "RateLimit-Policy" in refused
-    clock["now"] += retry_after * ratelimit.US
+    clock["now"] += retry_after * US
     assert client.get("/v1/test/echo").status_code == 200
     assert client.get("/v1/test/echo").status_code == 429
 
@@ -84,7 +84,7 @@ def test_monthly_quota_exhausted_is_429_with_upgrade_link(tenant, make_plan, clo
     body = refused.json()
     assert body["type"].endswith("/problems/quota-exceeded")
     assert body["upgrade_url"] == settings.BILLING_UPGRADE_URL
-    _month, seconds_to_next_month = ratelimit.month_bounds(clock["now"])
+    _month, seconds_to_next_month = month_bounds(clock["now"])
     assert int(refused["Retry-After"]) == seconds_to_next_month
     assert parse_ratelimit(refused["RateLimit"])["month"] == {"r": 1, "t": seconds_to_next_month}
     assert client.get("/v1/test/echo?limit=1000").status_code == 200  # 1 credit still fits
@@ -196,7 +196,7 @@ def test_gateway_switched_off_adds_nothing(tenant, clock, settings):
     _org, key = tenant()
     response = key_client(key).get("/v1/test/echo")
     assert response.status_code == 200 and "RateLimit" not in response
-    assert not gateway._local_plans
+    assert not gate._fallback_plans
 
 
 def test_a_flush_between_gate_and_answer_still_counts_the_final_status(tenant, make_plan, clock):

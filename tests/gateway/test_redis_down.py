@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from apiplatform import ratelimit
+from billing import gate
 from billing.models import UsageRecord
 from tests.gateway.conftest import key_client
 
@@ -19,7 +19,7 @@ def test_redis_down_fails_open_with_local_limits_and_durable_metering(
     plan = make_plan("local", rate_per_minute=6, burst=3, key_rate_per_minute=6)
     org, key = tenant("local")
     settings.GATEWAY_REDIS_URL = f"redis://127.0.0.1:{closed_port}/0"
-    ratelimit.client.reset()
+    gate.reset()
     client = key_client(key)
     started = time.monotonic()
     assert client.get("/v1/limits").json()["degraded"] is True  # 1 of the burst
@@ -41,9 +41,9 @@ def test_gateway_recovers_when_redis_is_back(tenant, settings, closed_port):
     _org, key = tenant()
     good_url = settings.GATEWAY_REDIS_URL
     settings.GATEWAY_REDIS_URL = f"redis://127.0.0.1:{closed_port}/0"
-    ratelimit.client.reset()
+    gate.reset()
     client = key_client(key)
     assert client.get("/v1/limits").json()["degraded"] is True
     settings.GATEWAY_REDIS_URL = good_url  # the client reconnects on URL change; in production after
-    ratelimit.client.reset()  # GATEWAY_REDIS_RETRY_SECONDS
+    gate.reset()  # GATEWAY_REDIS_RETRY_SECONDS
     assert client.get("/v1/limits").json()["degraded"] is False

@@ -1,0 +1,89 @@
+"""Billing's Redis layout, described once: every key billing writes and the usage-field format.
+
+All keys are named through ``apiplatform.redis_access.key("gw", ...)``
+(``<REDIS_KEY_PREFIX>:gw:...``) and live on the gateway's connection
+(``redis_access.connection("gateway")``):
+
+======================================  ==========================================================
+``gw:plan:<org>``                       hash: the organization's plan limits (``PlanLimits``
+                                        fields, ``v`` = version), written by ``billing.gate.publish_plan``
+``gw:rl:org:<org>``                     the organization's token bucket (GCRA "theoretical arrival
+                                        time", µs)
+``gw:rl:key:<key id>``                  the API key's token bucket
+``gw:credits:<org>:<YYYYMM>``           credits used in that UTC calendar month
+``gw:{usage}:live``                     hash: usage counted since the last flush (fields below)
+``gw:{usage}:batch:<batch id>``         a live hash renamed by the flush, until applied
+``gw:{usage}:pending``                  set: ids of the batches not yet applied
+======================================  ==========================================================
+
+(``{usage}`` is a hash tag: every usage key in one cluster slot, so the flush can rename them
+atomically.)
+
+Usage fields: ``<bucket>|<status class>|n`` (requests) and ``<bucket>|<status class>|c``
+(credits), where the bucket is ``<hour>|<org>|<key id>|<endpoint>`` (:func:`usage_bucket`; the
+hour is :func:`hour_of`, the organization 0 when unknown) and the status class ``2xx`` ... ``5xx``.
+The gate script and billing.metering's scripts append ``|<class>|n`` / ``|<class>|c`` to a bucket.
+"""
+
+from __future__ import annotations
+
+from apiplatform.redis_access import key
+from billing.limits import US
+
+NAMESPACE = "gw"
+
+
+def plan_key(organization_id: int) -> str:
+    return key(NAMESPACE, "plan", organization_id)
+
+
+def tenant_bucket_key(organization_id: int) -> str:
+    return key(NAMESPACE, "rl", "org", organization_id)
+
+
+def key_bucket_key(key_id: str) -> str:
+    return key(NAMESPACE, "rl", "key", key_id)
+
+
+def month_key(organization_id: int, month: str) -> str:
+    return key(NAMESPACE, "credits", organization_id, month)
+
+
+def usage_live_key() -> str:
+    return key(NAMESPACE, "{usage}", "live")
+
+
+def usage_batch_key(batch_id: str) -> str:
+    return key(NAMESPACE, "{usage}", "batch", batch_id)
+
+
+def usage_pending_key() -> str:
+    return key(NAMESPACE, "{usage}", "pending")
+
+
+def hour_of(now_us: int) -> int:
+    """THE hour rule of metering: the start (Unix seconds, UTC) of the hour containing ``now_us``."""
+    return (now_us // US) // 3600 * 3600
+
+
+def usage_bucket(*, now: int, organization_id: int | None, key_id: str, endpoint: str) -> str:
+    """``<hour>|<org>|<key>|<endpoint>``: the bucket part of a usage field (class and kind follow)."""
+    return f"{hour_of(now)}|{organization_id or 0}|{key_id}|{endpoint}"
+
+
+def usage_counter(bucket: str, status_class: str) -> str:
+    """``<bucket>|<status class>``: one counter; its fields add ``|n`` (requests) and ``|c`` (credits)."""
+    return f"{bucket}|{status_class}"
+
+
+def split_usage_field(field: str) -> tuple[str, str]:
+    """A usage field -> (its counter ``<bucket>|<status class>``, ``"n"`` or ``"c"``)."""
+    counter, _, kind = field.rpartition("|")
+    return counter, kind
+
+
+def parse_usage_counter(counter: str) -> tuple[int, int | None, str, str, str]:
+    """``<hour>|<org>|<key>|<endpoint>|<class>`` -> (hour, organization id or None, key id,
+    endpoint, status class)."""
+    hour, org, key_id, endpoint, status_class = counter.split("|", 4)
+    return int(hour), int(org) or None, key_id, endpoint, status_class
