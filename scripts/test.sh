@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: lint (ruff), import rules, types (mypy), migration check, then pytest against the real
-# PostgreSQL and Redis. Extra arguments go to pytest (e.g. scripts/test.sh tests/accounts -x).
+# Runs the whole test suite: lint (ruff), import rules (lint-imports, scripts/check_imports.py),
+# types (mypy), migration check, then pytest against the real PostgreSQL and Redis. Extra arguments
+# go to pytest (e.g. scripts/test.sh tests/accounts -x).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 # Tests get their own Redis databases so a running platform (db 0/1) is never flushed by them.
