@@ -82,10 +82,12 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
             detail = str(exc) or problem.description
 
     if isinstance(exc, drf.APIException):
-        if getattr(exc, "auth_header", None):
-            headers["WWW-Authenticate"] = exc.auth_header
-        if getattr(exc, "wait", None) is not None:
-            headers["Retry-After"] = str(int(exc.wait))
+        auth_header = getattr(exc, "auth_header", None)  # AuthenticationFailed & co.
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+        wait = getattr(exc, "wait", None)  # Throttled
+        if wait is not None:
+            headers["Retry-After"] = str(int(wait))
     if request is not None and isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
         # DRF turns 401 into 403 when no authenticator offers a WWW-Authenticate header; keep 401.
         headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')

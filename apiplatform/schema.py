@@ -17,7 +17,9 @@ class Problem(serializers.Serializer):
     detail = serializers.CharField()
     instance = serializers.CharField(required=False)
     request_id = serializers.CharField(allow_null=True)
-    errors = serializers.ListField(
+    # RFC 9457's member is named "errors", which shadows Serializer.errors (the bound instance's
+    # validation errors, never used on this documentation-only serializer).
+    errors = serializers.ListField(  # type: ignore[assignment]  # see above
         child=inline_serializer(
             "ParameterError", {"parameter": serializers.CharField(), "detail": serializers.CharField()}
         ),

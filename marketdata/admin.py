@@ -4,9 +4,11 @@ and candle lists without a coin filter only show the last hours (so no query sca
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any, cast
 
 from django.contrib import admin
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.functional import cached_property
 
@@ -21,7 +23,8 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list[: self.CAP].count()
+        # the admin pages querysets (the base class types object_list as any sliceable sequence)
+        return cast("QuerySet[Any]", self.object_list)[: self.CAP].count()
 
 
 class CoinFilter(admin.SimpleListFilter):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, overload
 
 from .errors import CoinGeckoShapeError
 from .records import ChartPoint, CoinListItem, MarketRecord, OHLCRecord, ParseResult, Reject, SimplePrice
@@ -34,6 +34,10 @@ def _now(now: datetime | float | None) -> datetime:
     return datetime.fromtimestamp(now, tz=UTC)
 
 
+@overload
+def _number(value: Any, name: str, *, positive: bool = ..., nullable: Literal[False] = ...) -> float: ...
+@overload
+def _number(value: Any, name: str, *, positive: bool = ..., nullable: bool) -> float | None: ...
 def _number(value: Any, name: str, *, positive: bool = False, nullable: bool = False) -> float | None:
     """A finite number (numeric strings from old answers accepted); None if null and nullable."""
     if value is None:
@@ -148,11 +152,14 @@ def parse_coins_list(payload: Any) -> ParseResult[CoinListItem]:
             cid = _string(item, "id")
             if cid in seen:
                 raise _Invalid(f"duplicate id {cid!r}")
-            symbol = item.get("symbol") if isinstance(item.get("symbol"), str) else ""
-            name = item.get("name") if isinstance(item.get("name"), str) else ""
-            platforms = item.get("platforms")
+            symbol, name, platforms = item.get("symbol"), item.get("name"), item.get("platforms")
             result.records.append(
-                CoinListItem(cid, symbol, name, platforms if isinstance(platforms, dict) else None)
+                CoinListItem(
+                    cid,
+                    symbol if isinstance(symbol, str) else "",
+                    name if isinstance(name, str) else "",
+                    platforms if isinstance(platforms, dict) else None,
+                )
             )
             seen.add(cid)
         except _Invalid as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
@@ -11,7 +13,7 @@ from marketdata import indicators, screener
 from marketdata.api import params
 from marketdata.models import TIMEFRAMES
 
-Q = OpenApiParameter.QUERY
+Q: Final = OpenApiParameter.QUERY
 
 
 _BAD_EXAMPLE = {
@@ -55,8 +57,10 @@ problem = problem_response
 PROBLEM_JSON = PROBLEM_CONTENT_TYPE
 
 
-def errors(*, not_found: bool = False, not_modified: bool = False) -> dict:
-    out = {
+def errors(
+    *, not_found: bool = False, not_modified: bool = False
+) -> dict[int | tuple[int, str], OpenApiResponse]:
+    out: dict[int | tuple[int, str], OpenApiResponse] = {
         (400, PROBLEM_JSON): problem(
             "A parameter is invalid (`validation-error`; `errors` names it).", _BAD_EXAMPLE
         ),
@@ -155,7 +159,7 @@ RESPONSE_HEADERS_DOC = (
 
 # --- response components ------------------------------------------------------------------------
 
-snapshot_fields = {
+snapshot_fields: dict[str, serializers.Field] = {
     "price": serializers.FloatField(allow_null=True, help_text="USD."),
     "market_cap": serializers.FloatField(allow_null=True),
     "rank": serializers.IntegerField(allow_null=True, help_text="Upstream market-cap rank."),
@@ -166,7 +170,7 @@ snapshot_fields = {
     "last_updated": serializers.DateTimeField(allow_null=True, help_text="Upstream's update time."),
 }
 
-COIN_FIELDS = {
+COIN_FIELDS: dict[str, serializers.Field] = {
     "id": serializers.CharField(help_text="CoinGecko id."),
     "symbol": serializers.CharField(),
     "name": serializers.CharField(),
@@ -230,7 +234,7 @@ Prices = inline_serializer(
         ),
     },
 )
-CANDLE_FIELDS = {
+CANDLE_FIELDS: dict[str, serializers.Field] = {
     "time": serializers.DateTimeField(help_text="Bucket start, ISO 8601 UTC."),
     "open": serializers.FloatField(),
     "high": serializers.FloatField(),
@@ -254,7 +258,7 @@ CandleList = inline_serializer(
         "next_cursor": serializers.CharField(allow_null=True),
     },
 )
-POINT_FIELDS = {
+POINT_FIELDS: dict[str, serializers.Field] = {
     "time": serializers.DateTimeField(),
     "value": serializers.FloatField(allow_null=True, required=False, help_text="Single-output indicators."),
     "macd": serializers.FloatField(allow_null=True, required=False),
@@ -276,7 +280,7 @@ IndicatorSeries = inline_serializer(
         "next_cursor": serializers.CharField(allow_null=True),
     },
 )
-RANKING_FIELDS = {
+RANKING_FIELDS: dict[str, serializers.Field] = {
     "rank": serializers.IntegerField(),
     "id": serializers.CharField(),
     "symbol": serializers.CharField(),
@@ -298,7 +302,7 @@ Rankings = inline_serializer(
         "next_offset": serializers.IntegerField(allow_null=True),
     },
 )
-SCREENER_FIELDS = {
+SCREENER_FIELDS: dict[str, serializers.Field] = {
     "id": serializers.CharField(),
     "symbol": serializers.CharField(),
     "name": serializers.CharField(),

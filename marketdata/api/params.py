@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NoReturn
 
 from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework.exceptions import ValidationError
@@ -27,7 +28,7 @@ MAX_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
-def fail(parameter: str, message: str):
+def fail(parameter: str, message: str) -> NoReturn:
     raise ValidationError({parameter: [message]})
 
 

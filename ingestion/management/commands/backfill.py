@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ingestion import pipeline
 
@@ -20,7 +21,7 @@ class Command(BaseCommand):
         "market cap). Resumable (per-series watermarks) and idempotent; 1h history is rolled up to 1d."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--coins", required=True, help="comma-separated upstream ids, or 'active'")
         parser.add_argument("--timeframe", required=True, choices=sorted(pipeline.BACKFILL_INTERVALS))
         parser.add_argument("--days", type=int, default=30)
@@ -28,7 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--end", type=_time, help="ISO 8601 (default: now)")
         parser.add_argument("--no-progress", action="store_true")
 
-    def handle(self, *args, **opts):
+    def handle(self, *args: Any, **opts: Any) -> None:
         from ingestion.coingecko import CoinGeckoClient
         from marketdata.models import Coin
 

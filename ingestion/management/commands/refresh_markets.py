@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from ingestion import pipeline
 
@@ -15,11 +16,11 @@ class Command(BaseCommand):
         "1m candles, roll-ups. Prints what it did."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--per-page", type=int, default=250)
         parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
-    def handle(self, *args, **opts):
+    def handle(self, *args: Any, **opts: Any) -> None:
         from ingestion.coingecko import CoinGeckoClient
 
         with CoinGeckoClient.from_settings() as client:

@@ -13,8 +13,9 @@ import csv
 import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, Literal, overload
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from marketdata import services
@@ -45,6 +46,10 @@ def parse_time(value: str) -> datetime:
     return EPOCH + timedelta(seconds=seconds)
 
 
+@overload
+def parse_number(name: str, value: str | None, *, optional: Literal[False] = ...) -> float: ...
+@overload
+def parse_number(name: str, value: str | None, *, optional: bool) -> float | None: ...
 def parse_number(name: str, value: str | None, *, optional: bool = False) -> float | None:
     if value is None or value.strip() == "":
         if optional:
@@ -78,7 +83,7 @@ def parse_row(row: dict[str, str], timeframe: str) -> Parsed:
 class Command(BaseCommand):
     help = "Import candles of one coin and timeframe from a CSV file (time,open,high,low,close,volume)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", type=Path)
         parser.add_argument("--coin", required=True, help="coin: upstream id (e.g. bitcoin) or numeric id")
         parser.add_argument("--timeframe", required=True, choices=TIMEFRAMES)
@@ -87,7 +92,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-rollup", action="store_true", help="do not roll up higher timeframes")
         parser.add_argument("--no-progress", action="store_true")
 
-    def handle(self, *args, **opts):
+    def handle(self, *args: Any, **opts: Any) -> None:
         coin = Coin.objects.filter(upstream_id=opts["coin"]).first()
         if coin is None and opts["coin"].isdigit():
             coin = Coin.objects.filter(pk=int(opts["coin"])).first()
@@ -103,7 +108,7 @@ class Command(BaseCommand):
         span: list[datetime] = []
         batch: list[services.CandleRow] = []
 
-        def flush():
+        def flush() -> None:
             if batch:
                 total.merge(services.candles_upsert(rows=batch, source=opts["source"]))
                 span.extend((min(r.bucket_start for r in batch), max(r.bucket_start for r in batch)))
