@@ -28,7 +28,7 @@ def reset_process_state() -> None:
     the API-key cache and failure memo, the gateway's Redis client and fallback state, the coin-id memo."""
     from accounts import failures, keys
     from apiplatform import gateway, ratelimit, redis_access
-    from marketdata.api import queries
+    from marketdata import selectors
 
     redis_access.reset_all()
     ratelimit.client.reset()
@@ -36,7 +36,7 @@ def reset_process_state() -> None:
     ratelimit.local_limiter._tat.clear()
     keys.clear_local_cache()
     failures.clear()
-    queries._coin_memo.clear()
+    selectors.coin_memo_clear()
 
 
 @pytest.fixture(autouse=True)
