@@ -71,6 +71,7 @@ def grace() -> timedelta:
 
 
 def stale_after() -> timedelta:
+    """How long an active coin may go without an upstream update before it is stale."""
     return timedelta(minutes=settings.INGESTION_QUALITY_STALE_MINUTES)
 
 

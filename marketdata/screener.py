@@ -1,4 +1,5 @@
-"""The screener: a precomputed table of the latest indicators of every coin, and its filters.
+"""The screener: a precomputed table of the latest indicators of every coin (filtered by
+:func:`marketdata.selectors.screener_page`); :data:`FIELDS` names its columns.
 
 :func:`latest_indicators_refresh` recomputes, for one timeframe, the indicators of the newest
 CLOSED candle of every active coin with the fixed parameters in :data:`SCREENER_PARAMS`, writes
