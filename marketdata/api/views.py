@@ -14,6 +14,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import orjson
 from django.http import Http404, StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
@@ -432,8 +433,6 @@ class CandleListView(ResponseCacheMixin, MarketDataView):
         etag = hit.etag[:-1] + '-csv"'
         if caching.if_none_match(request, etag):
             return caching.respond(request, hit, etag=etag)
-        import orjson
-
         doc = orjson.loads(hit.body)
         cols = selectors.CANDLE_COLUMNS
 
