@@ -304,6 +304,21 @@ INGESTION_REFETCH_PER_RUN = env_int("INGESTION_REFETCH_PER_RUN", 50)
 INGESTION_RUN_RETENTION_DAYS = env_int("INGESTION_RUN_RETENTION_DAYS", 30)  # runs kept (housekeeping)
 # Where jobs outside ingestion (marketdata's) record their runs (apiplatform/jobs/runs.py).
 JOBS_RUN_RECORDER = "ingestion.services.ingestion_run_record"
+# Data quality (docs/ingestion.md): windows per timeframe ("timeframe=minutes,..."), the grace after a
+# bucket's end before it counts as missing, the jump rule (z * the series' own sigma, at least
+# JUMP_MIN log deviation), when a coin is stale, and how often a still-open flag is re-fetched.
+INGESTION_QUALITY_MISSING_LOOKBACK = env_str(
+    "INGESTION_QUALITY_MISSING_LOOKBACK", "1m=180,1h=10080,1d=525600"
+)
+INGESTION_QUALITY_JUMP_LOOKBACK = env_str("INGESTION_QUALITY_JUMP_LOOKBACK", "1m=180,1h=10080")
+INGESTION_QUALITY_GRACE_MINUTES = env_int("INGESTION_QUALITY_GRACE_MINUTES", 3)
+INGESTION_QUALITY_JUMP_Z = env_float("INGESTION_QUALITY_JUMP_Z", 12.0)
+INGESTION_QUALITY_JUMP_MIN = env_float("INGESTION_QUALITY_JUMP_MIN", 0.05)
+INGESTION_QUALITY_STALE_MINUTES = env_int("INGESTION_QUALITY_STALE_MINUTES", 30)
+INGESTION_REFETCH_RETRY_MINUTES = env_int("INGESTION_REFETCH_RETRY_MINUTES", 60)
+INGESTION_REFETCH_MAX = env_int("INGESTION_REFETCH_MAX", 3)
+# A tick more than this factor (either way) from the coin's last accepted price is rejected as a jump.
+PIPELINE_MAX_TICK_JUMP = env_float("PIPELINE_MAX_TICK_JUMP", 5.0)
 
 # --- logging: JSON in production, readable text in development, request/task ids on every line ------
 LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "text")

@@ -7,7 +7,8 @@ management commands call these.
   cap), resumable through per-series watermarks, idempotent.
 - :func:`sync_universe` — /coins/list: new coins added, delisted ones marked inactive, never deleted.
 
-Each returns a summary with ``calls``, ``rows_written``, ``rejects`` and ``details``.
+Each returns a summary with ``calls``, ``rows_written``, ``rejects`` and ``details``. The market
+data tables are read through :mod:`marketdata.selectors` and written through :mod:`marketdata.services`.
 """
 
 from __future__ import annotations
@@ -21,19 +22,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from tqdm import tqdm
 
 from ingestion.coingecko import CoinGeckoError, ohlc_bucket_start
-from marketdata import services
-from marketdata.models import TIMEFRAME_DELTA, Coin, SeriesWatermark
+from marketdata import selectors, services
+from marketdata.models import TIMEFRAME_DELTA
 
 logger = logging.getLogger(__name__)
 
-#: A tick whose price differs from the coin's last accepted price by more than this factor (either
-#: way) is an implausible jump: rejected, counted, and the minute treated as polled without a value.
-MAX_TICK_JUMP = float(getattr(settings, "PIPELINE_MAX_TICK_JUMP", 5.0))
 #: Pages of /coins/markets that may fail in a row before the cycle gives up walking.
 MAX_FAILED_PAGES_IN_A_ROW = 3
 
@@ -108,12 +106,10 @@ def _write_cycle(records, *, now: datetime, summary: Summary) -> dict[str, Any]:
     coin_ids = services.coins_upsert(
         coins=[services.CoinIn(r.id, r.symbol, r.name) for r in records], seen_at=now
     )
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT coin_id, price, last_updated FROM marketdata_marketsnapshot WHERE coin_id = ANY(%s)",
-            [list(coin_ids.values())],
-        )
-        last = {c: (p, t) for c, p, t in cur.fetchall()}
+    last = selectors.snapshot_prices(coin_ids=list(coin_ids.values()))
+    # A tick whose price differs from the coin's last accepted price by more than this factor (either
+    # way) is an implausible jump: rejected, counted, and the minute treated as polled without a value.
+    max_jump = settings.PIPELINE_MAX_TICK_JUMP
     ticks: list[services.TickIn] = []
     snapshots: list[services.SnapshotIn] = []
     jumps = 0
@@ -124,7 +120,7 @@ def _write_cycle(records, *, now: datetime, summary: Summary) -> dict[str, Any]:
         if ref_time is not None and r.last_updated <= ref_time:
             stale += 1  # nothing new (or older than what we have): the minute is polled, no value
             continue
-        if ref_price and not (1 / MAX_TICK_JUMP <= r.current_price / ref_price <= MAX_TICK_JUMP):
+        if ref_price and not (1 / max_jump <= r.current_price / ref_price <= max_jump):
             jumps += 1
             logger.warning(
                 "refresh_markets: %s jumped %.6g -> %.6g: tick rejected", r.id, ref_price, r.current_price
@@ -190,11 +186,11 @@ def sync_universe(client, *, now: datetime | None = None) -> Summary:
         summary.details["error"] = "empty coins list: nothing changed"
         return summary
     with transaction.atomic():
-        before = Coin.objects.count()
+        before = selectors.coins_count()
         ids = services.coins_upsert(
             coins=[services.CoinIn(r.id, r.symbol, r.name) for r in result.records], seen_at=now
         )
-        added = Coin.objects.count() - before
+        added = selectors.coins_count() - before
         deactivated = services.coins_mark_inactive(keep_upstream_ids=ids.keys())
     summary.rows_written = len(ids) + deactivated
     summary.details.update(listed=len(ids), added=added, deactivated=deactivated)
@@ -240,7 +236,7 @@ def backfill(
     start = start or end - timedelta(days=days or 30)
     summary = Summary()
     coins = list(coins)
-    known = dict(Coin.objects.filter(upstream_id__in=coins).values_list("upstream_id", "id"))
+    known = selectors.coin_refs(coins)
     unknown = [c for c in coins if c not in known]
     if unknown:
         summary.details["unknown_coins"] = unknown
@@ -250,8 +246,8 @@ def backfill(
         coin_id = known.get(upstream_id)
         if coin_id is None:
             continue
-        mark = SeriesWatermark.objects.filter(coin_id=coin_id, timeframe=timeframe, source="ohlc").first()
-        lo = start if explicit or mark is None else max(start, mark.until)
+        mark = selectors.watermark_until(coin_id=coin_id, timeframe=timeframe, source="ohlc")
+        lo = start if explicit or mark is None else max(start, mark)
         while lo < end:
             hi = min(lo + timedelta(days=max_days), end)
             try:
@@ -274,7 +270,7 @@ def _rebuild_from_ticks(*, coins: Iterable[str], start: datetime, end: datetime,
     """A re-fetch of a 1m/5m/15m range: upstream has no such history, so rebuild the range from the
     ticks we recorded (within ``TICK_RETENTION_HOURS``) and roll it up. No upstream call."""
     summary = Summary()
-    ids = list(Coin.objects.filter(upstream_id__in=list(coins)).values_list("id", flat=True))
+    ids = list(selectors.coin_refs(list(coins)).values())
     since = start.replace(second=0, microsecond=0)
     built = services.candles_build_1m(since=since, until=end, coin_ids=ids, now=now)
     services.candles_close(now=now)
@@ -331,10 +327,5 @@ def _backfill_chunk(client, coin_id, upstream_id, timeframe, interval, size, lo,
         until = hi
     else:
         return result
-    mark, created = SeriesWatermark.objects.get_or_create(
-        coin_id=coin_id, timeframe=timeframe, source="ohlc", defaults={"until": until}
-    )
-    if not created and until > mark.until:  # a re-fetch of an older range never moves it back
-        mark.until = until
-        mark.save(update_fields=["until", "updated_at"])
+    services.series_watermark_advance(coin_id=coin_id, timeframe=timeframe, source="ohlc", until=until)
     return result

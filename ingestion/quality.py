@@ -14,10 +14,13 @@ Open flags are re-evaluated by every check: a missing range that is now complete
 gone after the re-fetch, or a stale coin that is fresh again is resolved automatically; anything
 else stays visible until an operator resolves it in the admin.
 
-Settings (all optional): INGESTION_QUALITY_MISSING_LOOKBACK / _JUMP_LOOKBACK (dict timeframe →
-minutes), INGESTION_QUALITY_GRACE_MINUTES, INGESTION_QUALITY_JUMP_Z, INGESTION_QUALITY_JUMP_MIN,
-INGESTION_QUALITY_STALE_MINUTES, INGESTION_REFETCH_RETRY_MINUTES, INGESTION_REFETCH_MAX,
-INGESTION_REFETCH_PER_RUN.
+The candles and snapshots are read through :mod:`marketdata.selectors` (the gap and jump searches
+run in SQL there); this module decides what is a finding and what to do about it.
+
+Settings (``apiplatform/settings.py``, read at call time): INGESTION_QUALITY_MISSING_LOOKBACK /
+_JUMP_LOOKBACK ("timeframe=minutes,…"), INGESTION_QUALITY_GRACE_MINUTES, INGESTION_QUALITY_JUMP_Z,
+INGESTION_QUALITY_JUMP_MIN, INGESTION_QUALITY_STALE_MINUTES, INGESTION_REFETCH_RETRY_MINUTES,
+INGESTION_REFETCH_MAX, INGESTION_REFETCH_PER_RUN.
 """
 
 from __future__ import annotations
@@ -27,41 +30,51 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import Q
 from django.utils import timezone
 
 from ingestion.models import QualityFlag
 from ingestion.services import quality_flag_raise, quality_flag_resolve, quality_flag_schedule_refetch
-from marketdata.models import TIMEFRAME_DELTA, Coin
+from marketdata import selectors
+from marketdata.models import TIMEFRAME_DELTA
 from marketdata.services import bucket_floor
 
 logger = logging.getLogger(__name__)
 
 
-def _minutes(name: str, default: dict[str, int]) -> dict[str, timedelta]:
-    value = getattr(settings, name, default)
-    return {tf: timedelta(minutes=m) for tf, m in value.items()}
+def _minutes(name: str, value: str) -> dict[str, timedelta]:
+    """A "timeframe=minutes,…" setting (e.g. ``"1m=180,1h=10080"``) as timeframe → window, in order."""
+    out: dict[str, timedelta] = {}
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        tf, _, minutes = part.partition("=")
+        tf = tf.strip()
+        if tf not in TIMEFRAME_DELTA:
+            raise ValueError(f"{name}: unknown timeframe {tf!r}")
+        out[tf] = timedelta(minutes=int(minutes))
+    return out
 
 
 def missing_lookback() -> dict[str, timedelta]:
-    return _minutes("INGESTION_QUALITY_MISSING_LOOKBACK", {"1m": 3 * 60, "1h": 7 * 24 * 60, "1d": 365 * 1440})
+    """Per timeframe, how far back the missing-bucket check looks."""
+    return _minutes("INGESTION_QUALITY_MISSING_LOOKBACK", settings.INGESTION_QUALITY_MISSING_LOOKBACK)
 
 
 def jump_lookback() -> dict[str, timedelta]:
-    return _minutes("INGESTION_QUALITY_JUMP_LOOKBACK", {"1m": 3 * 60, "1h": 7 * 24 * 60})
+    """Per timeframe, the window of the jump check (also its volatility estimate)."""
+    return _minutes("INGESTION_QUALITY_JUMP_LOOKBACK", settings.INGESTION_QUALITY_JUMP_LOOKBACK)
 
 
 def grace() -> timedelta:
     """How long after its end a bucket may still be written before it counts as missing."""
-    return timedelta(minutes=getattr(settings, "INGESTION_QUALITY_GRACE_MINUTES", 3))
+    return timedelta(minutes=settings.INGESTION_QUALITY_GRACE_MINUTES)
 
 
 def stale_after() -> timedelta:
-    return timedelta(minutes=getattr(settings, "INGESTION_QUALITY_STALE_MINUTES", 30))
+    """How long an active coin may go without an upstream update before it is stale."""
+    return timedelta(minutes=settings.INGESTION_QUALITY_STALE_MINUTES)
 
 
-JUMP_CHUNK_COINS = 2000  # coins per query of the jump check (bounds the sort memory)
 JUMP_MIN_POINTS = 30  # fewer buckets than this in the window: no volatility estimate, no jump check
 SCALE_FLOOR = 1e-4  # sigma floor: a perfectly flat (filled) series must not flag a 0.01% move
 
@@ -96,38 +109,7 @@ class CheckResult:
         }
 
 
-def _active_coin_ids(coin_ids: list[int] | None) -> list[int]:
-    qs = Coin.objects.filter(active=True)
-    if coin_ids is not None:
-        qs = qs.filter(pk__in=coin_ids)
-    return list(qs.values_list("pk", flat=True))
-
-
 # --- missing buckets -----------------------------------------------------------------------------------
-_GAPS_SQL = """
-WITH anchor AS (
-    SELECT DISTINCT ON (coin_id) coin_id, bucket_start
-    FROM marketdata_candle
-    WHERE timeframe = %(tf)s AND coin_id = ANY(%(coins)s)
-      AND bucket_start < %(w_start)s AND bucket_start >= %(anchor_from)s
-    ORDER BY coin_id, bucket_start DESC
-), s AS (
-    SELECT coin_id, bucket_start FROM anchor
-    UNION ALL
-    SELECT coin_id, bucket_start FROM marketdata_candle
-    WHERE timeframe = %(tf)s AND coin_id = ANY(%(coins)s)
-      AND bucket_start >= %(w_start)s AND bucket_start < %(w_end)s
-), n AS (
-    SELECT coin_id, bucket_start, lead(bucket_start) OVER (PARTITION BY coin_id ORDER BY bucket_start) AS nxt
-    FROM s
-)
-SELECT coin_id, bucket_start + %(iv)s AS gap_start, COALESCE(nxt, %(w_end)s) AS gap_end
-FROM n
-WHERE COALESCE(nxt, %(w_end)s) > bucket_start + %(iv)s
-ORDER BY coin_id, gap_start
-"""
-
-
 def find_missing(*, now: datetime, coin_ids: list[int], timeframe: str, lookback: timedelta) -> list[Finding]:
     """Gaps among closed buckets of [now - lookback, now - grace): between stored buckets, after the
     last one, and before the first one when an older bucket exists (a series' true start is no gap)."""
@@ -136,19 +118,9 @@ def find_missing(*, now: datetime, coin_ids: list[int], timeframe: str, lookback
     step = TIMEFRAME_DELTA[timeframe]
     w_end = bucket_floor(timeframe, now - grace())
     w_start = bucket_floor(timeframe, now - lookback)
-    with connection.cursor() as cur:
-        cur.execute(
-            _GAPS_SQL,
-            {
-                "tf": timeframe,
-                "coins": coin_ids,
-                "w_start": w_start,
-                "w_end": w_end,
-                "anchor_from": w_start - lookback,
-                "iv": step,
-            },
-        )
-        rows = cur.fetchall()
+    rows = selectors.candle_gaps(
+        coin_ids=coin_ids, timeframe=timeframe, start=w_start, end=w_end, anchor_from=w_start - lookback
+    )
     return [
         Finding(
             coin_id,
@@ -165,83 +137,24 @@ def find_missing(*, now: datetime, coin_ids: list[int], timeframe: str, lookback
 def range_is_complete(*, coin_id: int, timeframe: str, start: datetime, end: datetime) -> bool:
     step = TIMEFRAME_DELTA[timeframe]
     expected = int((end - start) / step)
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT count(*) FROM marketdata_candle WHERE coin_id = %s AND timeframe = %s "
-            "AND bucket_start >= %s AND bucket_start < %s",
-            [coin_id, timeframe, start, end],
-        )
-        return cur.fetchone()[0] >= expected
+    return selectors.candles_count(coin_id=coin_id, timeframe=timeframe, start=start, end=end) >= expected
 
 
 # --- implausible jumps ---------------------------------------------------------------------------------
-# All in SQL (window functions and two median aggregates), so only flagged buckets leave the database.
-# Per series: r = log-close returns; sigma = 1.4826 * median(|r - median(r)|), floored; per bucket:
-# ref = median of the log closes of the (up to) two buckets on each side; deviation = the largest
-# |log(x) - ref| over open/high/low/close. Flagged: deviation > greatest(z * sigma, min_jump).
-_JUMPS_SQL = """
-WITH s AS (
-    SELECT coin_id, bucket_start, ln(open) AS lo, ln(high) AS lh, ln(low) AS ll, ln(close) AS lc,
-           lag(ln(close), 2) OVER w AS p2, lag(ln(close), 1) OVER w AS p1,
-           lead(ln(close), 1) OVER w AS n1, lead(ln(close), 2) OVER w AS n2,
-           ln(close) - lag(ln(close), 1) OVER w AS r
-    FROM marketdata_candle
-    WHERE timeframe = %(tf)s AND coin_id = ANY(%(coins)s)
-      AND bucket_start >= %(w_start)s AND bucket_start <= %(now)s
-      AND least(open, high, low, close) > 0
-    WINDOW w AS (PARTITION BY coin_id ORDER BY bucket_start)
-), med AS (
-    SELECT coin_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY r) AS m, count(*) AS n
-    FROM s GROUP BY coin_id
-), vol AS (
-    SELECT s.coin_id,
-           greatest(
-               1.4826 * percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(s.r - med.m)), %(floor)s
-           ) AS sigma
-    FROM s JOIN med USING (coin_id)
-    WHERE med.n >= %(min_points)s
-    GROUP BY s.coin_id
-), d AS (
-    SELECT s.coin_id, s.bucket_start, vol.sigma,
-           (CASE num_nonnulls(p2, p1, n1, n2)
-                WHEN 4 THEN (p2 + p1 + n1 + n2 - greatest(p2, p1, n1, n2) - least(p2, p1, n1, n2)) / 2
-                WHEN 3 THEN coalesce(p2, 0) + coalesce(p1, 0) + coalesce(n1, 0) + coalesce(n2, 0)
-                            - greatest(p2, p1, n1, n2) - least(p2, p1, n1, n2)
-                WHEN 2 THEN (coalesce(p2, 0) + coalesce(p1, 0) + coalesce(n1, 0) + coalesce(n2, 0)) / 2
-                ELSE coalesce(p2, p1, n1, n2)
-            END) AS ref,
-           s.lo, s.lh, s.ll, s.lc
-    FROM s JOIN vol USING (coin_id)
-)
-SELECT coin_id, bucket_start, dev, sigma
-FROM (
-    SELECT coin_id, bucket_start, sigma,
-           greatest(abs(lo - ref), abs(lh - ref), abs(ll - ref), abs(lc - ref)) AS dev
-    FROM d WHERE ref IS NOT NULL
-) x
-WHERE dev > greatest(%(z)s * sigma, %(min_jump)s)
-ORDER BY coin_id, bucket_start
-"""
-
-
 def find_jumps(*, now: datetime, coin_ids: list[int], timeframe: str, lookback: timedelta) -> list[Finding]:
     """Implausible jumps in [now - lookback, now]; adjacent flagged buckets are one range."""
     if not coin_ids:
         return []
-    params = {
-        "tf": timeframe,
-        "w_start": bucket_floor(timeframe, now - lookback),
-        "now": now,
-        "floor": SCALE_FLOOR,
-        "min_points": JUMP_MIN_POINTS,
-        "z": float(getattr(settings, "INGESTION_QUALITY_JUMP_Z", 12.0)),
-        "min_jump": float(getattr(settings, "INGESTION_QUALITY_JUMP_MIN", 0.05)),
-    }
-    rows: list[tuple] = []
-    with connection.cursor() as cur:
-        for i in range(0, len(coin_ids), JUMP_CHUNK_COINS):
-            cur.execute(_JUMPS_SQL, {**params, "coins": coin_ids[i : i + JUMP_CHUNK_COINS]})
-            rows += cur.fetchall()
+    rows = selectors.candle_jumps(
+        coin_ids=coin_ids,
+        timeframe=timeframe,
+        start=bucket_floor(timeframe, now - lookback),
+        end=now,
+        z=float(settings.INGESTION_QUALITY_JUMP_Z),
+        min_jump=float(settings.INGESTION_QUALITY_JUMP_MIN),
+        min_points=JUMP_MIN_POINTS,
+        sigma_floor=SCALE_FLOOR,
+    )
     step = TIMEFRAME_DELTA[timeframe]
     findings: list[Finding] = []
     run: list[tuple] = []
@@ -275,19 +188,11 @@ def find_stale(*, now: datetime, coin_ids: list[int]) -> list[Finding]:
     if not coin_ids:
         return []
     cutoff = now - stale_after()
-    qs = (
-        Coin.objects.filter(pk__in=coin_ids, first_seen__lt=cutoff)
-        .filter(
-            Q(snapshot__isnull=True)
-            | Q(snapshot__last_updated__isnull=True)
-            | Q(snapshot__last_updated__lt=cutoff)
-        )
-        .values_list("pk", "snapshot__last_updated", "first_seen")
-    )
+    stale = selectors.coins_stale(coin_ids=coin_ids, cutoff=cutoff)
     step = TIMEFRAME_DELTA["1m"]
     end = bucket_floor("1m", now)
     findings = []
-    for coin_id, last_updated, first_seen in qs:
+    for coin_id, last_updated, first_seen in stale:
         last = last_updated or first_seen
         start = bucket_floor("1m", last) + step
         if start >= end:
@@ -306,7 +211,7 @@ def find_stale(*, now: datetime, coin_ids: list[int]) -> list[Finding]:
 
 
 def _is_fresh(coin_id: int, now: datetime) -> bool:
-    return Coin.objects.filter(pk=coin_id, snapshot__last_updated__gte=now - stale_after()).exists()
+    return selectors.coin_is_fresh(coin_id=coin_id, since=now - stale_after())
 
 
 # --- the periodic check --------------------------------------------------------------------------------
@@ -315,7 +220,7 @@ def run_checks(
 ) -> CheckResult:
     """Run every check, record flags, resolve what is fixed, schedule re-fetches. Idempotent."""
     now = now or timezone.now()
-    coins = _active_coin_ids(coin_ids)
+    coins = selectors.coin_ids_active(coin_ids=coin_ids)
     findings: list[Finding] = []
     for tf, lookback in missing_lookback().items():
         findings += find_missing(now=now, coin_ids=coins, timeframe=tf, lookback=lookback)
@@ -355,15 +260,15 @@ def run_checks(
 
 def refetches_per_run() -> int:
     """At most this many re-fetches are scheduled by one check (``INGESTION_REFETCH_PER_RUN``)."""
-    return getattr(settings, "INGESTION_REFETCH_PER_RUN", 50)
+    return settings.INGESTION_REFETCH_PER_RUN
 
 
 def _refetch_due(flag: QualityFlag, now: datetime) -> bool:
     if flag.refetch_scheduled_at is None:
         return True
-    if flag.refetch_count >= getattr(settings, "INGESTION_REFETCH_MAX", 3):
+    if flag.refetch_count >= settings.INGESTION_REFETCH_MAX:
         return False
-    retry_after = timedelta(minutes=getattr(settings, "INGESTION_REFETCH_RETRY_MINUTES", 60))
+    retry_after = timedelta(minutes=settings.INGESTION_REFETCH_RETRY_MINUTES)
     return now - flag.refetch_scheduled_at >= retry_after
 
 

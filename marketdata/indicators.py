@@ -25,7 +25,7 @@ close, ``k`` = smoothing factor):
 
 EMA-type indicators (ema, rsi, macd, atr) depend on every value since the series start; callers
 that need range-independent values must pass the whole stored series (see
-``marketdata.api.queries``). ``LOOKBACK`` gives, for the windowed ones, how many earlier candles
+``marketdata.selectors.series_arrays``). ``LOOKBACK`` gives, for the windowed ones, how many earlier candles
 one value needs.
 
 One deliberate difference from TA-Lib's C code: TA-Lib treats ``|G+L| < 1e-8`` (an absolute

@@ -1,4 +1,5 @@
-"""The screener: a precomputed table of the latest indicators of every coin, and its filters.
+"""The screener: a precomputed table of the latest indicators of every coin (filtered by
+:func:`marketdata.selectors.screener_page`); :data:`FIELDS` names its columns.
 
 :func:`latest_indicators_refresh` recomputes, for one timeframe, the indicators of the newest
 CLOSED candle of every active coin with the fixed parameters in :data:`SCREENER_PARAMS`, writes
@@ -175,29 +176,3 @@ def _write(timeframe: str, rows: list[tuple], now, coin_ids: list[int] | None) -
                 "DELETE FROM marketdata_latestindicator WHERE timeframe = %s AND NOT coin_id = ANY(%s)",
                 [timeframe, keep],
             )
-
-
-def screen(*, timeframe: str, filters: list[tuple[str, str, float]], sort: str, limit: int, offset: int):
-    """Rows of the latest-indicator table matching ``filters`` [(field, 'lt'|'gt'|'lte'|'gte', value)]
-    (1 query): (upstream id, symbol, name, time, *FIELDS)."""
-    ops = {"lt": "<", "gt": ">", "lte": "<=", "gte": ">="}
-    where, args = ["li.timeframe = %s", "c.active"], [timeframe]
-    for field, op, value in filters:
-        if field not in FIELDS:
-            raise ValueError(field)
-        where.append(f"li.{field} {ops[op]} %s")
-        args.append(value)
-    descending = sort.startswith("-")
-    field = sort.lstrip("-")
-    if field not in FIELDS:
-        raise ValueError(sort)
-    direction = "DESC" if descending else "ASC"
-    sql = (
-        f"SELECT c.upstream_id, c.symbol, c.name, li.time, {', '.join('li.' + f for f in FIELDS)} "  # noqa: S608
-        "FROM marketdata_latestindicator li JOIN marketdata_coin c ON c.id = li.coin_id "
-        f"WHERE {' AND '.join(where)} ORDER BY li.{field} {direction} NULLS LAST, c.upstream_id "
-        "OFFSET %s LIMIT %s"
-    )
-    with connection.cursor() as cur:
-        cur.execute(sql, [*args, offset, limit])
-        return cur.fetchall()

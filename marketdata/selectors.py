@@ -1,13 +1,21 @@
-"""Reads of the market data store (the public API and the admin build on these)."""
+"""Every read of the market data tables: the public API, the screener, data quality and the pipeline
+read through here (writes go through :mod:`marketdata.services`).
+
+Hot reads are raw SQL returning tuples (no model instances on request paths); each function runs
+exactly the queries its docstring says, and the tests assert those counts.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import threading
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
 from django.db import connection
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q
 
-from marketdata.models import TIMEFRAME_DELTA, Candle, Coin, MarketSnapshot
+from marketdata.models import TIMEFRAME_DELTA, Candle, Coin, SeriesWatermark
+from marketdata.screener import FIELDS as SCREENER_FIELDS
 
 #: Columns of a candle as returned by :func:`candles_range`, in order.
 CANDLE_FIELDS = (
@@ -22,8 +30,217 @@ CANDLE_FIELDS = (
     "closed",
     "filled",
 )
+#: Columns of a candle in API order (``time`` is ``bucket_start``).
+CANDLE_COLUMNS = ("time", "open", "high", "low", "close", "volume", "volume_24h", "closed", "filled")
 
 
+# --- coins -----------------------------------------------------------------------------------------
+# upstream id → (coin id, symbol, name): coins are never deleted and their ids never change, so a
+# per-process memo is safe (it is not shared state: every process learns the same immutable facts).
+_coin_memo: dict[str, tuple[int, str, str]] = {}
+_coin_memo_lock = threading.Lock()
+
+
+def coin_memo_clear() -> None:
+    """Forget the coin memo of this process (as a freshly started process would)."""
+    with _coin_memo_lock:
+        _coin_memo.clear()
+
+
+def coin_ref(upstream_id: str) -> tuple[int, str, str] | None:
+    """(id, symbol, name) of a coin by upstream id: 0 queries when known to this process, else 1."""
+    ref = _coin_memo.get(upstream_id)
+    if ref is not None:
+        return ref
+    with connection.cursor() as cur:
+        cur.execute("SELECT id, symbol, name FROM marketdata_coin WHERE upstream_id = %s", [upstream_id])
+        row = cur.fetchone()
+    if row is None:
+        return None
+    with _coin_memo_lock:
+        if len(_coin_memo) > 100_000:
+            _coin_memo.clear()
+        _coin_memo[upstream_id] = (row[0], row[1], row[2])
+    return _coin_memo[upstream_id]
+
+
+def coin_refs(upstream_ids: list[str]) -> dict[str, int]:
+    """upstream id → coin id for the known ones (1 query)."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT upstream_id, id FROM marketdata_coin WHERE upstream_id = ANY(%s)", [upstream_ids])
+        return dict(cur.fetchall())
+
+
+def coins_count() -> int:
+    """How many coins are stored, active or not (1 query)."""
+    return Coin.objects.count()
+
+
+def coin_ids_active(*, coin_ids: list[int] | None = None) -> list[int]:
+    """Ids of the active coins (of ``coin_ids`` if given) (1 query)."""
+    qs = Coin.objects.filter(active=True)
+    if coin_ids is not None:
+        qs = qs.filter(pk__in=coin_ids)
+    return list(qs.values_list("pk", flat=True))
+
+
+def coins_page(*, q: str | None, active: bool | None, after: str | None, limit: int) -> list[tuple]:
+    """Coins ordered by upstream id (1 query): (id, symbol, name, active, first_seen, last_seen)."""
+    sql = "SELECT upstream_id, symbol, name, active, first_seen, last_seen FROM marketdata_coin WHERE true"
+    args: list = []
+    if q:
+        sql += " AND (upstream_id ILIKE %s OR lower(symbol) = lower(%s) OR name ILIKE %s)"
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        args += [like, q, like]
+    if active is not None:
+        sql += " AND active = %s"
+        args.append(active)
+    if after is not None:
+        sql += " AND upstream_id > %s"
+        args.append(after)
+    sql += " ORDER BY upstream_id LIMIT %s"
+    args.append(limit)
+    with connection.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall()
+
+
+def coin_detail(upstream_id: str) -> tuple | None:
+    """Coin + its snapshot columns (1 query): upstream_id, symbol, name, active, first_seen, last_seen,
+    then price … last_updated, fetched_at (None when there is no snapshot)."""
+    sql = (
+        "SELECT c.upstream_id, c.symbol, c.name, c.active, c.first_seen, c.last_seen, s.price, "
+        "s.market_cap, s.rank, s.volume_24h, s.high_24h, s.low_24h, s.change_24h_pct, s.last_updated, "
+        "s.fetched_at FROM marketdata_coin c LEFT JOIN marketdata_marketsnapshot s ON s.coin_id = c.id "
+        "WHERE c.upstream_id = %s"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [upstream_id])
+        return cur.fetchone()
+
+
+# --- snapshots -------------------------------------------------------------------------------------
+_SNAPSHOT_COLUMNS = (
+    "c.upstream_id, c.symbol, c.name, s.price, s.market_cap, s.rank, s.volume_24h, s.high_24h, "
+    "s.low_24h, s.change_24h_pct, s.last_updated"
+)
+
+MARKET_ORDER = {
+    "market_cap": "s.market_cap",
+    "volume": "s.volume_24h",
+    "change": "s.change_24h_pct",
+    "price": "s.price",
+    "rank": "s.rank",
+}
+
+
+def markets_page(
+    *, ids: list[str] | None, order_by: str, descending: bool, offset: int, limit: int
+) -> list[tuple]:
+    """Latest snapshots joined with their coins (1 query), in ``_SNAPSHOT_COLUMNS`` order."""
+    column = MARKET_ORDER[order_by]
+    direction = "DESC" if descending else "ASC"
+    sql = (
+        f"SELECT {_SNAPSHOT_COLUMNS} FROM marketdata_marketsnapshot s "  # noqa: S608
+        "JOIN marketdata_coin c ON c.id = s.coin_id WHERE true"
+    )
+    args: list = []
+    if ids is not None:
+        sql += " AND c.upstream_id = ANY(%s)"
+        args.append(ids)
+    sql += f" ORDER BY {column} {direction} NULLS LAST, c.upstream_id OFFSET %s LIMIT %s"
+    args += [offset, limit]
+    with connection.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall()
+
+
+def _iso_sql(column: str) -> str:
+    """SQL rendering a timestamptz as orjson does (ISO 8601 UTC, 'Z', microseconds only if non-zero)."""
+    utc = f"({column} AT TIME ZONE 'UTC')"
+    return (
+        f"CASE WHEN {column} IS NULL THEN NULL WHEN date_trunc('second', {column}) = {column} "
+        f'THEN to_char({utc}, \'YYYY-MM-DD"T"HH24:MI:SS"Z"\') '
+        f'ELSE to_char({utc}, \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\') END'
+    )
+
+
+def prices_json(ids: list[str]) -> tuple[str, list[str]]:
+    """Latest price data of the known ids with a snapshot, as a JSON object keyed by coin id rendered
+    by PostgreSQL, and the ids found (1 query)."""
+    sql = (
+        "SELECT COALESCE(json_object_agg(c.upstream_id, json_build_object("  # noqa: S608
+        "'price', s.price, 'market_cap', s.market_cap, 'volume_24h', s.volume_24h, "
+        f"'change_24h_pct', s.change_24h_pct, 'last_updated', {_iso_sql('s.last_updated')}) "
+        "ORDER BY c.upstream_id), '{}')::text, COALESCE(array_agg(c.upstream_id), '{}') "
+        "FROM marketdata_coin c JOIN marketdata_marketsnapshot s ON s.coin_id = c.id "
+        "WHERE c.upstream_id = ANY(%s)"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [ids])
+        text, found = cur.fetchone()
+    return text, list(found)
+
+
+def snapshot_prices(*, coin_ids: list[int]) -> dict[int, tuple[float | None, datetime | None]]:
+    """coin id → (price, last_updated) of the latest snapshot of each of ``coin_ids`` that has one
+    (1 query): the reference the write path checks new ticks against."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT coin_id, price, last_updated FROM marketdata_marketsnapshot WHERE coin_id = ANY(%s)",
+            [coin_ids],
+        )
+        return {c: (p, t) for c, p, t in cur.fetchall()}
+
+
+def snapshot_market_caps() -> dict[int, tuple[str, str, float]]:
+    """coin id → (upstream id, symbol, market cap) from the latest snapshots (1 query)."""
+    sql = (
+        "SELECT s.coin_id, c.upstream_id, c.symbol, s.market_cap FROM marketdata_marketsnapshot s "
+        "JOIN marketdata_coin c ON c.id = s.coin_id WHERE s.market_cap IS NOT NULL AND s.market_cap > 0"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql)
+        return {row[0]: (row[1], row[2], row[3]) for row in cur.fetchall()}
+
+
+def coins_stale(*, coin_ids: list[int], cutoff: datetime) -> list[tuple[int, datetime | None, datetime]]:
+    """Of ``coin_ids``, the coins first seen before ``cutoff`` whose snapshot is missing or was last
+    updated upstream before ``cutoff`` (1 query): (id, snapshot last_updated or None, first_seen)."""
+    qs = (
+        Coin.objects.filter(pk__in=coin_ids, first_seen__lt=cutoff)
+        .filter(
+            Q(snapshot__isnull=True)
+            | Q(snapshot__last_updated__isnull=True)
+            | Q(snapshot__last_updated__lt=cutoff)
+        )
+        .values_list("pk", "snapshot__last_updated", "first_seen")
+    )
+    return list(qs)
+
+
+def coin_is_fresh(*, coin_id: int, since: datetime) -> bool:
+    """Whether the coin's snapshot was updated upstream at or after ``since`` (1 query)."""
+    return Coin.objects.filter(pk=coin_id, snapshot__last_updated__gte=since).exists()
+
+
+def market_caps_at(at: datetime, timeframe: str = "1h") -> dict[int, tuple[str, str, float]]:
+    """coin id → (upstream id, symbol, market cap) at the close of the last ``timeframe`` bucket that
+    ended at or before ``at`` (1 query; served by the bucket_start index of the 1h partition)."""
+    delta = TIMEFRAME_DELTA[timeframe]
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    bucket = epoch + ((at - epoch) // delta) * delta - delta
+    sql = (
+        "SELECT k.coin_id, c.upstream_id, c.symbol, k.market_cap FROM marketdata_candle k "
+        "JOIN marketdata_coin c ON c.id = k.coin_id "
+        "WHERE k.timeframe = %s AND k.bucket_start = %s AND k.market_cap IS NOT NULL AND k.market_cap > 0"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [timeframe, bucket])
+        return {row[0]: (row[1], row[2], row[3]) for row in cur.fetchall()}
+
+
+# --- candles ---------------------------------------------------------------------------------------
 def candles_range(
     *,
     coin_id: int,
@@ -48,59 +265,269 @@ def candles_range(
     return list(qs.values_list(*fields)[:limit])
 
 
-def candle_latest(*, coin_id: int, timeframe: str) -> Candle | None:
-    return Candle.objects.filter(coin_id=coin_id, timeframe=timeframe).order_by("-bucket_start").first()
+def _bounds_sql(start, end, cursor_us, order) -> tuple[str, list]:
+    sql, args = "", []
+    if start is not None:
+        sql += " AND bucket_start >= %s"
+        args.append(start)
+    if end is not None:
+        sql += " AND bucket_start < %s"
+        args.append(end)
+    if cursor_us is not None:
+        at = datetime.fromtimestamp(0, tz=UTC) + timedelta(microseconds=cursor_us)
+        sql += " AND bucket_start > %s" if order == "asc" else " AND bucket_start < %s"
+        args.append(at)
+    return sql, args
 
 
-def coins_search(*, q: str | None = None, active: bool | None = None) -> QuerySet[Coin]:
-    """Coins whose upstream id, symbol or name contains ``q`` (case-insensitive); exact matches first
-    is left to the caller's ordering. Ordered by upstream id."""
-    qs = Coin.objects.all()
-    if q:
-        qs = qs.filter(Q(upstream_id__icontains=q) | Q(symbol__iexact=q) | Q(name__icontains=q))
-    if active is not None:
-        qs = qs.filter(active=active)
-    return qs.order_by("upstream_id")
+_CANDLE_JSON = (
+    "json_build_object('time', to_char(bucket_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+    "'open', open, 'high', high, 'low', low, 'close', close, 'volume', volume, 'volume_24h', volume_24h, "
+    "'closed', closed, 'filled', filled)"
+)
 
 
-def coin_by_upstream_id(upstream_id: str) -> Coin | None:
-    return Coin.objects.filter(upstream_id=upstream_id).first()
+def candles_page_json(
+    *, coin_id: int, timeframe: str, start, end, cursor_us: int | None, order: str, limit: int
+) -> tuple[bool, bool, datetime | None, str]:
+    """One page of candles rendered as a JSON array by PostgreSQL (1 query, one index scan).
+
+    Returns (more rows exist, every row is closed, bucket_start of the last row, JSON array text).
+    PostgreSQL formats the rows (floats in shortest round-trip form, times ISO 8601 UTC): no Python
+    object per value, which is most of the cost of a 5,000-row page.
+    """
+    bounds, args = _bounds_sql(start, end, cursor_us, order)
+    direction = "ASC" if order == "asc" else "DESC"
+    sql = (
+        "WITH page AS (SELECT bucket_start, open, high, low, close, volume, volume_24h, closed, filled "  # noqa: S608
+        f"FROM marketdata_candle WHERE coin_id = %s AND timeframe = %s{bounds} "
+        f"ORDER BY bucket_start {direction} LIMIT %s), "
+        f"numbered AS (SELECT row_number() OVER (ORDER BY bucket_start {direction}) AS n, * FROM page) "
+        "SELECT count(*) > %s, COALESCE(bool_and(closed) FILTER (WHERE n <= %s), true), "
+        "max(bucket_start) FILTER (WHERE n = %s), "
+        f"COALESCE(json_agg({_CANDLE_JSON} ORDER BY n) FILTER (WHERE n <= %s), '[]')::text FROM numbered"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [coin_id, timeframe, *args, limit + 1, limit, limit, limit, limit])
+        more, closed, last, text = cur.fetchone()
+    return more, closed, last, text
 
 
-def snapshots_latest(
-    *, coin_ids: list[int] | None = None, order_by: str = "-market_cap", limit: int | None = None
-) -> QuerySet[MarketSnapshot]:
-    """Latest snapshots (with their coin), largest market cap first by default; nulls last."""
-    qs = MarketSnapshot.objects.select_related("coin")
-    if coin_ids is not None:
-        qs = qs.filter(coin_id__in=coin_ids)
-    field = order_by.lstrip("-")
-    expr = F(field).desc(nulls_last=True) if order_by.startswith("-") else F(field).asc(nulls_last=True)
-    qs = qs.order_by(expr, "coin_id")
-    return qs[:limit] if limit else qs
+def series_arrays(*, coin_id: int, timeframe: str, end=None) -> dict[str, np.ndarray]:
+    """The whole stored series up to ``end`` (exclusive), oldest first, as arrays: 1 query.
+
+    ``time`` is int64 epoch microseconds; ``closed`` bool; ``high``/``low``/``close`` float64.
+    """
+    sql = (
+        "SELECT (extract(epoch FROM bucket_start) * 1000000)::int8, high, low, close, closed "
+        "FROM marketdata_candle WHERE coin_id = %s AND timeframe = %s"
+    )
+    args: list = [coin_id, timeframe]
+    if end is not None:
+        sql += " AND bucket_start < %s"
+        args.append(end)
+    sql += " ORDER BY bucket_start"
+    with connection.cursor() as cur:
+        cur.execute(sql, args)
+        rows = cur.fetchall()
+    if not rows:
+        empty = np.empty(0)
+        return {
+            "time": np.empty(0, dtype=np.int64),
+            "high": empty,
+            "low": empty,
+            "close": empty,
+            "closed": np.empty(0, dtype=bool),
+        }
+    time, high, low, close, closed = zip(*rows, strict=True)
+    return {
+        "time": np.fromiter(time, dtype=np.int64, count=len(rows)),
+        "high": np.fromiter(high, dtype=np.float64, count=len(rows)),
+        "low": np.fromiter(low, dtype=np.float64, count=len(rows)),
+        "close": np.fromiter(close, dtype=np.float64, count=len(rows)),
+        "closed": np.fromiter(closed, dtype=bool, count=len(rows)),
+    }
 
 
-def market_caps_at(*, at: datetime, timeframe: str = "1h") -> dict[int, float]:
-    """Market cap of every coin as of the close of the last bucket of ``timeframe`` ending at or
-    before ``at`` (from the candles' ``market_cap``; 1h and 1d have an index on bucket_start).
-    Coins without a candle in that bucket are absent. Used for rankings at a past time."""
-    from marketdata.services import bucket_floor
-
-    bucket = bucket_floor(timeframe, at) - TIMEFRAME_DELTA[timeframe]
+def candles_count(*, coin_id: int, timeframe: str, start: datetime, end: datetime) -> int:
+    """How many candles one series has with ``start <= bucket_start < end`` (1 query)."""
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT coin_id, market_cap FROM marketdata_candle WHERE timeframe = %s AND bucket_start = %s "
-            "AND market_cap IS NOT NULL",
-            [timeframe, bucket],
+            "SELECT count(*) FROM marketdata_candle WHERE coin_id = %s AND timeframe = %s "
+            "AND bucket_start >= %s AND bucket_start < %s",
+            [coin_id, timeframe, start, end],
         )
-        return dict(cur.fetchall())
+        return cur.fetchone()[0]
 
 
-def series_bounds(*, coin_id: int, timeframe: str) -> tuple[datetime, datetime] | None:
-    """First and last bucket_start stored for one series (two index probes)."""
-    qs = Candle.objects.filter(coin_id=coin_id, timeframe=timeframe)
-    first = qs.order_by("bucket_start").values_list("bucket_start", flat=True).first()
-    if first is None:
-        return None
-    last = qs.order_by("-bucket_start").values_list("bucket_start", flat=True).first()
-    return first, last
+_GAPS_SQL = """
+WITH anchor AS (
+    SELECT DISTINCT ON (coin_id) coin_id, bucket_start
+    FROM marketdata_candle
+    WHERE timeframe = %(tf)s AND coin_id = ANY(%(coins)s)
+      AND bucket_start < %(w_start)s AND bucket_start >= %(anchor_from)s
+    ORDER BY coin_id, bucket_start DESC
+), s AS (
+    SELECT coin_id, bucket_start FROM anchor
+    UNION ALL
+    SELECT coin_id, bucket_start FROM marketdata_candle
+    WHERE timeframe = %(tf)s AND coin_id = ANY(%(coins)s)
+      AND bucket_start >= %(w_start)s AND bucket_start < %(w_end)s
+), n AS (
+    SELECT coin_id, bucket_start, lead(bucket_start) OVER (PARTITION BY coin_id ORDER BY bucket_start) AS nxt
+    FROM s
+)
+SELECT coin_id, bucket_start + %(iv)s AS gap_start, COALESCE(nxt, %(w_end)s) AS gap_end
+FROM n
+WHERE COALESCE(nxt, %(w_end)s) > bucket_start + %(iv)s
+ORDER BY coin_id, gap_start
+"""
+
+
+def candle_gaps(
+    *, coin_ids: list[int], timeframe: str, start: datetime, end: datetime, anchor_from: datetime
+) -> list[tuple[int, datetime, datetime]]:
+    """Missing buckets of ``timeframe`` in [start, end) as (coin id, gap start, gap end), ordered
+    (1 query): between stored buckets, after the last one, and before the first one when an older
+    bucket exists at or after ``anchor_from`` (a series' true start is no gap)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            _GAPS_SQL,
+            {
+                "tf": timeframe,
+                "coins": coin_ids,
+                "w_start": start,
+                "w_end": end,
+                "anchor_from": anchor_from,
+                "iv": TIMEFRAME_DELTA[timeframe],
+            },
+        )
+        return cur.fetchall()
+
+
+# All in SQL (window functions and two median aggregates), so only flagged buckets leave the database.
+# Per series: r = log-close returns; sigma = 1.4826 * median(|r - median(r)|), floored; per bucket:
+# ref = median of the log closes of the (up to) two buckets on each side; deviation = the largest
+# |log(x) - ref| over open/high/low/close. Flagged: deviation > greatest(z * sigma, min_jump).
+_JUMPS_SQL = """
+WITH s AS (
+    SELECT coin_id, bucket_start, ln(open) AS lo, ln(high) AS lh, ln(low) AS ll, ln(close) AS lc,
+           lag(ln(close), 2) OVER w AS p2, lag(ln(close), 1) OVER w AS p1,
+           lead(ln(close), 1) OVER w AS n1, lead(ln(close), 2) OVER w AS n2,
+           ln(close) - lag(ln(close), 1) OVER w AS r
+    FROM marketdata_candle
+    WHERE timeframe = %(tf)s AND coin_id = ANY(%(coins)s)
+      AND bucket_start >= %(w_start)s AND bucket_start <= %(now)s
+      AND least(open, high, low, close) > 0
+    WINDOW w AS (PARTITION BY coin_id ORDER BY bucket_start)
+), med AS (
+    SELECT coin_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY r) AS m, count(*) AS n
+    FROM s GROUP BY coin_id
+), vol AS (
+    SELECT s.coin_id,
+           greatest(
+               1.4826 * percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(s.r - med.m)), %(floor)s
+           ) AS sigma
+    FROM s JOIN med USING (coin_id)
+    WHERE med.n >= %(min_points)s
+    GROUP BY s.coin_id
+), d AS (
+    SELECT s.coin_id, s.bucket_start, vol.sigma,
+           (CASE num_nonnulls(p2, p1, n1, n2)
+                WHEN 4 THEN (p2 + p1 + n1 + n2 - greatest(p2, p1, n1, n2) - least(p2, p1, n1, n2)) / 2
+                WHEN 3 THEN coalesce(p2, 0) + coalesce(p1, 0) + coalesce(n1, 0) + coalesce(n2, 0)
+                            - greatest(p2, p1, n1, n2) - least(p2, p1, n1, n2)
+                WHEN 2 THEN (coalesce(p2, 0) + coalesce(p1, 0) + coalesce(n1, 0) + coalesce(n2, 0)) / 2
+                ELSE coalesce(p2, p1, n1, n2)
+            END) AS ref,
+           s.lo, s.lh, s.ll, s.lc
+    FROM s JOIN vol USING (coin_id)
+)
+SELECT coin_id, bucket_start, dev, sigma
+FROM (
+    SELECT coin_id, bucket_start, sigma,
+           greatest(abs(lo - ref), abs(lh - ref), abs(ll - ref), abs(lc - ref)) AS dev
+    FROM d WHERE ref IS NOT NULL
+) x
+WHERE dev > greatest(%(z)s * sigma, %(min_jump)s)
+ORDER BY coin_id, bucket_start
+"""
+
+JUMP_CHUNK_COINS = 2000  # coins per query of the jump search (bounds the sort memory)
+
+
+def candle_jumps(
+    *,
+    coin_ids: list[int],
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    z: float,
+    min_jump: float,
+    min_points: int,
+    sigma_floor: float,
+) -> list[tuple[int, datetime, float, float]]:
+    """Buckets in [start, end] whose open/high/low/close lies implausibly far from the neighbours'
+    closes, as (coin id, bucket_start, log deviation, sigma), ordered (1 query per 2,000 coins).
+
+    Per series: sigma = max(1.4826 * MAD of the log-close returns, ``sigma_floor``), only for series
+    with at least ``min_points`` buckets; ref = median log close of the (up to) two buckets on each
+    side; flagged when the largest |log(x) - ref| exceeds max(``z`` * sigma, ``min_jump``).
+    """
+    params = {
+        "tf": timeframe,
+        "w_start": start,
+        "now": end,
+        "floor": sigma_floor,
+        "min_points": min_points,
+        "z": z,
+        "min_jump": min_jump,
+    }
+    rows: list[tuple] = []
+    with connection.cursor() as cur:
+        for i in range(0, len(coin_ids), JUMP_CHUNK_COINS):
+            cur.execute(_JUMPS_SQL, {**params, "coins": coin_ids[i : i + JUMP_CHUNK_COINS]})
+            rows += cur.fetchall()
+    return rows
+
+
+def watermark_until(*, coin_id: int, timeframe: str, source: str) -> datetime | None:
+    """Everything of this series before the returned time was fetched from ``source`` (None: nothing
+    yet) (1 query)."""
+    return (
+        SeriesWatermark.objects.filter(coin_id=coin_id, timeframe=timeframe, source=source)
+        .values_list("until", flat=True)
+        .first()
+    )
+
+
+# --- screener --------------------------------------------------------------------------------------
+_SCREENER_OPS = {"lt": "<", "gt": ">", "lte": "<=", "gte": ">="}
+
+
+def screener_page(
+    *, timeframe: str, filters: list[tuple[str, str, float]], sort: str, limit: int, offset: int
+) -> list[tuple]:
+    """Rows of the latest-indicator table matching ``filters`` [(field, 'lt'|'gt'|'lte'|'gte', value)]
+    (1 query): (upstream id, symbol, name, time, *screener.FIELDS)."""
+    where, args = ["li.timeframe = %s", "c.active"], [timeframe]
+    for field, op, value in filters:
+        if field not in SCREENER_FIELDS:
+            raise ValueError(field)
+        where.append(f"li.{field} {_SCREENER_OPS[op]} %s")
+        args.append(value)
+    descending = sort.startswith("-")
+    field = sort.lstrip("-")
+    if field not in SCREENER_FIELDS:
+        raise ValueError(sort)
+    direction = "DESC" if descending else "ASC"
+    columns = ", ".join("li." + f for f in SCREENER_FIELDS)
+    sql = (
+        f"SELECT c.upstream_id, c.symbol, c.name, li.time, {columns} "  # noqa: S608
+        "FROM marketdata_latestindicator li JOIN marketdata_coin c ON c.id = li.coin_id "
+        f"WHERE {' AND '.join(where)} ORDER BY li.{field} {direction} NULLS LAST, c.upstream_id "
+        "OFFSET %s LIMIT %s"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [*args, offset, limit])
+        return cur.fetchall()

@@ -1,4 +1,5 @@
-"""The market data write path. Every write of coins, snapshots, ticks and candles goes through here.
+"""The market data write path. Every write of coins, snapshots, ticks, candles and series watermarks
+goes through here (reads: :mod:`marketdata.selectors`).
 
 Candles: one path, :func:`candles_upsert` (and the SQL builders :func:`candles_build_1m` and
 :func:`candles_rollup`, which feed the same ``INSERT … ON CONFLICT`` statement from a query instead
@@ -25,7 +26,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from marketdata import cache, partitions
-from marketdata.models import ROLLUP_SOURCE, TIMEFRAME_DELTA, TIMEFRAMES
+from marketdata.models import ROLLUP_SOURCE, TIMEFRAME_DELTA, TIMEFRAMES, SeriesWatermark
 
 logger = logging.getLogger(__name__)
 
@@ -695,3 +696,22 @@ def ticks_record(*, ticks: Iterable[TickIn], fetched_at: datetime | None = None)
         result.earliest = min(t for _, t in new)
         result.coin_ids = {c for c, _ in new}
     return result
+
+
+@transaction.atomic
+def series_watermark_advance(*, coin_id: int, timeframe: str, source: str, until: datetime) -> bool:
+    """Record that everything of the (coin, timeframe, source) series before ``until`` was fetched.
+
+    The watermark only moves forward: a re-fetch of an older range never moves it back. Returns
+    whether it was created or moved.
+    """
+    mark, created = SeriesWatermark.objects.get_or_create(
+        coin_id=coin_id, timeframe=timeframe, source=source, defaults={"until": until}
+    )
+    if created:
+        return True
+    if until > mark.until:
+        mark.until = until
+        mark.save(update_fields=["until", "updated_at"])
+        return True
+    return False

@@ -29,13 +29,13 @@ def reset_process_state() -> None:
     from accounts import failures, keycache
     from apiplatform import redis_access
     from billing import gate
-    from marketdata.api import queries
+    from marketdata import selectors
 
     redis_access.reset_all()
     gate.reset()
     keycache.clear_local_cache()
     failures.clear()
-    queries._coin_memo.clear()
+    selectors.coin_memo_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,9 @@
-"""Public market data endpoints (``/v1/…``). Thin: parse parameters, call a query, shape output.
+"""Public market data endpoints (``/v1/…``). Thin: parse parameters, call a selector, shape output.
 
 Lists are built from tuples and rendered with orjson in one call (no serializer objects per row);
-hot answers come from the shared Redis response cache (see ``caching``); every answer has a strong
-ETag and Cache-Control; every error is problem+json naming the parameter.
+hot answers come from the shared Redis response cache (``ResponseCacheMixin`` in ``cached``, on top
+of ``caching``); every answer has a strong ETag and Cache-Control; every error is problem+json naming
+the parameter.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import orjson
 from django.http import Http404, StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
@@ -23,8 +25,9 @@ from rest_framework.response import Response
 from apiplatform.gateway import PublicAPIView
 from apiplatform.renderers import ORJSONRenderer, dumps
 from marketdata import cache as versions
-from marketdata import indicators, screener
-from marketdata.api import caching, docs, params, queries
+from marketdata import indicators, screener, selectors
+from marketdata.api import caching, docs, params
+from marketdata.api.cached import ResponseCacheMixin, answer
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -64,7 +67,7 @@ class MarketDataView(PublicAPIView):
         return query
 
     def coin_or_404(self, coin_id: str) -> tuple[int, str, str]:
-        ref = queries.coin_ref(coin_id) if params.coin_id(coin_id) else None
+        ref = selectors.coin_ref(coin_id) if params.coin_id(coin_id) else None
         if ref is None:
             raise NotFound(f"No coin with id {coin_id[:100]!r}.")
         return ref
@@ -144,7 +147,7 @@ class CoinListView(MarketDataView):
         active = params.boolean(query, "active")
         limit = params.integer(query, "limit", default=100, minimum=1, maximum=1000)
         after = params.key_cursor(query)
-        rows = queries.coins_page(q=q, active=active, after=after, limit=limit + 1)
+        rows = selectors.coins_page(q=q, active=active, after=after, limit=limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         cursor = params.encode_key_cursor(rows[-1][0]) if more else None
@@ -152,10 +155,7 @@ class CoinListView(MarketDataView):
             {"id": r[0], "symbol": r[1], "name": r[2], "active": r[3], "first_seen": r[4], "last_seen": r[5]}
             for r in rows
         ]
-        body = dumps({"data": data, "next_cursor": cursor})
-        response = caching.respond(
-            request, caching.Cached(body, caching.etag_of(body), caching.cache_control(False))
-        )
+        response = caching.respond(request, answer(dumps({"data": data, "next_cursor": cursor})))
         _link_next(request, cursor, response)
         return response
 
@@ -211,7 +211,7 @@ class CoinDetailView(MarketDataView):
     )
     def get(self, request, coin_id: str):
         self.query(request)
-        row = queries.coin_detail(coin_id) if params.coin_id(coin_id) else None
+        row = selectors.coin_detail(coin_id) if params.coin_id(coin_id) else None
         if row is None:
             raise NotFound(f"No coin with id {coin_id[:100]!r}.")
         market = _snapshot(row, 6) if row[14] is not None else None
@@ -226,16 +226,15 @@ class CoinDetailView(MarketDataView):
                 "market": market,
             }
         )
-        return caching.respond(
-            request, caching.Cached(body, caching.etag_of(body), caching.cache_control(False))
-        )
+        return caching.respond(request, answer(body))
 
 
 # --- markets and prices --------------------------------------------------------------------------
 
 
-class MarketListView(MarketDataView):
+class MarketListView(ResponseCacheMixin, MarketDataView):
     endpoint_name = "markets"
+    cache_name = "markets"
     credit_cost = 1
     allowed_params = frozenset({"ids", "order_by", "direction", "limit", "offset"})
 
@@ -247,7 +246,9 @@ class MarketListView(MarketDataView):
         tags=["markets"],
         parameters=[
             docs.IDS,
-            OpenApiParameter("order_by", str, docs.Q, enum=list(queries.MARKET_ORDER), default="market_cap"),
+            OpenApiParameter(
+                "order_by", str, docs.Q, enum=list(selectors.MARKET_ORDER), default="market_cap"
+            ),
             OpenApiParameter("direction", str, docs.Q, enum=["desc", "asc"], default="desc"),
             docs.limit(100, 250),
             docs.OFFSET,
@@ -257,25 +258,28 @@ class MarketListView(MarketDataView):
     def get(self, request):
         query = self.query(request)
         ids = params.id_list(query, "ids", maximum=250)
-        order_by = params.choice(query, "order_by", choices=tuple(queries.MARKET_ORDER), default="market_cap")
+        order_by = params.choice(
+            query, "order_by", choices=tuple(selectors.MARKET_ORDER), default="market_cap"
+        )
         direction = params.choice(query, "direction", choices=("desc", "asc"), default="desc")
         limit = params.integer(query, "limit", default=100, minimum=1, maximum=250)
         offset = params.integer(query, "offset", default=0, minimum=0, maximum=100_000)
-        parts = (tuple(ids or ()), order_by, direction, limit, offset)
-        version, hit = caching.lookup("markets", parts, versions.snapshots_key())
-        if hit is None:
-            rows = queries.markets_page(
+
+        def compute() -> caching.Cached:
+            rows = selectors.markets_page(
                 ids=ids, order_by=order_by, descending=direction == "desc", offset=offset, limit=limit + 1
             )
             data = [{"id": r[0], "symbol": r[1], "name": r[2], **_snapshot(r, 3)} for r in rows[:limit]]
-            body = dumps({"data": data, "next_offset": offset + limit if len(rows) > limit else None})
-            hit = caching.Cached(body, caching.etag_of(body), caching.cache_control(False))
-            caching.store("markets", parts, version, hit, caching.SHORT_TTL)
+            return answer(dumps({"data": data, "next_offset": offset + limit if len(rows) > limit else None}))
+
+        parts = (tuple(ids or ()), order_by, direction, limit, offset)
+        hit = self.cached(parts=parts, version_key=versions.snapshots_key(), compute=compute)
         return caching.respond(request, hit)
 
 
-class PriceView(MarketDataView):
+class PriceView(ResponseCacheMixin, MarketDataView):
     endpoint_name = "prices"
+    cache_name = "prices"
     credit_cost = 1
     allowed_params = frozenset({"ids"})
 
@@ -310,14 +314,14 @@ class PriceView(MarketDataView):
         query = self.query(request)
         ids = params.id_list(query, "ids", maximum=250, required=True)
         parts = tuple(sorted(ids))
-        version, hit = caching.lookup("prices", parts, versions.snapshots_key())
-        if hit is None:
-            data_json, found = queries.prices_json(list(parts))
+
+        def compute() -> caching.Cached:
+            data_json, found = selectors.prices_json(list(parts))
             found_set = set(found)
             missing = [i for i in parts if i not in found_set]
-            body = b'{"data":' + data_json.encode() + b',"missing":' + dumps(missing) + b"}"
-            hit = caching.Cached(body, caching.etag_of(body), caching.cache_control(False))
-            caching.store("prices", parts, version, hit, caching.SHORT_TTL)
+            return answer(b'{"data":' + data_json.encode() + b',"missing":' + dumps(missing) + b"}")
+
+        hit = self.cached(parts=parts, version_key=versions.snapshots_key(), compute=compute)
         return caching.respond(request, hit)
 
 
@@ -329,8 +333,9 @@ def _range_is_closed(timeframe: str, end, rows_closed: bool, now: datetime) -> b
     return rows_closed and end is not None and end <= now
 
 
-class CandleListView(MarketDataView):
+class CandleListView(ResponseCacheMixin, MarketDataView):
     endpoint_name = "candles"
+    cache_name = "candles"
     credit_cost = 1
     renderer_classes = [ORJSONRenderer, CSVRenderer]
     allowed_params = frozenset({"timeframe", "start", "end", "limit", "order", "cursor"})
@@ -400,10 +405,9 @@ class CandleListView(MarketDataView):
         order = params.choice(query, "order", choices=("desc", "asc"), default="desc")
         cursor = params.time_cursor(query, order=order)
         self.require_timeframe(request, timeframe)
-        parts = (coin_pk, timeframe, start, end, limit, order, cursor)
-        version, hit = caching.lookup("candles", parts, versions.candles_key(coin_pk, timeframe))
-        if hit is None:
-            more, rows_closed, last, data_json = queries.candles_page_json(
+
+        def compute() -> caching.Cached:
+            more, rows_closed, last, data_json = selectors.candles_page_json(
                 coin_id=coin_pk,
                 timeframe=timeframe,
                 start=start,
@@ -415,9 +419,10 @@ class CandleListView(MarketDataView):
             next_cursor = params.encode_time_cursor(order, last) if more and last is not None else None
             head = dumps({"coin": coin_id, "timeframe": timeframe})[:-1]
             body = head + b',"data":' + data_json.encode() + b',"next_cursor":' + dumps(next_cursor) + b"}"
-            closed = _range_is_closed(timeframe, end, rows_closed, timezone.now())
-            hit = caching.Cached(body, caching.etag_of(body), caching.cache_control(closed))
-            caching.store("candles", parts, version, hit, caching.LONG_TTL if closed else caching.SHORT_TTL)
+            return answer(body, long=_range_is_closed(timeframe, end, rows_closed, timezone.now()))
+
+        parts = (coin_pk, timeframe, start, end, limit, order, cursor)
+        hit = self.cached(parts=parts, version_key=versions.candles_key(coin_pk, timeframe), compute=compute)
         if request.accepted_renderer.format == "csv":
             return self._csv(request, hit)
         response = caching.respond(request, hit)
@@ -428,10 +433,8 @@ class CandleListView(MarketDataView):
         etag = hit.etag[:-1] + '-csv"'
         if caching.if_none_match(request, etag):
             return caching.respond(request, hit, etag=etag)
-        import orjson
-
         doc = orjson.loads(hit.body)
-        cols = queries.CANDLE_COLUMNS
+        cols = selectors.CANDLE_COLUMNS
 
         def rows():
             buf = io.StringIO()
@@ -491,8 +494,9 @@ def _indicator_params(query, spec: indicators.Indicator) -> dict:
     return out
 
 
-class IndicatorView(MarketDataView):
+class IndicatorView(ResponseCacheMixin, MarketDataView):
     endpoint_name = "indicators"
+    cache_name = "indicators"
     credit_cost = 1
     allowed_params = frozenset(
         {"timeframe", "start", "end", "limit", "order", "cursor"}
@@ -579,13 +583,13 @@ class IndicatorView(MarketDataView):
         values = _indicator_params(query, spec)
         self.require_timeframe(request, timeframe)
         parts = (coin_pk, timeframe, name, tuple(sorted(values.items())), start, end, limit, order, cursor)
-        version, hit = caching.lookup("indicators", parts, versions.candles_key(coin_pk, timeframe))
-        if hit is None:
-            hit = self._compute(coin_id, coin_pk, spec, values, timeframe, start, end, limit, order, cursor)
-            closed = hit.cache_control == caching.cache_control(True)
-            caching.store(
-                "indicators", parts, version, hit, caching.LONG_TTL if closed else caching.SHORT_TTL
-            )
+        hit = self.cached(
+            parts=parts,
+            version_key=versions.candles_key(coin_pk, timeframe),
+            compute=lambda: self._compute(
+                coin_id, coin_pk, spec, values, timeframe, start, end, limit, order, cursor
+            ),
+        )
         response = caching.respond(request, hit)
         _link_next(request, _cursor_of(hit), response)
         return response
@@ -595,7 +599,7 @@ class IndicatorView(MarketDataView):
         if cursor is not None and order == "desc":
             at = _time(cursor.after_us)
             upper = at if upper is None else min(upper, at)
-        series = queries.series_arrays(coin_id=coin_pk, timeframe=timeframe, end=upper)
+        series = selectors.series_arrays(coin_id=coin_pk, timeframe=timeframe, end=upper)
         times = series["time"]
         lo = 0
         if start is not None:
@@ -636,8 +640,7 @@ class IndicatorView(MarketDataView):
             }
         )
         rows_closed = bool(series["closed"][idx].all()) if len(idx) else True
-        closed = _range_is_closed(timeframe, end, rows_closed, timezone.now())
-        return caching.Cached(body, caching.etag_of(body), caching.cache_control(closed))
+        return answer(body, long=_range_is_closed(timeframe, end, rows_closed, timezone.now()))
 
 
 # --- rankings and screener -----------------------------------------------------------------------
@@ -648,8 +651,9 @@ def _ranks(caps: dict[int, tuple]) -> dict[int, int]:
     return {coin: i for i, (coin, _) in enumerate(ordered, 1)}
 
 
-class RankingView(MarketDataView):
+class RankingView(ResponseCacheMixin, MarketDataView):
     endpoint_name = "rankings"
+    cache_name = "rankings"
     credit_cost = 2
     allowed_params = frozenset({"by", "at", "limit", "offset"})
 
@@ -680,14 +684,13 @@ class RankingView(MarketDataView):
         now = timezone.now()
         if at is not None and at > now:
             params.fail("at", "must not be in the future")
-        parts = (by, at, limit, offset, None if at is not None else now.replace(second=0, microsecond=0))
-        version, hit = caching.lookup("rankings", parts, versions.snapshots_key())
-        if hit is None:
-            current = queries.snapshot_market_caps() if at is None else queries.market_caps_at(at)
+
+        def compute() -> caching.Cached:
+            current = selectors.snapshot_market_caps() if at is None else selectors.market_caps_at(at)
             ref = at or now
             ranks = _ranks(current)
-            before_24h = _ranks(queries.market_caps_at(ref - timedelta(hours=24)))
-            before_7d = _ranks(queries.market_caps_at(ref - timedelta(days=7)))
+            before_24h = _ranks(selectors.market_caps_at(ref - timedelta(hours=24)))
+            before_7d = _ranks(selectors.market_caps_at(ref - timedelta(days=7)))
             total = float(sum(v[2] for v in current.values()))
             ordered = sorted(ranks.items(), key=lambda kv: kv[1])[offset : offset + limit]
             data = []
@@ -715,8 +718,10 @@ class RankingView(MarketDataView):
                     "next_offset": offset + limit if more else None,
                 }
             )
-            hit = caching.Cached(body, caching.etag_of(body), caching.cache_control(False))
-            caching.store("rankings", parts, version, hit, caching.SHORT_TTL)
+            return answer(body)
+
+        parts = (by, at, limit, offset, None if at is not None else now.replace(second=0, microsecond=0))
+        hit = self.cached(parts=parts, version_key=versions.snapshots_key(), compute=compute)
         return caching.respond(request, hit)
 
 
@@ -726,8 +731,9 @@ _SCREENER_FILTERS.update({f"change_{op}": ("change_pct", op) for op in ("lt", "g
 _SORTS = tuple(screener.FIELDS) + tuple(f"-{f}" for f in screener.FIELDS)
 
 
-class ScreenerView(MarketDataView):
+class ScreenerView(ResponseCacheMixin, MarketDataView):
     endpoint_name = "screener"
+    cache_name = "screener"
     credit_cost = 2
     allowed_params = frozenset({"timeframe", "sort", "limit", "offset", *_SCREENER_FILTERS})
 
@@ -787,10 +793,9 @@ class ScreenerView(MarketDataView):
             field, op = _SCREENER_FILTERS[name]
             filters.append((field, op, params.number(query, name)))
         self.require_timeframe(request, timeframe)
-        parts = (timeframe, sort, limit, offset, tuple(filters))
-        version, hit = caching.lookup("screener", parts, caching.screener_key(timeframe))
-        if hit is None:
-            rows = screener.screen(
+
+        def compute() -> caching.Cached:
+            rows = selectors.screener_page(
                 timeframe=timeframe, filters=filters, sort=sort, limit=limit + 1, offset=offset
             )
             cols = ("id", "symbol", "name", "time", *screener.FIELDS)
@@ -802,6 +807,8 @@ class ScreenerView(MarketDataView):
                     "next_offset": offset + limit if len(rows) > limit else None,
                 }
             )
-            hit = caching.Cached(body, caching.etag_of(body), caching.cache_control(False))
-            caching.store("screener", parts, version, hit, caching.SHORT_TTL)
+            return answer(body)
+
+        parts = (timeframe, sort, limit, offset, tuple(filters))
+        hit = self.cached(parts=parts, version_key=caching.screener_key(timeframe), compute=compute)
         return caching.respond(request, hit)

@@ -166,4 +166,4 @@ def test_snapshot_with_older_upstream_time_does_not_overwrite(coins, t0):
     assert services.snapshots_upsert(rows=[snap(10.0, t0 + timedelta(minutes=1))]) == 1
     assert services.snapshots_upsert(rows=[snap(9.0, t0)]) == 0
     assert services.snapshots_upsert(rows=[snap(11.0, t0 + timedelta(minutes=2))]) == 1
-    assert selectors.snapshots_latest().get().price == 11.0
+    assert selectors.snapshot_prices(coin_ids=coins) == {coins[0]: (11.0, t0 + timedelta(minutes=2))}
