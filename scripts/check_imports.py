@@ -56,7 +56,8 @@ COMPOSITION_POINTS = frozenset(
 )
 #: Underscore names that belong to Django's model API, not to the app that defines the model.
 DJANGO_MODEL_API = frozenset({"_meta", "_default_manager", "_base_manager", "_state"})
-MARKETDATA_TABLE = re.compile(rf"\b{DATA_APP}_[a-z0-9_]+")  # table names are lower case (MARKETDATA_* settings are not tables)
+#: Table names are lower case (the upper-case MARKETDATA_* settings are not tables).
+MARKETDATA_TABLE = re.compile(rf"\b{DATA_APP}_[a-z0-9_]+")
 #: ``<app>.services*`` -> ``<app>.tasks`` inside a function: the one allowed loop.
 SERVICES_TO_TASKS = re.compile(r"^(?P<app>.+)\.services(?:[._].*)?$")
 
