@@ -37,8 +37,8 @@ class ApiKeyInline(admin.TabularInline):
     model = ApiKey
     extra = 0
     can_delete = False
-    fields = ["prefix", "name", "environment", "status", "expires_at", "last_used_at", "revoked_at"]
-    readonly_fields = fields
+    readonly_fields = ["prefix", "name", "environment", "status", "expires_at", "last_used_at", "revoked_at"]
+    fields = [*readonly_fields]  # all shown, all read-only (a copy: the stubs type the two lists differently)
     show_change_link = True
 
     def has_add_permission(self, request, obj=None):
@@ -117,8 +117,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     search_fields = ["prefix", "key_id", "name", "organization__slug"]
     list_select_related = ["organization"]
     actions = [revoke_keys]
-    # Never the secret (not stored) and never the hash.
-    fields = [
+    # Never the secret (not stored) and never the hash; all read-only.
+    readonly_fields = [
         "organization",
         "name",
         "prefix",
@@ -134,7 +134,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "revoked_by",
         "rotated_from",
     ]
-    readonly_fields = fields
+    fields = [*readonly_fields]  # a copy: the stubs type `fields` and `readonly_fields` differently
 
     def has_add_permission(self, request):
         return False

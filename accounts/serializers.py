@@ -197,7 +197,9 @@ class AuditEventOut(serializers.Serializer):
     action = serializers.CharField()
     target_type = serializers.CharField()
     target_id = serializers.CharField()
-    data = serializers.JSONField()
+    # DRF's metaclass moves declared fields into _declared_fields, so this does not shadow the
+    # Serializer.data property at runtime; the stubs only see a class attribute overriding it.
+    data = serializers.JSONField()  # type: ignore[assignment]  # a field named "data", not the property
     ip_address = serializers.CharField(allow_null=True)
 
 

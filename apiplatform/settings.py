@@ -7,6 +7,7 @@ laptop; with DEBUG=0 (production mode) the settings refuse to start without real
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -171,7 +172,7 @@ if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- REST framework and OpenAPI ------------------------------------------------------------------------
-REST_FRAMEWORK = {
+REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_RENDERER_CLASSES": ["apiplatform.renderers.ORJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     # Management API (/v1/account/): user JWTs. Public /v1 views (PublicAPIView) use API keys instead.
@@ -181,7 +182,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "apiplatform.exceptions.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
-SPECTACULAR_SETTINGS = {
+SPECTACULAR_SETTINGS: dict[str, Any] = {
     "TITLE": "Candlestack API",
     "DESCRIPTION": (
         "Crypto market data as a product: coins, prices, OHLCV candles and indicators.\n\n"
@@ -200,7 +201,7 @@ SPECTACULAR_SETTINGS = {
 # --- accounts: JWT for the management API, API keys for the public API (docs/accounts.md) ------------
 from datetime import timedelta  # noqa: E402
 
-SIMPLE_JWT = {
+SIMPLE_JWT: dict[str, Any] = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7)),
     "ROTATE_REFRESH_TOKENS": True,
@@ -212,7 +213,7 @@ SIMPLE_JWT = {
     "USER_ID_FIELD": "id",
     "USER_ID_CLAIM": "user_id",
 }
-ACCOUNTS = {
+ACCOUNTS: dict[str, Any] = {
     # HMAC key for API-key hashes. Changing it invalidates every API key: set it once per deployment.
     "API_KEY_PEPPER": env_str("API_KEY_PEPPER") or f"api-key-pepper:{SECRET_KEY}",
     "KEY_LOCAL_CACHE_TTL": min(env_float("API_KEY_LOCAL_CACHE_TTL", 1.0), 1.0),  # revocation bound

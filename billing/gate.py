@@ -37,6 +37,7 @@ import hashlib
 import os
 import threading
 import time
+from typing import TypedDict
 
 import redis
 from django.conf import settings
@@ -229,9 +230,9 @@ def _plan_of(tail: str) -> PlanLimits:
 
 
 def _parse(raw: str, month: str, month_reset_s: int, bucket: str = "") -> GateResult:
-    status, t_rem, t_reset, k_rem, k_reset, used, retry, tail = raw.split("|", 7)
-    status = int(status)
-    t_rem, k_rem = int(t_rem), int(k_rem)
+    status_s, t_rem_s, t_reset, k_rem_s, k_reset, used, retry, tail = raw.split("|", 7)
+    status = int(status_s)
+    t_rem, k_rem = int(t_rem_s), int(k_rem_s)
     return GateResult(
         status=status,
         plan=_plan_of(tail),
@@ -315,6 +316,16 @@ def _fallback_plan(organization_id: int) -> PlanLimits:
     return plan
 
 
+class _CheckArgs(TypedDict):
+    """The keyword arguments :func:`admit` passes to :func:`check` (twice on the cold path)."""
+
+    organization_id: int
+    key_id: str
+    endpoint: str
+    cost: int
+    meter_endpoint: str
+
+
 def admit(*, organization_id: int, key_id: str, endpoint: str, cost: int, meter_endpoint: str) -> GateResult:
     """Check and consume the limits of one request and meter its outcome; never raises for Redis.
 
@@ -324,7 +335,7 @@ def admit(*, organization_id: int, key_id: str, endpoint: str, cost: int, meter_
     from the database), ``degraded=True``."""
     now = now_us()
     result = None
-    args = {
+    args: _CheckArgs = {
         "organization_id": organization_id,
         "key_id": key_id,
         "endpoint": endpoint,

@@ -34,6 +34,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import redis
 from django.db import connection, transaction
@@ -160,7 +161,7 @@ def correct(
     try:
         with _redis.breaker.guard():
             r = _redis.client()
-            args = [bucket, from_class, to_class, credits_from, credits_to]
+            args: list[str | int] = [bucket, from_class, to_class, credits_from, credits_to]
             if refund and organization_id:
                 pipe = r.pipeline(transaction=False)
                 _script(_CORRECT_LUA, r)(keys=[usage_live_key()], args=args, client=pipe)
@@ -251,7 +252,8 @@ class FlushResult:
 def usage_flush(*, progress=None) -> FlushResult:
     """Move everything counted so far from Redis into ``UsageRecord``; see the module docstring."""
     r = _redis.client()
-    pending = sorted(r.smembers(usage_pending_key()))
+    # the gateway connection decodes replies (decode_responses=True): str, where redis-py says bytes | str
+    pending = sorted(cast("set[str]", r.smembers(usage_pending_key())))
     batch_id = f"{time.time_ns()}-{uuid.uuid4().hex[:12]}"
     rotated = r.eval(
         _ROTATE_LUA, 3, usage_live_key(), usage_batch_key(batch_id), usage_pending_key(), batch_id
@@ -261,7 +263,7 @@ def usage_flush(*, progress=None) -> FlushResult:
     _checkpoint("after_rotate")
     result = FlushResult(batches=len(pending))
     for bid in pending:
-        data = r.hgetall(usage_batch_key(bid))
+        data = cast("dict[str, str]", r.hgetall(usage_batch_key(bid)))
         rows = _aggregate(data)
         requests = sum(v[0] for v in rows.values())
         credit_total = sum(v[1] for v in rows.values())

@@ -44,7 +44,7 @@ def publish_plan(
     """Write an organization's plan limits into Redis (ignored if a newer version is there).
     With ``pipeline`` the command is only queued (the result comes with ``pipeline.execute()``)."""
     r = redis_access.client("gateway")
-    args = [limits.version, int(settings.GATEWAY_PLAN_TTL), *limits.as_redis_fields()]
+    args: list[int | str] = [limits.version, int(settings.GATEWAY_PLAN_TTL), *limits.as_redis_fields()]
     result = _publish_script(r)(keys=[plan_key(organization_id)], args=args, client=pipeline or r)
     return bool(result) if pipeline is None else True
 

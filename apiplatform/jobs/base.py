@@ -23,7 +23,7 @@ import random
 import time
 import traceback as traceback_module
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 from celery import Task
@@ -132,8 +132,27 @@ def retry_countdown(
     return min(countdown, ceiling)
 
 
+class _DeadLetterArgs(TypedDict):
+    """The keyword arguments of ``dead_letter_record``, gathered before the write is tried."""
+
+    task_name: str
+    app: str
+    task_id: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    exc: BaseException
+    traceback: str
+    attempts: int
+    retryable: bool
+    dead_letter_id: int | None
+
+
 class ProjectTask(Task):
     """Base class set by `project_task`; see the module docstring."""
+
+    #: Set on every task class by `project_task` (``app.task(queue=...)``); Celery's Task declares none.
+    queue: str
 
     acks_late = True
     ignore_result = True
@@ -218,7 +237,7 @@ class ProjectTask(Task):
         self, exc: Exception, args: tuple, kwargs: dict, attempt: int, retryable: bool
     ) -> None:
         delivery = self.request.delivery_info or {}
-        record = {
+        record: _DeadLetterArgs = {
             "task_name": self.name,
             "app": task_app_label(self),
             "task_id": self.request.id or "",

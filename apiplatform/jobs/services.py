@@ -125,7 +125,9 @@ def _send(task_name: str, args: list, kwargs: dict, queue: str, task_id: str, de
     options: dict[str, Any] = {"task_id": task_id, "headers": {DEAD_LETTER_HEADER: dead_letter_id}}
     task = celery_app.tasks.get(task_name)
     if task is not None:
-        task.apply_async(args=args, kwargs=kwargs, **options)
+        # celery-types has `args: tuple` here (but `Sequence` for send_task below); Celery takes any
+        # sequence, so the list stored in the dead letter is sent as it is.
+        task.apply_async(args=args, kwargs=kwargs, **options)  # type: ignore[arg-type]  # stub too narrow
     else:  # not imported in this process: send by name to the recorded queue
         celery_app.send_task(task_name, args=args, kwargs=kwargs, queue=queue or None, **options)
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import quote
 
 import httpx
@@ -143,6 +143,15 @@ def _retry_after(headers: httpx.Headers) -> float | None:
 
 def _epoch(t: datetime | float | int) -> int:
     return int(t.timestamp()) if isinstance(t, datetime) else int(t)
+
+
+class _HTTPErrorArgs(TypedDict):
+    """The keyword arguments every ``CoinGeckoHTTPError`` built by ``_http_error`` shares."""
+
+    endpoint: str
+    status: int
+    error_code: int | None
+    error_message: str
 
 
 class CoinGeckoClient:
@@ -367,7 +376,12 @@ class CoinGeckoClient:
         if body is None and response.content:
             message = response.text[:200]
         retry_after = _retry_after(response.headers)
-        common = {"endpoint": endpoint, "status": status, "error_code": code, "error_message": message}
+        common: _HTTPErrorArgs = {
+            "endpoint": endpoint,
+            "status": status,
+            "error_code": code,
+            "error_message": message,
+        }
         if status == 429:
             self.metrics.incr("rate_limited")
             wait = min(

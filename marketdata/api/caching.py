@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from dataclasses import dataclass
+from typing import cast
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -62,7 +63,11 @@ def lookup(name: str, parts: tuple, version_key: str) -> tuple[str, Cached | Non
         return "x", None
     try:
         with redis_access.breaker("default").guard():
-            version, raw = redis_access.client("default").mget([version_key, _entry_key(name, parts)])
+            # the "default" connection does not decode replies: bytes, where redis-py says bytes | str
+            version, raw = cast(
+                "list[bytes | None]",
+                redis_access.client("default").mget([version_key, _entry_key(name, parts)]),
+            )
     except redis_access.ERRORS:
         return "x", None
     current = (version or b"0").decode()
