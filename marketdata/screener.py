@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -30,7 +31,7 @@ from marketdata.api import caching
 logger = logging.getLogger(__name__)
 
 HISTORY = 600
-SCREENER_PARAMS = {
+SCREENER_PARAMS: dict[str, dict[str, Any]] = {
     "sma": {"period": 20},
     "ema": {"period": 20},
     "rsi": {"period": 14},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from django.db import connection
@@ -390,17 +391,19 @@ def candle_gaps(
     """Missing buckets of ``timeframe`` in [start, end) as (coin id, gap start, gap end), ordered
     (1 query): between stored buckets, after the last one, and before the first one when an older
     bucket exists at or after ``anchor_from`` (a series' true start is no gap)."""
+    # psycopg adapts timedelta; django-stubs' cursor parameter type does not list it
+    query_params: dict[str, Any] = {
+        "tf": timeframe,
+        "coins": coin_ids,
+        "w_start": start,
+        "w_end": end,
+        "anchor_from": anchor_from,
+        "iv": TIMEFRAME_DELTA[timeframe],
+    }
     with connection.cursor() as cur:
         cur.execute(
             _GAPS_SQL,
-            {
-                "tf": timeframe,
-                "coins": coin_ids,
-                "w_start": start,
-                "w_end": end,
-                "anchor_from": anchor_from,
-                "iv": TIMEFRAME_DELTA[timeframe],
-            },
+            query_params,
         )
         return cur.fetchall()
 
@@ -474,7 +477,7 @@ def candle_jumps(
     with at least ``min_points`` buckets; ref = median log close of the (up to) two buckets on each
     side; flagged when the largest |log(x) - ref| exceeds max(``z`` * sigma, ``min_jump``).
     """
-    params = {
+    params: dict[str, Any] = {
         "tf": timeframe,
         "w_start": start,
         "now": end,
@@ -510,7 +513,8 @@ def screener_page(
 ) -> list[tuple]:
     """Rows of the latest-indicator table matching ``filters`` [(field, 'lt'|'gt'|'lte'|'gte', value)]
     (1 query): (upstream id, symbol, name, time, *screener.FIELDS)."""
-    where, args = ["li.timeframe = %s", "c.active"], [timeframe]
+    where: list[str] = ["li.timeframe = %s", "c.active"]
+    args: list[Any] = [timeframe]
     for field, op, value in filters:
         if field not in SCREENER_FIELDS:
             raise ValueError(field)

@@ -160,7 +160,7 @@ class CoinListView(MarketDataView):
         return response
 
 
-def _snapshot(r, offset: int) -> dict | None:
+def _snapshot(r, offset: int) -> dict:
     keys = (
         "price",
         "market_cap",
@@ -477,7 +477,7 @@ def _cursor_of(hit: caching.Cached) -> str | None:
 
 
 def _indicator_params(query, spec: indicators.Indicator) -> dict:
-    out = {}
+    out: dict[str, float | int | None] = {}
     for p in spec.params:
         if p.integer:
             out[p.name] = params.integer(
