@@ -19,6 +19,7 @@ from .universe import EPOCH0_MS, Universe
 from .walk import brownian, round_significant
 
 PRICE_DIGITS = 8
+MIN5_MS = 300_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 
