@@ -78,11 +78,6 @@ class SimState:
             if "seed" in changes:
                 self._fault_keys = seed_keys(self.config.faults.seed, len(self.universe), S_FAULTS)
 
-    def clear_faults(self) -> None:
-        with self._lock:
-            self.config.faults = FaultConfig(seed=self.config.faults.seed)
-            self._forced.clear()
-
     def force(
         self, kind: int | str, count: int = 1, *, retry_after: int | None = None, paths: str | None = None
     ) -> None:
@@ -109,9 +104,6 @@ class SimState:
     def revoke_key(self, key: str, status: int = 401) -> None:
         """From now on, requests with ``key`` get ``status`` (401 or 403) and the real error body."""
         self._revoked[key] = status
-
-    def restore_key(self, key: str) -> None:
-        self._revoked.pop(key, None)
 
     def state(self) -> dict:
         return {
