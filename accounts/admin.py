@@ -1,14 +1,15 @@
 """Operator views: users, organizations with members, API keys (revoke action), audit log.
 
 Key secrets are never stored, and the hash is never shown: the key admin is read-only except for
-the revoke action, which goes through ``services.api_key_revoke`` (audit + cache publication).
+the revoke action, which goes through ``accounts.services.api_keys.api_key_revoke`` (audit + cache
+publication).
 """
 
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts import services
 from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization, User
+from accounts.services.api_keys import api_key_revoke
 
 
 @admin.register(User)
@@ -103,9 +104,7 @@ class InvitationAdmin(admin.ModelAdmin):
 def revoke_keys(modeladmin, request, queryset):
     count = 0
     for api_key in queryset.filter(revoked_at__isnull=True):
-        services.api_key_revoke(
-            api_key=api_key, actor=request.user, ip_address=request.META.get("REMOTE_ADDR")
-        )
+        api_key_revoke(api_key=api_key, actor=request.user, ip_address=request.META.get("REMOTE_ADDR"))
         count += 1
     modeladmin.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)
 

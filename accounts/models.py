@@ -1,8 +1,9 @@
 """Accounts: users (email login), organizations (tenants), memberships with roles, invitations,
 API keys and the audit log.
 
-Business rules live in ``accounts/services.py`` and reads in ``accounts/selectors.py``; these are
-plain tables. Billing attaches its own tables to :class:`Organization` (no plan field here).
+Business rules live in ``accounts/services/`` (one module per sub-domain) and reads in
+``accounts/selectors.py``; these are plain tables. Billing attaches its own tables to
+:class:`Organization` (no plan field here).
 """
 
 from __future__ import annotations

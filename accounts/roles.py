@@ -1,7 +1,8 @@
 """Roles and what each may do: the single source of the role -> permissions matrix.
 
 Every management endpoint names the permission it needs (``required_permissions`` per HTTP method
-on the view); :func:`has_permission` is the only check. Other apps (billing) use the same names.
+on the view); :func:`has_permission` is the only check (services call it through
+:func:`require_permission`). Other apps (billing) use the same names.
 
 | permission            | owner | admin | developer | billing |
 |-----------------------|:-----:|:-----:|:---------:|:-------:|
@@ -18,13 +19,16 @@ on the view); :func:`has_permission` is the only check. Other apps (billing) use
 | billing.read          |   x   |   x   |           |    x    |
 | billing.manage        |   x   |       |           |    x    |
 
-Extra rules (enforced in services): only an owner may grant or take away the owner role or
-remove an owner; an organization always keeps at least one owner.
+Extra rules (enforced by the membership and invitation services): only an owner may grant or take
+away the owner role or remove an owner (:func:`check_owner_rule`); an organization always keeps at
+least one owner.
 """
 
 from __future__ import annotations
 
+from accounts import problems as p
 from accounts.models import Role
+from apiplatform.problems import ProblemError
 
 ORG_READ = "org.read"
 ORG_UPDATE = "org.update"
@@ -70,3 +74,20 @@ def has_permission(role: str | None, permission: str) -> bool:
 
 def permissions_of(role: str) -> list[str]:
     return [perm for perm in ALL_PERMISSIONS if perm in ROLE_PERMISSIONS.get(role, frozenset())]
+
+
+def require_permission(role: str | None, permission: str) -> None:
+    """Raise ``role-forbidden`` unless ``role`` has ``permission``."""
+    if not has_permission(role, permission):
+        raise ProblemError(p.ROLE_FORBIDDEN, extra={"required_permission": permission})
+
+
+def check_owner_rule(*, actor_role: str, old_role: str | None, new_role: str | None) -> None:
+    """Only owners may create, change or remove owners."""
+    touches_owner = Role.OWNER in (old_role, new_role)
+    if touches_owner and actor_role != Role.OWNER:
+        raise ProblemError(
+            p.ROLE_FORBIDDEN,
+            "Only an owner may grant, change or remove the owner role.",
+            extra={"required_permission": "owner"},
+        )

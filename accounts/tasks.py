@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import smtplib
 
-from accounts import services
+from accounts.services.api_keys import api_key_last_used_flush
+from accounts.services.users import email_verification_send
 from apiplatform.jobs.base import project_task
 
 
@@ -29,7 +30,7 @@ from apiplatform.jobs.base import project_task
     name="accounts.flush_key_last_used", soft_time_limit=50, time_limit=60, max_retries=0, dead_letter=False
 )
 def flush_key_last_used(self) -> int:
-    return services.api_key_last_used_flush()
+    return api_key_last_used_flush()
 
 
 @project_task(
@@ -42,4 +43,4 @@ def flush_key_last_used(self) -> int:
     retry_on=(smtplib.SMTPException, OSError),
 )
 def send_verification_email(self, user_id: int) -> dict:
-    return {"user_id": user_id, "sent": services.email_verification_send(user_id=user_id)}
+    return {"user_id": user_id, "sent": email_verification_send(user_id=user_id)}

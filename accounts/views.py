@@ -19,11 +19,16 @@ from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts import failures, roles, selectors, services
+from accounts import failures, roles, selectors
 from accounts import problems as p
 from accounts import serializers as s
 from accounts.authentication import client_ip
 from accounts.models import ApiKey, Invitation, Membership
+from accounts.services.api_keys import api_key_create, api_key_revoke, api_key_rotate
+from accounts.services.invitations import invitation_accept, invitation_create, invitation_revoke
+from accounts.services.memberships import membership_remove, membership_role_change
+from accounts.services.organizations import organization_update
+from accounts.services.users import email_verification_resend, user_signup, user_verify_email
 from accounts.tenancy import ORGANIZATION_PARAMETER, OrganizationScopedView
 from apiplatform.problems import RATE_LIMITED, ProblemError
 from apiplatform.schema import problem_response
@@ -118,7 +123,7 @@ class SignupView(PublicAccountView):
         _limit_account(
             request, "accounts.signup.account", "RATE_SIGNUP_ACCOUNT", data.validated_data["email"]
         )
-        user, membership = services.user_signup(
+        user, membership = user_signup(
             email=data.validated_data["email"],
             password=data.validated_data["password"],
             organization_name=data.validated_data.get("organization_name", ""),
@@ -189,7 +194,7 @@ class VerifyEmailView(PublicAccountView):
         responses={200: s.UserOut, 400: _problem("`verification-invalid`")},
     )
     def get(self, request):
-        user = services.user_verify_email(token=request.query_params.get("token", ""))
+        user = user_verify_email(token=request.query_params.get("token", ""))
         return Response(s.UserOut(user).data)
 
     @extend_schema(
@@ -202,7 +207,7 @@ class VerifyEmailView(PublicAccountView):
     def post(self, request):
         data = s.VerifyEmailIn(data=request.data)
         data.is_valid(raise_exception=True)
-        user = services.user_verify_email(token=data.validated_data["token"])
+        user = user_verify_email(token=data.validated_data["token"])
         return Response(s.UserOut(user).data)
 
 
@@ -237,7 +242,7 @@ class VerifyEmailResendView(APIView):
             rate=settings.ACCOUNTS["RATE_VERIFY_RESEND_USER"],
             key=lambda _g, _r: user_key,
         )
-        queued = services.email_verification_resend(user=request.user)
+        queued = email_verification_resend(user=request.user)
         return Response(
             s.VerifyResendOut({"queued": queued, "email_verified": not queued}).data,
             status=status.HTTP_202_ACCEPTED if queued else status.HTTP_200_OK,
@@ -278,7 +283,7 @@ class InvitationAcceptView(APIView):
     def post(self, request):
         data = s.InvitationAcceptIn(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = services.invitation_accept(
+        membership = invitation_accept(
             token=data.validated_data["token"], user=request.user, ip_address=client_ip(request)
         )
         return Response(s.MyMembershipOut(membership).data, status=status.HTTP_201_CREATED)
@@ -309,7 +314,7 @@ class OrganizationView(OrganizationScopedView):
     def patch(self, request):
         data = s.OrganizationUpdateIn(data=request.data)
         data.is_valid(raise_exception=True)
-        services.organization_update(
+        organization_update(
             organization=self.organization,
             actor=request.user,
             name=data.validated_data["name"],
@@ -365,7 +370,7 @@ class MemberDetailView(OrganizationScopedView):
         membership = self._member(member_id)
         data = s.RoleChangeIn(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = services.membership_role_change(
+        membership = membership_role_change(
             membership=membership,
             role=data.validated_data["role"],
             actor=request.user,
@@ -382,7 +387,7 @@ class MemberDetailView(OrganizationScopedView):
         responses={204: None, 403: E403, 404: E404, 409: _problem("`last-owner`")},
     )
     def delete(self, request, member_id: int):
-        services.membership_remove(
+        membership_remove(
             membership=self._member(member_id),
             actor=request.user,
             actor_role=self.role,
@@ -422,7 +427,7 @@ class InvitationListView(OrganizationScopedView):
     def post(self, request):
         data = s.InvitationIn(data=request.data)
         data.is_valid(raise_exception=True)
-        invitation, _token = services.invitation_create(
+        invitation, _token = invitation_create(
             organization=self.organization,
             email=data.validated_data["email"],
             role=data.validated_data["role"],
@@ -459,7 +464,7 @@ class InvitationDetailView(OrganizationScopedView):
         responses={200: s.InvitationOut, 400: _problem("`invitation-invalid`"), 403: E403, 404: E404},
     )
     def delete(self, request, invitation_id: int):
-        invitation = services.invitation_revoke(
+        invitation = invitation_revoke(
             invitation=self._invitation(invitation_id),
             actor=request.user,
             actor_role=self.role,
@@ -504,7 +509,7 @@ class ApiKeyListView(OrganizationScopedView):
     def post(self, request):
         data = s.ApiKeyIn(data=request.data)
         data.is_valid(raise_exception=True)
-        api_key, full_key = services.api_key_create(
+        api_key, full_key = api_key_create(
             organization=self.organization,
             created_by=request.user,
             ip_address=client_ip(request),
@@ -543,7 +548,7 @@ class ApiKeyRevokeView(OrganizationScopedView):
     )
     def post(self, request, key_id: str):
         api_key = self.get_scoped_object(ApiKey.objects.all(), key_id=key_id)
-        api_key = services.api_key_revoke(api_key=api_key, actor=request.user, ip_address=client_ip(request))
+        api_key = api_key_revoke(api_key=api_key, actor=request.user, ip_address=client_ip(request))
         return Response(_key_out(api_key))
 
 
@@ -571,7 +576,7 @@ class ApiKeyRotateView(OrganizationScopedView):
         expires_at = data.validated_data["old_key_expires_at"]
         if data.validated_data["old_key_expires_in"] is not None:
             expires_at = timezone.now() + timedelta(seconds=data.validated_data["old_key_expires_in"])
-        new, full_key, old = services.api_key_rotate(
+        new, full_key, old = api_key_rotate(
             api_key=api_key, actor=request.user, old_key_expires_at=expires_at, ip_address=client_ip(request)
         )
         body = {"new_key": {**_key_out(new), "key": full_key}, "old_key": _key_out(old)}

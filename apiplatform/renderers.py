@@ -31,7 +31,3 @@ class ORJSONRenderer(BaseRenderer):
         if data is None:
             return b""
         return dumps(data)
-
-
-class ProblemJSONRenderer(ORJSONRenderer):
-    media_type = "application/problem+json"

@@ -108,7 +108,8 @@ SETUP = """
 import django
 django.setup()
 from datetime import UTC, datetime
-from accounts import services as accounts
+from accounts.services.api_keys import api_key_create
+from accounts.services.organizations import organization_create
 from billing import services as billing
 from billing.models import Plan
 from marketdata import services
@@ -118,8 +119,8 @@ from rest_framework_api_key.models import APIKey
 Plan.objects.update_or_create(name="bench", defaults=dict(
     display_name="Bench", rate_per_minute=10_000_000, burst=1_000_000, key_rate_per_minute=10_000_000,
     monthly_credits=10**12, endpoints=["*"], timeframes=["*"]))
-org = accounts.organization_create(name="API bench")
-_, key = accounts.api_key_create(organization=org, name="bench", audit=False)
+org = organization_create(name="API bench")
+_, key = api_key_create(organization=org, name="bench", audit=False)
 billing.organization_plan_set(organization=org, plan_name="bench")
 _, stock_key = APIKey.objects.create_key(name="bench")
 coins = list(Coin.objects.order_by("id").values_list("id", "upstream_id"))

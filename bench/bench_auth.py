@@ -39,8 +39,10 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from rest_framework.request import Request  # noqa: E402
 from rest_framework.test import APIRequestFactory  # noqa: E402
 
-from accounts import keycache, services  # noqa: E402
+from accounts import keycache  # noqa: E402
 from accounts.authentication import ApiKeyAuthentication  # noqa: E402
+from accounts.services.api_keys import api_key_create  # noqa: E402
+from accounts.services.organizations import organization_create  # noqa: E402
 from apiplatform import redis_access  # noqa: E402
 
 
@@ -103,8 +105,8 @@ def main() -> None:
     test_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     key_id = None
     try:
-        org = services.organization_create(name="Bench Org")
-        api_key, full = services.api_key_create(organization=org, name="bench")
+        org = organization_create(name="Bench Org")
+        api_key, full = api_key_create(organization=org, name="bench")
         key_id = api_key.key_id
         auth = ApiKeyAuthentication()
         rt = RoundTrips()

@@ -100,7 +100,8 @@ urlpatterns = [
 SETUP = """
 import django
 django.setup()
-from accounts import services as a
+from accounts.services.api_keys import api_key_create
+from accounts.services.organizations import organization_create
 from billing import services as b
 from billing.models import Plan
 from rest_framework_api_key.models import APIKey
@@ -108,9 +109,9 @@ from rest_framework_api_key.models import APIKey
 Plan.objects.update_or_create(name="bench", defaults=dict(
     display_name="Bench", rate_per_minute=6_000_000, burst=10**6, key_rate_per_minute=6_000_000,
     monthly_credits=10**12, endpoints=["*"], timeframes=["*"]))
-org = a.organization_create(name="Bench Org")
+org = organization_create(name="Bench Org")
 b.organization_plan_set(organization=org, plan_name="bench")
-_row, key = a.api_key_create(organization=org, name="bench", audit=False)
+_row, key = api_key_create(organization=org, name="bench", audit=False)
 _stock, stock_key = APIKey.objects.create_key(name="bench")
 print(key)
 print(stock_key)

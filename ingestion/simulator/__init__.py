@@ -13,7 +13,8 @@ Public API::
 Run as a server: ``python -m ingestion.simulator --help``.
 """
 
-from .app import ManualClock, SimClock, Simulator
+from .app import Simulator
+from .clock import ManualClock, SimClock
 from .config import FaultConfig, SimulatorConfig
 from .core import MarketState, Tick, iso_ms, ms_to_datetime, to_ms
 from .server import SimulatorServer

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from datetime import datetime
 
-from .app import SimClock, Simulator
+from .app import Simulator
+from .clock import SimClock
 from .config import FaultConfig, SimulatorConfig
 from .server import make_http_server
 
@@ -107,8 +109,6 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
-    import time
-
     start = (args.start if args.start is not None else time.time()) + args.offset
     sim = Simulator(config_from_args(args), clock=SimClock(start=start, speed=args.speed))
     httpd = make_http_server(sim, args.host, args.port)

@@ -1,8 +1,8 @@
 """Ground truth of the simulated upstream: ticks, market snapshots, chart points and OHLC candles.
 
-Everything here is a pure function of (seed, coin, time): the HTTP layer (``app.py``) only selects,
-formats and (optionally) corrupts these values. Tests and the ingestion pipeline call the same
-functions to know exactly what the upstream showed at any moment.
+Everything here is a pure function of (seed, coin, time): the HTTP layer (``app.py`` and
+``endpoints/``) only selects, formats and (optionally) corrupts these values. Tests and the ingestion
+pipeline call the same functions to know exactly what the upstream showed at any moment.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .universe import EPOCH0_MS, Universe
 from .walk import brownian, round_significant
 
 PRICE_DIGITS = 8
+MIN5_MS = 300_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 

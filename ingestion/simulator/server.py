@@ -71,10 +71,6 @@ class SimulatorServer:
         """Root URL of the API, like ``https://pro-api.coingecko.com/api/v3``."""
         return f"http://{self.host}:{self.port}/api/v3"
 
-    @property
-    def origin(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
     def start(self) -> SimulatorServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="coingecko-sim", daemon=True)
         self._thread.start()

@@ -16,7 +16,6 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 
 EPOCH0_MS = 1_517_443_200_000  # 2018-02-01T00:00:00Z: tick index 0 of every coin
 DATA_START_MS = 1_518_134_400_000  # 2018-02-09T00:00:00Z: first 5-minute/OHLC data upstream
-HOURLY_START_MS = 1_517_270_400_000  # 2018-01-30T00:00:00Z (documented; our ticks start 2018-02-01)
 REF_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z: prices are calibrated to the 2023 sample here
 LAST_LISTING_MS = 1_735_603_200_000  # 2024-12-31: every coin is listed by then
 YEAR_S = 31_536_000.0

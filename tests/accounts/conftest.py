@@ -8,8 +8,10 @@ import pytest
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts import services
 from accounts.models import Membership, Organization, User
+from accounts.services.api_keys import api_key_create
+from accounts.services.memberships import membership_add
+from accounts.services.organizations import organization_create
 
 _seq = itertools.count(1)
 
@@ -41,7 +43,7 @@ def make_user(db):
 def make_org(db, make_user):
     def make(name: str | None = None, owner: User | None = None) -> Organization:
         owner = owner or make_user()
-        return services.organization_create(name=name or f"Org {next(_seq)}", owner=owner)
+        return organization_create(name=name or f"Org {next(_seq)}", owner=owner)
 
     return make
 
@@ -50,7 +52,7 @@ def make_org(db, make_user):
 def make_member(db, make_user):
     def make(organization: Organization, role: str, user: User | None = None) -> User:
         user = user or make_user()
-        services.membership_add(organization=organization, user=user, role=role, actor=None)
+        membership_add(organization=organization, user=user, role=role, actor=None)
         return user
 
     return make
@@ -81,6 +83,6 @@ def jwt_client():
 def make_key(db):
     def make(organization: Organization, **kwargs):
         kwargs.setdefault("name", "test key")
-        return services.api_key_create(organization=organization, **kwargs)
+        return api_key_create(organization=organization, **kwargs)
 
     return make

@@ -13,8 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts import failures, keycache, keyformat, services
+from accounts import failures, keycache, keyformat
 from accounts.models import ApiKey
+from accounts.services.api_keys import api_key_revoke
 from apiplatform import redis_access
 from billing import metering
 from billing.models import UsageRecord
@@ -149,7 +150,7 @@ def test_malformed_keys_and_non_bearer_headers_count_too(clock, usage_calls):
 def test_missing_revoked_expired_and_ip_refused_keys_do_not_count(clock, make_org, make_key):
     org = make_org()
     revoked, revoked_full = make_key(org)
-    services.api_key_revoke(api_key=revoked)
+    api_key_revoke(api_key=revoked)
     expired, expired_full = make_key(org)
     ApiKey.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     _fenced, fenced_full = make_key(org, allowed_ips=["192.0.2.0/24"])

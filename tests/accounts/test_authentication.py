@@ -9,8 +9,9 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts import keycache, keyformat, keys, services
+from accounts import keycache, keyformat, keys
 from accounts.models import ApiKey
+from accounts.services.api_keys import api_key_revoke
 from apiplatform import redis_access
 
 pytestmark = pytest.mark.urls("tests.accounts.public_urls")
@@ -82,7 +83,7 @@ def test_revoked_key_is_rejected(make_org, make_key, django_capture_on_commit_ca
     api_key, full = make_key(make_org())
     assert call(full).status_code == 200
     with django_capture_on_commit_callbacks(execute=True):
-        services.api_key_revoke(api_key=api_key)
+        api_key_revoke(api_key=api_key)
     response = call(full)
     assert response.status_code == 401
     assert problem_slug(response) == "api-key-revoked"

@@ -15,8 +15,9 @@ import httpx
 import pytest
 from django.conf import settings
 
-from accounts import services
 from accounts.models import Organization
+from accounts.services.api_keys import api_key_create, api_key_revoke
+from accounts.services.organizations import organization_create
 from tests.conftest import web_process
 
 
@@ -30,15 +31,15 @@ def second_web_process(transactional_db, tmp_path):
 def test_revoked_key_is_rejected_by_other_process_within_a_second(second_web_process):
     base, other_pid = second_web_process
     assert other_pid != os.getpid()
-    organization = services.organization_create(name="Cross Process")
-    api_key, full = services.api_key_create(organization=organization, name="k")
+    organization = organization_create(name="Cross Process")
+    api_key, full = api_key_create(organization=organization, name="k")
     headers = {"Authorization": f"Bearer {full}"}
     with httpx.Client(base_url=base, timeout=5) as client:
         for _ in range(3):  # warm the other process's local cache
             warm = client.get("/v1/test/whoami", headers=headers)
             assert warm.status_code == 200, warm.text
             assert warm.json()["organization_slug"] == organization.slug
-        services.api_key_revoke(api_key=api_key)  # commits here, publishes to Redis
+        api_key_revoke(api_key=api_key)  # commits here, publishes to Redis
         revoked_at = time.monotonic()
         ttl = settings.ACCOUNTS["KEY_LOCAL_CACHE_TTL"]
         time.sleep(ttl)  # the other process's local entry has expired by now at the latest

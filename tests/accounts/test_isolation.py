@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from django.urls import URLPattern, get_resolver, resolve
 
-from accounts import services
 from accounts.models import ApiKey, Invitation, Membership
+from accounts.services.invitations import invitation_create
 
 from .conftest import owner_of
 
@@ -60,7 +60,7 @@ def tenants(make_org, make_member, make_key, jwt_client):
     b_owner = owner_of(org_b)
     b_dev = make_member(org_b, "developer")
     b_member = Membership.objects.get(organization=org_b, user=b_dev)
-    b_invitation, _token = services.invitation_create(
+    b_invitation, _token = invitation_create(
         organization=org_b,
         email="friend-of-b@example.test",
         role="developer",

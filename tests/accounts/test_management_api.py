@@ -8,8 +8,10 @@ import pytest
 from django.core import mail
 from rest_framework.test import APIClient
 
-from accounts import keyformat, keys, roles, services
+from accounts import keyformat, keys, roles
 from accounts.models import ApiKey, AuditEvent, Membership, Organization, User
+from accounts.services.api_keys import api_key_rotate
+from accounts.services.invitations import invitation_create
 
 from .conftest import owner_of
 
@@ -288,7 +290,7 @@ def test_invitation_create_email_accept_and_revoke(
     again = jwt_client(invitee).post("/v1/account/invitations/accept", {"token": token}, format="json")
     assert again.status_code == 400
     # Revoke a second invitation: it can no longer be accepted.
-    second, second_token = services.invitation_create(
+    second, second_token = invitation_create(
         organization=org, email="late@example.test", role="developer", actor=owner_of(org), actor_role="owner"
     )
     assert owner_client.delete(f"/v1/account/invitations/{second.pk}").json()["status"] == "revoked"
@@ -362,7 +364,7 @@ def test_default_rotation_overlap_is_24_hours(make_org, make_key, django_capture
     api_key, _ = make_key(make_org())
     before = timezone.now()
     with django_capture_on_commit_callbacks(execute=True):
-        _new, _full, old = services.api_key_rotate(api_key=api_key)
+        _new, _full, old = api_key_rotate(api_key=api_key)
     overlap = (old.expires_at - before).total_seconds()
     assert 24 * 3600 - 5 <= overlap <= 24 * 3600 + 5
 
@@ -384,7 +386,7 @@ def test_revoke_through_api_is_seen_by_this_process_at_once(
 
 def test_signup_with_invitation_joins_the_inviting_org_instead_of_creating_one(make_org, db):
     org = make_org()
-    _invitation, token = services.invitation_create(
+    _invitation, token = invitation_create(
         organization=org,
         email="joiner@example.test",
         role="developer",
@@ -437,9 +439,9 @@ def test_list_query_count_does_not_grow_with_rows(make_org, make_key, make_membe
     def add_rows(n):
         for i in range(n):
             key, _ = make_key(org, created_by=owner)
-            services.api_key_rotate(api_key=key, actor=owner)
+            api_key_rotate(api_key=key, actor=owner)
             make_member(org, "developer")
-            services.invitation_create(
+            invitation_create(
                 organization=org,
                 email=f"inv{i}-{key.key_id}@example.test",
                 role="developer",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIRequestFactory
 
-from accounts import keycache, keyformat, keys, services
+from accounts import keycache, keyformat, keys
 from accounts.authentication import ApiKeyAuthentication
 from accounts.models import ApiKey
+from accounts.services.api_keys import api_key_revoke
 from apiplatform import redis_access
 
 
@@ -132,7 +133,7 @@ def test_stale_reader_cannot_overwrite_a_revocation_in_redis(
     api_key, full = make_key(make_org())
     stale_version, stale_entry = keycache._load_from_db(api_key.key_id)  # read before the revoke
     with django_capture_on_commit_callbacks(execute=True):
-        services.api_key_revoke(api_key=api_key)
+        api_key_revoke(api_key=api_key)
     keycache._set_if_newer(redis_access.client(), api_key.key_id, stale_version, stale_entry)  # late write
     keycache.clear_local_cache()
     assert keys.verify(keyformat.parse_key(full), None)[0] == "revoked"

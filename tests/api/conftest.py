@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from rest_framework.test import APIClient
 
-from accounts import services as account_services
+from accounts.services.api_keys import api_key_create
+from accounts.services.organizations import organization_create
 from billing import services as billing_services
 from marketdata import services
 
@@ -24,8 +25,8 @@ def api_key(db):
     from django.apps import apps
 
     SEED.seed(apps, None)
-    org = account_services.organization_create(name=f"API Org {next(_seq)}")
-    _row, full_key = account_services.api_key_create(organization=org, name="k", audit=False)
+    org = organization_create(name=f"API Org {next(_seq)}")
+    _row, full_key = api_key_create(organization=org, name="k", audit=False)
     billing_services.organization_plan_set(organization=org, plan_name="enterprise")
     return full_key
 

@@ -383,12 +383,13 @@ def test_timeframes_outside_the_plan_are_403_with_upgrade_link(market):
     from django.apps import apps
     from rest_framework.test import APIClient
 
-    from accounts import services as account_services
+    from accounts.services.api_keys import api_key_create
+    from accounts.services.organizations import organization_create
     from tests.api.conftest import SEED
 
     SEED.seed(apps, None)
-    org = account_services.organization_create(name="Free Org")
-    _row, key = account_services.api_key_create(organization=org, name="k", audit=False)
+    org = organization_create(name="Free Org")
+    _row, key = api_key_create(organization=org, name="k", audit=False)
     free = APIClient()
     free.credentials(HTTP_X_API_KEY=key)
     r = free.get("/v1/coins/bitcoin/candles", {"timeframe": "1m"})

@@ -47,7 +47,7 @@ def totals():
 
 @pytest.fixture
 def org(db):
-    from accounts.services import organization_create
+    from accounts.services.organizations import organization_create
 
     return organization_create(name="Metered")
 
@@ -130,7 +130,7 @@ def test_concurrent_flushes_while_traffic_flows_apply_every_batch_once():
 
     from django.db import connection as main_connection
 
-    from accounts.services import organization_create
+    from accounts.services.organizations import organization_create
 
     org = organization_create(name="Concurrent")
     every = hits(org.pk, 400, seed=6)

@@ -8,8 +8,8 @@ import pytest
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts import services as account_services
 from accounts.models import User
+from accounts.services.organizations import organization_create
 from billing.models import UsageRecord
 
 pytestmark = pytest.mark.django_db
@@ -26,8 +26,8 @@ def jwt_client(user, org=None) -> APIClient:
 def orgs(db):
     alice = User.objects.create_user(email="alice@example.test", password="x" * 12)
     bob = User.objects.create_user(email="bob@example.test", password="x" * 12)
-    a = account_services.organization_create(name="A", owner=alice)
-    b = account_services.organization_create(name="B", owner=bob)
+    a = organization_create(name="A", owner=alice)
+    b = organization_create(name="B", owner=bob)
     rows = [
         (a, "2026-11-01T10:00", "ka", "prices", "2xx", 10, 10),
         (a, "2026-11-01T11:00", "kb", "candles", "2xx", 5, 25),

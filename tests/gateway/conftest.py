@@ -8,7 +8,8 @@ import itertools
 import pytest
 from rest_framework.test import APIClient
 
-from accounts import services as account_services
+from accounts.services.api_keys import api_key_create
+from accounts.services.organizations import organization_create
 from billing import services
 from billing.models import Plan
 
@@ -53,8 +54,8 @@ def tenant(db, plans):
     """(organization, full API key) on the default plan."""
 
     def make(plan_name: str | None = None):
-        org = account_services.organization_create(name=f"Gateway Org {next(_seq)}")
-        _row, full_key = account_services.api_key_create(organization=org, name="k", audit=False)
+        org = organization_create(name=f"Gateway Org {next(_seq)}")
+        _row, full_key = api_key_create(organization=org, name="k", audit=False)
         if plan_name:
             services.organization_plan_set(organization=org, plan_name=plan_name)
         return org, full_key

@@ -15,7 +15,7 @@ from ingestion.coingecko import (
     parse_ping,
     parse_simple_price,
 )
-from ingestion.simulator.app import RATE_LIMIT_BODY
+from ingestion.simulator.protocol import RATE_LIMIT_BODY
 
 from .conftest import load_fixture
 

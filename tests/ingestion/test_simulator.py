@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from ingestion.simulator import ManualClock, Simulator, SimulatorConfig, SimulatorServer
-from ingestion.simulator.app import RATE_LIMIT_BODY
+from ingestion.simulator.protocol import RATE_LIMIT_BODY
 
 from ..conftest import REPO_ROOT
 from .conftest import SIM_START

@@ -13,8 +13,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import services as accounts_services
 from accounts.models import Organization
+from accounts.services.api_keys import api_key_create
+from accounts.services.organizations import organization_create
 from billing import services
 
 
@@ -37,7 +38,7 @@ class Command(BaseCommand):
             if organization is None:
                 if not opts["create_org"]:
                     raise CommandError(f"no organization with slug {slug!r} (use --create-org to create it)")
-                organization = accounts_services.organization_create(name=opts["org_name"] or slug, slug=slug)
+                organization = organization_create(name=opts["org_name"] or slug, slug=slug)
                 self.stdout.write(f"created organization {organization.slug}")
             if opts["plan"]:
                 try:
@@ -48,7 +49,7 @@ class Command(BaseCommand):
             expires_at = None
             if opts["expires_in"]:
                 expires_at = timezone.now() + timedelta(seconds=opts["expires_in"])
-            api_key, full_key = accounts_services.api_key_create(
+            api_key, full_key = api_key_create(
                 organization=organization,
                 name=opts["name"],
                 environment="test" if opts["test"] else "live",

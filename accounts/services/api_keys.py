@@ -1,0 +1,203 @@
+"""The API-key lifecycle: create, revoke, rotate (the old key overlaps the new one for a while), and the
+flush of the "last used" times recorded in Redis. Key state is published to Redis after commit."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+
+from accounts import keycache, keyformat, principal
+from accounts import problems as p
+from accounts.models import ApiKey, Organization, User
+from accounts.services.audit import audit_record
+from apiplatform import redis_access
+from apiplatform.problems import ProblemError
+
+
+def _clean_scopes(scopes: list[str] | None) -> list[str]:
+    if scopes is None:
+        return [principal.SCOPE_MARKET_DATA_READ]
+    bad = sorted(set(scopes) - set(principal.KEY_SCOPES))
+    if bad:
+        raise ValidationError({"scopes": f"unknown or not grantable to API keys: {', '.join(bad)}"})
+    if not scopes:
+        raise ValidationError({"scopes": "at least one scope is required"})
+    return sorted(set(scopes))
+
+
+def _clean_ips(allowed_ips: list[str] | None) -> list[str]:
+    out = []
+    for value in allowed_ips or []:
+        try:
+            out.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            raise ValidationError({"allowed_ips": f"{value!r} is not an IP address or CIDR range"}) from None
+    return out
+
+
+def _publish_after_commit(key_id: str) -> None:
+    keycache.forget_locally(key_id)
+    transaction.on_commit(lambda: keycache.publish(key_id))
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    organization: Organization,
+    name: str,
+    created_by: User | None = None,
+    environment: str = "live",
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+    allowed_ips: list[str] | None = None,
+    rotated_from: ApiKey | None = None,
+    ip_address: str | None = None,
+    audit: bool = True,
+) -> tuple[ApiKey, str]:
+    """Create a key; returns ``(row, full_key)``. The full key exists only in this return value."""
+    if environment not in ("live", "test"):
+        raise ValidationError({"environment": "must be 'live' or 'test'"})
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": "must be in the future"})
+    active = ApiKey.objects.filter(organization=organization, revoked_at__isnull=True).count()
+    if active >= settings.ACCOUNTS["MAX_KEYS_PER_ORGANIZATION"]:
+        raise ValidationError({"name": "this organization has reached its maximum number of API keys"})
+    clean_scopes, clean_ips = _clean_scopes(scopes), _clean_ips(allowed_ips)
+    for _ in range(5):
+        key_id, full_key = keyformat.generate_key(environment)
+        if not ApiKey.objects.filter(key_id=key_id).exists():
+            break
+    else:  # pragma: no cover - 62**12 ids
+        raise RuntimeError("could not allocate a key id")
+    api_key = ApiKey.objects.create(
+        organization=organization,
+        name=name.strip() or "API key",
+        key_id=key_id,
+        environment=environment,
+        prefix=keyformat.display_prefix(environment, key_id),
+        secret_hash=keyformat.hash_key(full_key),
+        scopes=clean_scopes,
+        allowed_ips=clean_ips,
+        expires_at=expires_at,
+        created_by=created_by,
+        rotated_from=rotated_from,
+    )
+    if audit:
+        audit_record(
+            organization=organization,
+            actor=created_by,
+            action="key.created",
+            target_type="api_key",
+            target_id=api_key.key_id,
+            data={"prefix": api_key.prefix, "name": api_key.name, "scopes": clean_scopes},
+            ip_address=ip_address,
+        )
+    _publish_after_commit(key_id)
+    return api_key, full_key
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey, actor: User | None = None, ip_address: str | None = None) -> ApiKey:
+    api_key = ApiKey.objects.select_for_update().select_related("organization").get(pk=api_key.pk)
+    if api_key.revoked_at is not None:
+        raise ProblemError(p.KEY_ALREADY_REVOKED)
+    ApiKey.objects.filter(pk=api_key.pk).update(
+        revoked_at=timezone.now(), revoked_by=actor, version=F("version") + 1
+    )
+    api_key.refresh_from_db()
+    audit_record(
+        organization=api_key.organization,
+        actor=actor,
+        action="key.revoked",
+        target_type="api_key",
+        target_id=api_key.key_id,
+        data={"prefix": api_key.prefix, "name": api_key.name},
+        ip_address=ip_address,
+    )
+    _publish_after_commit(api_key.key_id)
+    return api_key
+
+
+@transaction.atomic
+def api_key_rotate(
+    *,
+    api_key: ApiKey,
+    actor: User | None = None,
+    old_key_expires_at: datetime | None = None,
+    ip_address: str | None = None,
+) -> tuple[ApiKey, str, ApiKey]:
+    """Issue a replacement with the same name, scopes, IPs and environment; the old key keeps
+    working until ``old_key_expires_at`` (default now + 24 h; never later than its own expiry).
+    Returns ``(new_key, new_full_key, old_key)``."""
+    old = ApiKey.objects.select_for_update().select_related("organization").get(pk=api_key.pk)
+    if old.revoked_at is not None:
+        raise ProblemError(p.KEY_ALREADY_REVOKED)
+    now = timezone.now()
+    if old_key_expires_at is None:
+        old_key_expires_at = now + timedelta(seconds=settings.ACCOUNTS["ROTATION_OVERLAP_SECONDS"])
+    if old_key_expires_at < now:
+        raise ValidationError({"old_key_expires_at": "must not be in the past"})
+    if old.expires_at is not None:
+        old_key_expires_at = min(old_key_expires_at, old.expires_at)
+    new, full_key = api_key_create(
+        organization=old.organization,
+        name=old.name,
+        created_by=actor,
+        environment=old.environment,
+        scopes=list(old.scopes),
+        expires_at=None,
+        allowed_ips=list(old.allowed_ips),
+        rotated_from=old,
+        audit=False,
+    )
+    ApiKey.objects.filter(pk=old.pk).update(expires_at=old_key_expires_at, version=F("version") + 1)
+    old.refresh_from_db()
+    audit_record(
+        organization=old.organization,
+        actor=actor,
+        action="key.rotated",
+        target_type="api_key",
+        target_id=old.key_id,
+        data={
+            "prefix": old.prefix,
+            "new_prefix": new.prefix,
+            "old_key_expires_at": old_key_expires_at.isoformat(),
+        },
+        ip_address=ip_address,
+    )
+    _publish_after_commit(old.key_id)
+    return new, full_key, old
+
+
+def api_key_last_used_flush() -> int:
+    """Move the "last used" times recorded in Redis into ``ApiKey.last_used_at``.
+
+    The hash is renamed atomically first, so writes that arrive during the flush go to a fresh hash
+    and are picked up next time; a crashed flush leaves the renamed hash, which the next run
+    processes first. Updates only move ``last_used_at`` forward. Returns the number of keys updated.
+    """
+    client = redis_access.client("default")
+    processing = keycache.last_used_key() + ":flushing"
+    if not client.exists(processing):
+        try:
+            client.rename(keycache.last_used_key(), processing)
+        except Exception as exc:  # redis raises ResponseError("no such key") when nothing was used
+            if "no such key" in str(exc).lower():
+                return 0
+            raise
+    values = client.hgetall(processing)
+    updated = 0
+    for raw_key_id, raw_ts in values.items():
+        seen = datetime.fromtimestamp(int(raw_ts), tz=UTC)
+        key_id = raw_key_id.decode()
+        updated += (
+            ApiKey.objects.filter(key_id=key_id).exclude(last_used_at__gte=seen).update(last_used_at=seen)
+        )
+    client.delete(processing)
+    return updated
