@@ -37,12 +37,14 @@ def test_web_process_answers_and_warns_once_per_connection_with_redis_down(
         "LOG_FORMAT": "text",
     }
     statuses = []
-    with web_process(tmp_path, settings_module="tests.gateway.settings_e2e", env=env) as (base, _proc):
-        with httpx.Client(timeout=10) as client:
-            for _ in range(REQUESTS):
-                response = client.get(f"{base}/v1/ping", headers={"X-API-Key": key})
-                statuses.append(response.status_code)
-                time.sleep(PAUSE)
+    with (
+        web_process(tmp_path, settings_module="tests.gateway.settings_e2e", env=env) as (base, _proc),
+        httpx.Client(timeout=10) as client,
+    ):
+        for _ in range(REQUESTS):
+            response = client.get(f"{base}/v1/ping", headers={"X-API-Key": key})
+            statuses.append(response.status_code)
+            time.sleep(PAUSE)
     log = "\n".join(p.read_text() for p in tmp_path.glob("gunicorn-*.log"))
 
     assert statuses == [200] * REQUESTS, log
