@@ -16,6 +16,8 @@ object of another tenant is a 404, exactly like an object that does not exist.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from django.db.models import Model, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
@@ -28,6 +30,8 @@ from accounts import problems as p
 from accounts import roles
 from accounts.models import Membership, Organization
 from apiplatform.problems import ProblemError
+
+M = TypeVar("M", bound=Model)
 
 ORGANIZATION_HEADER = "X-Organization"
 
@@ -90,12 +94,12 @@ class OrganizationScopedView(APIView):
     def role(self) -> str:
         return self.membership.role if self.membership is not None else ""
 
-    def scoped(self, queryset: QuerySet) -> QuerySet:
+    def scoped(self, queryset: QuerySet[M]) -> QuerySet[M]:
         if self.membership is None:
             return queryset.none()
         return queryset.filter(organization_id=self.membership.organization_id)
 
-    def get_scoped_object(self, queryset: QuerySet, **lookup) -> Model:
+    def get_scoped_object(self, queryset: QuerySet[M], **lookup) -> M:
         obj = self.scoped(queryset).filter(**lookup).first()
         if obj is None:
             raise NotFound()

@@ -195,7 +195,8 @@ def api_key_last_used_flush() -> int:
     updated = 0
     for raw_key_id, raw_ts in values.items():
         seen = datetime.fromtimestamp(int(raw_ts), tz=UTC)
-        key_id = raw_key_id.decode()
+        # the "default" connection does not decode replies: hash fields arrive as bytes
+        key_id = raw_key_id.decode() if isinstance(raw_key_id, bytes) else raw_key_id
         updated += (
             ApiKey.objects.filter(key_id=key_id).exclude(last_used_at__gte=seen).update(last_used_at=seen)
         )

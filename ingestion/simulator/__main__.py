@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     sim = Simulator(config_from_args(args), clock=SimClock(start=start, speed=args.speed))
     httpd = make_http_server(sim, args.host, args.port)
     host, port = httpd.server_address[:2]
+    if isinstance(host, bytes | bytearray):  # typeshed allows it; a TCP server's host is already str
+        host = host.decode()
     print(
         f"CoinGecko simulator: http://{host}:{port}/api/v3  coins={args.coins} seed={args.seed}", flush=True
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from urllib.parse import parse_qs
 
@@ -27,7 +27,9 @@ URI_TOO_LONG = (
     b"<html><head><title>414 Request-URI Too Large</title></head><body><center>"
     b"<h1>414 Request-URI Too Large</h1></center><hr><center>cloudflare</center></body></html>"
 )
-COIN_ENDPOINTS = {
+CoinEndpoint = Callable[[SimState, int, dict, float, int], dict | list]
+
+COIN_ENDPOINTS: dict[str, CoinEndpoint] = {
     "market_chart": charts.market_chart,
     "market_chart/range": charts.market_chart_range,
     "ohlc": ohlc.ohlc,
@@ -106,6 +108,7 @@ class Simulator(SimState):
         route = path[len("/api/v3") :].rstrip("/") or "/"
         parts = route.strip("/").split("/")
         now_ms = self.now_ms()
+        body: dict | list
         if route == "/ping":
             body = meta.ping()
         elif route == "/key" and cfg.plan == "pro":
@@ -131,7 +134,7 @@ class Simulator(SimState):
             raise flat_error(404, "Not Found")
         return self._finish(body, path, seq)
 
-    def _finish(self, body, path: str, seq: int) -> Reply:
+    def _finish(self, body: dict | list, path: str, seq: int) -> Reply:
         cache = "max-age=30" if "market_chart" in path else "max-age=45"
         if "ohlc" in path:
             cache = "max-age=900"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 from urllib.parse import parse_qs
 
 import orjson
@@ -19,6 +20,15 @@ import orjson
 from .core import iso_ms
 from .protocol import Reply, flat_error
 from .state import SimState
+
+
+@runtime_checkable
+class SettableClock(Protocol):
+    """A clock the control API can move (``clock.SimClock``, ``clock.ManualClock``)."""
+
+    def set(self, now: float | datetime | None = None, speed: float | None = None) -> None: ...
+
+    def advance(self, seconds: float) -> None: ...
 
 
 def control(state: SimState, environ: dict, path: str, query: str) -> Reply:
@@ -36,15 +46,15 @@ def control(state: SimState, environ: dict, path: str, query: str) -> Reply:
         return Reply(200, state.state())
     if path == "/_sim/clock":
         if method == "POST":
-            setter = getattr(state.clock, "set", None)
-            if setter is None:
+            clock = state.clock
+            if not isinstance(clock, SettableClock):
                 raise flat_error(400, "this simulator's clock cannot be set")
             now = body.get("now")
             if isinstance(now, str):
                 now = datetime.fromisoformat(now.replace("Z", "+00:00"))
-            setter(now=now, speed=body.get("speed"))
+            clock.set(now=now, speed=body.get("speed"))
             if body.get("advance"):
-                state.clock.advance(float(body["advance"]))
+                clock.advance(float(body["advance"]))
         return Reply(200, {"now": state.now_ms() / 1000, "now_iso": iso_ms(state.now_ms())})
     if path == "/_sim/faults":
         if method == "POST":

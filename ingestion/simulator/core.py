@@ -27,10 +27,11 @@ DAY_MS = 86_400_000
 def to_ms(t: datetime | float | int | str) -> int:
     """datetime (aware or naive UTC), ISO 8601 string or epoch seconds -> epoch milliseconds."""
     if isinstance(t, str):
+        text = t
         try:
-            t = float(t)
+            t = float(text)
         except ValueError:
-            t = datetime.fromisoformat(t.replace("Z", "+00:00"))
+            t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if isinstance(t, datetime):
         if t.tzinfo is None:
             t = t.replace(tzinfo=UTC)

@@ -59,7 +59,7 @@ def truthy(value: str | None) -> bool:
     return (value or "").lower() in ("true", "1", "yes")
 
 
-def num(x: float) -> float | int | None:
+def num(x: float | None) -> float | int | None:
     """JSON number: integers without a fraction stay ints (as CoinGecko prints them)."""
     if x is None:
         return None

@@ -31,7 +31,8 @@ class SimState:
         rate_clock: Callable[[], float] = time.monotonic,
     ):
         self.config = config or SimulatorConfig()
-        self.universe = build_universe(self.config.coins, self.config.seed, tuple(self.config.tick_period))
+        period_lo, period_hi = self.config.tick_period
+        self.universe = build_universe(self.config.coins, self.config.seed, (period_lo, period_hi))
         self.truth = GroundTruth(self.universe)
         self.clock = clock or SimClock()
         self.rate_clock = rate_clock

@@ -29,7 +29,7 @@ def market_chart(state: SimState, i: int, params: dict, rate: float, now_ms: int
         raise status_error(401, 10005, ENTERPRISE_ONLY)
     if interval == "daily" or (not interval and (days is None or days > 90)):
         step = DAY_MS
-    elif interval == "hourly" or (not interval and days > 1):
+    elif interval == "hourly" or (not interval and days is not None and days > 1):
         step = HOUR_MS
     else:
         step = MIN5_MS

@@ -92,20 +92,27 @@ def _candles(state: SimState, i: int, starts: np.ndarray, candle_ms: int, rate: 
         spikes = state.record_u(idx, sec, F_SPIKE) < f.spike_rate
         h = np.where(spikes, round_significant(h * f.spike_factor, 8), h)
         c = np.where(spikes, round_significant(c * f.spike_factor, 8), c)
-    rows: list = []
+    rows: list[list[float | int | str | None]] = []
     for j in range(close_ms.size):
         if not keep[j]:
             state.log_fault("gap", "/ohlc", coin, int(close_ms[j]))
             continue
-        row = [int(close_ms[j]), num(float(o[j])), num(float(h[j])), num(float(lo[j])), num(float(c[j]))]
+        row: list[float | int | str | None] = [
+            int(close_ms[j]),
+            num(float(o[j])),
+            num(float(h[j])),
+            num(float(lo[j])),
+            num(float(c[j])),
+        ]
         if f.malformed_rate and state.record_u(i, int(sec[j]), F_MALFORMED) < f.malformed_rate:
             kind = int(state.record_u(i, int(sec[j]), F_MALFORMED_KIND) * 4)
-            row = [
+            malformed: list[list[float | int | str | None]] = [
                 row[:4],
                 [row[0], None, row[2], row[3], row[4]],
-                [row[0], row[1], row[3] * 0.5, row[3], row[4]],
+                [row[0], row[1], float(lo[j]) * 0.5, row[3], row[4]],  # high below low
                 [row[0], "NaN", row[2], row[3], row[4]],
-            ][kind]
+            ]
+            row = malformed[kind]
             state.log_fault(f"malformed_{kind}", "/ohlc", coin, int(close_ms[j]))
         rows.append(row)
     return rows
