@@ -160,6 +160,7 @@ def job_runs_mark_abandoned(
 
 
 def job_runs_prune(*, older_than: timedelta, now: datetime | None = None) -> int:
+    """Delete run records that started more than ``older_than`` ago; returns how many."""
     now = now or timezone.now()
     deleted, _ = JobRun.objects.filter(started_at__lt=now - older_than).delete()
     return deleted
