@@ -303,8 +303,6 @@ TICK_RETENTION_HOURS = env_int("TICK_RETENTION_HOURS", 48)
 # repair of a long outage never starves the live refresh of upstream budget (docs/ingestion.md).
 INGESTION_REFETCH_PER_RUN = env_int("INGESTION_REFETCH_PER_RUN", 50)
 INGESTION_RUN_RETENTION_DAYS = env_int("INGESTION_RUN_RETENTION_DAYS", 30)  # runs kept (housekeeping)
-# Where jobs outside ingestion (marketdata's) record their runs (apiplatform/jobs/runs.py).
-JOBS_RUN_RECORDER = "ingestion.services.ingestion_run_record"
 # Data quality (docs/ingestion.md): windows per timeframe ("timeframe=minutes,..."), the grace after a
 # bucket's end before it counts as missing, the jump rule (z * the series' own sigma, at least
 # JUMP_MIN log deviation), when a coin is stale, and how often a still-open flag is re-fetched.

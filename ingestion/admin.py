@@ -1,4 +1,4 @@
-"""Operator views: job runs and data-quality flags (dead letters: `apiplatform.jobs.admin`)."""
+"""Operator views: data-quality flags (job runs and dead letters: `apiplatform.jobs.admin`)."""
 
 from __future__ import annotations
 
@@ -9,26 +9,7 @@ from django.utils.html import format_html
 
 from apiplatform.jobs.admin import ReadOnlyRecordAdmin
 from ingestion import services
-from ingestion.models import IngestionRun, QualityFlag
-
-
-@admin.register(IngestionRun)
-class IngestionRunAdmin(ReadOnlyRecordAdmin, admin.ModelAdmin):
-    list_display = (
-        "job",
-        "outcome",
-        "started_at",
-        "duration_ms",
-        "calls",
-        "rows_written",
-        "rejects",
-        "task_id",
-    )
-    list_filter = ("outcome", "job", "started_at")
-    search_fields = ("=task_id", "job")
-    date_hierarchy = "started_at"
-    ordering = ("-started_at",)
-    show_full_result_count = False
+from ingestion.models import QualityFlag
 
 
 class OpenFilter(admin.SimpleListFilter):

@@ -1,47 +1,14 @@
-"""Operational records of the ingestion pipeline: job runs and data-quality flags.
+"""Operational records of the ingestion pipeline: data-quality flags.
 
-These are the "side effects that must not be lost" of the task layer: every periodic job writes an
-`IngestionRun` and every data-quality finding is a `QualityFlag` that stays visible until it is
-resolved. (A task that gives up writes a dead letter: `apiplatform.jobs.models.DeadLetter`.)
+Every data-quality finding is a `QualityFlag` that stays visible until it is resolved. (The run of
+every periodic job is an `apiplatform.jobs.models.JobRun`; a task that gives up writes a
+`apiplatform.jobs.models.DeadLetter`.)
 """
 
 from __future__ import annotations
 
 from django.db import models
 from django.utils import timezone
-
-
-class IngestionRun(models.Model):
-    """One execution of a periodic job (or of a task that records runs): what it did and how it ended."""
-
-    class Outcome(models.TextChoices):
-        RUNNING = "running", "running"
-        SUCCESS = "success", "success"
-        PARTIAL = "partial", "partial (some rows rejected or some calls failed)"
-        FAILED = "failed", "failed"
-        ABANDONED = "abandoned", "abandoned (worker lost before finishing)"
-
-    job = models.CharField(max_length=100, help_text="Job (task) name, e.g. ingestion.refresh_markets.")
-    task_id = models.CharField(max_length=255, blank=True, default="", db_index=True)
-    started_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    duration_ms = models.PositiveIntegerField(null=True, blank=True)
-    calls = models.PositiveIntegerField(default=0, help_text="Upstream HTTP calls made.")
-    rows_written = models.PositiveBigIntegerField(default=0)
-    rejects = models.PositiveIntegerField(default=0, help_text="Input rows rejected by validation.")
-    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
-    error = models.TextField(blank=True, default="")
-    details = models.JSONField(default=dict, blank=True)
-
-    class Meta:
-        ordering = ["-started_at"]
-        indexes = [
-            models.Index(fields=["job", "-started_at"], name="ingestion_run_job_started"),
-            models.Index(fields=["outcome", "-started_at"], name="ingestion_run_outcome_started"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.job} @ {self.started_at:%Y-%m-%d %H:%M:%S} ({self.outcome})"
 
 
 class QualityFlag(models.Model):

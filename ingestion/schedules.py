@@ -33,10 +33,4 @@ SCHEDULES: tuple[Schedule, ...] = (
         crontab={"minute": "17", "hour": "3"},
         description="New coins added, delisted ones marked inactive.",
     ),
-    Schedule(
-        "ingestion: housekeeping (hourly)",
-        "ingestion.housekeeping",
-        crontab={"minute": "37"},
-        description="Marks runs of lost workers abandoned; prunes old run records.",
-    ),
 )

@@ -4,8 +4,9 @@
 Every task is declared with `apiplatform.jobs.base.project_task` (acks_late, retry taxonomy, dead
 letters), receives ids and plain values (never model instances), re-reads state when it runs, is
 idempotent (a redelivered or replayed task writes the same rows again, which changes nothing), and
-records an `IngestionRun`. Schedules: `ingestion.schedules` (`manage.py setup_schedules`).
-Marketdata's own jobs (screener, partitions) are in `marketdata.tasks`.
+records its run (`apiplatform.jobs.services.job_run_record`: *Jobs → Job runs*). Schedules:
+`ingestion.schedules` (`manage.py setup_schedules`). Marketdata's own jobs (screener, partitions)
+are in `marketdata.tasks`; the housekeeping of run records is `jobs.housekeeping`.
 """
 
 from __future__ import annotations
@@ -16,25 +17,17 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 
 from apiplatform.jobs.base import (
     QUEUE_BACKFILL,
-    QUEUE_DEFAULT,
     QUEUE_INGESTION,
     RetryableError,
     project_task,
 )
+from apiplatform.jobs.services import RunStats, job_run_record
 from ingestion.coingecko import BudgetTimeout, CoinGeckoClient
-from ingestion.models import IngestionRun
-from ingestion.services import (
-    RunStats,
-    ingestion_run_record,
-    ingestion_runs_mark_abandoned,
-    ingestion_runs_prune,
-    quality_flag_refetch_finished,
-)
+from ingestion.services import quality_flag_refetch_finished
 from marketdata.models import TIMEFRAME_DELTA
 from marketdata.services import bucket_floor
 
@@ -97,7 +90,7 @@ def refresh_markets(self) -> dict[str, Any]:
     roll-ups. A minute whose refresh fails for good stays a gap for the quality check."""
     from ingestion import pipeline
 
-    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
+    with job_run_record(job=self.name, task_id=self.request.id or "") as run:
         _call_pipeline(run, pipeline.refresh_markets, now=timezone.now())
         run.partial = bool(run.details.get("failed_pages"))
     return run.details
@@ -110,7 +103,7 @@ def rollup_candles(self, minutes: int = 30) -> dict[str, Any]:
     from marketdata.services import candles_rollup
 
     now = timezone.now()
-    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
+    with job_run_record(job=self.name, task_id=self.request.id or "") as run:
         results = candles_rollup(since=now - timedelta(minutes=minutes), until=now, now=now)
         for tf, res in results.items():
             run.rows_written += res.written
@@ -129,7 +122,7 @@ def sync_universe(self) -> dict[str, Any]:
     """Daily: new coins added, delisted ones marked inactive (never deleted)."""
     from ingestion import pipeline
 
-    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
+    with job_run_record(job=self.name, task_id=self.request.id or "") as run:
         _call_pipeline(run, pipeline.sync_universe)
     return run.details
 
@@ -145,7 +138,7 @@ def backfill(self, coins: list[str], timeframe: str, days: int) -> dict[str, Any
     """History for some coins (upstream ids), resumable: the pipeline keeps per-series watermarks."""
     from ingestion import pipeline
 
-    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
+    with job_run_record(job=self.name, task_id=self.request.id or "") as run:
         _call_pipeline(run, pipeline.backfill, coins=coins, timeframe=timeframe, days=days, progress=False)
         _raise_if_upstream_failed(run)
     return run.details
@@ -156,7 +149,7 @@ def backfill(self, coins: list[str], timeframe: str, days: int) -> dict[str, Any
 def quality_check(self) -> dict[str, Any]:
     from ingestion import quality
 
-    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
+    with job_run_record(job=self.name, task_id=self.request.id or "") as run:
         result = quality.run_checks(now=timezone.now())
         run.details.update(result.as_dict())
     return run.details
@@ -184,7 +177,7 @@ def refetch_range(self, flag_id: int) -> dict[str, Any]:
         logger.info("quality flag %s is gone or resolved: nothing to re-fetch", flag_id)
         return {"skipped": True}
     timeframe, start, end = refetch_plan(flag.timeframe, flag.range_start, flag.range_end)
-    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
+    with job_run_record(job=self.name, task_id=self.request.id or "") as run:
         run.details.update(
             flag_id=flag.pk,
             coin=flag.coin.upstream_id,
@@ -222,21 +215,3 @@ def refetch_plan(timeframe: str, start: datetime, end: datetime) -> tuple[str, d
     tf = coarser[0]
     step = TIMEFRAME_DELTA[tf]
     return tf, bucket_floor(tf, start), bucket_floor(tf, end - timedelta(microseconds=1)) + step
-
-
-# --- maintenance -------------------------------------------------------------------------------------
-@project_task(name="ingestion.housekeeping", queue=QUEUE_DEFAULT, soft_time_limit=240, time_limit=300)
-def housekeeping(self) -> dict[str, Any]:
-    """Mark runs of lost workers 'abandoned'; delete run records past their retention."""
-    keep = timedelta(days=settings.INGESTION_RUN_RETENTION_DAYS)
-    with ingestion_run_record(job=self.name, task_id=self.request.id or "") as run:
-        abandoned = 0
-        running_jobs = IngestionRun.objects.filter(outcome=IngestionRun.Outcome.RUNNING)
-        for job in running_jobs.values_list("job", flat=True).distinct():
-            task = self.app.tasks.get(job)
-            limit = getattr(task, "time_limit", None) or settings.CELERY_TASK_TIME_LIMIT
-            # a run older than its task's hard time limit (plus a margin) cannot still be running
-            abandoned += ingestion_runs_mark_abandoned(older_than=timedelta(seconds=limit + 60), job=job)
-        run.details["abandoned"] = abandoned
-        run.details["pruned"] = ingestion_runs_prune(older_than=keep)
-    return run.details

@@ -1,14 +1,14 @@
 """Celery tasks of the marketdata app: its own maintenance jobs, scheduled in `marketdata.schedules`.
 
-Each records its run through `apiplatform.jobs.runs.job_run_record` (shown with the pipeline's runs
-in the admin) and is idempotent."""
+Each records its run through `apiplatform.jobs.services.job_run_record` (*Jobs → Job runs* in the
+admin) and is idempotent."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from apiplatform.jobs.base import QUEUE_DEFAULT, project_task
-from apiplatform.jobs.runs import job_run_record
+from apiplatform.jobs.services import job_run_record
 from marketdata import partitions
 from marketdata.screener import latest_indicators_refresh
 

@@ -1,4 +1,5 @@
-"""Operator view of dead letters (Jobs → Dead letters): replay one or many, resolve."""
+"""Operator views of the jobs: runs (Jobs → Job runs) and dead letters (Jobs → Dead letters: replay
+one or many, resolve)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
 from apiplatform.jobs import services
-from apiplatform.jobs.models import DeadLetter
+from apiplatform.jobs.models import DeadLetter, JobRun
 
 
 class ReadOnlyRecordAdmin:
@@ -28,6 +29,25 @@ class ReadOnlyRecordAdmin:
             "show_save_and_add_another": False,
         }
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(JobRun)
+class JobRunAdmin(ReadOnlyRecordAdmin, admin.ModelAdmin):
+    list_display = (
+        "job",
+        "outcome",
+        "started_at",
+        "duration_ms",
+        "calls",
+        "rows_written",
+        "rejects",
+        "task_id",
+    )
+    list_filter = ("outcome", "job", "started_at")
+    search_fields = ("=task_id", "job")
+    date_hierarchy = "started_at"
+    ordering = ("-started_at",)
+    show_full_result_count = False
 
 
 @admin.register(DeadLetter)

@@ -7,7 +7,8 @@ Each installed app declares its own jobs beside its tasks, in ``<app>/schedules.
 
     SCHEDULES = (Schedule("billing: usage flush (every minute)", "billing.flush_usage", every_seconds=60),)
 
-`schedules_all()` collects them in ``INSTALLED_APPS`` order; no app is named here."""
+`schedules_all()` collects them in ``INSTALLED_APPS`` order; no app is named here. The jobs app's
+own jobs are in ``SCHEDULES`` below (this module is its ``schedules`` module)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,17 @@ class Schedule:
     description: str = ""
 
 
+#: The jobs app's own periodic jobs (apiplatform.jobs.tasks).
+SCHEDULES: tuple[Schedule, ...] = (
+    Schedule(
+        "jobs: housekeeping (hourly)",
+        "jobs.housekeeping",
+        crontab={"minute": "37"},
+        description="Marks runs of lost workers abandoned; prunes old run records.",
+    ),
+)
+
+
 def schedules_all() -> tuple[Schedule, ...]:
     """Every ``SCHEDULES`` declared in an installed app's ``schedules`` module, in app order.
     Two schedules with the same name are a configuration error."""
@@ -44,7 +56,7 @@ def schedules_all() -> tuple[Schedule, ...]:
         if not module_has_submodule(config.module, MODULE_NAME):
             continue
         module = import_module(f"{config.name}.{MODULE_NAME}")
-        found.extend(vars(module).get("SCHEDULES", ()))  # the registry itself (jobs) declares none
+        found.extend(vars(module).get("SCHEDULES", ()))  # an app's module may declare none
     names = [spec.name for spec in found]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:

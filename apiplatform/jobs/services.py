@@ -1,20 +1,25 @@
-"""Writes of the jobs app: dead letters (record, replay, resolve).
+"""Writes of the jobs app: run records (`job_run_record`, abandon, prune) and dead letters (record,
+replay, resolve).
 
 This module never imports the task base (`apiplatform.jobs.base` imports it), and never a feature
 app: a replay sends the task by name through the Celery app."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from apiplatform.celery import app as celery_app
-from apiplatform.jobs.models import DeadLetter
+from apiplatform.jobs.models import DeadLetter, JobRun
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +27,146 @@ logger = logging.getLogger(__name__)
 DEAD_LETTER_HEADER = "dead_letter_id"
 
 
+# --- runs -------------------------------------------------------------------------------------------
+@dataclass
+class RunStats:
+    """What a job did; a pipeline result is merged into it with `add`."""
+
+    calls: int = 0
+    rows_written: int = 0
+    rejects: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+    partial: bool = False
+
+    def add(self, result: Any) -> None:
+        """Merge a pipeline result: an object or mapping with any of ``calls``, ``rows_written``,
+        ``rejects`` (numbers) and ``details`` (a dict); other public fields go to ``details``."""
+        if result is None:
+            return
+        if isinstance(result, Mapping):
+            values = dict(result)
+        elif hasattr(result, "__dict__") or hasattr(result, "__slots__"):
+            values = {
+                name: getattr(result, name)
+                for name in (getattr(result, "__slots__", None) or vars(result))
+                if not name.startswith("_")
+            }
+        else:
+            self.details.setdefault("result", repr(result))
+            return
+        for key in ("calls", "rows_written", "rejects"):
+            value = values.pop(key, None)
+            if isinstance(value, int | float):
+                setattr(self, key, getattr(self, key) + int(value))
+        extra = values.pop("details", None)
+        if isinstance(extra, Mapping):
+            self.details.update(jsonable(extra))
+        self.details.update(jsonable(values))
+
+
+def jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` as JSON-ready details: scalars kept, datetimes in ISO 8601, short lists kept (at
+    most 100 items), mappings converted the same way, anything else as its (cut) repr."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None or isinstance(value, bool | int | float | str):
+            out[str(key)] = value
+        elif isinstance(value, datetime):
+            out[str(key)] = value.isoformat()
+        elif isinstance(value, list | tuple) and all(isinstance(v, str | int | float) for v in value):
+            out[str(key)] = list(value)[:100]
+        elif isinstance(value, Mapping):
+            out[str(key)] = jsonable(value)
+        else:
+            out[str(key)] = repr(value)[:500]
+    return out
+
+
+def job_run_start(*, job: str, task_id: str = "") -> JobRun:
+    """Record that a job started (committed at once, so a run killed mid-way stays visible)."""
+    return JobRun.objects.create(job=job, task_id=task_id or "", started_at=timezone.now())
+
+
+def job_run_finish(
+    *,
+    run_id: int,
+    outcome: str,
+    calls: int = 0,
+    rows_written: int = 0,
+    rejects: int = 0,
+    details: dict[str, Any] | None = None,
+    error: str = "",
+    duration_ms: int | None = None,
+) -> None:
+    now = timezone.now()
+    run = JobRun.objects.get(pk=run_id)
+    run.finished_at = now
+    run.duration_ms = (
+        duration_ms if duration_ms is not None else int((now - run.started_at).total_seconds() * 1000)
+    )
+    run.outcome = outcome
+    run.calls = calls
+    run.rows_written = rows_written
+    run.rejects = rejects
+    run.details = details or {}
+    run.error = error[:10_000]
+    run.save()
+
+
+@contextlib.contextmanager
+def job_run_record(*, job: str, task_id: str = "") -> Iterator[RunStats]:
+    """Record one run of ``job``: yields a `RunStats` to fill; on exit the run is finished as
+    success, partial (``stats.partial`` set or rows rejected) or failed (the exception re-raised)."""
+    run = job_run_start(job=job, task_id=task_id)
+    stats = RunStats()
+    started = time.monotonic()
+    try:
+        yield stats
+    except BaseException as exc:
+        job_run_finish(
+            run_id=run.pk,
+            outcome=JobRun.Outcome.FAILED,
+            calls=stats.calls,
+            rows_written=stats.rows_written,
+            rejects=stats.rejects,
+            details=stats.details,
+            error=f"{type(exc).__name__}: {exc}",
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        raise
+    outcome = JobRun.Outcome.PARTIAL if (stats.partial or stats.rejects) else JobRun.Outcome.SUCCESS
+    job_run_finish(
+        run_id=run.pk,
+        outcome=outcome,
+        calls=stats.calls,
+        rows_written=stats.rows_written,
+        rejects=stats.rejects,
+        details=stats.details,
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+def job_runs_mark_abandoned(
+    *, older_than: timedelta, job: str | None = None, now: datetime | None = None
+) -> int:
+    """Runs still 'running' after their task's hard time limit belong to a worker that died: say so."""
+    now = now or timezone.now()
+    qs = JobRun.objects.filter(outcome=JobRun.Outcome.RUNNING, started_at__lt=now - older_than)
+    if job is not None:
+        qs = qs.filter(job=job)
+    return qs.update(
+        outcome=JobRun.Outcome.ABANDONED, finished_at=now, error="worker lost (no finish recorded)"
+    )
+
+
+def job_runs_prune(*, older_than: timedelta, now: datetime | None = None) -> int:
+    """Delete run records that started more than ``older_than`` ago; returns how many."""
+    now = now or timezone.now()
+    deleted, _ = JobRun.objects.filter(started_at__lt=now - older_than).delete()
+    return deleted
+
+
+# --- dead letters ------------------------------------------------------------------------------------
 class DeadLetterNotReplayable(Exception):
     pass
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from apiplatform.jobs.models import JobRun
 from apiplatform.jobs.schedules import schedules_all
-from ingestion.models import IngestionRun
 from marketdata.models import LatestIndicator
 from marketdata.tasks import refresh_screener
 
@@ -16,8 +16,8 @@ def test_refresh_screener_task_fills_the_latest_indicator_table(market):
     assert result.successful(), result.traceback
     rows = LatestIndicator.objects.filter(timeframe="1h")
     assert set(rows.values_list("coin_id", flat=True)) == {market["bitcoin"], market["ethereum"]}
-    run = IngestionRun.objects.get(job="marketdata.refresh_screener")
-    assert run.outcome == IngestionRun.Outcome.SUCCESS
+    run = JobRun.objects.get(job="marketdata.refresh_screener")
+    assert run.outcome == JobRun.Outcome.SUCCESS
     assert run.details["1h"]["coins"] == 2
 
 

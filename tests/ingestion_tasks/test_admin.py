@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.urls import reverse
 
-from apiplatform.jobs.models import DeadLetter
-from ingestion.models import IngestionRun, QualityFlag
+from apiplatform.jobs.models import DeadLetter, JobRun
+from ingestion.models import QualityFlag
 from marketdata.services import CoinIn, coins_upsert
 from tests.ingestion_tasks import worker_tasks
 
@@ -24,13 +24,13 @@ def letters():
 
 @pytest.mark.django_db
 def test_changelists_render_with_filters(admin_client, letters):
-    IngestionRun.objects.create(job="ingestion.refresh_markets", task_id="t-1", outcome="success")
+    JobRun.objects.create(job="ingestion.refresh_markets", task_id="t-1", outcome="success")
     coin = coins_upsert(coins=[CoinIn("alpha", "alp", "Alpha")])["alpha"]
     QualityFlag.objects.create(
         coin_id=coin, timeframe="1m", kind="missing", range_start=T0, range_end=T0 + timedelta(minutes=5)
     )
     for model, query in (
-        ("ingestion_ingestionrun", "?outcome=success"),
+        ("jobs_jobrun", "?outcome=success"),
         ("jobs_deadletter", "?status=pending"),
         ("ingestion_qualityflag", "?state=open&kind=missing"),
     ):
@@ -40,10 +40,10 @@ def test_changelists_render_with_filters(admin_client, letters):
     assert b"Replay" in page.content
     assert b"PermanentError" in page.content  # the traceback is shown
     for model, obj in (
-        ("ingestionrun", IngestionRun.objects.get()),
-        ("qualityflag", QualityFlag.objects.get()),
+        ("jobs_jobrun", JobRun.objects.get()),
+        ("ingestion_qualityflag", QualityFlag.objects.get()),
     ):
-        assert admin_client.get(reverse(f"admin:ingestion_{model}_change", args=[obj.pk])).status_code == 200
+        assert admin_client.get(reverse(f"admin:{model}_change", args=[obj.pk])).status_code == 200
 
 
 @pytest.mark.django_db

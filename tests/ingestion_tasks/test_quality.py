@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 import ingestion
+from apiplatform.jobs.models import JobRun
 from ingestion import quality, tasks
-from ingestion.models import IngestionRun, QualityFlag
+from ingestion.models import QualityFlag
 from marketdata.services import CandleRow, CoinIn, SnapshotIn, candles_upsert, coins_upsert, snapshots_upsert
 
 MINUTE = timedelta(minutes=1)
@@ -239,7 +240,7 @@ def test_refetch_task_backfills_exactly_the_flag_range(coins, monkeypatch):
     ]
     flag.refresh_from_db()
     assert flag.refetch_finished_at is not None
-    run = IngestionRun.objects.get(job="ingestion.refetch_range")
+    run = JobRun.objects.get(job="ingestion.refetch_range")
     assert run.task_id == result.id
     assert (run.calls, run.rows_written, run.outcome) == (1, 5, "success")
 

@@ -10,7 +10,7 @@ import pytest
 
 import ingestion
 from apiplatform.jobs.base import is_retryable
-from apiplatform.jobs.models import DeadLetter
+from apiplatform.jobs.models import DeadLetter, JobRun
 from ingestion import tasks
 from ingestion.coingecko import (
     BudgetTimeout,
@@ -23,7 +23,6 @@ from ingestion.coingecko import (
     CoinGeckoTransportError,
     NoUsableKeyError,
 )
-from ingestion.models import IngestionRun
 
 
 class FakeMetrics:
@@ -70,7 +69,7 @@ def test_refresh_task_records_the_run_with_task_id_and_upstream_calls(fake_pipel
     fake_pipeline.refresh_markets = refresh_markets
     result = tasks.refresh_markets.apply()
     assert result.successful(), result.traceback
-    run = IngestionRun.objects.get(job="ingestion.refresh_markets")
+    run = JobRun.objects.get(job="ingestion.refresh_markets")
     assert run.task_id == result.id
     assert (run.calls, run.rows_written, run.rejects) == (4, 250, 2)
     assert run.outcome == "partial"  # rejects were reported
@@ -87,7 +86,7 @@ def test_upstream_outage_retries_then_dead_letters_and_records_failed_runs(fake_
     result = tasks.refresh_markets.apply()
     assert result.failed()
     attempts = tasks.refresh_markets.max_retries + 1
-    runs = IngestionRun.objects.filter(job="ingestion.refresh_markets")
+    runs = JobRun.objects.filter(job="ingestion.refresh_markets")
     assert runs.count() == attempts
     assert set(runs.values_list("outcome", flat=True)) == {"failed"}
     letter = DeadLetter.objects.get()
@@ -121,32 +120,9 @@ def test_exhausted_rate_budget_is_retried_by_upstream_tasks():
 
 
 @pytest.mark.django_db
-def test_housekeeping_marks_runs_of_lost_workers_abandoned_and_prunes_old_ones():
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    now = timezone.now()
-    lost = IngestionRun.objects.create(job="ingestion.refresh_markets", started_at=now - timedelta(minutes=3))
-    live = IngestionRun.objects.create(job="ingestion.refresh_markets", started_at=now - timedelta(seconds=5))
-    # a backfill may run for most of an hour (its time limit): 30 minutes is not abandoned
-    long = IngestionRun.objects.create(job="ingestion.backfill", started_at=now - timedelta(minutes=30))
-    ancient = IngestionRun.objects.create(job="j", outcome="success", started_at=now - timedelta(days=400))
-    result = tasks.housekeeping.apply()
-    assert result.successful(), result.traceback
-    lost.refresh_from_db()
-    live.refresh_from_db()
-    assert lost.outcome == "abandoned"
-    assert live.outcome == "running"
-    long.refresh_from_db()
-    assert long.outcome == "running"
-    assert not IngestionRun.objects.filter(pk=ancient.pk).exists()
-
-
-@pytest.mark.django_db
 def test_quality_check_task_records_what_it_found():
     result = tasks.quality_check.apply()
     assert result.successful(), result.traceback
-    run = IngestionRun.objects.get(job="ingestion.quality_check")
+    run = JobRun.objects.get(job="ingestion.quality_check")
     assert run.outcome == "success" and run.task_id == result.id
     assert run.details["found"] == 0 and run.details["new"] == 0

@@ -13,8 +13,7 @@ import pytest
 from django.core.cache import cache
 
 from apiplatform.jobs import services
-from apiplatform.jobs.models import DeadLetter
-from ingestion.models import IngestionRun
+from apiplatform.jobs.models import DeadLetter, JobRun
 from marketdata.models import Candle
 from marketdata.services import CoinIn, coins_upsert
 from tests.ingestion_tasks import worker_tasks
@@ -41,7 +40,7 @@ def test_real_worker_retries_then_dead_letters_and_replay_completes_the_work(sta
     assert immediate.task_id == permanent.id
     assert immediate.attempts == 1 == cache.get(attempts_key("w2"))
     assert immediate.retryable is False
-    assert not IngestionRun.objects.filter(job="tests.transient_until_healed:w1").exists()
+    assert not JobRun.objects.filter(job="tests.transient_until_healed:w1").exists()
 
     log = worker.log()
     assert f"task={transient.id}" in log  # the task id is on the task's log lines
@@ -57,9 +56,9 @@ def test_real_worker_retries_then_dead_letters_and_replay_completes_the_work(sta
     )
     letter.refresh_from_db()
     assert letter.status == DeadLetter.Status.REPLAYED
-    run = IngestionRun.objects.get(job="tests.transient_until_healed:w1")
+    run = JobRun.objects.get(job="tests.transient_until_healed:w1")
     assert run.task_id == letter.replay_task_id
-    assert run.outcome == IngestionRun.Outcome.SUCCESS
+    assert run.outcome == JobRun.Outcome.SUCCESS
     assert run.rows_written == 3
     assert f"task={letter.replay_task_id}" in worker.log()
 
@@ -83,10 +82,10 @@ def _assert_exactly_once(coin: int, total: int, task_id: str, written_at_kill: i
     assert [r[0] for r in rows] == expected  # nothing lost, nothing twice
     assert all(r[1:5] == candle_values(i) for i, r in enumerate(rows))
     assert {r[5] for r in rows} == {0}  # no row was ever rewritten (the rerun changed nothing)
-    runs = list(IngestionRun.objects.filter(job="tests.write_candle_batches").order_by("started_at"))
+    runs = list(JobRun.objects.filter(job="tests.write_candle_batches").order_by("started_at"))
     assert [r.task_id for r in runs] == [task_id, task_id]  # the same message, delivered twice
-    assert runs[0].outcome == IngestionRun.Outcome.RUNNING  # killed: never finished
-    assert runs[1].outcome == IngestionRun.Outcome.SUCCESS
+    assert runs[0].outcome == JobRun.Outcome.RUNNING  # killed: never finished
+    assert runs[1].outcome == JobRun.Outcome.SUCCESS
     # the rerun inserted exactly what was missing and found the rest unchanged
     assert runs[1].rows_written == total - written_at_kill
     assert runs[1].details["unchanged"] == written_at_kill
@@ -107,7 +106,7 @@ def test_whole_worker_sigkill_mid_batch_is_redelivered_after_visibility_timeout(
 
     second = start_worker(pool="solo", env=fast_restore)
     wait_until(
-        lambda: IngestionRun.objects.filter(job="tests.write_candle_batches", outcome="success").exists(),
+        lambda: JobRun.objects.filter(job="tests.write_candle_batches", outcome="success").exists(),
         timeout=30,
         message="redelivery to finish",
     )
@@ -134,7 +133,7 @@ def test_pool_child_sigkill_mid_batch_is_requeued_at_once(start_worker, coin_id)
     assert 0 < written_at_kill < total
 
     wait_until(
-        lambda: IngestionRun.objects.filter(job="tests.write_candle_batches", outcome="success").exists(),
+        lambda: JobRun.objects.filter(job="tests.write_candle_batches", outcome="success").exists(),
         timeout=30,
         message="requeued task to finish",
     )

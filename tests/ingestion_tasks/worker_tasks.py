@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from apiplatform.jobs.base import QUEUE_INGESTION, PermanentError, RetryableError, project_task
-from ingestion.services import ingestion_run_record
+from apiplatform.jobs.services import job_run_record
 from marketdata.services import CandleRow, candles_upsert
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def transient_until_healed(self, key: str, *, rows: int = 1) -> int:
     _count_attempt(key)
     if not cache.get(heal_key(key)):
         raise RetryableError(f"upstream unavailable for {key}")
-    with ingestion_run_record(job=f"tests.transient_until_healed:{key}", task_id=self.request.id) as run:
+    with job_run_record(job=f"tests.transient_until_healed:{key}", task_id=self.request.id) as run:
         run.rows_written = rows
     return rows
 
@@ -52,7 +52,7 @@ def flaky(self, key: str, fail_times: int) -> int:
     attempt = _count_attempt(key)
     if attempt <= fail_times:
         raise ConnectionError(f"connection reset (attempt {attempt})")
-    with ingestion_run_record(job=f"tests.flaky:{key}", task_id=self.request.id) as run:
+    with job_run_record(job=f"tests.flaky:{key}", task_id=self.request.id) as run:
         run.details["attempt"] = attempt
     return attempt
 
@@ -93,7 +93,7 @@ def write_candle_batches(self, coin_id: int, total: int, batch_size: int, pause:
     redis.Redis.from_url(settings.REDIS_URL).rpush(
         STARTS_KEY, f"{self.request.id}|{os.getpid()}|{int(redelivered)}"
     )
-    with ingestion_run_record(job="tests.write_candle_batches", task_id=self.request.id) as run:
+    with job_run_record(job="tests.write_candle_batches", task_id=self.request.id) as run:
         for start in range(0, total, batch_size):
             rows = [
                 CandleRow(coin_id, "1m", T0 + timedelta(minutes=i), *candle_values(i), None, 1e6)

@@ -24,8 +24,7 @@ from apiplatform.jobs.base import (
     project_task,
     retry_countdown,
 )
-from apiplatform.jobs.models import DeadLetter
-from ingestion.models import IngestionRun
+from apiplatform.jobs.models import DeadLetter, JobRun
 from tests.ingestion_tasks import worker_tasks
 from tests.ingestion_tasks.worker_tasks import attempts_key, heal_key
 
@@ -110,8 +109,8 @@ def test_transient_failures_retry_then_succeed_without_a_dead_letter():
     assert cache.get(attempts_key("k1")) == 3
     assert result.result == 3
     assert not DeadLetter.objects.exists()
-    run = IngestionRun.objects.get(job="tests.flaky:k1")
-    assert run.outcome == IngestionRun.Outcome.SUCCESS
+    run = JobRun.objects.get(job="tests.flaky:k1")
+    assert run.outcome == JobRun.Outcome.SUCCESS
     assert run.task_id == result.id
 
 

@@ -1,5 +1,5 @@
 """The one schedule registry: every app's SCHEDULES registered in django-celery-beat by
-`manage.py setup_schedules`; beat rows of the tasks that moved follow them (jobs/0003)."""
+`manage.py setup_schedules`; beat rows of the tasks that moved follow them (jobs/0003, jobs/0005)."""
 
 from __future__ import annotations
 
@@ -50,20 +50,24 @@ def test_every_scheduled_task_is_registered():
 
 
 @pytest.mark.django_db
-def test_setup_schedules_registers_the_jobs_of_all_four_apps_once():
+def test_setup_schedules_registers_the_jobs_of_all_five_apps_once():
     tasks_before = PeriodicTask.objects.count()
     call_command("setup_schedules")
     registered = set(PeriodicTask.objects.values_list("task", flat=True))
     for task in (
         "ingestion.refresh_markets",
-        "ingestion.housekeeping",
+        "jobs.housekeeping",
         "marketdata.refresh_screener",
         "marketdata.maintain_partitions",
         "billing.flush_usage",
         "accounts.flush_key_last_used",
     ):
         assert task in registered, task
-    assert not registered & {"ingestion.refresh_screener", "ingestion.maintain_partitions"}
+    assert not registered & {
+        "ingestion.refresh_screener",
+        "ingestion.maintain_partitions",
+        "ingestion.housekeeping",
+    }
     # the accounts row written by migration accounts/0004 is the same entry, not a second one
     assert PeriodicTask.objects.filter(task="accounts.flush_key_last_used").count() == 1
     count = PeriodicTask.objects.count()
@@ -71,7 +75,13 @@ def test_setup_schedules_registers_the_jobs_of_all_four_apps_once():
     call_command("setup_schedules")
     call_command("setup_schedules", "--reset")
     assert PeriodicTask.objects.count() == count
-    assert {s.task.split(".")[0] for s in SCHEDULES} == {"accounts", "billing", "marketdata", "ingestion"}
+    assert {s.task.split(".")[0] for s in SCHEDULES} == {
+        "accounts",
+        "billing",
+        "marketdata",
+        "ingestion",
+        "jobs",
+    }
 
 
 def test_schedule_names_are_unique():
@@ -118,6 +128,7 @@ def test_the_old_task_names_still_run_and_forward_to_the_new_tasks(monkeypatch):
         ("ingestion.refresh_screener", marketdata_tasks.refresh_screener, {"timeframes": ["1h"]}),
         ("ingestion.maintain_partitions", marketdata_tasks.maintain_partitions, {}),
         ("ingestion.replay_dead_letters", jobs_tasks.replay_dead_letters, {"dead_letter_ids": [1]}),
+        ("ingestion.housekeeping", jobs_tasks.housekeeping, {}),
     )
     for old, new, kwargs in cases:
         sent = mock.Mock()
@@ -126,3 +137,27 @@ def test_the_old_task_names_still_run_and_forward_to_the_new_tasks(monkeypatch):
         assert result.successful(), result.traceback
         sent.assert_called_once()
         assert sent.call_args.kwargs.get("kwargs", {}) == kwargs
+
+
+@pytest.mark.django_db
+def test_housekeeping_beat_row_follows_the_task_to_jobs_keeping_the_operators_schedule():
+    migration = importlib.import_module("apiplatform.jobs.migrations.0005_rename_housekeeping_beat")
+    every, _ = IntervalSchedule.objects.get_or_create(every=3600, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(
+        name="ingestion: housekeeping (hourly)", task="ingestion.housekeeping", interval=every, enabled=False
+    )
+    long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+    PeriodicTasks.objects.update_or_create(ident=1, defaults={"last_update": long_ago})
+
+    migration.forwards(apps, None)
+
+    row = PeriodicTask.objects.get(task="jobs.housekeeping")
+    assert row.name == "jobs: housekeeping (hourly)"  # the name setup_schedules uses: no second row
+    assert row.interval == every and row.enabled is False
+    assert PeriodicTasks.last_change() > long_ago
+    call_command("setup_schedules")
+    assert PeriodicTask.objects.filter(task="jobs.housekeeping").count() == 1
+
+    migration.backwards(apps, None)
+    row.refresh_from_db()
+    assert (row.name, row.task) == ("ingestion: housekeeping (hourly)", "ingestion.housekeeping")

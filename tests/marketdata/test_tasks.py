@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingestion.models import IngestionRun
+from apiplatform.jobs.models import JobRun
 from marketdata import tasks
 
 
@@ -12,6 +12,6 @@ from marketdata import tasks
 def test_partition_maintenance_task_records_its_run():
     result = tasks.maintain_partitions.apply()
     assert result.successful(), result.traceback
-    run = IngestionRun.objects.get(job="marketdata.maintain_partitions")
+    run = JobRun.objects.get(job="marketdata.maintain_partitions")
     assert run.outcome == "success" and run.task_id == result.id
     assert "created" in run.details and "pruned" in run.details
