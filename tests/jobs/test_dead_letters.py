@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def test_dead_letter_of_an_accounts_task_is_filed_under_accounts(monkeypatch):
     failing = mock.Mock(side_effect=ValueError("no such user"))
-    monkeypatch.setattr(accounts_tasks.services, "email_verification_send", failing)
+    monkeypatch.setattr(accounts_tasks, "email_verification_send", failing)
     result = accounts_tasks.send_verification_email.apply(args=[123])
     assert result.failed()
     letter = DeadLetter.objects.get(task_name="accounts.send_verification_email")
