@@ -35,7 +35,7 @@ from django.utils import timezone
 from ingestion.models import QualityFlag
 from ingestion.services import quality_flag_raise, quality_flag_resolve, quality_flag_schedule_refetch
 from marketdata import selectors
-from marketdata.models import TIMEFRAME_DELTA
+from marketdata.models import TIMEFRAME_DELTA, timeframe_numbers
 from marketdata.services import bucket_floor
 
 logger = logging.getLogger(__name__)
@@ -43,16 +43,7 @@ logger = logging.getLogger(__name__)
 
 def _minutes(name: str, value: str) -> dict[str, timedelta]:
     """A "timeframe=minutes,…" setting (e.g. ``"1m=180,1h=10080"``) as timeframe → window, in order."""
-    out: dict[str, timedelta] = {}
-    for part in value.split(","):
-        if not part.strip():
-            continue
-        tf, _, minutes = part.partition("=")
-        tf = tf.strip()
-        if tf not in TIMEFRAME_DELTA:
-            raise ValueError(f"{name}: unknown timeframe {tf!r}")
-        out[tf] = timedelta(minutes=int(minutes))
-    return out
+    return {tf: timedelta(minutes=n) for tf, n in timeframe_numbers(name, value).items()}
 
 
 def missing_lookback() -> dict[str, timedelta]:

@@ -32,6 +32,26 @@ TIMEFRAME_DELTA: dict[str, timedelta] = {
     "1d": timedelta(days=1),
 }
 TIMEFRAMES: tuple[str, ...] = tuple(TIMEFRAME_DELTA)
+
+
+def timeframe_numbers(name: str, value: str) -> dict[str, int]:
+    """A "timeframe=number,…" setting (``"1m=30,5m=365"``) as {timeframe: number}, in the order given.
+    Raises ValueError naming the setting for an unknown timeframe or a number that is not one."""
+    out: dict[str, int] = {}
+    for part in (value or "").split(","):
+        if not part.strip():
+            continue
+        tf, _, number = part.partition("=")
+        tf = tf.strip()
+        if tf not in TIMEFRAME_DELTA:
+            raise ValueError(f"{name}: unknown timeframe {tf!r}")
+        try:
+            out[tf] = int(number)
+        except ValueError:
+            raise ValueError(f"{name}: {part.strip()!r} is not timeframe=<whole number>") from None
+    return out
+
+
 #: Each higher timeframe is rolled up from the one before it.
 ROLLUP_SOURCE: dict[str, str] = {"5m": "1m", "15m": "5m", "1h": "15m", "1d": "1h"}
 

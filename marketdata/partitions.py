@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from marketdata.models import TIMEFRAMES
+from marketdata.models import TIMEFRAMES, timeframe_numbers
 
 logger = logging.getLogger(__name__)
 
@@ -84,15 +84,8 @@ def partition_for(timeframe: str, t: datetime) -> Partition:
 def retention() -> dict[str, timedelta | None]:
     """Parsed ``CANDLE_RETENTION_DAYS`` (``"1m=30,5m=365,…"``); None = keep forever."""
     result: dict[str, timedelta | None] = dict.fromkeys(TIMEFRAMES)
-    for part in (settings.CANDLE_RETENTION_DAYS or "").split(","):
-        if not part.strip():
-            continue
-        tf, _, days = part.partition("=")
-        tf = tf.strip()
-        if tf not in result:
-            raise ValueError(f"CANDLE_RETENTION_DAYS: unknown timeframe {tf!r}")
-        n = int(days)
-        result[tf] = timedelta(days=n) if n > 0 else None
+    for tf, days in timeframe_numbers("CANDLE_RETENTION_DAYS", settings.CANDLE_RETENTION_DAYS).items():
+        result[tf] = timedelta(days=days) if days > 0 else None
     return result
 
 
