@@ -12,6 +12,10 @@ Then it checks the role permission declared for the HTTP method in ``required_pe
 method with a handler but no declared permission is refused (fail closed). Querysets go through
 :meth:`scoped` / :meth:`get_scoped_object`, which filter by the resolved organization id, so an
 object of another tenant is a 404, exactly like an object that does not exist.
+
+:class:`JWTView` is the base of every management view for a logged-in user; its schema class
+(``accounts.schema.ManagementSchema``, ``OrganizationScopedSchema`` here) documents the errors
+these bases answer for every operation (401; the tenant's 400/403/404 and the header).
 """
 
 from __future__ import annotations
