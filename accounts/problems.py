@@ -108,3 +108,10 @@ KEY_ALREADY_REVOKED = register(
     "Key already revoked",
     "This API key is already revoked; revoked keys cannot be rotated or revoked again.",
 )
+KEY_ALREADY_ROTATED = register(
+    "key-already-rotated",
+    409,
+    "Key already rotated",
+    "This API key already has a live replacement (`successor_key_id`): a key has at most one. "
+    "Use or rotate the replacement, or revoke it before rotating this key again.",
+)

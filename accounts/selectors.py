@@ -17,7 +17,12 @@ def organization_members(*, organization: Organization) -> QuerySet[Membership]:
 
 
 def organization_invitations(*, organization: Organization) -> QuerySet[Invitation]:
-    return Invitation.objects.select_related("invited_by").filter(organization=organization).order_by("-id")
+    """The organization's invitations as the API shows them: withdrawn (revoked) ones are gone."""
+    return (
+        Invitation.objects.select_related("organization", "invited_by")
+        .filter(organization=organization, revoked_at__isnull=True)
+        .order_by("-id")
+    )
 
 
 def organization_api_keys(*, organization: Organization) -> QuerySet[ApiKey]:

@@ -56,17 +56,39 @@ class VerifyResendOut(serializers.Serializer):
     email_verified = serializers.BooleanField()
 
 
-class OrganizationUpdateIn(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
+class PatchIn(serializers.Serializer):
+    """A PATCH body: send at least one of its members and no other (an empty body or an unknown
+    member is a 400 validation-error)."""
+
+    # accounts.schema.PatchBodyScheme documents this as minProperties: 1, additionalProperties: false.
+
+    def validate(self, attrs):
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(dict.fromkeys(unknown, "unknown field"))
+        if not attrs:
+            raise serializers.ValidationError(f"send at least one of: {', '.join(self.fields)}")
+        return attrs
 
 
-class RoleChangeIn(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Role.choices)
+class OrganizationUpdateIn(PatchIn):
+    name = serializers.CharField(max_length=200, required=False)
+
+
+class RoleChangeIn(PatchIn):
+    role = serializers.ChoiceField(choices=Role.choices, required=False)
 
 
 class InvitationIn(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
     role = serializers.ChoiceField(choices=Role.choices, default=Role.DEVELOPER)
+
+
+class AuditQuery(serializers.Serializer):
+    before = serializers.IntegerField(
+        required=False, min_value=1, help_text="Events older than this id (`next_before` of the last page)."
+    )
+    limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=500)
 
 
 class InvitationAcceptIn(serializers.Serializer):
@@ -79,6 +101,7 @@ class ApiKeyIn(serializers.Serializer):
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=[(s, s) for s in KEY_SCOPES]),
         required=False,
+        min_length=1,
         help_text="Default: ['market_data:read']. Management scopes cannot be granted to API keys.",
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
@@ -118,7 +141,7 @@ class OrganizationOut(serializers.Serializer):
 
 class MyMembershipOut(serializers.Serializer):
     organization = OrganizationOut()
-    role = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
     permissions = serializers.SerializerMethodField()
 
     def get_permissions(self, obj) -> list[str]:
@@ -142,7 +165,7 @@ class MeOut(UserOut):
 class SignupOut(serializers.Serializer):
     user = UserOut()
     organization = OrganizationOut()
-    role = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
     tokens = TokenOut()
 
 
@@ -151,15 +174,15 @@ class MemberOut(serializers.Serializer):
     user_id = serializers.IntegerField()
     email = serializers.EmailField(source="user.email")
     full_name = serializers.CharField(source="user.full_name")
-    role = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
     created_at = serializers.DateTimeField()
 
 
 class InvitationOut(serializers.Serializer):
     id = serializers.IntegerField()
     email = serializers.EmailField()
-    role = serializers.CharField()
-    status = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
+    status = serializers.CharField(help_text="pending, accepted or expired (withdrawn invitations are gone)")
     invited_by = serializers.EmailField(source="invited_by.email", allow_null=True, default=None)
     created_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField()
@@ -169,7 +192,7 @@ class ApiKeyOut(serializers.Serializer):
     key_id = serializers.CharField()
     prefix = serializers.CharField(help_text="Public part of the key, e.g. cs_live_4fJx0cQ2mZpA")
     name = serializers.CharField()
-    environment = serializers.CharField()
+    environment = serializers.ChoiceField(choices=KeyEnvironment.choices)
     status = serializers.CharField(help_text="active, expired or revoked")
     scopes = serializers.ListField(child=serializers.CharField())
     allowed_ips = serializers.ListField(child=serializers.CharField())

@@ -12,6 +12,10 @@ Then it checks the role permission declared for the HTTP method in ``required_pe
 method with a handler but no declared permission is refused (fail closed). Querysets go through
 :meth:`scoped` / :meth:`get_scoped_object`, which filter by the resolved organization id, so an
 object of another tenant is a 404, exactly like an object that does not exist.
+
+:class:`JWTView` is the base of every management view for a logged-in user; its schema class
+(``accounts.schema.ManagementSchema``, ``OrganizationScopedSchema`` here) documents the errors
+these bases answer for every operation (401; the tenant's 400/403/404 and the header).
 """
 
 from __future__ import annotations
@@ -19,8 +23,6 @@ from __future__ import annotations
 from typing import TypeVar
 
 from django.db.models import Model, QuerySet
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.views import APIView
@@ -29,19 +31,10 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from accounts import problems as p
 from accounts import roles
 from accounts.models import Membership, Organization
+from accounts.schema import ORGANIZATION_HEADER, ManagementSchema, OrganizationScopedSchema
 from apiplatform.problems import ProblemError
 
 M = TypeVar("M", bound=Model)
-
-ORGANIZATION_HEADER = "X-Organization"
-
-ORGANIZATION_PARAMETER = OpenApiParameter(
-    name=ORGANIZATION_HEADER,
-    type=OpenApiTypes.STR,
-    location=OpenApiParameter.HEADER,
-    required=False,
-    description="Slug of the organization to act on. Required when you belong to several.",
-)
 
 
 def resolve_membership(request) -> Membership:
@@ -63,9 +56,17 @@ def resolve_membership(request) -> Membership:
     return found[0]
 
 
-class OrganizationScopedView(APIView):
+class JWTView(APIView):
+    """A management view for a logged-in user (JWT access token); its errors are documented by
+    ``accounts.schema.ManagementSchema``."""
+
     authentication_classes = [JWTAuthentication]
     permission_classes = [IsAuthenticated]
+    schema = ManagementSchema()
+
+
+class OrganizationScopedView(JWTView):
+    schema = OrganizationScopedSchema()
     #: HTTP method -> permission name from accounts.roles. Methods left out are refused.
     required_permissions: dict[str, str] = {}
 

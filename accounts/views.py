@@ -8,13 +8,11 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -24,27 +22,24 @@ from accounts import problems as p
 from accounts import serializers as s
 from accounts.authentication import client_ip
 from accounts.models import ApiKey, Invitation, Membership
+from accounts.schema import ManagementSchema, problem
 from accounts.services.api_keys import api_key_create, api_key_revoke, api_key_rotate
 from accounts.services.invitations import invitation_accept, invitation_create, invitation_revoke
 from accounts.services.memberships import membership_remove, membership_role_change
 from accounts.services.organizations import organization_update
 from accounts.services.users import email_verification_resend, user_signup, user_verify_email
-from accounts.tenancy import ORGANIZATION_PARAMETER, OrganizationScopedView
-from apiplatform.problems import RATE_LIMITED, ProblemError
-from apiplatform.schema import problem_response
+from accounts.tenancy import JWTView, OrganizationScopedView
+from apiplatform.problems import (
+    NOT_AUTHENTICATED,
+    RATE_LIMITED,
+    SERVICE_UNAVAILABLE,
+    VALIDATION_ERROR,
+    ProblemError,
+)
 
+# Errors every operation shares (401, 400/415 for bodies, the tenant's 400/403/404) are added by
+# accounts.schema.ManagementSchema; the responses below declare only what is particular to each.
 TAG = "account"
-
-
-def _problem(description: str) -> OpenApiResponse:
-    return problem_response(description)
-
-
-E401 = _problem("Missing or invalid access token")
-E403 = _problem("Your role lacks the permission (`role-forbidden`)")
-E404 = _problem("Not found (also: another organization's object)")
-E400 = _problem("Invalid parameters (`validation-error`)")
-E429 = _problem("Too many attempts (`rate-limited`), see Retry-After")
 
 
 # --- brute-force protection (django-ratelimit) --------------------------------------------------------------
@@ -88,6 +83,7 @@ class PublicAccountView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    schema = ManagementSchema()
 
 
 # --- sign-up and tokens ---
@@ -103,7 +99,7 @@ class SignupView(PublicAccountView):
             "organization with the invited role instead, and no organization is created."
         ),
         request=s.SignupIn,
-        responses={201: s.SignupOut, 400: E400, 429: E429},
+        responses={201: s.SignupOut, 400: p.INVITATION_INVALID, 429: RATE_LIMITED},
         examples=[
             OpenApiExample(
                 "Sign up",
@@ -146,7 +142,7 @@ class TokenObtainView(PublicAccountView):
         tags=[TAG],
         summary="Log in with email and password: JWT access + refresh token",
         request=s.TokenIn,
-        responses={200: s.TokenOut, 400: E400, 401: _problem("`invalid-credentials`"), 429: E429},
+        responses={200: s.TokenOut, 401: p.INVALID_CREDENTIALS, 429: RATE_LIMITED},
     )
     def post(self, request):
         _limit_ip(request, "accounts.token.ip", "RATE_LOGIN_IP")
@@ -168,8 +164,8 @@ class TokenRefreshView(PublicAccountView):
         request=s.RefreshIn,
         responses={
             200: s.TokenOut,
-            401: _problem("Invalid, expired or already used refresh token"),
-            429: E429,
+            401: problem(NOT_AUTHENTICATED, "Invalid, expired or already used refresh token."),
+            429: RATE_LIMITED,
         },
     )
     def post(self, request):
@@ -191,7 +187,7 @@ class VerifyEmailView(PublicAccountView):
         tags=[TAG],
         summary="Verify an email address (the link in the verification email)",
         parameters=[OpenApiParameter("token", OpenApiTypes.STR, OpenApiParameter.QUERY, required=True)],
-        responses={200: s.UserOut, 400: _problem("`verification-invalid`")},
+        responses={200: s.UserOut, 400: p.VERIFICATION_INVALID},
     )
     def get(self, request):
         user = user_verify_email(token=request.query_params.get("token", ""))
@@ -202,7 +198,7 @@ class VerifyEmailView(PublicAccountView):
         tags=[TAG],
         summary="Verify an email address with the token from the verification email",
         request=s.VerifyEmailIn,
-        responses={200: s.UserOut, 400: _problem("`verification-invalid`")},
+        responses={200: s.UserOut, 400: p.VERIFICATION_INVALID},
     )
     def post(self, request):
         data = s.VerifyEmailIn(data=request.data)
@@ -211,10 +207,7 @@ class VerifyEmailView(PublicAccountView):
         return Response(s.UserOut(user).data)
 
 
-class VerifyEmailResendView(APIView):
-    authentication_classes = [JWTAuthentication]
-    permission_classes = [IsAuthenticated]
-
+class VerifyEmailResendView(JWTView):
     @extend_schema(
         operation_id="account_verify_email_resend",
         tags=[TAG],
@@ -229,9 +222,8 @@ class VerifyEmailResendView(APIView):
         responses={
             202: s.VerifyResendOut,
             200: s.VerifyResendOut,
-            401: E401,
-            429: E429,
-            503: _problem("The email could not be queued (`service-unavailable`)"),
+            429: RATE_LIMITED,
+            503: problem(SERVICE_UNAVAILABLE, "The email could not be queued; try again later."),
         },
     )
     def post(self, request):
@@ -250,15 +242,12 @@ class VerifyEmailResendView(APIView):
 
 
 # --- the caller ---
-class MeView(APIView):
-    authentication_classes = [JWTAuthentication]
-    permission_classes = [IsAuthenticated]
-
+class MeView(JWTView):
     @extend_schema(
         operation_id="account_me",
         tags=[TAG],
         summary="The logged-in user and the organizations they belong to (with role and permissions)",
-        responses={200: s.MeOut, 401: E401},
+        responses={200: s.MeOut},
     )
     def get(self, request):
         user = request.user
@@ -269,16 +258,13 @@ class MeView(APIView):
         return Response(body)
 
 
-class InvitationAcceptView(APIView):
-    authentication_classes = [JWTAuthentication]
-    permission_classes = [IsAuthenticated]
-
+class InvitationAcceptView(JWTView):
     @extend_schema(
         operation_id="account_invitation_accept",
         tags=[TAG],
         summary="Accept an invitation (log in or sign up with the invited email address first)",
         request=s.InvitationAcceptIn,
-        responses={201: s.MyMembershipOut, 400: _problem("`invitation-invalid`"), 401: E401},
+        responses={201: s.MyMembershipOut, 400: p.INVITATION_INVALID, 409: p.ALREADY_MEMBER},
     )
     def post(self, request):
         data = s.InvitationAcceptIn(data=request.data)
@@ -297,8 +283,7 @@ class OrganizationView(OrganizationScopedView):
         operation_id="account_organization",
         tags=[TAG],
         summary="The selected organization and your role in it",
-        parameters=[ORGANIZATION_PARAMETER],
-        responses={200: s.MyMembershipOut, 401: E401, 404: E404},
+        responses={200: s.MyMembershipOut},
     )
     def get(self, request):
         return Response(s.MyMembershipOut(self.membership).data)
@@ -307,9 +292,8 @@ class OrganizationView(OrganizationScopedView):
         operation_id="account_organization_update",
         tags=[TAG],
         summary="Rename the organization (owner, admin)",
-        parameters=[ORGANIZATION_PARAMETER],
         request=s.OrganizationUpdateIn,
-        responses={200: s.MyMembershipOut, 400: E400, 403: E403, 404: E404},
+        responses={200: s.MyMembershipOut},
     )
     def patch(self, request):
         data = s.OrganizationUpdateIn(data=request.data)
@@ -330,8 +314,7 @@ class MemberListView(OrganizationScopedView):
         operation_id="account_members_list",
         tags=[TAG],
         summary="Members of the organization and their roles",
-        parameters=[ORGANIZATION_PARAMETER],
-        responses={200: s.MemberOut(many=True), 401: E401, 403: E403},
+        responses={200: s.MemberOut(many=True)},
     )
     def get(self, request):
         members = self.scoped(selectors.organization_members(organization=self.organization))
@@ -352,8 +335,7 @@ class MemberDetailView(OrganizationScopedView):
         operation_id="account_member",
         tags=[TAG],
         summary="One member",
-        parameters=[ORGANIZATION_PARAMETER],
-        responses={200: s.MemberOut, 404: E404},
+        responses={200: s.MemberOut},
     )
     def get(self, request, member_id: int):
         return Response(s.MemberOut(self._member(member_id)).data)
@@ -362,9 +344,8 @@ class MemberDetailView(OrganizationScopedView):
         operation_id="account_member_role_change",
         tags=[TAG],
         summary="Change a member's role (owner, admin; only owners grant or remove owner)",
-        parameters=[ORGANIZATION_PARAMETER],
         request=s.RoleChangeIn,
-        responses={200: s.MemberOut, 400: E400, 403: E403, 404: E404, 409: _problem("`last-owner`")},
+        responses={200: s.MemberOut, 409: p.LAST_OWNER},
     )
     def patch(self, request, member_id: int):
         membership = self._member(member_id)
@@ -383,8 +364,7 @@ class MemberDetailView(OrganizationScopedView):
         operation_id="account_member_remove",
         tags=[TAG],
         summary="Remove a member from the organization (owner, admin)",
-        parameters=[ORGANIZATION_PARAMETER],
-        responses={204: None, 403: E403, 404: E404, 409: _problem("`last-owner`")},
+        responses={204: None, 409: p.LAST_OWNER},
     )
     def delete(self, request, member_id: int):
         membership_remove(
@@ -402,9 +382,8 @@ class InvitationListView(OrganizationScopedView):
     @extend_schema(
         operation_id="account_invitations_list",
         tags=[TAG],
-        summary="Invitations of the organization (pending, accepted, revoked, expired)",
-        parameters=[ORGANIZATION_PARAMETER],
-        responses={200: s.InvitationOut(many=True), 403: E403},
+        summary="Invitations of the organization (pending, accepted, expired; withdrawn ones are gone)",
+        responses={200: s.InvitationOut(many=True)},
     )
     def get(self, request):
         invitations = self.scoped(selectors.organization_invitations(organization=self.organization))
@@ -414,14 +393,11 @@ class InvitationListView(OrganizationScopedView):
         operation_id="account_invitation_create",
         tags=[TAG],
         summary="Invite someone by email (the token is emailed, never returned)",
-        parameters=[ORGANIZATION_PARAMETER],
         request=s.InvitationIn,
         responses={
             201: s.InvitationOut,
-            400: E400,
-            403: E403,
-            409: _problem("`already-member`"),
-            503: _problem("The email could not be sent; nothing was created (`service-unavailable`)"),
+            409: p.ALREADY_MEMBER,
+            503: problem(SERVICE_UNAVAILABLE, "The email could not be sent; nothing was created."),
         },
     )
     def post(self, request):
@@ -442,16 +418,16 @@ class InvitationDetailView(OrganizationScopedView):
     required_permissions = {"GET": roles.INVITATIONS_READ, "DELETE": roles.INVITATIONS_MANAGE}
 
     def _invitation(self, invitation_id: int) -> Invitation:
+        # Withdrawn invitations are gone for the API: 404, like one that never existed.
         return self.get_scoped_object(
-            Invitation.objects.select_related("organization", "invited_by"), pk=invitation_id
+            selectors.organization_invitations(organization=self.organization), pk=invitation_id
         )
 
     @extend_schema(
         operation_id="account_invitation",
         tags=[TAG],
-        summary="One invitation",
-        parameters=[ORGANIZATION_PARAMETER],
-        responses={200: s.InvitationOut, 404: E404},
+        summary="One invitation (a withdrawn one is 404)",
+        responses={200: s.InvitationOut},
     )
     def get(self, request, invitation_id: int):
         return Response(s.InvitationOut(self._invitation(invitation_id)).data)
@@ -459,18 +435,25 @@ class InvitationDetailView(OrganizationScopedView):
     @extend_schema(
         operation_id="account_invitation_revoke",
         tags=[TAG],
-        summary="Revoke a pending invitation",
-        parameters=[ORGANIZATION_PARAMETER],
-        responses={200: s.InvitationOut, 400: _problem("`invitation-invalid`"), 403: E403, 404: E404},
+        summary="Withdraw a pending invitation: its token stops working and it is gone (404) afterwards",
+        description=(
+            "A withdrawn invitation disappears from the API: `GET` answers 404 and the list no "
+            "longer shows it (the audit log keeps `invitation.revoked`). Accepted and expired "
+            "invitations stay listed with their status and cannot be withdrawn."
+        ),
+        responses={
+            204: None,
+            400: problem(p.INVITATION_INVALID, "The invitation was already accepted or has expired."),
+        },
     )
     def delete(self, request, invitation_id: int):
-        invitation = invitation_revoke(
+        invitation_revoke(
             invitation=self._invitation(invitation_id),
             actor=request.user,
             actor_role=self.role,
             ip_address=client_ip(request),
         )
-        return Response(s.InvitationOut(invitation).data)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def _key_out(api_key: ApiKey) -> dict:
@@ -484,8 +467,7 @@ class ApiKeyListView(OrganizationScopedView):
         operation_id="account_keys_list",
         tags=[TAG],
         summary="API keys of the organization: prefix and metadata, never the secret",
-        parameters=[ORGANIZATION_PARAMETER],
-        responses={200: s.ApiKeyOut(many=True), 403: E403},
+        responses={200: s.ApiKeyOut(many=True)},
     )
     def get(self, request):
         api_keys = list(self.scoped(selectors.organization_api_keys(organization=self.organization)))
@@ -495,9 +477,8 @@ class ApiKeyListView(OrganizationScopedView):
         operation_id="account_key_create",
         tags=[TAG],
         summary="Create an API key. The response holds the full key: it is shown only once",
-        parameters=[ORGANIZATION_PARAMETER],
         request=s.ApiKeyIn,
-        responses={201: s.ApiKeyCreatedOut, 400: E400, 403: E403},
+        responses={201: s.ApiKeyCreatedOut},
         examples=[
             OpenApiExample(
                 "Create a key",
@@ -525,8 +506,7 @@ class ApiKeyDetailView(OrganizationScopedView):
         operation_id="account_key",
         tags=[TAG],
         summary="One API key (metadata only)",
-        parameters=[ORGANIZATION_PARAMETER],
-        responses={200: s.ApiKeyOut, 404: E404},
+        responses={200: s.ApiKeyOut},
     )
     def get(self, request, key_id: str):
         api_key = self.get_scoped_object(
@@ -542,9 +522,8 @@ class ApiKeyRevokeView(OrganizationScopedView):
         operation_id="account_key_revoke",
         tags=[TAG],
         summary="Revoke an API key: refused by every web process within one second",
-        parameters=[ORGANIZATION_PARAMETER],
         request=None,
-        responses={200: s.ApiKeyOut, 403: E403, 404: E404, 409: _problem("`key-already-revoked`")},
+        responses={200: s.ApiKeyOut, 409: p.KEY_ALREADY_REVOKED},
     )
     def post(self, request, key_id: str):
         api_key = self.get_scoped_object(ApiKey.objects.all(), key_id=key_id)
@@ -559,14 +538,10 @@ class ApiKeyRotateView(OrganizationScopedView):
         operation_id="account_key_rotate",
         tags=[TAG],
         summary="Rotate: a new key now, the old one keeps working until old_key_expires_at (default 24 h)",
-        parameters=[ORGANIZATION_PARAMETER],
         request=s.ApiKeyRotateIn,
         responses={
             201: s.ApiKeyRotatedOut,
-            400: E400,
-            403: E403,
-            404: E404,
-            409: _problem("`key-already-revoked`"),
+            409: [p.KEY_ALREADY_REVOKED, p.KEY_ALREADY_ROTATED],
         },
     )
     def post(self, request, key_id: str):
@@ -590,26 +565,18 @@ class AuditEventListView(OrganizationScopedView):
         operation_id="account_audit_events",
         tags=[TAG],
         summary="Audit log of key, invitation and membership events, newest first",
-        parameters=[
-            ORGANIZATION_PARAMETER,
-            OpenApiParameter(
-                "before", OpenApiTypes.INT, OpenApiParameter.QUERY, description="Events older than this id"
-            ),
-            OpenApiParameter(
-                "limit", OpenApiTypes.INT, OpenApiParameter.QUERY, description="1-500, default 100"
-            ),
-        ],
-        responses={200: s.AuditPageOut, 400: E400, 403: E403},
+        parameters=[s.AuditQuery],
+        responses={
+            200: s.AuditPageOut,
+            400: problem(VALIDATION_ERROR, "`before` or `limit` is not an integer or out of range."),
+        },
     )
     def get(self, request):
-        try:
-            before = int(request.query_params["before"]) if "before" in request.query_params else None
-            limit = int(request.query_params.get("limit", 100))
-        except ValueError:
-            raise ValidationError({"before": "must be integers", "limit": "must be integers"}) from None
-        limit = max(1, min(limit, 500))
+        query = s.AuditQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        limit = query.validated_data["limit"]
         events = selectors.organization_audit_events(
-            organization=self.organization, before_id=before, limit=limit
+            organization=self.organization, before_id=query.validated_data.get("before"), limit=limit
         )
         next_before = events[-1].id if len(events) == limit else None
         return Response({"results": s.AuditEventOut(events, many=True).data, "next_before": next_before})

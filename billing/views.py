@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from accounts import roles
-from accounts.tenancy import ORGANIZATION_PARAMETER, OrganizationScopedView
+from accounts.schema import problem
+from accounts.tenancy import OrganizationScopedView
 from apiplatform.gateway import PublicAPIView
+from apiplatform.problems import VALIDATION_ERROR
 from billing import selectors
 
 _window = inline_serializer(
@@ -236,7 +238,7 @@ class UsageView(OrganizationScopedView):
             "Usage is flushed from the gateway to the database every minute, so the last minute "
             "may be missing; `GET /v1/limits` shows the live monthly credit count."
         ),
-        parameters=[ORGANIZATION_PARAMETER, UsageQuery],
+        parameters=[UsageQuery],
         responses={
             200: inline_serializer(
                 "Usage",
@@ -252,9 +254,10 @@ class UsageView(OrganizationScopedView):
                     ),
                 },
             ),
-            400: OpenApiResponse(description="Invalid parameters (`validation-error`)"),
-            401: OpenApiResponse(description="Missing or invalid access token"),
-            403: OpenApiResponse(description="Your role lacks `usage.read` (`role-forbidden`)"),
+            # 401, X-Organization's 400/404 (and 403 if usage.read ever leaves a role): accounts.schema
+            400: problem(
+                VALIDATION_ERROR, "`start`/`end` not dates, `start` after `end` or more than 366 days apart."
+            ),
         },
         examples=[
             OpenApiExample(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -134,11 +134,27 @@ def api_key_rotate(
 ) -> tuple[ApiKey, str, ApiKey]:
     """Issue a replacement with the same name, scopes, IPs and environment; the old key keeps
     working until ``old_key_expires_at`` (default now + 24 h; never later than its own expiry).
-    Returns ``(new_key, new_full_key, old_key)``."""
-    old = ApiKey.objects.select_for_update().select_related("organization").get(pk=api_key.pk)
+    Returns ``(new_key, new_full_key, old_key)``.
+
+    A key has at most one live successor: while the replacement of an earlier rotation is neither
+    revoked nor expired, this answers ``409 key-already-rotated`` with its ``successor_key_id``.
+    The row lock serialises concurrent rotations of one key, so exactly one of them succeeds."""
+    old = ApiKey.objects.select_for_update(of=("self",)).select_related("organization").get(pk=api_key.pk)
     if old.revoked_at is not None:
         raise ProblemError(p.KEY_ALREADY_REVOKED)
     now = timezone.now()
+    successor = (
+        ApiKey.objects.filter(rotated_from=old, revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .order_by("-id")
+        .first()
+    )
+    if successor is not None:
+        raise ProblemError(
+            p.KEY_ALREADY_ROTATED,
+            f"This key was already rotated: its replacement is {successor.prefix}.",
+            extra={"successor_key_id": successor.key_id},
+        )
     if old_key_expires_at is None:
         old_key_expires_at = now + timedelta(seconds=settings.ACCOUNTS["ROTATION_OVERLAP_SECONDS"])
     if old_key_expires_at < now:

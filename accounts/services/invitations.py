@@ -1,6 +1,7 @@
 """Invitations: a member with ``invitations.manage`` invites an email address to a role; the invitee
-accepts with the emailed token (signed in, or while signing up), or the invitation is revoked. Only
-the token's hash is stored."""
+accepts with the emailed token (signed in, or while signing up), or the invitation is withdrawn
+(``revoked_at`` set: the row stays for the audit log and the admin, but the API no longer shows it,
+see ``accounts.selectors.organization_invitations``). Only the token's hash is stored."""
 
 from __future__ import annotations
 
@@ -102,6 +103,7 @@ def invitation_send(*, invitation_id: int, token: str) -> None:
 def invitation_revoke(
     *, invitation: Invitation, actor: User, actor_role: str, ip_address: str | None = None
 ) -> Invitation:
+    """Withdraw a pending invitation: its token stops working and the API no longer shows it."""
     roles.require_permission(actor_role, roles.INVITATIONS_MANAGE)
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if invitation.status != "pending":
