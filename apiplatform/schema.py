@@ -44,13 +44,19 @@ def problem_response(description: str, example: dict | None = None) -> OpenApiRe
 
 class ProblemAutoSchema(AutoSchema):
     """The project's schema class (``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]``): a 4xx/5xx response
-    is documented with the media type it is served with, ``application/problem+json``, unless the
-    operation names another media type for it explicitly."""
+    is documented as what it is served as, a :class:`Problem` body of media type
+    ``application/problem+json``, unless the operation names another body or media type for it."""
 
     def _get_response_for_code(self, serializer, status_code, media_types=None, direction="response"):
         code = str(status_code)
-        if not media_types and code.isdigit() and int(code) >= 400:
-            media_types = [PROBLEM_CONTENT_TYPE]
+        if code.isdigit() and int(code) >= 400:
+            media_types = media_types or [PROBLEM_CONTENT_TYPE]
+            if serializer is None:
+                serializer = Problem
+            elif isinstance(serializer, OpenApiResponse) and serializer.response is None:
+                serializer = OpenApiResponse(
+                    Problem, description=serializer.description, examples=serializer.examples
+                )
         return super()._get_response_for_code(serializer, status_code, media_types, direction)
 
 
