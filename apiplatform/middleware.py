@@ -98,30 +98,39 @@ class CompressionMiddleware:
     Never compressed: the management API (``/v1/account/``: tokens, new and rotated keys), any
     response marked with :func:`never_compress`, responses already encoded, non-text bodies.
     ETags stay correct: for a client that accepts gzip the ETag of every answer (200, compressed or
-    not, and 304) is weak (``W/"…"``: same content, not byte-identical), and every 200/304 says
-    ``Vary: Accept-Encoding``. ``If-None-Match`` compares weakly, so either form revalidates."""
+    not, and 304) is weak (``W/"…"``: same content, not byte-identical), and every answer that may
+    be compressed (large 200s, streams, 304s) says ``Vary: Accept-Encoding``. ``If-None-Match``
+    compares weakly, so either form revalidates."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         response = self.get_response(request)
+        status = response.status_code
         path = request.path
         if (
-            not path.startswith(API_PREFIX)
+            status not in (200, 304)
+            or not path.startswith(API_PREFIX)
             or path.startswith(SECRET_PREFIXES)
             or getattr(response, _NO_COMPRESSION_ATTR, False)
-            or response.status_code not in (200, 304)
         ):
             return response
-        patch_vary_headers(response, ("Accept-Encoding",))
+        small = (
+            status == 200
+            and not response.streaming
+            and len(response.content) < settings.COMPRESSION_MIN_BYTES
+        )
+        if not small:  # a small answer is never compressed: it does not vary
+            patch_vary_headers(response, ("Accept-Encoding",))
         if not accepts_gzip(request.META.get("HTTP_ACCEPT_ENCODING", "")):
             return response
         etag = response.get("ETag")
         if etag:
             response["ETag"] = _weak(etag)
         if (
-            response.status_code != 200
+            small
+            or status != 200
             or response.has_header("Content-Encoding")
             or not response.get("Content-Type", "").startswith(_TEXT_TYPES)
         ):
@@ -131,8 +140,6 @@ class CompressionMiddleware:
             del response["Content-Length"]
         else:
             content = response.content
-            if len(content) < settings.COMPRESSION_MIN_BYTES:
-                return response
             compressed = gzip.compress(content, compresslevel=6, mtime=0)
             if len(compressed) >= len(content):
                 return response
