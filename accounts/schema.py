@@ -53,6 +53,11 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     name = ["ApiKeyBearer", "ApiKeyHeader"]
     priority = 1
 
+    def get_security_requirement(self, auto_schema):
+        # Two requirement objects: either scheme satisfies the operation. One object naming both
+        # would mean "send both" (OpenAPI 3: the schemes of one requirement object are ANDed).
+        return [{name: []} for name in self.name]
+
     def get_security_definition(self, auto_schema):
         description = (
             "A Candlestack API key (`cs_live_…` or `cs_test_…`), created in the account API "

@@ -3,7 +3,9 @@
 Every public endpoint subclasses :class:`PublicAPIView` and declares, next to the view:
 ``endpoint_name`` (the name used for rate limits, plan gating and metering) and ``credit_cost``
 (credits one call costs; override ``get_credit_cost(request)`` for a cost that depends on the
-request, e.g. the number of candles asked for). Views stay thin and know nothing of the gateway:
+request, e.g. the number of candles asked for: the gate reserves that maximum, and a view that
+returns fewer rows declares its real cost with :func:`charge`, e.g.
+``charge(request, page_credits(rows))``). Views stay thin and know little of the gateway:
 
 1. API-key authentication and scope check (accounts; DRF authentication + permission classes).
 2. ``initial()``: ONE Redis call (``billing.gate.admit``: a Lua script) checks the
@@ -13,14 +15,17 @@ request, e.g. the number of candles asked for). Views stay thin and know nothing
    429 ``quota-exceeded``, 429 ``rate-limited`` (with ``Retry-After``).
 3. The view runs. A view that serves plan-dependent variants calls
    ``self.require_timeframe(request, tf)`` (no extra round trip: the plan came back from step 2).
-4. ``finalize_response()``: the ``RateLimit-Policy`` / ``RateLimit`` headers are added. Only if
-   the answer is not what the gate counted (an admitted request ending in 3xx/4xx/5xx) does one
-   more Redis call move the count (``billing.metering.correct``) and give back the reserved
-   credits of an unsuccessful (≥ 400) answer. Requests that never reached the gate (401, scope
-   403, 429 ``auth-rate-limited``) are metered with one call (``billing.metering.record``).
+4. ``finalize_response()``: only if the answer is not what the gate counted (an admitted request
+   ending in 3xx/4xx/5xx, or costing less than it reserved: fewer rows declared with
+   :func:`charge`, a 304, an error) does one more Redis call move the count and give the
+   difference back to the month's quota, atomically (``billing.metering.correct``); then the
+   ``RateLimit-Policy`` / ``RateLimit`` headers are added (the month countdown after the refund).
+   Requests that never reached the gate (401, scope 403, 429 ``auth-rate-limited``) are metered
+   with one call (``billing.metering.record``).
 
-Warm path (a successful call): 1 Redis round trip, 0 SQL queries. Redis unreachable: fail open
-with a per-process limiter and metering straight into PostgreSQL (docs/plans-and-limits.md).
+Warm path (a successful call costing what it reserved): 1 Redis round trip, 0 SQL queries.
+Redis unreachable: fail open with a per-process limiter and metering straight into PostgreSQL
+(docs/plans-and-limits.md).
 
 Billing owns the plans, limits, quota and metering; this module only calls its public functions
 (``billing.gate``, ``billing.limits``, ``billing.metering``).
@@ -32,14 +37,13 @@ import functools
 import logging
 
 from django.conf import settings
-from drf_spectacular.openapi import AutoSchema
 from rest_framework.views import APIView
 
 from accounts.authentication import ApiKeyAuthentication
 from accounts.permissions import HasMarketDataRead
 from apiplatform import problems
 from apiplatform.problems import ProblemError
-from apiplatform.schema import problem_response
+from apiplatform.schema import ProblemAutoSchema, problem_response
 from billing import gate, limits, metering
 from billing.limits import GateResult, PlanLimits
 
@@ -77,7 +81,7 @@ _HEADER_DOCS = {
 }
 
 
-class GatewayAutoSchema(AutoSchema):
+class GatewayAutoSchema(ProblemAutoSchema):
     """Documents the gateway's headers on every response, its 403/429 problems, and each
     operation's credit cost (``x-credit-cost``; ``x-credit-cost-varies`` when the view computes it
     per request) and metering name (``x-endpoint-name``)."""
@@ -122,6 +126,29 @@ class GatewayAutoSchema(AutoSchema):
                         problem_response(description), code, problem, direction
                     )
         return bodies
+
+
+# --- what a request really costs -------------------------------------------------------------------
+ACTUAL_CREDITS_ATTR = "actual_credits"
+ROWS_PER_CREDIT = 1000
+NOT_MODIFIED_CREDITS = 0  # a 304 Not Modified revalidation costs nothing
+
+
+def page_credits(rows: int, per: int = ROWS_PER_CREDIT) -> int:
+    """THE formula of row-priced endpoints: 1 credit per started ``per`` rows returned, at least 1
+    (an empty page costs 1)."""
+    return max(1, -(-rows // per))
+
+
+def charge(request, amount: int) -> None:
+    """Declare what this request actually costs, once the view knows (e.g. ``page_credits(rows)``
+    of the rows it returns). The gate reserved ``get_credit_cost(request)`` (the maximum) before
+    the view ran; the difference is given back after it, in the same metering call that corrects
+    the usage counters, and the ``RateLimit`` month countdown of this very answer already shows it.
+    A declared cost above the reservation is capped at the reservation; a view that declares
+    nothing costs its reservation (no extra round trip). Errors and 304s cost nothing whatever is
+    declared."""
+    setattr(request, ACTUAL_CREDITS_ATTR, amount)
 
 
 def upgrade_url() -> str:
@@ -185,8 +212,8 @@ class PublicAPIView(APIView):
     schema = GatewayAutoSchema()
 
     gate_result: GateResult | None = None
-    _reserved: int = 0  # credits consumed in Redis, given back if the request does not succeed
-    _charge: int = 0  # credits this request costs (metered when it succeeds)
+    _reserved: int = 0  # credits consumed in Redis by the gate (0 when it fell back to the local limiter)
+    _charge: int = 0  # the most this request may cost (get_credit_cost); charge() may lower it
 
     def get_credit_cost(self, request) -> int:
         """Credits this request costs; override for request-dependent costs (documented per view)."""
@@ -234,25 +261,37 @@ class PublicAPIView(APIView):
             self._meter(request, response)
         except Exception:  # metering must never turn an answer into an error
             logger.exception("metering failed")
-        return response
-
-    def _meter(self, request, response) -> None:
         result = self.gate_result
         if result is not None:
             for name, value in rate_limit_headers(result).items():
                 response[name] = value
+        return response
+
+    def _cost(self, request, status: int) -> int:
+        """What the answer costs: 0 for an error (≥ 400) and for ``304 Not Modified``; else the
+        credits the view declared with :func:`charge` (never more than the reservation), or the
+        reservation when it declared nothing."""
+        if status >= 400 or status == 304:
+            return NOT_MODIFIED_CREDITS if status == 304 else 0
+        declared = getattr(request, ACTUAL_CREDITS_ATTR, None)
+        if declared is None:
+            return self._charge
+        return max(0, min(self._charge, int(declared)))
+
+    def _meter(self, request, response) -> None:
+        result = self.gate_result
         status = response.status_code
         if result is not None and result.metered_bucket:
-            # The gate call already counted this request: as 2xx with its credits if admitted,
-            # as 4xx if refused. Only a different outcome costs a (second) round trip.
+            # The gate call already counted this request: as 2xx with its reserved credits if
+            # admitted, as 4xx if refused. Only a different outcome or cost costs a second round trip.
             admitted = result.status == limits.ADMITTED
             counted_as = "2xx" if admitted else "4xx"
             actual = metering.status_class(status)
-            if actual == counted_as:
-                return
             charged = self._reserved if admitted else 0
-            keep = charged if status < 400 else 0
-            metering.correct(
+            keep = self._cost(request, status) if admitted else 0
+            if actual == counted_as and keep == charged:
+                return  # the warm path
+            used = metering.correct(
                 bucket=result.metered_bucket,
                 from_class=counted_as,
                 to_class=actual,
@@ -262,6 +301,8 @@ class PublicAPIView(APIView):
                 organization_id=result_org(request),
                 month=result.month,
             )
+            if used is not None:
+                result.credits_used = used  # the RateLimit month countdown after the refund
             return
         principal = getattr(request, "_auth", None)  # never re-run authentication here
         organization_id = getattr(principal, "organization_id", None)
@@ -273,7 +314,7 @@ class PublicAPIView(APIView):
                 key_id=key_id or "",
                 endpoint=self.endpoint_name or type(self).__name__,
                 status=status,
-                credits=self._charge if succeeded else 0,
+                credits=self._cost(request, status) if succeeded else 0,
                 now_us=gate.now_us(),
             )
         )

@@ -104,7 +104,13 @@ NOT_AUTHENTICATED = register(
 PERMISSION_DENIED = register(
     "permission-denied", 403, "Permission denied", "These credentials may not perform this action."
 )
-NOT_FOUND = register("not-found", 404, "Not found", "No resource exists at this URL.")
+NOT_FOUND = register(
+    "not-found",
+    404,
+    "Not found",
+    "No resource exists at this URL: an unknown object (e.g. a coin id), or a path that matches no "
+    "endpoint (`detail` says so, with a hint such as a trailing slash to drop).",
+)
 METHOD_NOT_ALLOWED = register(
     "method-not-allowed", 405, "Method not allowed", "This URL does not accept this HTTP method."
 )

@@ -1,7 +1,9 @@
-"""OpenAPI pieces shared by every app: the RFC 9457 problem body of all error responses."""
+"""OpenAPI pieces shared by every app: the RFC 9457 problem body of all error responses, and the
+project's schema class, which documents every error response as ``application/problem+json``."""
 
 from __future__ import annotations
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -40,4 +42,22 @@ def problem_response(description: str, example: dict | None = None) -> OpenApiRe
     )
 
 
-__all__ = ["PROBLEM_CONTENT_TYPE", "Problem", "problem_response"]
+class ProblemAutoSchema(AutoSchema):
+    """The project's schema class (``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]``): a 4xx/5xx response
+    is documented as what it is served as, a :class:`Problem` body of media type
+    ``application/problem+json``, unless the operation names another body or media type for it."""
+
+    def _get_response_for_code(self, serializer, status_code, media_types=None, direction="response"):
+        code = str(status_code)
+        if code.isdigit() and int(code) >= 400:
+            media_types = media_types or [PROBLEM_CONTENT_TYPE]
+            if serializer is None:
+                serializer = Problem
+            elif isinstance(serializer, OpenApiResponse) and serializer.response is None:
+                serializer = OpenApiResponse(
+                    Problem, description=serializer.description, examples=serializer.examples
+                )
+        return super()._get_response_for_code(serializer, status_code, media_types, direction)
+
+
+__all__ = ["PROBLEM_CONTENT_TYPE", "Problem", "ProblemAutoSchema", "problem_response"]

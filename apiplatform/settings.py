@@ -61,6 +61,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apiplatform.middleware.RequestIdMiddleware",
+    "apiplatform.middleware.CompressionMiddleware",  # gzip for /v1/ answers >= COMPRESSION_MIN_BYTES
+    "apiplatform.middleware.UnknownPathMiddleware",  # unknown /v1/ paths: problem+json 404
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -171,6 +173,9 @@ X_FRAME_OPTIONS = "DENY"
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# --- compression of API answers (apiplatform.middleware.CompressionMiddleware, docs/api.md) -----------
+COMPRESSION_MIN_BYTES = env_int("COMPRESSION_MIN_BYTES", 1024)  # smaller answers are sent as they are
+
 # --- REST framework and OpenAPI ------------------------------------------------------------------------
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_RENDERER_CLASSES": ["apiplatform.renderers.ORJSONRenderer"],
@@ -178,7 +183,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     # Management API (/v1/account/): user JWTs. Public /v1 views (PublicAPIView) use API keys instead.
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apiplatform.schema.ProblemAutoSchema",  # errors: application/problem+json
     "EXCEPTION_HANDLER": "apiplatform.exceptions.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }

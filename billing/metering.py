@@ -7,7 +7,8 @@ Request path. Counts live in one Redis hash (keys and field format: ``billing.re
 
 The gate script (``billing.gate``) adds every request it decides on, in the same call: admitted
 as 2xx with its credits, refused as 4xx. ``correct`` moves an admitted request that ended
-otherwise (one more round trip, with the refund of its reserved credits pipelined);
+otherwise, or costing fewer credits than it reserved (one more round trip: one script that also
+gives the difference back to the month's quota);
 ``record`` counts requests that never reached the gate (401s, Redis fallback). Counts are signed:
 a correction may reach PostgreSQL in a later batch than the request it corrects.
 
@@ -134,13 +135,21 @@ def record(hit: Hit) -> None:
 
 
 _CORRECT_LUA = """
+-- KEYS[1] live usage hash, KEYS[2] the organization's credits used this month.
+-- ARGV[1] bucket, ARGV[2] class counted, ARGV[3] real class, ARGV[4] credits counted,
+-- ARGV[5] credits it really costs, ARGV[6] credits to give back to the month's quota.
 local from = ARGV[1] .. '|' .. ARGV[2]
 local to = ARGV[1] .. '|' .. ARGV[3]
-redis.call('HINCRBY', KEYS[1], from .. '|n', -1)
-redis.call('HINCRBY', KEYS[1], to .. '|n', 1)
+if from ~= to then
+  redis.call('HINCRBY', KEYS[1], from .. '|n', -1)
+  redis.call('HINCRBY', KEYS[1], to .. '|n', 1)
+end
 if ARGV[4] ~= '0' then redis.call('HINCRBY', KEYS[1], from .. '|c', -tonumber(ARGV[4])) end
 if ARGV[5] ~= '0' then redis.call('HINCRBY', KEYS[1], to .. '|c', ARGV[5]) end
-return 1
+local refund = tonumber(ARGV[6])
+-- a vanished counter (Redis lost it; it is re-seeded from PostgreSQL) is never driven negative
+if refund > 0 and redis.call('EXISTS', KEYS[2]) == 1 then return redis.call('DECRBY', KEYS[2], refund) end
+return -1
 """
 
 
@@ -154,21 +163,24 @@ def correct(
     refund: int = 0,
     organization_id: int | None = None,
     month: str = "",
-) -> None:
-    """The gate counted a request as ``from_class`` (with ``credits_from``); it ended as
-    ``to_class`` (costing ``credits_to``). Moves the count, and gives back ``refund`` reserved
-    credits, in one round trip. Only for the uncommon outcomes (errors, 3xx)."""
+) -> int | None:
+    """The gate counted a request as ``from_class`` with ``credits_from`` credits; it ended as
+    ``to_class`` costing ``credits_to`` (an error, a 304, or fewer rows than reserved for). Moves
+    the count and the credits, and gives ``refund`` reserved credits back to the organization's
+    month, in ONE atomic script (one round trip). Returns the month's credits used after the
+    refund (``None`` when nothing was given back or Redis failed).
+
+    Redis unreachable: the usage correction goes straight into PostgreSQL (nothing lost for
+    billing); the refund to the month's counter in Redis cannot be made then (documented)."""
+    month_counter = month_key(organization_id, month) if refund and organization_id else ""
     try:
         with _redis.breaker.guard():
             r = _redis.client()
-            args: list[str | int] = [bucket, from_class, to_class, credits_from, credits_to]
-            if refund and organization_id:
-                pipe = r.pipeline(transaction=False)
-                _script(_CORRECT_LUA, r)(keys=[usage_live_key()], args=args, client=pipe)
-                pipe.decrby(month_key(organization_id, month), refund)
-                pipe.execute()
-            else:
-                _script(_CORRECT_LUA, r)(keys=[usage_live_key()], args=args, client=r)
+            used = _script(_CORRECT_LUA, r)(
+                keys=[usage_live_key(), month_counter or usage_live_key()],
+                args=[bucket, from_class, to_class, credits_from, credits_to, refund if month_counter else 0],
+                client=r,
+            )
     except redis_access.ERRORS:  # backing off, or the failure the breaker just recorded
         _record_direct(
             {
@@ -176,6 +188,9 @@ def correct(
                 usage_counter(bucket, to_class): [1, credits_to],
             }
         )
+        return None
+    used = int(used)
+    return used if used >= 0 else None
 
 
 def _record_direct(rows: dict[str, list[int]]) -> None:

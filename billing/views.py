@@ -64,7 +64,7 @@ class LimitsView(PublicAPIView):
             "monthly credits. Costs 0 credits; it is rate limited like every call. The same state "
             "is on every response in the `RateLimit-Policy` and `RateLimit` headers."
         ),
-        tags=["account"],
+        tags=["limits"],
         responses={
             200: inline_serializer(
                 "Limits",
@@ -156,7 +156,7 @@ class PingView(PublicAPIView):
             "it is rate limited and counted like every call, and its `RateLimit-Policy` / "
             "`RateLimit` headers show where the key stands without the body of `/v1/limits`."
         ),
-        tags=["account"],
+        tags=["service"],
         responses={
             200: inline_serializer(
                 "Ping",

@@ -22,7 +22,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 
-from apiplatform.gateway import PublicAPIView
+from apiplatform.gateway import PublicAPIView, charge, page_credits
 from apiplatform.renderers import ORJSONRenderer, dumps
 from marketdata import cache as versions
 from marketdata import indicators, screener, selectors
@@ -350,7 +350,7 @@ class CandleListView(ResponseCacheMixin, MarketDataView):
             "Candles with `start <= time < end`, newest first (`order=desc`, default) or oldest first, "
             f"up to `limit` ({params.MAX_CANDLES} max) per page; follow `next_cursor` (or the `Link` "
             "header) for the rest. `format=csv` or `Accept: text/csv` streams CSV with the same columns. "
-            "Credits: 1 per started 1,000 of `limit`. " + docs.RESPONSE_HEADERS_DOC
+            "Credits: 1 per started 1,000 rows returned (min. 1); a 304 costs 0. " + docs.RESPONSE_HEADERS_DOC
         ),
         tags=["candles"],
         parameters=[
@@ -423,6 +423,7 @@ class CandleListView(ResponseCacheMixin, MarketDataView):
 
         parts = (coin_pk, timeframe, start, end, limit, order, cursor)
         hit = self.cached(parts=parts, version_key=versions.candles_key(coin_pk, timeframe), compute=compute)
+        charge(request, page_credits(hit.body.count(b'"time"', hit.body.find(b'"data":'))))  # rows returned
         if request.accepted_renderer.format == "csv":
             return self._csv(request, hit)
         response = caching.respond(request, hit)
@@ -519,7 +520,7 @@ class IndicatorView(ResponseCacheMixin, MarketDataView):
                 f"{', '.join(s.outputs)}"
                 for s in indicators.INDICATORS.values()
             )
-            + ". Paging as for candles. Credits: 1 per started 1,000 of `limit`. "
+            + ". Paging as for candles. Credits: 1 per started 1,000 rows returned (min. 1); a 304 costs 0. "
             + docs.RESPONSE_HEADERS_DOC
         ),
         tags=["indicators"],
@@ -590,6 +591,7 @@ class IndicatorView(ResponseCacheMixin, MarketDataView):
                 coin_id, coin_pk, spec, values, timeframe, start, end, limit, order, cursor
             ),
         )
+        charge(request, page_credits(hit.body.count(b'"time"', hit.body.find(b'"data":'))))  # rows returned
         response = caching.respond(request, hit)
         _link_next(request, _cursor_of(hit), response)
         return response
