@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
@@ -45,7 +44,7 @@ from apiplatform.problems import (
     ProblemType,
     problem_body,
 )
-from apiplatform.schema import PROBLEM_CONTENT_TYPE, Problem
+from apiplatform.schema import PROBLEM_CONTENT_TYPE, Problem, ProblemAutoSchema
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -159,7 +158,7 @@ def _documented(value: Any) -> list[Documented] | None:
     return out or None
 
 
-class ManagementSchema(AutoSchema):
+class ManagementSchema(ProblemAutoSchema):
     """The management API's schema class: adds the shared errors, renders every error as a problem."""
 
     organization_scoped = False
