@@ -6,6 +6,9 @@ Accepted: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. On success
 401s carry ``WWW-Authenticate``. The warm path does no SQL and, amortised, no Redis round trip.
 Malformed and unknown keys count against the client IP's failure budget (accounts/failures.py);
 past it, keys not already known valid in this process get ``429 auth-rate-limited`` without a lookup.
+The ``Origin`` header decides between secret and browser keys (accounts/keys.py ``verify``): a secret
+key with an ``Origin`` gets ``403 secret-key-in-browser``, a browser key without one of its allowed
+origins ``403 origin-not-allowed``; the CORS headers themselves are accounts/cors.py's.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ _RESULTS: dict[str, ProblemType] = {
     keys.KeyCheck.REVOKED: p.API_KEY_REVOKED,
     keys.KeyCheck.EXPIRED: p.API_KEY_EXPIRED,
     keys.KeyCheck.IP_NOT_ALLOWED: p.API_KEY_IP_NOT_ALLOWED,
+    keys.KeyCheck.SECRET_KEY_IN_BROWSER: p.SECRET_KEY_IN_BROWSER,
+    keys.KeyCheck.ORIGIN_NOT_ALLOWED: p.ORIGIN_NOT_ALLOWED,
 }
 
 
@@ -111,9 +116,13 @@ class ApiKeyAuthentication(BaseAuthentication):
             retry_after = failures.blocked_for(failures.client_bucket(client_ip(request)))
             if retry_after is not None and not keycache.known_valid(parsed):
                 raise over_budget(retry_after)
-        result, principal = keys.verify(parsed, lambda: client_ip(request))  # parsed only if needed
+        origin = request.META.get("HTTP_ORIGIN")
+        # The client IP is parsed only for a key with IP restrictions.
+        result, principal = keys.verify(parsed, lambda: client_ip(request), origin)
         if result == keys.KeyCheck.UNKNOWN:
             raise counted(request, fail(p.API_KEY_UNKNOWN))
+        if result == keys.KeyCheck.ORIGIN_NOT_ALLOWED:
+            raise ProblemError(p.ORIGIN_NOT_ALLOWED, extra={"origin": origin})
         if result != keys.KeyCheck.OK:
             raise fail(_RESULTS[result])
         assert principal is not None

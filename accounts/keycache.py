@@ -30,8 +30,9 @@ from typing import Any
 
 from django.conf import settings
 
-from accounts.keyformat import ParsedKey, hash_key
+from accounts.keyformat import KIND_SECRET, ParsedKey, hash_key
 from accounts.models import ApiKey
+from accounts.origins import NO_ORIGINS, OriginRules, rules
 from accounts.principal import KeyPrincipal
 from apiplatform import redis_access
 
@@ -49,6 +50,7 @@ class CachedKey:
     expires_ts: float | None = None
     principal: KeyPrincipal | None = None
     networks: tuple[Any, ...] = field(default=())
+    origins: OriginRules = NO_ORIGINS
 
 
 MISSING = CachedKey(found=False)
@@ -73,6 +75,8 @@ def _entry_to_json(entry: CachedKey) -> str:
             "sc": sorted(p.scopes),
             "e": p.environment,
             "ip": list(p.allowed_ips),
+            "t": p.kind,
+            "og": list(p.allowed_origins),
         },
         separators=(",", ":"),
     )
@@ -93,6 +97,9 @@ def _entry_from_json(text: str) -> CachedKey:
         environment=data["e"],
         expires_at=datetime.fromtimestamp(expires_ts, tz=UTC) if expires_ts is not None else None,
         allowed_ips=tuple(data["ip"]),
+        # Entries written before browser keys existed carry neither: they are secret keys.
+        kind=data.get("t", KIND_SECRET),
+        allowed_origins=tuple(data.get("og", ())),
     )
     return CachedKey(
         found=True,
@@ -101,6 +108,7 @@ def _entry_from_json(text: str) -> CachedKey:
         expires_ts=expires_ts,
         principal=principal,
         networks=_networks(principal.allowed_ips),
+        origins=rules(principal.allowed_origins),
     )
 
 
@@ -121,6 +129,8 @@ def entry_from_row(row) -> CachedKey:
         environment=row.environment,
         expires_at=row.expires_at,
         allowed_ips=tuple(row.allowed_ips),
+        kind=row.kind,
+        allowed_origins=tuple(row.allowed_origins),
     )
     return CachedKey(
         found=True,
@@ -129,6 +139,7 @@ def entry_from_row(row) -> CachedKey:
         expires_ts=expires_ts,
         principal=principal,
         networks=_networks(row.allowed_ips),
+        origins=rules(row.allowed_origins),
     )
 
 
@@ -210,6 +221,7 @@ def known_valid(parsed: ParsedKey) -> bool:
         and not entry.revoked
         and entry.principal is not None
         and entry.principal.environment == parsed.environment
+        and entry.principal.kind == parsed.kind
         and hmac.compare_digest(hash_key(parsed.full), entry.secret_hash)
     )
 

@@ -2,10 +2,14 @@
 
 Key format (see docs/accounts.md)::
 
-    cs_live_<key_id:12>_<secret:32><checksum:6>        e.g. cs_live_4fJx0cQ2mZpA_...
-    regex: ^cs_(live|test)_([0-9A-Za-z]{12})_([0-9A-Za-z]{32})([0-9A-Za-z]{6})$
+    cs_live_<key_id:12>_<secret:32><checksum:6>        secret key, e.g. cs_live_4fJx0cQ2mZpA_...
+    cs_pub_live_<key_id:12>_<secret:32><checksum:6>    browser key, e.g. cs_pub_live_4fJx0cQ2mZpA_...
+    regex: ^cs_(?:(pub)_)?(live|test)_([0-9A-Za-z]{12})_([0-9A-Za-z]{32})([0-9A-Za-z]{6})$
 
 * ``cs_live_`` / ``cs_test_`` — recognisable vendor prefix and the live/test environment;
+  ``cs_pub_`` marks a browser key (publishable: restricted to origins, read-only, meant to sit in a
+  web page), so secret scanners can tell the two apart — :data:`SCANNER_REGEX` matches secret keys
+  only. Secret keys keep the format they always had;
 * ``key_id`` — 12 random base62 characters (~71 bits), public: it is the lookup id and, with the
   prefix, the displayable ``prefix`` (``cs_live_<key_id>``) shown in lists and logs;
 * ``secret`` — 32 random base62 characters (~190 bits) from :mod:`secrets`;
@@ -33,11 +37,17 @@ ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 KEY_ID_LENGTH = 12
 SECRET_LENGTH = 32
 CHECKSUM_LENGTH = 6
+KIND_SECRET = "secret"  # noqa: S105 - the name of a key type, not a secret
+KIND_BROWSER = "browser"
+KINDS = (KIND_SECRET, KIND_BROWSER)
+_KIND_MARK = {KIND_SECRET: "", KIND_BROWSER: "pub_"}
 KEY_RE = re.compile(
-    r"^cs_(live|test)_([0-9A-Za-z]{12})_([0-9A-Za-z]{32})([0-9A-Za-z]{6})$",
+    r"^cs_(?:(pub)_)?(live|test)_([0-9A-Za-z]{12})_([0-9A-Za-z]{32})([0-9A-Za-z]{6})$",
 )
-#: For secret scanners (GitHub push protection, trufflehog, gitleaks custom rules).
+#: For secret scanners (GitHub push protection, trufflehog, gitleaks custom rules): secret keys only.
 SCANNER_REGEX = r"\bcs_(?:live|test)_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}\b"
+#: Browser keys, for tools that inventory keys; they are public by design (not secrets).
+BROWSER_KEY_REGEX = r"\bcs_pub_(?:live|test)_[0-9A-Za-z]{12}_[0-9A-Za-z]{38}\b"
 
 
 def _b62(number: int, width: int) -> str:
@@ -60,21 +70,23 @@ def new_key_id() -> str:
     return _random_b62(KEY_ID_LENGTH)
 
 
-def compose_key(environment: str, key_id: str, secret: str) -> str:
-    body = f"cs_{environment}_{key_id}_{secret}"
+def compose_key(environment: str, key_id: str, secret: str, kind: str = KIND_SECRET) -> str:
+    body = f"{display_prefix(environment, key_id, kind)}_{secret}"
     return body + checksum(body)
 
 
-def generate_key(environment: str, key_id: str | None = None) -> tuple[str, str]:
+def generate_key(environment: str, key_id: str | None = None, kind: str = KIND_SECRET) -> tuple[str, str]:
     """A new ``(key_id, full_key)``. The full key is returned to the caller exactly once."""
     if environment not in ("live", "test"):
         raise ValueError("environment must be 'live' or 'test'")
+    if kind not in KINDS:
+        raise ValueError("kind must be 'secret' or 'browser'")
     key_id = key_id or new_key_id()
-    return key_id, compose_key(environment, key_id, _random_b62(SECRET_LENGTH))
+    return key_id, compose_key(environment, key_id, _random_b62(SECRET_LENGTH), kind)
 
 
-def display_prefix(environment: str, key_id: str) -> str:
-    return f"cs_{environment}_{key_id}"
+def display_prefix(environment: str, key_id: str, kind: str = KIND_SECRET) -> str:
+    return f"cs_{_KIND_MARK[kind]}{environment}_{key_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +94,7 @@ class ParsedKey:
     environment: str
     key_id: str
     full: str
+    kind: str = KIND_SECRET
 
 
 class MalformedKey(ValueError):
@@ -93,10 +106,11 @@ def parse_key(raw: str) -> ParsedKey:
     match = KEY_RE.match(raw)
     if match is None:
         raise MalformedKey("not a Candlestack API key")
-    environment, key_id, _secret, check = match.groups()
+    pub, environment, key_id, _secret, check = match.groups()
     if not hmac.compare_digest(checksum(raw[:-CHECKSUM_LENGTH]), check):
         raise MalformedKey("checksum mismatch")
-    return ParsedKey(environment=environment, key_id=key_id, full=raw)
+    kind = KIND_BROWSER if pub else KIND_SECRET
+    return ParsedKey(environment=environment, key_id=key_id, full=raw, kind=kind)
 
 
 def _pepper() -> bytes:

@@ -30,20 +30,25 @@ class KeyCheck:
     REVOKED = "revoked"
     EXPIRED = "expired"
     IP_NOT_ALLOWED = "ip-not-allowed"
+    SECRET_KEY_IN_BROWSER = "secret-key-in-browser"  # noqa: S105 - an outcome name
+    ORIGIN_NOT_ALLOWED = "origin-not-allowed"
 
 
 def verify(
-    parsed: ParsedKey, client_ip: str | Callable[[], str | None] | None
+    parsed: ParsedKey, client_ip: str | Callable[[], str | None] | None, origin: str | None = None
 ) -> tuple[str, KeyPrincipal | None]:
     """Check a well-formed key. The secret is compared (constant time) before anything about the key
-    is revealed, so revoked/expired/IP answers are only given to someone holding the full key.
-    ``client_ip`` may be a callable: it is then only called for a key with IP restrictions."""
+    is revealed, so revoked/expired/IP/origin answers are only given to someone holding the full key.
+    ``client_ip`` may be a callable: it is then only called for a key with IP restrictions.
+    ``origin`` is the request's ``Origin`` header (None when absent): a browser sends it on every
+    cross-origin request, so a secret key that comes with one is being used from a web page (and
+    refused), and a browser key must come with one of its allowed origins."""
     entry = keycache.lookup(parsed.key_id)
     candidate = hash_key(parsed.full)
     matches = hmac.compare_digest(candidate, entry.secret_hash if entry.found else _DUMMY_HASH)
     if not entry.found or not matches or entry.principal is None:
         return KeyCheck.UNKNOWN, None
-    if entry.principal.environment != parsed.environment:
+    if entry.principal.environment != parsed.environment or entry.principal.kind != parsed.kind:
         return KeyCheck.UNKNOWN, None
     if entry.revoked:
         return KeyCheck.REVOKED, entry.principal
@@ -58,4 +63,9 @@ def verify(
             return KeyCheck.IP_NOT_ALLOWED, entry.principal
         if not any(address in net for net in entry.networks):
             return KeyCheck.IP_NOT_ALLOWED, entry.principal
+    if entry.principal.is_browser:
+        if origin is None or not entry.origins.allows(origin):
+            return KeyCheck.ORIGIN_NOT_ALLOWED, entry.principal
+    elif origin is not None:
+        return KeyCheck.SECRET_KEY_IN_BROWSER, entry.principal
     return KeyCheck.OK, entry.principal

@@ -140,18 +140,33 @@ class KeyEnvironment(models.TextChoices):
     TEST = "test", "Test"
 
 
+class KeyKind(models.TextChoices):
+    SECRET = "secret", "Secret (servers)"
+    BROWSER = "browser", "Browser (web pages on allowed origins)"
+
+
 class ApiKey(models.Model):
-    """A public-API key. The full key is ``cs_<env>_<key_id>_<secret><checksum>`` (see keyformat.py);
-    only ``secret_hash`` (HMAC-SHA256 with the server pepper) is stored, never the key."""
+    """A public-API key. The full key is ``cs_<env>_<key_id>_<secret><checksum>`` for a secret key,
+    ``cs_pub_<env>_...`` for a browser key (see keyformat.py); only ``secret_hash`` (HMAC-SHA256
+    with the server pepper) is stored, never the key."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)
     key_id = models.CharField(max_length=16, unique=True)
     environment = models.CharField(max_length=4, choices=KeyEnvironment.choices, default=KeyEnvironment.LIVE)
-    prefix = models.CharField(max_length=32, help_text="Public, displayable part: cs_<env>_<key_id>")
+    kind = models.CharField(max_length=8, choices=KeyKind.choices, default=KeyKind.SECRET)
+    prefix = models.CharField(
+        max_length=32, help_text="Public, displayable part: cs_<env>_<key_id> (cs_pub_<env>_<key_id>)"
+    )
     secret_hash = models.CharField(max_length=64)
     scopes = ArrayField(models.CharField(max_length=64), default=list)
     allowed_ips = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    allowed_origins = ArrayField(
+        models.CharField(max_length=255),
+        default=list,
+        blank=True,
+        help_text="Browser keys: the web origins (scheme://host[:port]) allowed to use the key",
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

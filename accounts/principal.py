@@ -6,10 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from accounts.keyformat import KIND_BROWSER, KIND_SECRET
+
 #: Scopes an API key may carry. Management scopes are never granted to API keys: the management
 #: API accepts only user JWTs.
 SCOPE_MARKET_DATA_READ = "market_data:read"
 KEY_SCOPES: tuple[str, ...] = (SCOPE_MARKET_DATA_READ,)
+#: The read-only scopes a browser key may carry (its key sits in a web page for anyone to copy).
+BROWSER_KEY_SCOPES: tuple[str, ...] = (SCOPE_MARKET_DATA_READ,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,8 @@ class KeyPrincipal:
     environment: str
     expires_at: datetime | None
     allowed_ips: tuple[str, ...]
+    kind: str = KIND_SECRET
+    allowed_origins: tuple[str, ...] = ()
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
@@ -32,6 +38,11 @@ class KeyPrincipal:
     @property
     def is_test(self) -> bool:
         return self.environment == "test"
+
+    @property
+    def is_browser(self) -> bool:
+        """A browser key: used from web pages on its ``allowed_origins`` only (accounts/cors.py)."""
+        return self.kind == KIND_BROWSER
 
 
 class ApiKeyUser:

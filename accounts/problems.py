@@ -115,3 +115,20 @@ KEY_ALREADY_ROTATED = register(
     "This API key already has a live replacement (`successor_key_id`): a key has at most one. "
     "Use or rotate the replacement, or revoke it before rotating this key again.",
 )
+SECRET_KEY_IN_BROWSER = register(
+    "secret-key-in-browser",
+    403,
+    "Secret key used from a browser",
+    "The request carries an `Origin` header, so it comes from a web page, and the key is a secret "
+    "key: anyone who opens the page can copy it. Call the API from your server with the secret key, "
+    "or create a browser key (`type: browser`, read-only, restricted to your site's origins) for "
+    "front-end code. If this key has been published, revoke it.",
+)
+ORIGIN_NOT_ALLOWED = register(
+    "origin-not-allowed",
+    403,
+    "Origin not allowed for this key",
+    "This is a browser key: it works only from web pages on its `allowed_origins`, and this request's "
+    "`Origin` header is missing or not in that list (see `origin`). Add the origin to a browser key, "
+    "or call the API from a server with a secret key.",
+)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts import roles
-from accounts.models import KeyEnvironment, Role
-from accounts.principal import KEY_SCOPES
+from accounts.models import KeyEnvironment, KeyKind, Role
+from accounts.origins import MAX_ORIGIN_LENGTH, ORIGIN_PATTERN
+from accounts.principal import BROWSER_KEY_SCOPES, KEY_SCOPES
 
 
 # --- input ----------
@@ -95,15 +97,42 @@ class InvitationAcceptIn(serializers.Serializer):
     token = serializers.CharField(max_length=200)
 
 
-class ApiKeyIn(serializers.Serializer):
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "uri",
+        "pattern": ORIGIN_PATTERN,
+        "maxLength": MAX_ORIGIN_LENGTH,
+        "example": "https://app.example.com",
+    }
+)
+class OriginField(serializers.CharField):
+    """One allowed origin; the rule itself is accounts/origins.py's (checked by the service)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=MAX_ORIGIN_LENGTH, trim_whitespace=False, **kwargs)
+
+
+@extend_schema_field({"type": "string", "enum": [KeyKind.SECRET.value]}, component_name="SecretKeyType")
+class SecretKindField(serializers.ChoiceField):
+    def __init__(self, **kwargs):
+        super().__init__(choices=[KeyKind.SECRET.value], **kwargs)
+
+
+@extend_schema_field({"type": "string", "enum": [KeyKind.BROWSER.value]}, component_name="BrowserKeyType")
+class BrowserKindField(serializers.ChoiceField):
+    def __init__(self, **kwargs):
+        super().__init__(choices=[KeyKind.BROWSER.value], **kwargs)
+
+
+@extend_schema_field({"type": "string", "enum": [k.value for k in KeyKind]}, component_name="ApiKeyType")
+class KindField(serializers.CharField):
+    pass
+
+
+class _ApiKeyCommonIn(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     environment = serializers.ChoiceField(choices=KeyEnvironment.choices, default=KeyEnvironment.LIVE)
-    scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=[(s, s) for s in KEY_SCOPES]),
-        required=False,
-        min_length=1,
-        help_text="Default: ['market_data:read']. Management scopes cannot be granted to API keys.",
-    )
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     allowed_ips = serializers.ListField(
         child=serializers.CharField(max_length=64),
@@ -112,6 +141,54 @@ class ApiKeyIn(serializers.Serializer):
         max_length=50,
         help_text="IP addresses or CIDR ranges; empty = any address.",
     )
+
+
+class ApiKeySecretIn(_ApiKeyCommonIn):
+    """A secret key (the default): for servers; refused from browsers (any ``Origin`` header)."""
+
+    type = SecretKindField(source="kind", required=False, default=KeyKind.SECRET.value)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=[(sc, sc) for sc in KEY_SCOPES]),
+        required=False,
+        min_length=1,
+        help_text="Default: ['market_data:read']. Management scopes cannot be granted to API keys.",
+    )
+    allowed_origins = serializers.ListField(
+        child=OriginField(),
+        required=False,
+        default=list,
+        max_length=0,
+        error_messages={"max_length": 'only browser keys have allowed origins: send "type": "browser"'},
+        help_text="Secret keys have no allowed origins (they refuse every request carrying an Origin).",
+    )
+
+
+class ApiKeyBrowserIn(_ApiKeyCommonIn):
+    """A browser key (``cs_pub_…``): read-only, usable only from web pages on its allowed origins,
+    which get CORS answers."""
+
+    type = BrowserKindField(source="kind")
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=[(sc, sc) for sc in BROWSER_KEY_SCOPES]),
+        required=False,
+        min_length=1,
+        help_text="Read-only scopes only. Default: ['market_data:read'].",
+    )
+    allowed_origins = serializers.ListField(
+        child=OriginField(),
+        min_length=1,
+        max_length=50,
+        help_text="Web origins allowed to use the key, as browsers send them in `Origin`: "
+        "`scheme://host[:port]` (http or https, lowercase, no path, no trailing slash), or "
+        "`https://*.example.com` for every subdomain of example.com (not example.com itself).",
+    )
+
+
+def api_key_in(data) -> _ApiKeyCommonIn:
+    """The create-key input serializer for ``data``: browser or secret by its ``type``."""
+    kind = data.get("type") if hasattr(data, "get") else None
+    serializer = ApiKeyBrowserIn if kind == KeyKind.BROWSER.value else ApiKeySecretIn
+    return serializer(data=data)
 
 
 class ApiKeyRotateIn(serializers.Serializer):
@@ -193,9 +270,14 @@ class ApiKeyOut(serializers.Serializer):
     prefix = serializers.CharField(help_text="Public part of the key, e.g. cs_live_4fJx0cQ2mZpA")
     name = serializers.CharField()
     environment = serializers.ChoiceField(choices=KeyEnvironment.choices)
+    type = KindField(source="kind", help_text="secret (servers) or browser (web pages on allowed_origins)")
     status = serializers.CharField(help_text="active, expired or revoked")
     scopes = serializers.ListField(child=serializers.CharField())
     allowed_ips = serializers.ListField(child=serializers.CharField())
+    allowed_origins = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Browser keys: the origins allowed to use it; [] for secret keys.",
+    )
     expires_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     created_by = serializers.EmailField(source="created_by.email", allow_null=True, default=None)

@@ -8,7 +8,12 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -477,18 +482,34 @@ class ApiKeyListView(OrganizationScopedView):
         operation_id="account_key_create",
         tags=[TAG],
         summary="Create an API key. The response holds the full key: it is shown only once",
-        request=s.ApiKeyIn,
+        description="`type` secret (default): for servers, refused from browsers. `type` browser: "
+        "read-only, usable only from web pages on its `allowed_origins` (at least one), which get CORS "
+        "answers; see docs/accounts.md, Browser keys.",
+        request=PolymorphicProxySerializer(
+            component_name="ApiKeyCreate",
+            serializers=[s.ApiKeySecretIn, s.ApiKeyBrowserIn],
+            resource_type_field_name=None,
+        ),
         responses={201: s.ApiKeyCreatedOut},
         examples=[
             OpenApiExample(
-                "Create a key",
+                "Create a secret key",
                 value={"name": "production server", "allowed_ips": ["203.0.113.0/24"]},
                 request_only=True,
-            )
+            ),
+            OpenApiExample(
+                "Create a browser key",
+                value={
+                    "name": "web dashboard",
+                    "type": "browser",
+                    "allowed_origins": ["https://app.example.com", "http://localhost:3000"],
+                },
+                request_only=True,
+            ),
         ],
     )
     def post(self, request):
-        data = s.ApiKeyIn(data=request.data)
+        data = s.api_key_in(request.data)
         data.is_valid(raise_exception=True)
         api_key, full_key = api_key_create(
             organization=self.organization,

@@ -118,8 +118,14 @@ class GatewayAutoSchema(ProblemAutoSchema):
                 "429": "Rate limit (`rate-limited`) or monthly quota (`quota-exceeded`) exceeded, or too "
                 "many failed authentications from the client IP (`auth-rate-limited`).",
             }
+            # 403s of the key itself (accounts): scope, IP allow-list, browser keys' origins.
+            extra["403"] = (
+                "The key lacks a scope (`api-key-insufficient-scope`), the request comes from an address "
+                "or origin the key does not allow (`api-key-ip-not-allowed`, `origin-not-allowed`), or a "
+                "secret key is used from a browser (`secret-key-in-browser`)."
+            )
             if getattr(view, "plan_gated", True):
-                extra["403"] = "Not included in the plan (`plan-upgrade-required`) or key lacks a scope."
+                extra["403"] += " Not included in the plan (`plan-upgrade-required`)."
             for code, description in extra.items():
                 if code not in bodies:
                     bodies[code] = self._get_response_for_code(

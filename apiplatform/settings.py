@@ -63,6 +63,7 @@ MIDDLEWARE = [
     "apiplatform.middleware.RequestIdMiddleware",
     "apiplatform.middleware.CompressionMiddleware",  # gzip for /v1/ answers >= COMPRESSION_MIN_BYTES
     "apiplatform.middleware.UnknownPathMiddleware",  # unknown /v1/ paths: problem+json 404
+    "accounts.cors.BrowserKeyCorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -241,6 +242,10 @@ ACCOUNTS: dict[str, Any] = {
     "API_KEY_FAILURES_PER_MINUTE": env_int("API_KEY_FAILURES_PER_MINUTE", 30),
 }
 RATELIMIT_USE_CACHE = "default"
+
+# --- CORS, for browser keys only (accounts/cors.py; docs/accounts.md "Browser keys") ---------------
+# Seconds a browser may reuse the answer to a preflight (Chromium caps it at 7200, Firefox at 86400).
+CORS_PREFLIGHT_MAX_AGE = env_int("CORS_PREFLIGHT_MAX_AGE", 7200)
 
 # --- Celery ----------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")

@@ -12,7 +12,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from accounts import keycache, keyformat, principal
+from accounts import keycache, keyformat, origins, principal
 from accounts import problems as p
 from accounts.models import ApiKey, Organization, User
 from accounts.services.audit import audit_record
@@ -20,7 +20,7 @@ from apiplatform import redis_access
 from apiplatform.problems import ProblemError
 
 
-def _clean_scopes(scopes: list[str] | None) -> list[str]:
+def _clean_scopes(scopes: list[str] | None, kind: str) -> list[str]:
     if scopes is None:
         return [principal.SCOPE_MARKET_DATA_READ]
     bad = sorted(set(scopes) - set(principal.KEY_SCOPES))
@@ -28,7 +28,36 @@ def _clean_scopes(scopes: list[str] | None) -> list[str]:
         raise ValidationError({"scopes": f"unknown or not grantable to API keys: {', '.join(bad)}"})
     if not scopes:
         raise ValidationError({"scopes": "at least one scope is required"})
+    if kind == keyformat.KIND_BROWSER:
+        not_read_only = sorted(set(scopes) - set(principal.BROWSER_KEY_SCOPES))
+        if not_read_only:
+            raise ValidationError(
+                {
+                    "scopes": "browser keys are read-only; not grantable to them: "
+                    f"{', '.join(not_read_only)} (use a secret key from a server)"
+                }
+            )
     return sorted(set(scopes))
+
+
+def _clean_origins(allowed_origins: list[str] | None, kind: str) -> list[str]:
+    if kind != keyformat.KIND_BROWSER:
+        if allowed_origins:
+            raise ValidationError(
+                {"allowed_origins": "only browser keys have allowed origins (secret keys refuse browsers)"}
+            )
+        return []
+    if not allowed_origins:
+        raise ValidationError({"allowed_origins": "a browser key needs at least one allowed origin"})
+    out: list[str] = []
+    for value in allowed_origins:
+        try:
+            origin = origins.normalise(value)
+        except origins.InvalidOrigin as exc:
+            raise ValidationError({"allowed_origins": str(exc)}) from None
+        if origin not in out:
+            out.append(origin)
+    return out
 
 
 def _clean_ips(allowed_ips: list[str] | None) -> list[str]:
@@ -53,24 +82,32 @@ def api_key_create(
     name: str,
     created_by: User | None = None,
     environment: str = "live",
+    kind: str = keyformat.KIND_SECRET,
     scopes: list[str] | None = None,
     expires_at: datetime | None = None,
     allowed_ips: list[str] | None = None,
+    allowed_origins: list[str] | None = None,
     rotated_from: ApiKey | None = None,
     ip_address: str | None = None,
     audit: bool = True,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns ``(row, full_key)``. The full key exists only in this return value."""
+    """Create a key; returns ``(row, full_key)``. The full key exists only in this return value.
+
+    ``kind="browser"`` makes a browser key (``cs_pub_…``): read-only scopes only, at least one
+    ``allowed_origins`` entry (accounts/origins.py); secret keys take no origins."""
     if environment not in ("live", "test"):
         raise ValidationError({"environment": "must be 'live' or 'test'"})
+    if kind not in keyformat.KINDS:
+        raise ValidationError({"type": "must be 'secret' or 'browser'"})
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "must be in the future"})
     active = ApiKey.objects.filter(organization=organization, revoked_at__isnull=True).count()
     if active >= settings.ACCOUNTS["MAX_KEYS_PER_ORGANIZATION"]:
         raise ValidationError({"name": "this organization has reached its maximum number of API keys"})
-    clean_scopes, clean_ips = _clean_scopes(scopes), _clean_ips(allowed_ips)
+    clean_scopes, clean_ips = _clean_scopes(scopes, kind), _clean_ips(allowed_ips)
+    clean_origins = _clean_origins(allowed_origins, kind)
     for _ in range(5):
-        key_id, full_key = keyformat.generate_key(environment)
+        key_id, full_key = keyformat.generate_key(environment, kind=kind)
         if not ApiKey.objects.filter(key_id=key_id).exists():
             break
     else:  # pragma: no cover - 62**12 ids
@@ -80,10 +117,12 @@ def api_key_create(
         name=name.strip() or "API key",
         key_id=key_id,
         environment=environment,
-        prefix=keyformat.display_prefix(environment, key_id),
+        kind=kind,
+        prefix=keyformat.display_prefix(environment, key_id, kind),
         secret_hash=keyformat.hash_key(full_key),
         scopes=clean_scopes,
         allowed_ips=clean_ips,
+        allowed_origins=clean_origins,
         expires_at=expires_at,
         created_by=created_by,
         rotated_from=rotated_from,
@@ -95,7 +134,13 @@ def api_key_create(
             action="key.created",
             target_type="api_key",
             target_id=api_key.key_id,
-            data={"prefix": api_key.prefix, "name": api_key.name, "scopes": clean_scopes},
+            data={
+                "prefix": api_key.prefix,
+                "name": api_key.name,
+                "scopes": clean_scopes,
+                "type": kind,
+                **({"allowed_origins": clean_origins} if clean_origins else {}),
+            },
             ip_address=ip_address,
         )
     _publish_after_commit(key_id)
@@ -166,9 +211,11 @@ def api_key_rotate(
         name=old.name,
         created_by=actor,
         environment=old.environment,
+        kind=old.kind,
         scopes=list(old.scopes),
         expires_at=None,
         allowed_ips=list(old.allowed_ips),
+        allowed_origins=list(old.allowed_origins),
         rotated_from=old,
         audit=False,
     )
