@@ -85,7 +85,7 @@ def test_documented_statuses_of_sample_operations(openapi):
         body = schemas[ref.rsplit("/", 1)[-1]]
         assert body["minProperties"] == 1 and body["additionalProperties"] is False
         assert not body.get("required")
-    scopes = schemas["ApiKeyInRequest"]["properties"]["scopes"]
+    scopes = schemas["ApiKeySecretInRequest"]["properties"]["scopes"]
     assert scopes["minItems"] == 1
     enum_ref = scopes["items"]["$ref"].rsplit("/", 1)[-1]
     assert schemas[enum_ref]["enum"] == list(KEY_SCOPES)
