@@ -204,8 +204,8 @@ def limit(default: int, maximum: int) -> OpenApiParameter:
 OFFSET = param(
     "offset",
     {"type": "integer", "minimum": 0, "maximum": params.MAX_OFFSET},
-    f"Deprecated alias of cursor paging: rows to skip (0 … {params.MAX_OFFSET}), not with `cursor`. "
-    "Follow `next_cursor` instead.",
+    f"Deprecated alias of cursor paging: rows to skip (0 … {params.MAX_OFFSET}; after the cursor's "
+    "position when `cursor` is given too). Follow `next_cursor` instead.",
     deprecated=True,
 )
 IDS = param(

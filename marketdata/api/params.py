@@ -189,13 +189,11 @@ def coin_id(value: str) -> str | None:
     return value if _ID_RE.match(value or "") else None
 
 
-def offset(query, *, cursor: object) -> int | None:
-    """The deprecated ``offset`` alias of cursor paging (None when absent); not with ``cursor``."""
-    value = _get(query, "offset")
-    if value is None:
+def offset(query) -> int | None:
+    """The deprecated ``offset`` alias of cursor paging (None when absent): rows skipped (after the
+    cursor's position when both are given)."""
+    if _get(query, "offset") is None:
         return None
-    if cursor is not None:
-        fail("offset", "cannot be combined with cursor; follow next_cursor (offset is deprecated)")
     return integer(query, "offset", default=0, minimum=0, maximum=MAX_OFFSET)
 
 

@@ -152,7 +152,7 @@ class CoinListView(MarketDataView):
         spec = ("int", "num", "id") if ranked else ("id",)
         context = [q, symbol, active]
         after = params.key_cursor(query, kind="coins", context=context, spec=spec)
-        offset = params.offset(query, cursor=after)
+        offset = params.offset(query)
 
         def compute() -> caching.Cached:
             rows = selectors.coins_page(
@@ -311,7 +311,7 @@ class MarketListView(ResponseCacheMixin, MarketDataView):
         limit = params.integer(query, "limit", default=100, minimum=1, maximum=250)
         context = [order_by, direction]
         after = params.key_cursor(query, kind="markets", context=context, spec=("num", "id"))
-        offset = params.offset(query, cursor=after)
+        offset = params.offset(query)
         column = _MARKET_COLUMN[order_by]
 
         def compute() -> caching.Cached:
@@ -793,7 +793,7 @@ class RankingView(ResponseCacheMixin, MarketDataView):
             at = None  # the latest ranking is the one "at" any time from now on
         context = [by, at.isoformat() if at is not None else None]
         after = params.key_cursor(query, kind="rankings", context=context, spec=("num", "id"))
-        offset = params.offset(query, cursor=after)
+        offset = params.offset(query)
 
         def compute() -> caching.Cached:
             current = selectors.snapshot_market_caps() if at is None else selectors.market_caps_at(at)
@@ -805,7 +805,8 @@ class RankingView(ResponseCacheMixin, MarketDataView):
             first = offset or 0
             if after is not None:
                 key = (-(after[0] or 0.0), after[1])
-                first = next((i for i, (_, v) in enumerate(ordered) if (-v[2], v[0]) > key), len(ordered))
+                start = next((i for i, (_, v) in enumerate(ordered) if (-v[2], v[0]) > key), len(ordered))
+                first += start
             page = ordered[first : first + limit]
             data = []
             for i, (coin, (upstream, symbol, cap)) in enumerate(page, first + 1):
@@ -922,7 +923,7 @@ class ScreenerView(ResponseCacheMixin, MarketDataView):
             filters.append((field, op, value))
         context = [timeframe, sort]
         after = params.key_cursor(query, kind="screener", context=context, spec=("num", "id"))
-        offset = params.offset(query, cursor=after)
+        offset = params.offset(query)
         self.require_timeframe(request, timeframe)
         column = sort.lstrip("-")
 

@@ -1,4 +1,10 @@
-"""The OpenAPI document: valid, complete for the market data endpoints, and fuzzed with schemathesis."""
+"""The OpenAPI document: valid, complete for the market data endpoints, and fuzzed with schemathesis.
+
+Checks: no server error, documented statuses, content types, headers and bodies, and positive data
+acceptance (every schema-valid request but a forged `cursor` is answered 2xx). negative_data_rejection
+is not asserted here: schemathesis 4.32 reports `ids=<digits>` (an integer mutation of the string
+items, still a valid coin id once serialised) as accepted negative data.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ CHECKS = [
     st_checks.content_type_conformance,
     st_checks.response_headers_conformance,
     st_checks.response_schema_conformance,
+    st_checks.positive_data_acceptance,  # negative_data_rejection: see the module docstring
 ]
 MARKET_PATHS = [
     "/v1/coins",
@@ -92,6 +99,10 @@ def test_schemathesis_finds_no_failure(path, openapi, api_key, market, keep_db_c
         def run(case):
             if mode == schemathesis.GenerationMode.POSITIVE and "coin_id" in (case.path_parameters or {}):  # noqa: B023 - run() is called within the iteration
                 case.path_parameters["coin_id"] = "bitcoin"  # a coin with data; negative cases keep theirs
+            if mode == schemathesis.GenerationMode.POSITIVE and case.query:  # noqa: B023 - as above
+                # A cursor is valid only when the API issued it: no schema can generate one (its pattern
+                # only bounds the alphabet), so positive cases page from the start.
+                case.query.pop("cursor", None)
             response = case.call(headers=headers)
             statuses.append(response.status_code)
             try:
@@ -102,5 +113,5 @@ def test_schemathesis_finds_no_failure(path, openapi, api_key, market, keep_db_c
         run()
     assert not failures, "\n\n".join(failures[:5])
     assert len(statuses) >= 12 and 200 in statuses  # the run really exercised the endpoint
-    if path != "/v1/coins/{coin_id}":
+    if path not in ("/v1/coins/{coin_id}", "/v1/coins/{coin_id}/candles.csv"):  # negatives: bad coin id, 404
         assert 400 in statuses
