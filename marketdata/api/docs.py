@@ -303,7 +303,7 @@ def when(example: str, help_text: str = "", *, null: bool = False) -> serializer
     return _DateTime(example=example, allow_null=null, help_text=help_text or None)
 
 
-def _enum_field(component: str, schema: dict) -> type[serializers.CharField]:
+def _enum_field(component: str, schema: dict) -> type[_Str]:
     """A string field documented as the named enum component ``component``."""
     return extend_schema_field(schema, component_name=component)(type(component + "Field", (_Str,), {}))
 
