@@ -82,7 +82,7 @@ def time_value(query, name: str) -> datetime | None:
         return _clamp(datetime.fromtimestamp(seconds, tz=UTC))
     parsed: datetime | None
     try:
-        parsed = parse_datetime(raw)
+        parsed = parse_datetime(raw.upper())  # RFC 3339 allows a lower-case "t" and "z"
         if parsed is None and (day := parse_date(raw)) is not None:
             parsed = datetime(day.year, day.month, day.day, tzinfo=UTC)  # a date: its midnight UTC
     except (ValueError, OverflowError):
@@ -178,10 +178,9 @@ def id_list(query, name: str = "ids", *, maximum: int = MAX_IDS, required: bool 
     for coin in parts:
         if not _ID_RE.match(coin):
             fail(name, f"{coin[:50]!r} is not a coin id (letters, digits, '.', '_', '-'; no spaces)")
-    ids = list(dict.fromkeys(part.lower() for part in parts))
-    if len(ids) > maximum:
+    if len(parts) > maximum:
         fail(name, f"at most {maximum} ids per call")
-    return ids
+    return list(dict.fromkeys(part.lower() for part in parts))
 
 
 def coin_id(value: str) -> str | None:

@@ -282,6 +282,7 @@ def test_times_accepted_as_the_schema_says(client, market):
         "2026-11-25T05:00:00Z",
         "0001-01-01T00:00:00+01:00",
         "9999-12-31",
+        "2026-11-25t05:00:00z",
     ):
         assert client.get("/v1/coins/bitcoin/candles", {"start": value}).status_code == 200, value
     empty = client.get("/v1/coins/bitcoin/candles", {"start": "2026-01-02", "end": "2026-01-01"})
@@ -289,6 +290,7 @@ def test_times_accepted_as_the_schema_says(client, market):
     assert params.time_value({"start": "1999-01-01"}, "start") == params.MIN_TIME
 
 
-def test_ids_may_be_repeated(client, market):
+def test_ids_may_be_repeated_and_count_as_sent(client, market):
     body = client.get("/v1/prices?ids=bitcoin&ids=ethereum").json()
     assert set(body["data"]) == {"bitcoin", "ethereum"}
+    assert client.get("/v1/prices", {"ids": ",".join(["bitcoin"] * 251)}).status_code == 400  # maxItems 250
