@@ -85,22 +85,79 @@ def coin_ids_active(*, coin_ids: list[int] | None = None) -> list[int]:
     return list(qs.values_list("pk", flat=True))
 
 
-def coins_page(*, q: str | None, active: bool | None, after: str | None, limit: int) -> list[tuple]:
-    """Coins ordered by upstream id (1 query): (id, symbol, name, active, first_seen, last_seen)."""
-    sql = "SELECT upstream_id, symbol, name, active, first_seen, last_seen FROM marketdata_coin WHERE true"
-    args: list = []
-    if q:
-        sql += " AND (upstream_id ILIKE %s OR lower(symbol) = lower(%s) OR name ILIKE %s)"
+def _after_sql(keys: list[tuple[str, bool]], values: list[Any]) -> tuple[str, list[Any]]:
+    """SQL true for rows strictly after ``values`` in ``ORDER BY k1 [DESC] NULLS LAST, …`` over
+    ``keys`` [(sql expression, descending)]: the keyset condition of a cursor page."""
+    ors: list[str] = []
+    args: list[Any] = []
+    for i, (expr, descending) in enumerate(keys):
+        same = [f"{e} IS NOT DISTINCT FROM %s" for e, _ in keys[:i]]
+        same_args = list(values[:i])
+        value = values[i]
+        if value is None:  # nulls sort last: only a later tiebreaker among nulls comes after
+            continue
+        after = f"({expr} {'<' if descending else '>'} %s OR {expr} IS NULL)"
+        ors.append("(" + " AND ".join([*same, after]) + ")")
+        args += [*same_args, value]
+    return ("(" + " OR ".join(ors) + ")" if ors else "false"), args
+
+
+#: Sort key of a ranked coin search: exact symbol or id matches first, then market cap, then id.
+COIN_SEARCH_KEY = ("tier", "market_cap", "id")
+
+
+def coins_page(
+    *,
+    q: str | None,
+    symbol: str | None,
+    active: bool | None,
+    after: list[Any] | None,
+    offset: int,
+    limit: int,
+) -> list[tuple]:
+    """Coins (1 query): (id, symbol, name, active, first_seen, last_seen, match tier, market cap).
+
+    Without ``q``/``symbol``: ordered by upstream id (``after`` = [id]). With them: ranked — exact
+    symbol or id matches first (tier 0; other matches of ``q``: tier 1), then by the latest market
+    cap (largest first, none last), then id (``after`` = [tier, market cap, id]). ``q`` matches id or
+    name (substring, case-insensitive) or symbol (exact); ``symbol`` is an exact, case-insensitive
+    symbol match.
+    """
+    args: list[Any] = []
+    ranked = q is not None or symbol is not None
+    if q is not None:
+        tier = "CASE WHEN lower(c.symbol) = lower(%s) OR c.upstream_id = lower(%s) THEN 0 ELSE 1 END"
+        args += [q, q]
+    else:
+        tier = "0"
+    sql = (
+        f"SELECT * FROM (SELECT c.upstream_id, c.symbol, c.name, c.active, c.first_seen, c.last_seen, "  # noqa: S608
+        f"{tier} AS tier, s.market_cap FROM marketdata_coin c "
+        "LEFT JOIN marketdata_marketsnapshot s ON s.coin_id = c.id WHERE true"
+    )
+    if q is not None:
+        sql += " AND (c.upstream_id ILIKE %s OR lower(c.symbol) = lower(%s) OR c.name ILIKE %s)"
         like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         args += [like, q, like]
+    if symbol is not None:
+        sql += " AND lower(c.symbol) = lower(%s)"
+        args.append(symbol)
     if active is not None:
-        sql += " AND active = %s"
+        sql += " AND c.active = %s"
         args.append(active)
+    sql += ") x WHERE true"
+    keys = (
+        [("tier", False), ("market_cap", True), ("upstream_id", False)]
+        if ranked
+        else [("upstream_id", False)]
+    )
     if after is not None:
-        sql += " AND upstream_id > %s"
-        args.append(after)
-    sql += " ORDER BY upstream_id LIMIT %s"
-    args.append(limit)
+        cond, cond_args = _after_sql(keys, after)
+        sql += f" AND {cond}"
+        args += cond_args
+    order = ", ".join(f"{e} {'DESC' if d else 'ASC'} NULLS LAST" for e, d in keys)
+    sql += f" ORDER BY {order} OFFSET %s LIMIT %s"
+    args += [offset, limit]
     with connection.cursor() as cur:
         cur.execute(sql, args)
         return cur.fetchall()
@@ -136,9 +193,17 @@ MARKET_ORDER = {
 
 
 def markets_page(
-    *, ids: list[str] | None, order_by: str, descending: bool, offset: int, limit: int
+    *,
+    ids: list[str] | None,
+    order_by: str,
+    descending: bool,
+    after: list[Any] | None,
+    offset: int,
+    limit: int,
 ) -> list[tuple]:
-    """Latest snapshots joined with their coins (1 query), in ``_SNAPSHOT_COLUMNS`` order."""
+    """Latest snapshots joined with their coins (1 query), in ``_SNAPSHOT_COLUMNS`` order, sorted by
+    ``order_by`` (nulls last) then upstream id; ``after`` = [sort value, upstream id] of the last row
+    of the previous page (keyset paging), ``offset`` rows skipped after that."""
     column = MARKET_ORDER[order_by]
     direction = "DESC" if descending else "ASC"
     sql = (
@@ -149,6 +214,10 @@ def markets_page(
     if ids is not None:
         sql += " AND c.upstream_id = ANY(%s)"
         args.append(ids)
+    if after is not None:
+        cond, cond_args = _after_sql([(column, descending), ("c.upstream_id", False)], after)
+        sql += f" AND {cond}"
+        args += cond_args
     sql += f" ORDER BY {column} {direction} NULLS LAST, c.upstream_id OFFSET %s LIMIT %s"
     args += [offset, limit]
     with connection.cursor() as cur:
@@ -509,10 +578,18 @@ _SCREENER_OPS = {"lt": "<", "gt": ">", "lte": "<=", "gte": ">="}
 
 
 def screener_page(
-    *, timeframe: str, filters: list[tuple[str, str, float]], sort: str, limit: int, offset: int
+    *,
+    timeframe: str,
+    filters: list[tuple[str, str, float]],
+    sort: str,
+    after: list[Any] | None,
+    offset: int,
+    limit: int,
 ) -> list[tuple]:
     """Rows of the latest-indicator table matching ``filters`` [(field, 'lt'|'gt'|'lte'|'gte', value)]
-    (1 query): (upstream id, symbol, name, time, *screener.FIELDS)."""
+    (1 query): (upstream id, symbol, name, time, *screener.FIELDS), sorted by ``sort`` (``-`` =
+    descending; nulls last) then upstream id; ``after`` = [sort value, upstream id] of the last row of
+    the previous page (keyset paging), ``offset`` rows skipped after that."""
     where: list[str] = ["li.timeframe = %s", "c.active"]
     args: list[Any] = [timeframe]
     for field, op, value in filters:
@@ -524,6 +601,10 @@ def screener_page(
     field = sort.lstrip("-")
     if field not in SCREENER_FIELDS:
         raise ValueError(sort)
+    if after is not None:
+        cond, cond_args = _after_sql([(f"li.{field}", descending), ("c.upstream_id", False)], after)
+        where.append(cond)
+        args += cond_args
     direction = "DESC" if descending else "ASC"
     columns = ", ".join("li." + f for f in SCREENER_FIELDS)
     sql = (

@@ -1,4 +1,8 @@
-"""Routes of the marketdata app: the public market data API, mounted at /v1/ by apiplatform/urls.py."""
+"""Routes of the marketdata app: the public market data API, mounted at /v1/ by apiplatform/urls.py.
+
+Each indicator has its own route (and OpenAPI operation); the generic ``indicators/<name>`` route only
+answers names that are not indicators (404 naming the valid ones).
+"""
 
 from django.urls import path
 
@@ -6,8 +10,13 @@ from marketdata.api import views
 
 urlpatterns = [
     path("coins", views.CoinListView.as_view(), name="coins"),
+    path("coins/<str:coin_id>/candles.csv", views.CandleCSVView.as_view(), name="candles-csv"),
     path("coins/<str:coin_id>", views.CoinDetailView.as_view(), name="coin"),
     path("coins/<str:coin_id>/candles", views.CandleListView.as_view(), name="candles"),
+    *[
+        path(f"coins/<str:coin_id>/indicators/{name}", view.as_view(), name=f"indicator-{name}")
+        for name, view in views.INDICATOR_VIEWS.items()
+    ],
     path("coins/<str:coin_id>/indicators/<str:name>", views.IndicatorView.as_view(), name="indicator"),
     path("markets", views.MarketListView.as_view(), name="markets"),
     path("prices", views.PriceView.as_view(), name="prices"),

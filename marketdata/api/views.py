@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 from django.http import Http404, StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
@@ -63,7 +63,7 @@ class MarketDataView(PublicAPIView):
 
     def query(self, request):
         query = request.query_params
-        params.known_only(query, self.allowed_params | {"format"})
+        params.known_only(query, self.allowed_params)
         return query
 
     def coin_or_404(self, coin_id: str) -> tuple[int, str, str]:
@@ -87,10 +87,30 @@ def _page_cost(request, default: int = params.DEFAULT_CANDLES) -> int:
 
 
 def _link_next(request, cursor: str | None, response) -> None:
+    """``Link: <next page>; rel="next"``: the same query with ``cursor`` (and without ``offset``)."""
     if cursor:
         query = request.query_params.copy()
+        query.pop("offset", None)
         query["cursor"] = cursor
         response["Link"] = f'<{request.build_absolute_uri(request.path)}?{query.urlencode()}>; rel="next"'
+
+
+def _paged(request, hit: caching.Cached):
+    """200/304 of a cached list answer with its ``Link: rel="next"`` header."""
+    response = caching.respond(request, hit)
+    _link_next(request, _cursor_of(hit), response)
+    return response
+
+
+def _cursor_of(hit: caching.Cached) -> str | None:
+    """next_cursor of a cached JSON body without parsing it all (bodies are built so that it is the
+    only string member named next_cursor)."""
+    marker = b'"next_cursor":"'
+    at = hit.body.rfind(marker)
+    if at < 0:
+        return None
+    end = hit.body.find(b'"', at + len(marker))
+    return hit.body[at + len(marker) : end].decode()
 
 
 # --- coins ---------------------------------------------------------------------------------------
@@ -99,65 +119,81 @@ def _link_next(request, cursor: str | None, response) -> None:
 class CoinListView(MarketDataView):
     endpoint_name = "coins"
     credit_cost = 1
-    allowed_params = frozenset({"q", "active", "limit", "cursor"})
+    allowed_params = frozenset({"q", "symbol", "active", "limit", "cursor", "offset"})
 
     @extend_schema(
         operation_id="coins_list",
-        summary="Search coins",
-        description="Coins of the universe ordered by id. `q` matches id or name (substring, "
-        "case-insensitive) or symbol (exact). Cursor-paginated. 1 credit.",
+        summary="List, search or look up coins",
+        description="Without `q` or `symbol`: every coin, ordered by id. `q` searches id or name "
+        "(substring, case-insensitive) and symbol (exact); `symbol` looks coins up by exact symbol "
+        "(case-insensitive). Searches are ranked: exact symbol or id matches first, then by market cap "
+        "(largest first; coins without a snapshot last), then by id — `q=btc` lists bitcoin first. "
+        + docs.PAGING_DOC
+        + docs.OFFSET_DOC
+        + " 1 credit.",
         tags=["coins"],
         parameters=[
-            OpenApiParameter("q", str, docs.Q, description="Search text (≤ 100 characters)."),
-            OpenApiParameter(
-                "active", bool, docs.Q, description="Only active (true) or delisted (false) coins."
-            ),
+            docs.param("q", docs.TEXT_SCHEMA, f"Search text (1 … {params.MAX_Q} characters)."),
+            docs.param("symbol", docs.TEXT_SCHEMA, "Exact ticker symbol, case-insensitive (e.g. `btc`)."),
+            docs.param("active", {"type": "boolean"}, "Only active (true) or delisted (false) coins."),
             docs.limit(100, 1000),
             docs.CURSOR,
+            docs.OFFSET,
         ],
-        responses={
-            200: docs.CoinList,
-            **docs.errors(not_modified=True),
-        },
-        examples=[
-            OpenApiExample(
-                "coins",
-                response_only=True,
-                value={
-                    "data": [
-                        {
-                            "id": "bitcoin",
-                            "symbol": "btc",
-                            "name": "Bitcoin",
-                            "active": True,
-                            "first_seen": "2026-01-01T00:00:00Z",
-                            "last_seen": "2026-11-24T05:00:00Z",
-                        }
-                    ],
-                    "next_cursor": "azE6Yml0Y29pbg",
-                },
-            )
-        ],
+        responses={200: docs.CoinList, **docs.errors(not_modified=True)},
     )
     def get(self, request):
         query = self.query(request)
-        q = query.get("q", "").strip() or None
-        if q is not None and (len(q) > 100 or "\x00" in q):
-            params.fail("q", "at most 100 characters")
+        q = params.text(query, "q")
+        symbol = params.text(query, "symbol")
         active = params.boolean(query, "active")
         limit = params.integer(query, "limit", default=100, minimum=1, maximum=1000)
-        after = params.key_cursor(query)
-        rows = selectors.coins_page(q=q, active=active, after=after, limit=limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        cursor = params.encode_key_cursor(rows[-1][0]) if more else None
-        data = [
-            {"id": r[0], "symbol": r[1], "name": r[2], "active": r[3], "first_seen": r[4], "last_seen": r[5]}
-            for r in rows
-        ]
-        response = caching.respond(request, answer(dumps({"data": data, "next_cursor": cursor})))
-        _link_next(request, cursor, response)
-        return response
+        ranked = q is not None or symbol is not None
+        spec = ("int", "num", "id") if ranked else ("id",)
+        context = [q, symbol, active]
+        after = params.key_cursor(query, kind="coins", context=context, spec=spec)
+        offset = params.offset(query)
+
+        def compute() -> caching.Cached:
+            rows = selectors.coins_page(
+                q=q, symbol=symbol, active=active, after=after, offset=offset or 0, limit=limit + 1
+            )
+            more = len(rows) > limit
+            rows = rows[:limit]
+            cursor = None
+            if more:
+                last = rows[-1]
+                key = [last[6], last[7], last[0]] if ranked else [last[0]]
+                cursor = params.encode_key_cursor("coins", context, key)
+            data = [
+                {
+                    "id": r[0],
+                    "symbol": r[1],
+                    "name": r[2],
+                    "active": r[3],
+                    "first_seen": r[4],
+                    "last_seen": r[5],
+                }
+                for r in rows
+            ]
+            return answer(
+                dumps(
+                    {
+                        "data": data,
+                        "next_cursor": cursor,
+                        "next_offset": _next_offset(offset, after, limit, more),
+                    }
+                )
+            )
+
+        return _paged(request, compute())
+
+
+def _next_offset(offset: int | None, after: object, limit: int, more: bool) -> int | None:
+    """The deprecated ``next_offset``: known when the page was not asked for by cursor."""
+    if not more or after is not None:
+        return None
+    return (offset or 0) + limit
 
 
 def _snapshot(r, offset: int) -> dict:
@@ -182,7 +218,7 @@ class CoinDetailView(MarketDataView):
         operation_id="coins_retrieve",
         summary="One coin with its latest market snapshot",
         tags=["coins"],
-        parameters=[OpenApiParameter("coin_id", str, OpenApiParameter.PATH, description="CoinGecko id.")],
+        parameters=[docs.COIN_ID],
         responses={200: docs.CoinDetail, **docs.errors(not_found=True, not_modified=True)},
         examples=[
             OpenApiExample(
@@ -236,45 +272,86 @@ class MarketListView(ResponseCacheMixin, MarketDataView):
     endpoint_name = "markets"
     cache_name = "markets"
     credit_cost = 1
-    allowed_params = frozenset({"ids", "order_by", "direction", "limit", "offset"})
+    allowed_params = frozenset({"ids", "order_by", "direction", "limit", "cursor", "offset"})
 
     @extend_schema(
         operation_id="markets_list",
         summary="Latest market snapshots, ranked",
         description="Latest snapshot per coin ordered by market cap (default), 24h volume, 24h change, "
-        "price or upstream rank; nulls last. `ids` selects coins. Offset-paginated. 1 credit.",
+        "price or upstream rank, then by id; nulls last. `ids` selects coins. "
+        + docs.PAGING_DOC
+        + docs.OFFSET_DOC
+        + " 1 credit.",
         tags=["markets"],
         parameters=[
             docs.IDS,
-            OpenApiParameter(
-                "order_by", str, docs.Q, enum=list(selectors.MARKET_ORDER), default="market_cap"
+            docs.param(
+                "order_by",
+                docs.enum_schema(list(selectors.MARKET_ORDER), default="market_cap"),
+                "Sort key (nulls last, then by id).",
             ),
-            OpenApiParameter("direction", str, docs.Q, enum=["desc", "asc"], default="desc"),
+            docs.param(
+                "direction",
+                docs.enum_schema(["desc", "asc"], default="desc", names=["DESCENDING", "ASCENDING"]),
+                "Sort direction.",
+            ),
             docs.limit(100, 250),
+            docs.CURSOR,
             docs.OFFSET,
         ],
         responses={200: docs.MarketList, **docs.errors(not_modified=True)},
     )
     def get(self, request):
         query = self.query(request)
-        ids = params.id_list(query, "ids", maximum=250)
+        ids = params.id_list(query, "ids")
         order_by = params.choice(
             query, "order_by", choices=tuple(selectors.MARKET_ORDER), default="market_cap"
         )
         direction = params.choice(query, "direction", choices=("desc", "asc"), default="desc")
         limit = params.integer(query, "limit", default=100, minimum=1, maximum=250)
-        offset = params.integer(query, "offset", default=0, minimum=0, maximum=100_000)
+        context = [order_by, direction]
+        after = params.key_cursor(query, kind="markets", context=context, spec=("num", "id"))
+        offset = params.offset(query)
+        column = _MARKET_COLUMN[order_by]
 
         def compute() -> caching.Cached:
             rows = selectors.markets_page(
-                ids=ids, order_by=order_by, descending=direction == "desc", offset=offset, limit=limit + 1
+                ids=ids,
+                order_by=order_by,
+                descending=direction == "desc",
+                after=after,
+                offset=offset or 0,
+                limit=limit + 1,
             )
-            data = [{"id": r[0], "symbol": r[1], "name": r[2], **_snapshot(r, 3)} for r in rows[:limit]]
-            return answer(dumps({"data": data, "next_offset": offset + limit if len(rows) > limit else None}))
+            more = len(rows) > limit
+            rows = rows[:limit]
+            data = [{"id": r[0], "symbol": r[1], "name": r[2], **_snapshot(r, 3)} for r in rows]
+            cursor = None
+            if more:
+                cursor = params.encode_key_cursor("markets", context, [data[-1][column], data[-1]["id"]])
+            next_off = _next_offset(offset, after, limit, more)
+            return answer(dumps({"data": data, "next_cursor": cursor, "next_offset": next_off}))
 
-        parts = (tuple(ids or ()), order_by, direction, limit, offset)
+        parts = (
+            tuple(ids or ()),
+            order_by,
+            direction,
+            limit,
+            None if after is None else tuple(after),
+            offset,
+        )
         hit = self.cached(parts=parts, version_key=versions.snapshots_key(), compute=compute)
-        return caching.respond(request, hit)
+        return _paged(request, hit)
+
+
+#: The response member holding each market sort key's value (the cursor carries it).
+_MARKET_COLUMN = {
+    "market_cap": "market_cap",
+    "volume": "volume_24h",
+    "change": "change_24h_pct",
+    "price": "price",
+    "rank": "rank",
+}
 
 
 class PriceView(ResponseCacheMixin, MarketDataView):
@@ -289,7 +366,7 @@ class PriceView(ResponseCacheMixin, MarketDataView):
         description="Latest price, market cap, 24h volume, 24h change and the upstream's update time, "
         "keyed by coin id. Unknown ids (or coins without a price yet) are listed in `missing`. 1 credit.",
         tags=["markets"],
-        parameters=[docs.IDS],
+        parameters=[docs.IDS_REQUIRED],
         responses={200: docs.Prices, **docs.errors(not_modified=True)},
         examples=[
             OpenApiExample(
@@ -312,7 +389,7 @@ class PriceView(ResponseCacheMixin, MarketDataView):
     )
     def get(self, request):
         query = self.query(request)
-        ids = params.id_list(query, "ids", maximum=250, required=True)
+        ids = params.id_list(query, "ids", required=True)
         parts = tuple(sorted(ids))
 
         def compute() -> caching.Cached:
@@ -338,7 +415,7 @@ class CandleListView(ResponseCacheMixin, MarketDataView):
     cache_name = "candles"
     credit_cost = 1
     renderer_classes = [ORJSONRenderer, CSVRenderer]
-    allowed_params = frozenset({"timeframe", "start", "end", "limit", "order", "cursor"})
+    allowed_params = frozenset({"timeframe", "start", "end", "limit", "order", "cursor", "format"})
 
     def get_credit_cost(self, request) -> int:
         return _page_cost(request)
@@ -349,12 +426,13 @@ class CandleListView(ResponseCacheMixin, MarketDataView):
         description=(
             "Candles with `start <= time < end`, newest first (`order=desc`, default) or oldest first, "
             f"up to `limit` ({params.MAX_CANDLES} max) per page; follow `next_cursor` (or the `Link` "
-            "header) for the rest. `format=csv` or `Accept: text/csv` streams CSV with the same columns. "
+            "header) for the rest. CSV: `GET /v1/coins/{coin_id}/candles.csv` (`format=csv` and "
+            "`Accept: text/csv` here are deprecated aliases that still stream CSV). "
             "Credits: 1 per started 1,000 rows returned (min. 1); a 304 costs 0. " + docs.RESPONSE_HEADERS_DOC
         ),
         tags=["candles"],
         parameters=[
-            OpenApiParameter("coin_id", str, OpenApiParameter.PATH, description="CoinGecko id."),
+            docs.COIN_ID,
             docs.TIMEFRAME,
             docs.START,
             docs.END,
@@ -366,7 +444,6 @@ class CandleListView(ResponseCacheMixin, MarketDataView):
         ],
         responses={
             (200, "application/json"): docs.CandleList,
-            (200, "text/csv"): {"type": "string"},
             **docs.errors(not_found=True, not_modified=True),
         },
         examples=[
@@ -464,14 +541,43 @@ def _csv_value(value):
     return value
 
 
-def _cursor_of(hit: caching.Cached) -> str | None:
-    """next_cursor of a cached JSON body without parsing it all (it is the last member)."""
-    marker = b'"next_cursor":"'
-    at = hit.body.rfind(marker)
-    if at < 0:
-        return None
-    end = hit.body.find(b'"', at + len(marker))
-    return hit.body[at + len(marker) : end].decode()
+class CandleCSVView(CandleListView):
+    """The candles of ``CandleListView`` as CSV: its own operation so that a generated client can
+    fetch it (generators read one media type per response)."""
+
+    renderer_classes = [CSVRenderer]
+    allowed_params = frozenset({"timeframe", "start", "end", "limit", "order", "cursor"})
+
+    @extend_schema(
+        operation_id="candles_csv",
+        summary="OHLCV candles of one coin as CSV",
+        description=(
+            "The rows of `GET /v1/coins/{coin_id}/candles` as `text/csv` with a header row "
+            f"({', '.join(selectors.CANDLE_COLUMNS)}); booleans as `true`/`false`, null as an empty field. "
+            'Same parameters, paging (`Link: rel="next"` header), caching and credits. Errors stay '
+            "`application/problem+json`."
+        ),
+        tags=["candles"],
+        parameters=[
+            docs.COIN_ID,
+            docs.TIMEFRAME,
+            docs.START,
+            docs.END,
+            docs.LIMIT_CANDLES,
+            docs.ORDER,
+            docs.CURSOR,
+            docs.IF_NONE_MATCH,
+        ],
+        responses={
+            (200, "text/csv"): OpenApiResponse(
+                {"type": "string", "example": "time,open,high,low,close,volume,volume_24h,closed,filled\n"},
+                description="CSV with a header row.",
+            ),
+            **docs.errors(not_found=True, not_modified=True),
+        },
+    )
+    def get(self, request, coin_id: str):
+        return super().get(request, coin_id)
 
 
 # --- indicators ----------------------------------------------------------------------------------
@@ -490,7 +596,7 @@ def _indicator_params(query, spec: indicators.Indicator) -> dict:
             )
     every = {q.name for s in indicators.INDICATORS.values() for q in s.params}
     for name in every - {p.name for p in spec.params}:
-        if query.get(name) not in (None, ""):
+        if name in query:
             params.fail(name, f"is not a parameter of {spec.name}")
     return out
 
@@ -507,67 +613,7 @@ class IndicatorView(ResponseCacheMixin, MarketDataView):
     def get_credit_cost(self, request) -> int:
         return _page_cost(request)
 
-    @extend_schema(
-        operation_id="indicators_list",
-        summary="An indicator series of one coin",
-        description=(
-            "Indicator values per candle, computed from the whole stored series (so a value never depends "
-            "on the range asked for: pages give the same numbers as one big request). Definitions, seeding "
-            "and warm-up are TA-Lib's (docs/indicators.md); warm-up points have null values. Indicators "
-            "and parameters (defaults): "
-            + "; ".join(
-                f"`{s.name}` ({', '.join(f'{p.name}={p.default:g}' for p in s.params)}) → "
-                f"{', '.join(s.outputs)}"
-                for s in indicators.INDICATORS.values()
-            )
-            + ". Paging as for candles. Credits: 1 per started 1,000 rows returned (min. 1); a 304 costs 0. "
-            + docs.RESPONSE_HEADERS_DOC
-        ),
-        tags=["indicators"],
-        parameters=[
-            OpenApiParameter("coin_id", str, OpenApiParameter.PATH, description="CoinGecko id."),
-            OpenApiParameter("name", str, OpenApiParameter.PATH, enum=list(indicators.INDICATORS)),
-            docs.TIMEFRAME,
-            docs.START,
-            docs.END,
-            docs.LIMIT_CANDLES,
-            docs.ORDER,
-            docs.CURSOR,
-            *docs.indicator_parameters(),
-            docs.IF_NONE_MATCH,
-        ],
-        responses={200: docs.IndicatorSeries, **docs.errors(not_found=True, not_modified=True)},
-        examples=[
-            OpenApiExample(
-                "rsi",
-                response_only=True,
-                value={
-                    "coin": "bitcoin",
-                    "timeframe": "1h",
-                    "indicator": "rsi",
-                    "params": {"period": 14},
-                    "outputs": ["value"],
-                    "data": [{"time": "2026-11-24T03:00:00Z", "value": 61.3}],
-                    "next_cursor": None,
-                },
-            ),
-            OpenApiExample(
-                "macd",
-                response_only=True,
-                value={
-                    "coin": "bitcoin",
-                    "timeframe": "1h",
-                    "indicator": "macd",
-                    "params": {"fast": 12, "slow": 26, "signal": 9},
-                    "outputs": ["macd", "signal", "histogram"],
-                    "data": [
-                        {"time": "2026-11-24T03:00:00Z", "macd": 120.5, "signal": 98.1, "histogram": 22.4}
-                    ],
-                    "next_cursor": None,
-                },
-            ),
-        ],
-    )
+    @extend_schema(exclude=True)  # documented per indicator (indicator_view below)
     def get(self, request, coin_id: str, name: str):
         query = self.query(request)
         coin_pk, _, _ = self.coin_or_404(coin_id)
@@ -645,34 +691,97 @@ class IndicatorView(ResponseCacheMixin, MarketDataView):
         return answer(body, long=_range_is_closed(timeframe, end, rows_closed, timezone.now()))
 
 
+def _indicator_example(spec: indicators.Indicator) -> dict:
+    return {
+        "coin": "bitcoin",
+        "timeframe": "1h",
+        "indicator": spec.name,
+        "params": {p.name: int(p.default) if p.integer else p.default for p in spec.params},
+        "outputs": list(spec.outputs),
+        "data": [{"time": "2026-11-24T03:00:00Z", **dict.fromkeys(spec.outputs, 61.3)}],
+        "next_cursor": None,
+    }
+
+
+def indicator_view(spec: indicators.Indicator) -> type[IndicatorView]:
+    """The view of one indicator (``/v1/coins/{coin_id}/indicators/<name>``): its own operation, so
+    that its parameters (with their ranges) and its outputs are exactly documented."""
+
+    class View(IndicatorView):
+        @extend_schema(
+            operation_id=f"indicators_{spec.name}",
+            summary=f"{spec.title} of one coin",
+            description=(
+                f"{spec.title} per candle ({spec.formula}), computed from the whole stored series (so a "
+                "value never depends on the range asked for: pages give the same numbers as one big "
+                "request). Definitions, seeding and warm-up are TA-Lib's (docs/indicators.md); warm-up "
+                f"points have null values. Outputs: {', '.join(spec.outputs)}. Paging as for candles. "
+                "Credits: 1 per started 1,000 rows returned (min. 1); a 304 costs 0. "
+                + docs.RESPONSE_HEADERS_DOC
+            ),
+            tags=["indicators"],
+            parameters=[
+                docs.COIN_ID,
+                docs.TIMEFRAME,
+                docs.START,
+                docs.END,
+                docs.LIMIT_CANDLES,
+                docs.ORDER,
+                docs.CURSOR,
+                *docs.indicator_parameters(spec),
+                docs.IF_NONE_MATCH,
+            ],
+            responses={200: docs.indicator_series(spec), **docs.errors(not_found=True, not_modified=True)},
+            examples=[OpenApiExample(spec.name, response_only=True, value=_indicator_example(spec))],
+        )
+        def get(self, request, coin_id: str, name: str = spec.name):
+            return super().get(request, coin_id, name)
+
+    View.__name__ = View.__qualname__ = f"{spec.name.capitalize()}IndicatorView"
+    return View
+
+
+INDICATOR_VIEWS: dict[str, type[IndicatorView]] = {
+    name: indicator_view(spec) for name, spec in indicators.INDICATORS.items()
+}
+
+
 # --- rankings and screener -----------------------------------------------------------------------
 
 
+def _ranking_order(caps: dict[int, tuple]) -> list[tuple[int, tuple]]:
+    """Coins by market cap, largest first, ties by upstream id: the ranking's sort key."""
+    return sorted(caps.items(), key=lambda kv: (-kv[1][2], kv[1][0]))
+
+
 def _ranks(caps: dict[int, tuple]) -> dict[int, int]:
-    ordered = sorted(caps.items(), key=lambda kv: (-kv[1][2], kv[1][0]))
-    return {coin: i for i, (coin, _) in enumerate(ordered, 1)}
+    return {coin: i for i, (coin, _) in enumerate(_ranking_order(caps), 1)}
 
 
 class RankingView(ResponseCacheMixin, MarketDataView):
     endpoint_name = "rankings"
     cache_name = "rankings"
     credit_cost = 2
-    allowed_params = frozenset({"by", "at", "limit", "offset"})
+    allowed_params = frozenset({"by", "at", "limit", "cursor", "offset"})
 
     @extend_schema(
         operation_id="rankings_list",
         summary="Market-cap rankings at a time",
         description=(
-            "Coins ranked by market cap now (latest snapshots) or `at` a past time (market caps at the "
-            "close of the last full hour before `at`, from the 1h candles), with the rank change over 24h "
-            "and 7d (positive = moved up; null if the coin was not ranked then) and each coin's share of "
-            "the total market cap of all ranked coins. 2 credits."
+            "Coins ranked by market cap (ties by id) now (latest snapshots) or `at` a past time (market "
+            "caps at the close of the last full hour before `at`, from the 1h candles; a time in the "
+            "future means now), with the rank change over 24h and 7d (positive = moved up; null if the "
+            "coin was not ranked then) and each coin's share of the total market cap of all ranked coins. "
+            + docs.PAGING_DOC
+            + docs.OFFSET_DOC
+            + " 2 credits."
         ),
         tags=["markets"],
         parameters=[
-            OpenApiParameter("by", str, docs.Q, enum=["market_cap"], default="market_cap"),
-            OpenApiParameter("at", docs.OpenApiTypes.DATETIME, docs.Q, description="Past time; default now."),
+            docs.param("by", docs.enum_schema(["market_cap"], default="market_cap"), "Ranking key."),
+            docs.AT,
             docs.limit(100, 1000),
+            docs.CURSOR,
             docs.OFFSET,
         ],
         responses={200: docs.Rankings, **docs.errors(not_modified=True)},
@@ -682,49 +791,62 @@ class RankingView(ResponseCacheMixin, MarketDataView):
         by = params.choice(query, "by", choices=("market_cap",), default="market_cap")
         at = params.time_value(query, "at")
         limit = params.integer(query, "limit", default=100, minimum=1, maximum=1000)
-        offset = params.integer(query, "offset", default=0, minimum=0, maximum=100_000)
         now = timezone.now()
-        if at is not None and at > now:
-            params.fail("at", "must not be in the future")
+        if at is not None and at >= now:
+            at = None  # the latest ranking is the one "at" any time from now on
+        context = [by, at.isoformat() if at is not None else None]
+        after = params.key_cursor(query, kind="rankings", context=context, spec=("num", "id"))
+        offset = params.offset(query)
 
         def compute() -> caching.Cached:
             current = selectors.snapshot_market_caps() if at is None else selectors.market_caps_at(at)
             ref = at or now
-            ranks = _ranks(current)
+            ordered = _ranking_order(current)
             before_24h = _ranks(selectors.market_caps_at(ref - timedelta(hours=24)))
             before_7d = _ranks(selectors.market_caps_at(ref - timedelta(days=7)))
             total = float(sum(v[2] for v in current.values()))
-            ordered = sorted(ranks.items(), key=lambda kv: kv[1])[offset : offset + limit]
+            first = offset or 0
+            if after is not None:
+                key = (-(after[0] or 0.0), after[1])
+                start = next((i for i, (_, v) in enumerate(ordered) if (-v[2], v[0]) > key), len(ordered))
+                first += start
+            page = ordered[first : first + limit]
             data = []
-            for coin, rank in ordered:
-                upstream, symbol, cap = current[coin]
+            for i, (coin, (upstream, symbol, cap)) in enumerate(page, first + 1):
                 data.append(
                     {
-                        "rank": rank,
+                        "rank": i,
                         "id": upstream,
                         "symbol": symbol,
                         "market_cap": cap,
                         "share_pct": cap / total * 100.0 if total else 0.0,
-                        "rank_change_24h": before_24h[coin] - rank if coin in before_24h else None,
-                        "rank_change_7d": before_7d[coin] - rank if coin in before_7d else None,
+                        "rank_change_24h": before_24h[coin] - i if coin in before_24h else None,
+                        "rank_change_7d": before_7d[coin] - i if coin in before_7d else None,
                     }
                 )
-            more = offset + limit < len(ranks)
+            more = first + limit < len(ordered)
+            cursor = None
+            if more and data:
+                cursor = params.encode_key_cursor(
+                    "rankings", context, [data[-1]["market_cap"], data[-1]["id"]]
+                )
             body = dumps(
                 {
                     "by": by,
                     "at": at,
                     "total_market_cap": total,
-                    "coins": len(ranks),
+                    "coins": len(ordered),
                     "data": data,
-                    "next_offset": offset + limit if more else None,
+                    "next_cursor": cursor,
+                    "next_offset": _next_offset(offset, after, limit, more),
                 }
             )
             return answer(body)
 
-        parts = (by, at, limit, offset, None if at is not None else now.replace(second=0, microsecond=0))
+        minute = None if at is not None else now.replace(second=0, microsecond=0)
+        parts = (by, at, limit, None if after is None else tuple(after), offset, minute)
         hit = self.cached(parts=parts, version_key=versions.snapshots_key(), compute=compute)
-        return caching.respond(request, hit)
+        return _paged(request, hit)
 
 
 _SCREENER_FILTERS = {f"{f}_{op}": (f, op) for f in screener.FIELDS for op in ("lt", "gt", "lte", "gte")}
@@ -737,7 +859,7 @@ class ScreenerView(ResponseCacheMixin, MarketDataView):
     endpoint_name = "screener"
     cache_name = "screener"
     credit_cost = 2
-    allowed_params = frozenset({"timeframe", "sort", "limit", "offset", *_SCREENER_FILTERS})
+    allowed_params = frozenset({"timeframe", "sort", "limit", "cursor", "offset", *_SCREENER_FILTERS})
 
     @extend_schema(
         operation_id="screener_list",
@@ -748,16 +870,22 @@ class ScreenerView(ResponseCacheMixin, MarketDataView):
             "ATR 14, volatility 30). Each field F takes `F_lt`, `F_gt`, `F_lte`, `F_gte`; `change_*` is "
             "short for `change_pct_*`. Fields: "
             + "; ".join(f"`{k}` {v}" for k, v in screener.FIELDS.items())
-            + " A coin with a null field never matches a filter on it. 2 credits."
+            + " A coin with a null field never matches a filter on it. Sorted by `sort` (nulls last), "
+            "then by id. " + docs.PAGING_DOC + docs.OFFSET_DOC + " 2 credits."
         ),
         tags=["indicators"],
         parameters=[
             docs.TIMEFRAME,
-            OpenApiParameter("sort", str, docs.Q, enum=list(_SORTS), default="-volume_24h"),
+            docs.param(
+                "sort",
+                docs.enum_schema(list(_SORTS), default="-volume_24h"),
+                "Sort field; a leading `-` sorts descending.",
+            ),
             docs.limit(100, 1000),
+            docs.CURSOR,
             docs.OFFSET,
             *[
-                OpenApiParameter(name, float, docs.Q, description=f"{field} {op} value.")
+                docs.param(name, {"type": "number"}, f"{field} {op} value.")
                 for name, (field, op) in _SCREENER_FILTERS.items()
             ],
         ],
@@ -768,6 +896,7 @@ class ScreenerView(ResponseCacheMixin, MarketDataView):
                 response_only=True,
                 value={
                     "timeframe": "1h",
+                    "next_cursor": None,
                     "next_offset": None,
                     "data": [
                         {
@@ -789,28 +918,43 @@ class ScreenerView(ResponseCacheMixin, MarketDataView):
         timeframe = params.timeframe(query)
         sort = params.choice(query, "sort", choices=_SORTS, default="-volume_24h")
         limit = params.integer(query, "limit", default=100, minimum=1, maximum=1000)
-        offset = params.integer(query, "offset", default=0, minimum=0, maximum=100_000)
         filters = []
         for name in sorted(set(query.keys()) & set(_SCREENER_FILTERS)):
             field, op = _SCREENER_FILTERS[name]
-            filters.append((field, op, params.number(query, name)))
+            value = params.number(query, name)
+            assert value is not None  # present: number() only returns None for an absent parameter
+            filters.append((field, op, value))
+        context = [timeframe, sort]
+        after = params.key_cursor(query, kind="screener", context=context, spec=("num", "id"))
+        offset = params.offset(query)
         self.require_timeframe(request, timeframe)
+        column = sort.lstrip("-")
 
         def compute() -> caching.Cached:
             rows = selectors.screener_page(
-                timeframe=timeframe, filters=filters, sort=sort, limit=limit + 1, offset=offset
+                timeframe=timeframe,
+                filters=filters,
+                sort=sort,
+                after=after,
+                offset=offset or 0,
+                limit=limit + 1,
             )
+            more = len(rows) > limit
             cols = ("id", "symbol", "name", "time", *screener.FIELDS)
             data = [dict(zip(cols, r, strict=True)) for r in rows[:limit]]
+            cursor = None
+            if more:
+                cursor = params.encode_key_cursor("screener", context, [data[-1][column], data[-1]["id"]])
             body = dumps(
                 {
                     "timeframe": timeframe,
                     "data": data,
-                    "next_offset": offset + limit if len(rows) > limit else None,
+                    "next_cursor": cursor,
+                    "next_offset": _next_offset(offset, after, limit, more),
                 }
             )
             return answer(body)
 
-        parts = (timeframe, sort, limit, offset, tuple(filters))
+        parts = (timeframe, sort, limit, None if after is None else tuple(after), offset, tuple(filters))
         hit = self.cached(parts=parts, version_key=caching.screener_key(timeframe), compute=compute)
-        return caching.respond(request, hit)
+        return _paged(request, hit)
