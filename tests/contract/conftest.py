@@ -2,8 +2,9 @@
 gunicorn or the WSGI app from other threads, so nothing may hide in a test transaction).
 
 Everything is written through the products' own write paths: coins, candles and snapshots through
-``marketdata.services``, the screener table through ``marketdata.tasks.refresh_screener``, the
-organization, its owner, the API key and the plan through the accounts and billing services."""
+``marketdata.services``, the screener table through ``marketdata.screener.latest_indicators_refresh``
+(what the ``marketdata.refresh_screener`` task runs), the organization, its owner, the API key and
+the plan through the accounts and billing services."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from accounts.services.api_keys import api_key_create
 from accounts.services.organizations import organization_create
 from billing import services as billing_services
 from marketdata import services
-from marketdata.tasks import refresh_screener
+from marketdata.screener import latest_indicators_refresh
 from tests.api.conftest import SEED, write_hourly
 
 _seq = itertools.count(1)
@@ -62,6 +63,17 @@ class Platform:
 
 @pytest.fixture
 def platform(transactional_db) -> Platform:
+    """The platform, committed (for a server in another process or thread)."""
+    return make_platform()
+
+
+@pytest.fixture
+def platform_in_test_transaction(db) -> Platform:
+    """The platform inside the test's transaction (for the WSGI app called in the test's thread)."""
+    return make_platform()
+
+
+def make_platform() -> Platform:
     """Seeded plans; three coins (bitcoin 300 1h candles, ethereum 40, dogecoin none) with snapshots of
     bitcoin and ethereum and a computed 1h screener table; an organization on the Enterprise plan with
     its owner (password known), a live API key and an owner access token."""
@@ -83,8 +95,9 @@ def platform(transactional_db) -> Platform:
             services.SnapshotIn(ids["ethereum"], 3000.0, 3.6e11, 2, 1e10, 3100.0, 2900.0, -0.5, now, now),
         ]
     )
-    result = refresh_screener.apply(kwargs={"timeframes": ["1h"]})
-    assert result.successful(), result.traceback
+    # the body of the marketdata.refresh_screener task (a Celery task run in the test's process would
+    # close the test transaction's connection when it ends)
+    assert latest_indicators_refresh(timeframe="1h").coins == 2
 
     password = "contract test passphrase"
     n = next(_seq)
