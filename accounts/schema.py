@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
+from drf_spectacular.plumbing import force_instance
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
@@ -34,6 +35,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from accounts import problems as p
 from accounts import roles
+from accounts.serializers import PatchIn
 from apiplatform.problems import (
     BAD_REQUEST,
     NOT_AUTHENTICATED,
@@ -85,6 +87,26 @@ class PatchBodyScheme(OpenApiSerializerExtension):
         schema["minProperties"] = 1
         schema["additionalProperties"] = False
         return schema
+
+
+class SignupBodyScheme(OpenApiSerializerExtension):
+    """``accounts.serializers.SignupIn``: ``organization_name`` unless ``invitation_token`` (the
+    serializer's cross-field rule), as ``anyOf`` two required sets. An empty or blank value counts as
+    absent (the serializer trims and ignores it), hence the non-blank pattern in each branch."""
+
+    target_class = "accounts.serializers.SignupIn"
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        if direction == "request":
+            schema["anyOf"] = [
+                {"required": [name], "properties": {name: {"pattern": NON_BLANK}}}
+                for name in ("organization_name", "invitation_token")
+            ]
+        return schema
+
+
+NON_BLANK = r"\S"  # at least one character that is not white space
 
 
 # --- the X-Organization header ---------------------------------------------------------------------------
@@ -187,6 +209,15 @@ class ManagementSchema(ProblemAutoSchema):
                 problem(UNSUPPORTED_MEDIA_TYPE, "The body is not `application/json`."),
             ]
         return found
+
+    # -- request body --
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        schema, required = super()._get_request_for_media_type(serializer, direction)
+        # A PATCH body (PatchIn) has no required member but must not be empty (minProperties: 1): the
+        # body itself is required, so that "no body" is as invalid in the schema as on the server.
+        if isinstance(force_instance(serializer), PatchIn):
+            required = True
+        return schema, required
 
     # -- responses --
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
