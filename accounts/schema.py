@@ -22,6 +22,7 @@ not a problem type is refused when the schema is generated.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from accounts import problems as p
 from accounts import roles
-from accounts.serializers import PatchIn
+from accounts.serializers import PatchIn, SignupIn
 from apiplatform.problems import (
     BAD_REQUEST,
     NOT_AUTHENTICATED,
@@ -91,19 +92,28 @@ class PatchBodyScheme(OpenApiSerializerExtension):
 
 class SignupBodyScheme(OpenApiSerializerExtension):
     """``accounts.serializers.SignupIn``: ``organization_name`` unless ``invitation_token`` (the
-    serializer's cross-field rule), as ``anyOf`` two required sets. An empty or blank value counts as
-    absent (the serializer trims and ignores it), hence the non-blank pattern in each branch."""
+    serializer's cross-field rule), as ``anyOf`` two complete shapes (a generated client gets a typed
+    model for each) that differ only in which of the two is required. An empty or blank value counts
+    as absent (the serializer trims and ignores it), hence the non-blank pattern."""
 
     target_class = "accounts.serializers.SignupIn"
 
     def map_serializer(self, auto_schema, direction):
         schema = auto_schema._map_basic_serializer(self.target, direction)
-        if direction == "request":
-            schema["anyOf"] = [
-                {"required": [name], "properties": {name: {"pattern": NON_BLANK}}}
-                for name in ("organization_name", "invitation_token")
-            ]
-        return schema
+        if direction != "request":
+            return schema
+        shapes = []
+        for name, title in (
+            ("organization_name", "SignupNewOrganization"),
+            ("invitation_token", "SignupByInvitation"),
+        ):
+            shape = copy.deepcopy(schema)
+            shape["title"] = title
+            shape["required"] = sorted({*shape.get("required", []), name})
+            shape["properties"][name].update({"minLength": 1, "pattern": NON_BLANK})
+            shape["properties"][name].pop("default", None)
+            shapes.append(shape)
+        return {"anyOf": shapes}
 
 
 NON_BLANK = r"\S"  # at least one character that is not white space
@@ -213,9 +223,10 @@ class ManagementSchema(ProblemAutoSchema):
     # -- request body --
     def _get_request_for_media_type(self, serializer, direction="request"):
         schema, required = super()._get_request_for_media_type(serializer, direction)
-        # A PATCH body (PatchIn) has no required member but must not be empty (minProperties: 1): the
-        # body itself is required, so that "no body" is as invalid in the schema as on the server.
-        if isinstance(force_instance(serializer), PatchIn):
+        # A PATCH body (PatchIn) has no required member but must not be empty (minProperties: 1), and
+        # the sign-up body is an anyOf (drf-spectacular sees no required member in it): the body itself
+        # is required, so that "no body" is as invalid in the schema as on the server.
+        if isinstance(force_instance(serializer), PatchIn | SignupIn):
             required = True
         return schema, required
 
