@@ -206,7 +206,11 @@ class PingNoGatewayView(PingView):
 
 # --- management API (JWT): the organization's usage --------------------------------------------------
 class UsageQuery(serializers.Serializer):
-    start = serializers.DateField(required=False, help_text="First day (UTC), default: 1st of this month.")
+    start = serializers.DateField(
+        required=False,
+        help_text="First day (UTC), default: the 1st of `end`'s month. Any range; a `start` after `end` is "
+        "an empty range (no rows, zero totals).",
+    )
     end = serializers.DateField(required=False, help_text="Last day (UTC, inclusive), default: today.")
     group_by = serializers.ChoiceField(choices=["day", "endpoint", "key"], default="day")
 
@@ -214,8 +218,6 @@ class UsageQuery(serializers.Serializer):
         today = timezone.now().date()
         attrs.setdefault("end", today)
         attrs.setdefault("start", attrs["end"].replace(day=1))
-        if attrs["start"] > attrs["end"]:
-            raise serializers.ValidationError({"start": "must not be after end"})
         return attrs
 
 
@@ -262,7 +264,7 @@ class UsageView(OrganizationScopedView):
                 },
             ),
             # 401, X-Organization's 400/404 (and 403 if usage.read ever leaves a role): accounts.schema
-            400: problem(VALIDATION_ERROR, "`start`/`end` not dates, or `start` after `end`."),
+            400: problem(VALIDATION_ERROR, "`start`/`end` not dates, or `group_by` not one of its values."),
         },
         examples=[
             OpenApiExample(
