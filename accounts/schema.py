@@ -22,18 +22,27 @@ not a problem type is refused when the schema is generated.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth import password_validation
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
+from drf_spectacular.plumbing import force_instance
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+)
 from rest_framework import serializers
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from accounts import problems as p
 from accounts import roles
+from accounts.serializers import PatchIn, SignupIn
 from apiplatform.problems import (
     BAD_REQUEST,
     NOT_AUTHENTICATED,
@@ -44,7 +53,7 @@ from apiplatform.problems import (
     ProblemType,
     problem_body,
 )
-from apiplatform.schema import PROBLEM_CONTENT_TYPE, Problem, ProblemAutoSchema
+from apiplatform.schema import NOT_BLANK_NO_NUL, PROBLEM_CONTENT_TYPE, Problem, ProblemAutoSchema
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -85,6 +94,48 @@ class PatchBodyScheme(OpenApiSerializerExtension):
         schema["minProperties"] = 1
         schema["additionalProperties"] = False
         return schema
+
+
+class SignupBodyScheme(OpenApiSerializerExtension):
+    """``accounts.serializers.SignupIn``: ``organization_name`` unless ``invitation_token`` (the
+    serializer's cross-field rule), as ``anyOf`` two complete shapes (a generated client gets a typed
+    model for each) that differ only in which of the two is required. An empty or blank value counts
+    as absent (the serializer trims and ignores it), hence the non-blank pattern."""
+
+    target_class = "accounts.serializers.SignupIn"
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        if direction != "request":
+            return schema
+        # Django's password validators (AUTH_PASSWORD_VALIDATORS): a minimum length and not only digits
+        # are schema; "not a common password" and "not too similar to the email" are not (400).
+        password = schema["properties"]["password"]
+        for validator in password_validation.get_default_password_validators():
+            if isinstance(validator, password_validation.MinimumLengthValidator):
+                password["minLength"] = max(password.get("minLength", 0), validator.min_length)
+            if isinstance(validator, password_validation.NumericPasswordValidator):
+                password["pattern"] = NOT_ONLY_DIGITS
+        password["description"] = (
+            "Taken as typed (not trimmed). Also refused (400 `validation-error`): a common password, or "
+            "one too similar to the email address."
+        )
+        shapes = []
+        for name, title in (
+            ("organization_name", "SignupNewOrganization"),
+            ("invitation_token", "SignupByInvitation"),
+        ):
+            shape = copy.deepcopy(schema)
+            shape["title"] = title
+            shape["required"] = sorted({*shape.get("required", []), name})
+            shape["properties"][name].update({"minLength": 1, "pattern": NON_BLANK})
+            shape["properties"][name].pop("default", None)
+            shapes.append(shape)
+        return {"anyOf": shapes}
+
+
+NON_BLANK = NOT_BLANK_NO_NUL  # at least one character that is not white space (and no NUL)
+NOT_ONLY_DIGITS = "^[^\\u0000]*[^\\d\\u0000][^\\u0000]*$"  # some character that is not a digit (and no NUL)
 
 
 # --- the X-Organization header ---------------------------------------------------------------------------
@@ -187,6 +238,23 @@ class ManagementSchema(ProblemAutoSchema):
                 problem(UNSUPPORTED_MEDIA_TYPE, "The body is not `application/json`."),
             ]
         return found
+
+    # -- request body --
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        schema, required = super()._get_request_for_media_type(serializer, direction)
+        # A PATCH body (PatchIn) has no required member but must not be empty (minProperties: 1), and
+        # the sign-up body is an anyOf (drf-spectacular sees no required member in it): the body itself
+        # is required, so that "no body" is as invalid in the schema as on the server.
+        # Likewise a oneOf of bodies (PolymorphicProxySerializer) is required when each of them is.
+        instance = force_instance(serializer)
+        if isinstance(instance, PatchIn | SignupIn):
+            required = True
+        elif isinstance(instance, PolymorphicProxySerializer) and isinstance(instance.serializers, list):
+            required = all(
+                any(field.required for field in force_instance(member).fields.values())
+                for member in instance.serializers
+            )
+        return schema, required
 
     # -- responses --
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:

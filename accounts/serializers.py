@@ -12,12 +12,25 @@ from accounts.principal import BROWSER_KEY_SCOPES, KEY_SCOPES
 
 
 # --- input ----------
+class StrictCharField(serializers.CharField):
+    """A string, as the schema says: a JSON number is a 400 ``Not a valid string.`` (DRF's CharField
+    would take 12 as "12")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class SignupIn(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
-    password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
-    organization_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    full_name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    invitation_token = serializers.CharField(
+    # A password is taken as typed (no trimming, like Django's own password forms).
+    password = StrictCharField(
+        write_only=True, max_length=128, trim_whitespace=False, style={"input_type": "password"}
+    )
+    organization_name = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
+    full_name = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
+    invitation_token = StrictCharField(
         max_length=200,
         required=False,
         allow_blank=True,
@@ -35,22 +48,22 @@ class SignupIn(serializers.Serializer):
 
 class TokenIn(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
-    password = serializers.CharField(write_only=True, max_length=128)
+    password = StrictCharField(write_only=True, max_length=128, trim_whitespace=False)
 
 
 class RefreshIn(serializers.Serializer):
-    refresh = serializers.CharField()
+    refresh = StrictCharField()
 
 
 class TokenOut(serializers.Serializer):
-    access = serializers.CharField()
-    refresh = serializers.CharField()
-    token_type = serializers.CharField(default="Bearer")
+    access = StrictCharField()
+    refresh = StrictCharField()
+    token_type = StrictCharField(default="Bearer")
     access_expires_in = serializers.IntegerField(help_text="Seconds until the access token expires")
 
 
 class VerifyEmailIn(serializers.Serializer):
-    token = serializers.CharField(max_length=1000)
+    token = StrictCharField(max_length=1000)
 
 
 class VerifyResendOut(serializers.Serializer):
@@ -74,7 +87,7 @@ class PatchIn(serializers.Serializer):
 
 
 class OrganizationUpdateIn(PatchIn):
-    name = serializers.CharField(max_length=200, required=False)
+    name = StrictCharField(max_length=200, required=False)
 
 
 class RoleChangeIn(PatchIn):
@@ -94,7 +107,7 @@ class AuditQuery(serializers.Serializer):
 
 
 class InvitationAcceptIn(serializers.Serializer):
-    token = serializers.CharField(max_length=200)
+    token = StrictCharField(max_length=200)
 
 
 @extend_schema_field(
@@ -106,7 +119,7 @@ class InvitationAcceptIn(serializers.Serializer):
         "example": "https://app.example.com",
     }
 )
-class OriginField(serializers.CharField):
+class OriginField(StrictCharField):
     """One allowed origin; the rule itself is accounts/origins.py's (checked by the service)."""
 
     def __init__(self, **kwargs):
@@ -131,11 +144,11 @@ class KindField(serializers.CharField):
 
 
 class _ApiKeyCommonIn(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
+    name = StrictCharField(max_length=100)
     environment = serializers.ChoiceField(choices=KeyEnvironment.choices, default=KeyEnvironment.LIVE)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
     allowed_ips = serializers.ListField(
-        child=serializers.CharField(max_length=64),
+        child=StrictCharField(max_length=64),
         required=False,
         default=list,
         max_length=50,

@@ -42,10 +42,29 @@ def problem_response(description: str, example: dict | None = None) -> OpenApiRe
     )
 
 
+NO_NUL = "^[^\\u0000]*$"  # DRF refuses NUL in every CharField ("Null characters are not allowed.")
+NOT_BLANK_NO_NUL = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"  # ... and a trimmed, non-blank one: some non-space
+
+
 class ProblemAutoSchema(AutoSchema):
     """The project's schema class (``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]``): a 4xx/5xx response
     is documented as what it is served as, a :class:`Problem` body of media type
     ``application/problem+json``, unless the operation names another body or media type for it."""
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        """A request string field states what DRF's CharField refuses besides its length: NUL
+        characters, and (trimmed, ``allow_blank=False``) a value of white space only. Fields with a
+        pattern, format or enum of their own are left as they are (those already exclude both)."""
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if (
+            direction == "request"
+            and isinstance(field, serializers.CharField)
+            and schema.get("type") == "string"
+            and not {"pattern", "format", "enum"} & set(schema)
+        ):
+            blank_refused = field.trim_whitespace and not field.allow_blank
+            schema["pattern"] = NOT_BLANK_NO_NUL if blank_refused else NO_NUL
+        return schema
 
     def _get_response_for_code(self, serializer, status_code, media_types=None, direction="response"):
         code = str(status_code)
@@ -60,4 +79,11 @@ class ProblemAutoSchema(AutoSchema):
         return super()._get_response_for_code(serializer, status_code, media_types, direction)
 
 
-__all__ = ["PROBLEM_CONTENT_TYPE", "Problem", "ProblemAutoSchema", "problem_response"]
+__all__ = [
+    "NOT_BLANK_NO_NUL",
+    "NO_NUL",
+    "PROBLEM_CONTENT_TYPE",
+    "Problem",
+    "ProblemAutoSchema",
+    "problem_response",
+]

@@ -77,7 +77,11 @@ def usage_report(
     Returns (rows, totals); each row has the group value, ``requests``, ``credits`` and the
     requests per status class."""
     start_dt = datetime.combine(start, time.min, tzinfo=UTC)
-    end_dt = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+    end_dt = (  # the day after end (the last representable instant when end is the last date)
+        datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+        if end < date.max
+        else datetime.max.replace(tzinfo=UTC)
+    )
     qs = UsageRecord.objects.filter(organization_id=organization_id, hour__gte=start_dt, hour__lt=end_dt)
     field = GROUP_BY_FIELDS[group_by]
     if group_by == "day":

@@ -8,6 +8,7 @@ import re
 import threading
 import time
 
+import jsonschema
 import pytest
 from django.db import connection, transaction
 from rest_framework.test import APIClient
@@ -129,6 +130,57 @@ def test_patch_bodies_need_one_known_member(make_org, jwt_client):
     assert renamed.status_code == 200 and renamed.json()["organization"]["name"] == "Acme Ltd"
     member = owner_of(org).memberships.get()
     assert client.patch(f"/v1/account/members/{member.pk}", {}, format="json").status_code == 400
+
+
+def test_bodies_that_must_not_be_empty_are_required_in_the_schema(openapi):
+    for path, method in (
+        ("/v1/account/organization", "patch"),
+        ("/v1/account/members/{member_id}", "patch"),
+        ("/v1/account/signup", "post"),
+        ("/v1/account/keys", "post"),
+    ):
+        assert openapi["paths"][path][method]["requestBody"].get("required") is True, (method, path)
+
+
+def test_signup_schema_needs_an_organization_name_unless_an_invitation_token(openapi):
+    body = openapi["components"]["schemas"]["SignupInRequest"]
+    validator = jsonschema.Draft202012Validator(body)
+    base = {"email": "ada@example.com", "password": "a long passphrase"}
+    assert not validator.is_valid(base)  # the server: organization_name required (unless invitation_token)
+    assert not validator.is_valid({**base, "organization_name": "   "})
+    assert validator.is_valid({**base, "organization_name": "Acme"})
+    assert validator.is_valid({**base, "invitation_token": "abc"})
+    assert not validator.is_valid({**base, "organization_name": "Acme", "password": "1234567890123"})
+    assert not validator.is_valid({**base, "organization_name": "Acme", "password": "short"})
+
+
+def test_signup_without_organization_or_invitation_is_refused(db):
+    response = APIClient().post(
+        "/v1/account/signup", {"email": "ada@example.com", "password": "a long passphrase"}, format="json"
+    )
+    assert response.status_code == 400 and response.json()["errors"][0]["parameter"] == "organization_name"
+
+
+def test_passwords_are_taken_as_typed(db):
+    client = APIClient()
+    password = "  a long passphrase  "
+    body = {"email": "ada@example.com", "password": password, "organization_name": "Acme"}
+    assert client.post("/v1/account/signup", body, format="json").status_code == 201
+    login = {"email": "ada@example.com", "password": password}
+    assert client.post("/v1/account/token", login, format="json").status_code == 200
+    trimmed = {"email": "ada@example.com", "password": password.strip()}
+    assert client.post("/v1/account/token", trimmed, format="json").status_code == 401
+
+
+def test_request_strings_refuse_numbers_and_nul(make_org, jwt_client, openapi):
+    org = make_org()
+    client = jwt_client(owner_of(org))
+    number = client.patch("/v1/account/organization", {"name": 12}, format="json")
+    assert number.status_code == 400 and number.json()["errors"][0]["parameter"] == "name"
+    assert client.patch("/v1/account/organization", {"name": "a\x00b"}, format="json").status_code == 400
+    name = openapi["components"]["schemas"]["PatchedOrganizationUpdateInRequest"]["properties"]["name"]
+    assert re.search(name["pattern"], "Acme") and not re.search(name["pattern"], "a\x00b")
+    assert not re.search(name["pattern"], "   ")  # trimmed: blank
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=501", "limit=x", "before=0"])

@@ -77,14 +77,37 @@ def test_usage_grouped_and_scoped_to_the_callers_organization(orgs, group_by):
 def test_usage_rejects_bad_parameters_and_anonymous_callers(orgs):
     client = jwt_client(orgs["alice"])
     assert client.get("/v1/account/usage", {"group_by": "hour"}).status_code == 400
-    bad_range = client.get("/v1/account/usage", {"start": "2026-11-05", "end": "2026-11-01"})
-    assert bad_range.status_code == 400
+    assert client.get("/v1/account/usage", {"start": "2026-13-01"}).status_code == 400
     assert APIClient().get("/v1/account/usage").status_code == 401
+
+
+def test_usage_takes_any_range_and_start_after_end_is_empty(orgs):
+    client = jwt_client(orgs["alice"])
+    reversed_range = client.get("/v1/account/usage", {"start": "2026-11-05", "end": "2026-11-01"})
+    assert reversed_range.status_code == 200
+    assert reversed_range.json()["rows"] == [] and reversed_range.json()["totals"] == {
+        "requests": 0,
+        "credits": 0,
+    }
+    # no limit on the length of the range (it was 366 days), up to the last representable date
+    for start, end in (("2000-01-01", "2030-12-31"), ("0001-01-01", "9999-12-31")):
+        response = client.get("/v1/account/usage", {"start": start, "end": end, "group_by": "endpoint"})
+        assert response.status_code == 200, response.content
+        assert response.json()["totals"] == {"requests": 118, "credits": 136}
 
 
 def test_usage_of_another_organization_is_not_reachable(orgs):
     response = jwt_client(orgs["alice"], orgs["b"]).get("/v1/account/usage")
     assert response.status_code == 404
+
+
+def test_openapi_ping_and_limits_document_401_and_both_rate_limit_buckets():
+    schema = APIClient().get("/v1/schema/?format=json").json()
+    for path in ("/v1/ping", "/v1/limits"):
+        unauthenticated = schema["paths"][path]["get"]["responses"]["401"]
+        assert "application/problem+json" in unauthenticated["content"]
+    buckets = schema["components"]["schemas"]["LimitsRateLimits"]
+    assert set(buckets["properties"]) == set(buckets["required"]) == {"organization", "key"}
 
 
 def test_openapi_documents_ratelimit_headers_and_gateway_problems():

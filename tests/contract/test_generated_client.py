@@ -32,6 +32,7 @@ import pytest
 
 from accounts.models import User
 from accounts.services.users import email_verification_token
+from marketdata.api.views import INDICATOR_VIEWS
 from tests.conftest import web_process
 from tests.contract.conftest import MANAGEMENT, PUBLIC, Platform, api_group, served_schema
 
@@ -41,6 +42,7 @@ PACKAGE = "candlestack_contract_client"
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"
 NO_BODY = {204, 304}
 METHODS = {"get", "put", "post", "patch", "delete"}
+CSV_HEADER = "time,open,high,low,close,volume,volume_24h,closed,filled"
 
 
 # --- the generated client ---------------------------------------------------------------------------
@@ -108,8 +110,16 @@ def _convert(value: Any, annotation: Any) -> Any:
             return [_convert(item, item_type) for item in value]
         if isinstance(option, type) and issubclass(option, enum.Enum) and not isinstance(value, enum.Enum):
             return option(value)
-        if isinstance(option, type) and hasattr(option, "from_dict") and isinstance(value, dict):
-            return option.from_dict(value)
+    models = [o for o in typing.get_args(annotation) or (annotation,) if hasattr(o, "from_dict")]
+    if isinstance(value, dict) and models:  # a oneOf of models: the one that takes the value as it is
+        for option in models:
+            try:
+                model = option.from_dict(value)
+            except (KeyError, ValueError, TypeError):
+                continue
+            if not getattr(model, "additional_properties", None):
+                return model
+        raise ValueError(f"no model of {annotation} takes {value!r}")
     return value
 
 
@@ -118,6 +128,7 @@ class Outcome:
     status: int
     body: Any  # the JSON body (None if not JSON)
     parsed: Any
+    text: str = ""
 
 
 class Api:
@@ -184,7 +195,7 @@ class Api:
                     problems.append(f"undeclared properties in {where}: {sorted(keys)}")
         if problems:
             self.failures.setdefault(key, []).extend(problems)
-        return Outcome(raw.status_code, body, parsed)
+        return Outcome(raw.status_code, body, parsed, raw.text)
 
     def probe_errors(self, schema: dict, *, bad_credential: str, organization_scoped: bool) -> None:
         """What a client meets every day, on every operation called so far: a credential that is not
@@ -243,13 +254,16 @@ def test_every_public_operation_answers_in_its_declared_models(generated, platfo
     if cursor := _get(candles, "next_cursor"):
         api.call("candles_list", 200, auth=key, label="next page", coin_id=coin, timeframe="1h",
                  cursor=cursor)  # fmt: skip
-    name_type = next(
-        t for t in typing.get_args(api.parameter_type("indicators_list", "name")) or
-        (api.parameter_type("indicators_list", "name"),) if isinstance(t, type) and issubclass(t, enum.Enum)
-    )  # fmt: skip
-    for member in name_type:
-        api.call("indicators_list", 200, auth=key, label=member.value, coin_id=coin, name=member.value,
-                 timeframe="1h", limit=20)  # fmt: skip
+    csv = api.call("candles_csv", 200, auth=key, coin_id=coin, timeframe="1h", limit=50)
+    header = csv.parsed.splitlines()[:1] if isinstance(csv.parsed, str) else None
+    if csv.status == 200 and header != [CSV_HEADER]:
+        api.failures.setdefault("candles_csv", []).append(
+            f"the parsed answer is not the CSV text with its header row: {csv.parsed!r:.200}"
+        )
+    indicators = sorted(op for op in operation_ids(schema, PUBLIC) if op.startswith("indicators_"))
+    assert indicators == sorted(f"indicators_{name}" for name in INDICATOR_VIEWS), indicators
+    for operation_id in indicators:
+        api.call(operation_id, 200, auth=key, coin_id=coin, timeframe="1h", limit=20)
     api.call("markets_list", 200, auth=key)
     ids = ",".join(listed[:2]) or "bitcoin,ethereum"
     prices_type = api.parameter_type("prices_retrieve", "ids")
@@ -311,10 +325,14 @@ def test_every_management_operation_answers_in_its_declared_models(generated, pl
     api.call("account_member_remove", 204, auth=access, member_id=member_id)
     withdrawn = api.call("account_invitation_create", 201, auth=access, label="to revoke",
                          body={"email": "linus@example.test", "role": "billing"})  # fmt: skip
-    api.call("account_invitation_revoke", 200, auth=access, invitation_id=_get(withdrawn, "id"))
+    api.call("account_invitation_revoke", 204, auth=access, invitation_id=_get(withdrawn, "id"))
+    api.call("account_invitation", 404, auth=access, label="withdrawn", invitation_id=_get(withdrawn, "id"))
 
-    # keys: create, list, read, rotate, revoke the replaced key
-    created = api.call("account_key_create", 201, auth=access, body={"name": "production"})
+    # keys: create (a secret key and a browser key), list, read, rotate, revoke the replaced key
+    created = api.call("account_key_create", 201, auth=access, label="secret",
+                       body={"name": "production", "type": "secret"})  # fmt: skip
+    api.call("account_key_create", 201, auth=access, label="browser", body={
+        "name": "dashboard", "type": "browser", "allowed_origins": ["https://app.example.com"]})  # fmt: skip
     key_id = _get(created, "key_id")
     api.call("account_keys_list", 200, auth=access)
     api.call("account_key", 200, auth=access, key_id=key_id)

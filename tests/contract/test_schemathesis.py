@@ -11,22 +11,167 @@ smallest example (a curl command and the answer)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
+import re
+from datetime import UTC, timedelta
+from typing import Any
 
 import pytest
 import schemathesis
 from django.core import signals
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import checks as st_checks
 from schemathesis.core.failures import FailureGroup
 
+from accounts.models import Membership, User
+from accounts.services.invitations import invitation_create
+from accounts.services.organizations import organization_create
+from accounts.services.users import email_verification_token
+from marketdata.api.views import INDICATOR_VIEWS
 from tests.contract.conftest import MANAGEMENT, PUBLIC, Platform, api_group, served_schema
+
+# --- values no generator can produce ------------------------------------------------------------------
+# A schema can say what a value looks like, not which values exist right now or what time it is. In
+# POSITIVE cases only (negative cases keep what was generated, and must still be refused), these
+# parameters are replaced with a real value before the request is sent; every check then runs as
+# usual. This table is the only place where generated data is changed: (operation, parameter) -> why.
+_CURSOR = "an opaque paging cursor: only one issued by this API (for the same query) is valid"
+CURSOR_OPERATIONS = [
+    "GET /v1/coins",
+    "GET /v1/markets",
+    "GET /v1/rankings",
+    "GET /v1/screener",
+    "GET /v1/coins/{coin_id}/candles",
+    "GET /v1/coins/{coin_id}/candles.csv",
+    *(f"GET /v1/coins/{{coin_id}}/indicators/{name}" for name in INDICATOR_VIEWS),
+]
+SUPPLIED: dict[tuple[str, str], str] = {
+    **{(operation, "query.cursor"): _CURSOR for operation in CURSOR_OPERATIONS},
+    ("GET /v1/account/verify-email", "query.token"): "an email-verification token: signed by the server",
+    ("POST /v1/account/verify-email", "body.token"): "an email-verification token: signed by the server",
+    ("POST /v1/account/invitations/accept", "body.token"): (
+        "an invitation token: only one emailed for a pending invitation to the caller's address is valid"
+    ),
+    ("POST /v1/account/signup", "body.email"): (
+        "an address without an account: one already signed up (e.g. the schema's example, sent again) is "
+        "refused (400), so it becomes a new address"
+    ),
+    ("POST /v1/account/signup", "body.invitation_token"): (
+        "an invitation token: only one emailed for a pending invitation to the signing-up address is valid"
+    ),
+    ("POST /v1/account/keys", "body.expires_at"): "must be in the future: a past time becomes now + 30 days",
+    ("POST /v1/account/keys/{key_id}/rotate", "body.old_key_expires_at"): (
+        "must not be in the past: a past time becomes now + 30 days"
+    ),
+}
 
 st_checks.load_all_checks()
 ALL_CHECKS = st_checks.CHECKS.get_all()
 MAX_EXAMPLES = 12  # per operation and generation mode: 35 operations x 2 modes in about a minute
-MODES = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
+POSITIVE = schemathesis.GenerationMode.POSITIVE
+MODES = (POSITIVE, schemathesis.GenerationMode.NEGATIVE)
+METHODS = {"get", "put", "post", "patch", "delete"}
+
+
+class Supplier:
+    """Makes the values of :data:`SUPPLIED` (real cursors, fresh tokens, future times)."""
+
+    def __init__(self, platform: Platform, headers: dict[str, str]):
+        self.platform = platform
+        self.headers = headers
+        self.inviter: User | None = None
+        self._seq = itertools.count(1)
+
+    def for_operation(self, label: str):
+        """``prepare(case)`` for the positive cases of ``label``: supplies the values, and undoes what the
+        previous case left behind that would change the next answers."""
+
+        def prepare(case) -> None:
+            self.restore()
+            self.supply(label, case)
+
+        return prepare
+
+    def restore(self) -> None:
+        """An accepted invitation made the owner a member of an inviting organization: with several
+        organizations every organization-scoped request needs ``X-Organization`` (400 otherwise). The
+        owner leaves them again (the test's own clean-up, not an operation under test)."""
+        if self.inviter is not None:
+            Membership.objects.filter(
+                user=self.platform.owner, organization__memberships__user=self.inviter
+            ).delete()
+
+    def supply(self, label: str, case) -> None:
+        for (operation, where), _why in SUPPLIED.items():
+            if operation != label:
+                continue
+            location, name = where.split(".")
+            container = case.query if location == "query" else case.body
+            if isinstance(container, dict) and name in container:
+                getattr(self, f"_{name}")(case, container)
+
+    def _cursor(self, case, query: dict) -> None:
+        """The cursor of the next page of the same query (the first page, fetched now); no cursor if
+        that query has a single page."""
+        first_query = {k: v for k, v in query.items() if k != "cursor"}
+        first = case.derive(query=first_query, keep_auth=True).call(headers=self.headers)
+        cursor = None
+        if first.status_code == 200:
+            link = first.headers.get("link") or first.headers.get("Link")
+            link = link[0] if isinstance(link, list) else link
+            if link and (match := re.search(r"[?&]cursor=([^&>]+)", link)):
+                cursor = match.group(1)
+        if cursor:
+            query["cursor"] = cursor
+        else:
+            del query["cursor"]
+
+    def _token(self, case, body_or_query: dict) -> None:
+        if "invitations/accept" in case.path:  # an invitation to the caller (the platform's owner)
+            body_or_query["token"] = self._invitation(self.platform.owner.email)
+        else:
+            body_or_query["token"] = email_verification_token(user=self.platform.owner)
+
+    def _email(self, case, body: dict) -> None:
+        email = body["email"]
+        if isinstance(email, str) and User.objects.filter(email__iexact=email.strip()).exists():
+            body["email"] = f"new-{next(self._seq)}@example.test"
+
+    def _invitation_token(self, case, body: dict) -> None:
+        email = body.get("email")
+        if isinstance(email, str) and email.strip():
+            body["invitation_token"] = self._invitation(email)
+
+    def _invitation(self, email: str) -> str:
+        """The token of a fresh invitation to ``email``, from a new organization (one that ``email``
+        cannot already belong to)."""
+        if self.inviter is None:
+            self.inviter = User.objects.create_user(email="inviter@example.test", password="x" * 20)
+        organization = organization_create(name=f"Inviting Org {next(self._seq)}", owner=self.inviter)
+        _invitation, token = invitation_create(
+            organization=organization, email=email, role="developer", actor=self.inviter, actor_role="owner"
+        )
+        return token
+
+    def _future(self, value: Any) -> Any:
+        parsed = parse_datetime(value.upper()) if isinstance(value, str) else None
+        if parsed is None:
+            return value
+        if timezone.is_naive(parsed):
+            parsed = timezone.make_aware(parsed, UTC)
+        if parsed > timezone.now() + timedelta(minutes=1):
+            return value
+        return (timezone.now() + timedelta(days=30)).isoformat()
+
+    def _expires_at(self, case, body: dict) -> None:
+        body["expires_at"] = self._future(body["expires_at"])
+
+    def _old_key_expires_at(self, case, body: dict) -> None:
+        body["old_key_expires_at"] = self._future(body["old_key_expires_at"])
 
 
 @contextlib.contextmanager
@@ -52,10 +197,17 @@ def fast_accounts(settings, monkeypatch):
     monkeypatch.setitem(app.conf, "task_always_eager", True)
 
 
-def run_schemathesis(group: str, headers: dict[str, str]) -> tuple[dict[tuple[str, str], list[str]], dict]:
+def run_schemathesis(
+    group: str, headers: dict[str, str], platform: Platform
+) -> tuple[dict[tuple[str, str], list[str]], dict]:
     """Run every operation of ``group``; returns {(operation, check title): examples} and the statuses
     seen per operation."""
-    schema = schemathesis.openapi.from_dict(served_schema())
+    served = served_schema()
+    labels = {f"{m.upper()} {path}" for path, ops in served["paths"].items() for m in ops if m in METHODS}
+    stale = sorted({operation for operation, _ in SUPPLIED} - labels)
+    assert not stale, f"SUPPLIED names operations the schema does not have: {stale}"
+    supplier = Supplier(platform, headers)
+    schema = schemathesis.openapi.from_dict(served)
     schema.app = get_wsgi_application()
     failures: dict[tuple[str, str], list[str]] = {}
     statuses: dict[str, set[int]] = {}
@@ -66,13 +218,19 @@ def run_schemathesis(group: str, headers: dict[str, str]) -> tuple[dict[tuple[st
             label = f"{operation.method.upper()} {operation.path}"
             seen = statuses.setdefault(label, set())
             for mode in MODES:
-                exercise(operation, mode, headers, seen, lambda case, response, exc, label=label: record(
-                    failures, label, case, response, exc, headers))  # fmt: skip
+                prepare = supplier.for_operation(label) if mode is POSITIVE else None
+
+                def on_failure(case, response, exc, label=label):
+                    record(failures, label, case, response, exc, headers)
+
+                exercise(operation, mode, headers, seen, prepare, on_failure)
+            supplier.restore()
     return failures, statuses
 
 
-def exercise(operation, mode, headers: dict[str, str], seen: set[int], on_failure) -> None:
-    """``MAX_EXAMPLES`` derandomized cases of ``mode`` for ``operation``, every check on every answer."""
+def exercise(operation, mode, headers: dict[str, str], seen: set[int], prepare, on_failure) -> None:
+    """``MAX_EXAMPLES`` derandomized cases of ``mode`` for ``operation``, every check on every answer;
+    ``prepare(case)`` (positive cases) supplies the values of :data:`SUPPLIED` first."""
 
     @settings(
         max_examples=MAX_EXAMPLES,
@@ -84,6 +242,8 @@ def exercise(operation, mode, headers: dict[str, str], seen: set[int], on_failur
     )
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case):
+        if prepare is not None:
+            prepare(case)
         response = case.call(headers=headers)
         seen.add(response.status_code)
         try:
@@ -119,7 +279,9 @@ def report(failures: dict[tuple[str, str], list[str]]) -> str:
 
 def test_public_api_passes_every_schemathesis_check(platform_in_test_transaction: Platform, fast_accounts):
     failures, statuses = run_schemathesis(
-        PUBLIC, {"Authorization": f"Bearer {platform_in_test_transaction.api_key}"}
+        PUBLIC,
+        {"Authorization": f"Bearer {platform_in_test_transaction.api_key}"},
+        platform_in_test_transaction,
     )
     if failures:
         pytest.fail(f"schemathesis, public API ({len(failures)} failing operation x check):\n"
@@ -131,7 +293,9 @@ def test_management_api_passes_every_schemathesis_check(
     platform_in_test_transaction: Platform, fast_accounts
 ):
     failures, statuses = run_schemathesis(
-        MANAGEMENT, {"Authorization": f"Bearer {platform_in_test_transaction.access_token}"}
+        MANAGEMENT,
+        {"Authorization": f"Bearer {platform_in_test_transaction.access_token}"},
+        platform_in_test_transaction,
     )
     if failures:
         pytest.fail(f"schemathesis, management API ({len(failures)} failing operation x check):\n"
