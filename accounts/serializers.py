@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -99,11 +101,34 @@ class InvitationIn(serializers.Serializer):
     role = serializers.ChoiceField(choices=Role.choices, default=Role.DEVELOPER)
 
 
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
+def audit_cursor(event_id: int) -> str:
+    """The opaque cursor of the audit page that starts after event ``event_id``."""
+    return base64.urlsafe_b64encode(f"audit:{event_id}".encode()).decode().rstrip("=")
+
+
 class AuditQuery(serializers.Serializer):
+    cursor = serializers.RegexField(
+        CURSOR_PATTERN, required=False, max_length=64, help_text="`next_cursor` of the previous page."
+    )
     before = serializers.IntegerField(
-        required=False, min_value=1, help_text="Events older than this id (`next_before` of the last page)."
+        required=False, min_value=1, help_text="Deprecated (use `cursor`): events older than this id."
     )
     limit = serializers.IntegerField(required=False, default=100, min_value=1, max_value=500)
+
+    def validate_cursor(self, value: str) -> int:
+        try:
+            kind, _, number = (
+                base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode().partition(":")
+            )
+            event_id = int(number)
+        except (ValueError, UnicodeDecodeError):
+            kind, event_id = "", 0
+        if kind != "audit" or event_id < 1:
+            raise serializers.ValidationError("is not a cursor returned by this API")
+        return event_id
 
 
 class InvitationAcceptIn(serializers.Serializer):
@@ -323,4 +348,10 @@ class AuditEventOut(serializers.Serializer):
 
 class AuditPageOut(serializers.Serializer):
     results = AuditEventOut(many=True)
-    next_before = serializers.IntegerField(allow_null=True, help_text="Pass as ?before= for the next page")
+    next_cursor = serializers.CharField(
+        allow_null=True,
+        help_text='Pass as ?cursor= for the next page (also in `Link: rel="next"`); null: last page.',
+    )
+    next_before = serializers.IntegerField(
+        allow_null=True, help_text="Deprecated (use `next_cursor`): pass as ?before= for the next page."
+    )

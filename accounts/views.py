@@ -586,18 +586,44 @@ class AuditEventListView(OrganizationScopedView):
         operation_id="account_audit_events",
         tags=[TAG],
         summary="Audit log of key, invitation and membership events, newest first",
-        parameters=[s.AuditQuery],
+        parameters=[
+            s.AuditQuery,
+            OpenApiParameter(
+                "before",
+                {"type": "integer", "minimum": 1},
+                deprecated=True,
+                description="Deprecated (use `cursor`): events older than this id.",
+            ),
+        ],
         responses={
             200: s.AuditPageOut,
-            400: problem(VALIDATION_ERROR, "`before` or `limit` is not an integer or out of range."),
+            400: problem(
+                VALIDATION_ERROR, "`cursor` is not one this API issued, or `before`/`limit` is out of range."
+            ),
         },
     )
     def get(self, request):
         query = s.AuditQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         limit = query.validated_data["limit"]
+        data = query.validated_data
         events = selectors.organization_audit_events(
-            organization=self.organization, before_id=query.validated_data.get("before"), limit=limit
+            organization=self.organization, before_id=data.get("cursor") or data.get("before"), limit=limit
         )
         next_before = events[-1].id if len(events) == limit else None
-        return Response({"results": s.AuditEventOut(events, many=True).data, "next_before": next_before})
+        next_cursor = s.audit_cursor(next_before) if next_before is not None else None
+        response = Response(
+            {
+                "results": s.AuditEventOut(events, many=True).data,
+                "next_cursor": next_cursor,
+                "next_before": next_before,
+            }
+        )
+        if next_cursor is not None:
+            params = request.query_params.copy()
+            params.pop("before", None)
+            params["cursor"] = next_cursor
+            response["Link"] = (
+                f'<{request.build_absolute_uri(request.path)}?{params.urlencode()}>; rel="next"'
+            )
+        return response
