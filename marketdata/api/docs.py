@@ -228,6 +228,8 @@ COIN_ID = OpenApiParameter(
     OpenApiParameter.PATH,
     description="CoinGecko id.",
 )
+#: The parameters of every candle-range operation (candles, candles.csv, each indicator), in order.
+CANDLE_RANGE = [COIN_ID, TIMEFRAME, START, END, LIMIT_CANDLES, ORDER, CURSOR]
 TEXT_SCHEMA = {"type": "string", "minLength": 1, "maxLength": params.MAX_Q, "pattern": "^[^\\u0000]+$"}
 
 RESPONSE_HEADERS_DOC = (

@@ -58,24 +58,27 @@ def market(db, django_capture_on_commit_callbacks, hour0):
     """Three coins; bitcoin has 300 1h candles (299 closed + the open current hour), ethereum 40,
     dogecoin none; snapshots for bitcoin and ethereum. Written through marketdata.services."""
     with django_capture_on_commit_callbacks(execute=True):
-        ids = services.coins_upsert(
-            coins=[
-                services.CoinIn("bitcoin", "btc", "Bitcoin"),
-                services.CoinIn("ethereum", "eth", "Ethereum"),
-                services.CoinIn("dogecoin", "doge", "Dogecoin"),
-            ]
-        )
-        write_hourly(ids["bitcoin"], 300, hour0, seed=1, start=60000.0)
-        write_hourly(ids["ethereum"], 40, hour0, seed=2, start=3000.0)
-        now = datetime.now(UTC)
-        services.snapshots_upsert(
-            rows=[
-                services.SnapshotIn(
-                    ids["bitcoin"], 60000.0, 1.2e12, 1, 3e10, 61000.0, 59000.0, 1.5, now, now
-                ),
-                services.SnapshotIn(ids["ethereum"], 3000.0, 3.6e11, 2, 1e10, 3100.0, 2900.0, -0.5, now, now),
-            ]
-        )
+        return write_market(hour0)
+
+
+def write_market(hour0: datetime) -> dict[str, int]:
+    """The coins, candles and snapshots of :func:`market` (also the contract tests' data)."""
+    ids = services.coins_upsert(
+        coins=[
+            services.CoinIn("bitcoin", "btc", "Bitcoin"),
+            services.CoinIn("ethereum", "eth", "Ethereum"),
+            services.CoinIn("dogecoin", "doge", "Dogecoin"),
+        ]
+    )
+    write_hourly(ids["bitcoin"], 300, hour0, seed=1, start=60000.0)
+    write_hourly(ids["ethereum"], 40, hour0, seed=2, start=3000.0)
+    now = datetime.now(UTC)
+    services.snapshots_upsert(
+        rows=[
+            services.SnapshotIn(ids["bitcoin"], 60000.0, 1.2e12, 1, 3e10, 61000.0, 59000.0, 1.5, now, now),
+            services.SnapshotIn(ids["ethereum"], 3000.0, 3.6e11, 2, 1e10, 3100.0, 2900.0, -0.5, now, now),
+        ]
+    )
     return ids
 
 

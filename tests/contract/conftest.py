@@ -24,9 +24,8 @@ from accounts.models import Organization, User
 from accounts.services.api_keys import api_key_create
 from accounts.services.organizations import organization_create
 from billing import services as billing_services
-from marketdata import services
 from marketdata.screener import latest_indicators_refresh
-from tests.api.conftest import SEED, write_hourly
+from tests.api.conftest import SEED, write_market
 
 _seq = itertools.count(1)
 
@@ -79,22 +78,7 @@ def make_platform() -> Platform:
     its owner (password known), a live API key and an owner access token."""
     SEED.seed(apps, None)  # a transactional test before this one flushed the seeded plans
     hour0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    ids = services.coins_upsert(
-        coins=[
-            services.CoinIn("bitcoin", "btc", "Bitcoin"),
-            services.CoinIn("ethereum", "eth", "Ethereum"),
-            services.CoinIn("dogecoin", "doge", "Dogecoin"),
-        ]
-    )
-    write_hourly(ids["bitcoin"], 300, hour0, seed=1, start=60000.0)
-    write_hourly(ids["ethereum"], 40, hour0, seed=2, start=3000.0)
-    now = datetime.now(UTC)
-    services.snapshots_upsert(
-        rows=[
-            services.SnapshotIn(ids["bitcoin"], 60000.0, 1.2e12, 1, 3e10, 61000.0, 59000.0, 1.5, now, now),
-            services.SnapshotIn(ids["ethereum"], 3000.0, 3.6e11, 2, 1e10, 3100.0, 2900.0, -0.5, now, now),
-        ]
-    )
+    ids = write_market(hour0)
     # the body of the marketdata.refresh_screener task (a Celery task run in the test's process would
     # close the test transaction's connection when it ends)
     assert latest_indicators_refresh(timeframe="1h").coins == 2
