@@ -5,7 +5,7 @@
 - ``GET|POST /_sim/faults``: read, or change fault settings (``FaultConfig`` fields)
 - ``POST /_sim/force``: ``{"kind", "count", "retry_after", "paths"}`` (see ``SimState.force``)
 - ``POST /_sim/keys/revoke``: ``{"key", "status"}``
-- ``GET /_sim/truth/tick?coin=ID&t=EPOCH``: the ground-truth tick in force at ``t``
+- ``GET /_sim/truth/tick?coin=ID&t=EPOCH|ISO``: the ground-truth tick in force at ``t``
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from .core import iso_ms
+from .core import iso_ms, to_ms
 from .protocol import Reply, flat_error
 from .state import SimState
 
@@ -75,7 +75,11 @@ def control(state: SimState, environ: dict, path: str, query: str) -> Reply:
         state.revoke_key(body["key"], int(body.get("status", 401)))
         return Reply(200, {"revoked": True})
     if path == "/_sim/truth/tick":
-        t = float(params.get("t") or state.now_ms() / 1000)
+        raw_t = params.get("t")
+        try:
+            t = to_ms(raw_t) / 1000 if raw_t else state.now_ms() / 1000
+        except ValueError:
+            raise flat_error(400, "t: epoch seconds or an ISO 8601 time") from None
         coin = params.get("coin", "")
         tick = state.tick_at_or_before(coin, t) if coin in state.universe.index else None
         if tick is None:

@@ -327,3 +327,13 @@ def test_refreshing_the_whole_universe_is_vectorised():
     assert sorted(ranks.tolist()) == list(range(1, ranks.size + 1))
     caps = state.market_cap[np.argsort(state.rank)][-ranks.size :]
     assert np.all(np.diff(caps) <= 0), "rank 1 has the largest market cap"
+
+
+def test_truth_tick_takes_epoch_or_iso_time_and_refuses_other_text(sim):
+    with httpx.Client(transport=httpx.WSGITransport(app=sim), base_url="http://sim") as control:
+        epoch = control.get("/_sim/truth/tick", params={"coin": "bitcoin", "t": "1780272000"})
+        iso = control.get("/_sim/truth/tick", params={"coin": "bitcoin", "t": "2026-06-01T00:00:00Z"})
+        bad = control.get("/_sim/truth/tick", params={"coin": "bitcoin", "t": "yesterday"})
+    assert epoch.status_code == iso.status_code == 200, epoch.text
+    assert epoch.json() == iso.json()
+    assert bad.status_code == 400 and "ISO 8601" in bad.text
