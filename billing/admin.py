@@ -47,6 +47,13 @@ class OrganizationPlanAdmin(admin.ModelAdmin):
         row = services.organization_plan_set(organization=obj.organization, plan_name=obj.plan.name, **fields)
         obj.started_at, obj.updated_at = row.started_at, row.updated_at
 
+    def delete_model(self, request, obj):
+        services.organization_plan_remove(organization_id=obj.organization_id)
+
+    def delete_queryset(self, request, queryset):
+        for organization_id in queryset.values_list("organization_id", flat=True):
+            services.organization_plan_remove(organization_id=organization_id)
+
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):

@@ -102,6 +102,18 @@ def organization_plan_set(*, organization, plan_name: str, **fields) -> Organiza
 
 
 @transaction.atomic
+def organization_plan_remove(*, organization_id: int) -> bool:
+    """Take an organization off its assigned plan: it falls back to the default plan, and the
+    gateway's copy of its limits is dropped after commit, so the very next request reloads them.
+    Returns whether there was an assignment."""
+    deleted, _ = OrganizationPlan.objects.filter(organization_id=organization_id).delete()
+    transaction.on_commit(lambda: _forget(organization_id))
+    if deleted:
+        logger.info("organization %s is back on the default plan", organization_id)
+    return bool(deleted)
+
+
+@transaction.atomic
 def plan_update(*, plan: Plan, **fields) -> Plan:
     """Change a plan's limits (admin, scripts); republishes them for every organization on it."""
     unknown = set(fields) - PLAN_EDITABLE_FIELDS

@@ -101,3 +101,16 @@ def test_assignment_added_through_the_admin_form_is_created_by_the_service(
     assert response.status_code == 302, response.content.decode()[:2000]
     assert OrganizationPlan.objects.get(organization=org).plan == plans["pro"]
     assert key_client(key).get("/v1/limits").json()["plan"]["name"] == "pro"
+
+
+def test_assignment_deleted_in_the_admin_applies_to_the_next_request(
+    tenant, plans, settings, django_capture_on_commit_callbacks
+):
+    org, key = tenant("pro")
+    client = key_client(key)
+    assert client.get("/v1/limits").json()["plan"]["name"] == "pro"  # the gateway now holds a copy
+    row = OrganizationPlan.objects.get(organization=org)
+    with django_capture_on_commit_callbacks(execute=True):
+        admin.site._registry[OrganizationPlan].delete_model(request=None, obj=row)
+    assert not OrganizationPlan.objects.filter(organization=org).exists()
+    assert client.get("/v1/limits").json()["plan"]["name"] == settings.BILLING_DEFAULT_PLAN
