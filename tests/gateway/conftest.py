@@ -6,11 +6,13 @@ import importlib
 import itertools
 
 import pytest
+import redis.connection
 from rest_framework.test import APIClient
 
 from accounts.services.api_keys import api_key_create
 from accounts.services.organizations import organization_create
-from billing import services
+from billing import gate, services
+from billing.limits import US
 from billing.models import Plan
 
 _seq = itertools.count(1)
@@ -22,6 +24,28 @@ def ensure_seeded_plans() -> None:
     from django.apps import apps
 
     SEED.seed(apps, None)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The gateway's clock, frozen; tests move it explicitly."""
+    state = {"now": 1_790_000_000 * US}
+    monkeypatch.setattr(gate, "clock_override", lambda: state["now"])
+    return state
+
+
+@pytest.fixture
+def round_trips(monkeypatch):
+    """Redis commands sent by this process (a pipeline or a script counts as one): ``["n"]``."""
+    sent = {"n": 0}
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent["n"] += 1
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    return sent
 
 
 @pytest.fixture

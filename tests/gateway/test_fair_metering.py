@@ -6,36 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import redis.connection
 
 from apiplatform.gateway import page_credits
-from billing import gate, metering
-from billing.limits import US
+from billing import metering
 from billing.models import UsageRecord
 from tests.api.conftest import api_key, hour0, market  # noqa: F401  (fixtures)
 from tests.gateway.conftest import key_client, parse_ratelimit
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.gateway.urls")]
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    state = {"now": 1_790_000_000 * US}
-    monkeypatch.setattr(gate, "clock_override", lambda: state["now"])
-    return state
-
-
-@pytest.fixture
-def round_trips(monkeypatch):
-    sent = {"n": 0}
-    original = redis.connection.AbstractConnection.send_packed_command
-
-    def counting(self, command, check_health=True):
-        sent["n"] += 1
-        return original(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
-    return sent
 
 
 def month_left(response) -> int:

@@ -16,14 +16,6 @@ from tests.gateway.urls import Echo
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.gateway.urls")]
 
 
-@pytest.fixture
-def clock(monkeypatch):
-    """The gateway's clock, frozen; tests move it explicitly."""
-    state = {"now": 1_790_000_000 * US}
-    monkeypatch.setattr(gate, "clock_override", lambda: state["now"])
-    return state
-
-
 def test_limits_endpoint_reports_the_plan_and_counts_down(tenant, plans, clock):
     org, key = tenant()
     client = key_client(key)
@@ -137,25 +129,16 @@ def test_set_plan_command(tenant, plans, clock, django_capture_on_commit_callbac
     assert key_client(key).get("/v1/limits").json()["plan"]["name"] == "developer"
 
 
-def test_warm_path_makes_no_sql_query_and_two_redis_round_trips(tenant, clock, monkeypatch):
+def test_warm_path_makes_no_sql_query_and_two_redis_round_trips(tenant, clock, round_trips):
     _org, key = tenant()
     client = key_client(key)
     client.get("/v1/limits")  # cold: key and plan loaded and cached
-    import redis.connection
-
-    sent = {"n": 0}
-    original = redis.connection.AbstractConnection.send_packed_command
-
-    def counting(self, command, check_health=True):
-        sent["n"] += 1
-        return original(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    round_trips["n"] = 0
     with CaptureQueriesContext(connection) as queries:
         response = client.get("/v1/limits")
     assert response.status_code == 200
     assert len(queries) == 0, [q["sql"] for q in queries]
-    assert sent["n"] <= 2
+    assert round_trips["n"] <= 2
 
 
 def test_metering_counts_every_answer_once_with_exact_credits(tenant, make_plan, clock):
