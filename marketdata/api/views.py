@@ -102,6 +102,12 @@ def _paged(request, hit: caching.Cached):
     return response
 
 
+def _rows_of(hit: caching.Cached) -> int:
+    """Rows in a cached time-series body (candles, indicators) without parsing it: every row of
+    ``data`` has one ``"time"`` member, and nothing before ``data`` has one."""
+    return hit.body.count(b'"time"', hit.body.find(b'"data":'))
+
+
 def _cursor_of(hit: caching.Cached) -> str | None:
     """next_cursor of a cached JSON body without parsing it all (bodies are built so that it is the
     only string member named next_cursor)."""
@@ -494,7 +500,7 @@ class CandleListView(ResponseCacheMixin, MarketDataView):
 
         parts = (coin_pk, timeframe, start, end, limit, order, cursor)
         hit = self.cached(parts=parts, version_key=versions.candles_key(coin_pk, timeframe), compute=compute)
-        charge(request, page_credits(hit.body.count(b'"time"', hit.body.find(b'"data":'))))  # rows returned
+        charge(request, page_credits(_rows_of(hit)))
         if request.accepted_renderer.format == "csv":
             return self._csv(request, hit)
         response = caching.respond(request, hit)
@@ -625,7 +631,7 @@ class IndicatorView(ResponseCacheMixin, MarketDataView):
                 coin_id, coin_pk, spec, values, timeframe, start, end, limit, order, cursor
             ),
         )
-        charge(request, page_credits(hit.body.count(b'"time"', hit.body.find(b'"data":'))))  # rows returned
+        charge(request, page_credits(_rows_of(hit)))
         response = caching.respond(request, hit)
         _link_next(request, _cursor_of(hit), response)
         return response
