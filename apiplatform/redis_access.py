@@ -184,6 +184,18 @@ def breaker(name: str = "default") -> Breaker:
     return conn.breaker if conn is not None else _BREAKERS[name]
 
 
+_SCRIPTS: dict[str, redis.commands.core.Script] = {}
+
+
+def script(source: str, redis_client: redis.Redis) -> redis.commands.core.Script:
+    """The Lua ``source`` registered on ``redis_client`` (once per client: the SHA is computed once,
+    and a client rebuilt after a settings change or a fork registers it again)."""
+    registered = _SCRIPTS.get(source)
+    if registered is None or registered.registered_client is not redis_client:
+        registered = _SCRIPTS[source] = redis_client.register_script(source)
+    return registered
+
+
 def reset_all() -> None:
     """Forget every client and back-off (tests: as in a freshly started process)."""
     for conn in _CONNECTIONS.values():

@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-import redis
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -109,16 +108,6 @@ return 1
 """
 
 
-_scripts: dict[str, redis.commands.core.Script] = {}
-
-
-def _script(source: str, r: redis.Redis) -> redis.commands.core.Script:
-    script = _scripts.get(source)
-    if script is None or script.registered_client is not r:
-        script = _scripts[source] = r.register_script(source)
-    return script
-
-
 def record(hit: Hit) -> None:
     """Count one request that the gate did not meter (no organization, Redis fallback, refused
     before the gate): one Redis round trip; straight into PostgreSQL if Redis is unreachable."""
@@ -129,7 +118,7 @@ def record(hit: Hit) -> None:
     try:
         with _redis.breaker.guard():
             r = _redis.client()
-            _script(_METER_LUA, r)(keys=[usage_live_key()], args=[counter, hit.credits], client=r)
+            redis_access.script(_METER_LUA, r)(keys=[usage_live_key()], args=[counter, hit.credits], client=r)
     except redis_access.ERRORS:  # backing off, or the failure the breaker just recorded
         _record_direct({counter: [1, hit.credits]})
 
@@ -176,7 +165,7 @@ def correct(
     try:
         with _redis.breaker.guard():
             r = _redis.client()
-            used = _script(_CORRECT_LUA, r)(
+            used = redis_access.script(_CORRECT_LUA, r)(
                 keys=[usage_live_key(), month_counter or usage_live_key()],
                 args=[bucket, from_class, to_class, credits_from, credits_to, refund if month_counter else 0],
                 client=r,

@@ -27,16 +27,6 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 """
 
-_script: redis.commands.core.Script | None = None
-
-
-def _publish_script(r: redis.Redis) -> redis.commands.core.Script:
-    global _script
-    script = _script
-    if script is None or script.registered_client is not r:
-        script = _script = r.register_script(_PUBLISH_LUA)
-    return script
-
 
 def publish_plan(
     organization_id: int, limits: PlanLimits, *, pipeline: redis.client.Pipeline | None = None
@@ -45,7 +35,9 @@ def publish_plan(
     With ``pipeline`` the command is only queued (the result comes with ``pipeline.execute()``)."""
     r = redis_access.client("gateway")
     args: list[int | str] = [limits.version, int(settings.GATEWAY_PLAN_TTL), *limits.as_redis_fields()]
-    result = _publish_script(r)(keys=[plan_key(organization_id)], args=args, client=pipeline or r)
+    result = redis_access.script(_PUBLISH_LUA, r)(
+        keys=[plan_key(organization_id)], args=args, client=pipeline or r
+    )
     return bool(result) if pipeline is None else True
 
 
