@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -122,3 +123,38 @@ def screener_changed(timeframe: str) -> None:
     warns once per outage), so cached screener answers need their TTL."""
     with contextlib.suppress(*redis_access.ERRORS), redis_access.breaker("default").guard():
         redis_access.client("default").incr(screener_key(timeframe))
+
+
+# --- the views' side: one mixin around lookup / store ---------------------------------------------
+def answer(body: bytes, *, long: bool = False) -> Cached:
+    """A computed answer: ``body`` with its strong ETag and the long (closed data) or short
+    Cache-Control."""
+    return Cached(body, etag_of(body), cache_control(long))
+
+
+def ttl_of(cached: Cached) -> int:
+    """Redis TTL of an entry: long only for answers that clients may cache long too."""
+    return LONG_TTL if cached.cache_control == cache_control(True) else SHORT_TTL
+
+
+class ResponseCacheMixin:
+    """Views whose answers live in the shared response cache.
+
+    A view parses its parameters, then asks :meth:`cached` for the answer: on a hit (entry present
+    and computed from the current data version) the stored body, ETag and Cache-Control come back
+    without running ``compute``; on a miss ``compute()`` builds the answer (see :func:`answer`) and
+    it is stored for the next request (:func:`ttl_of`). The view renders it with :func:`respond`.
+
+    ``cache_name`` names the entries (``…:resp:<cache_name>:<digest of parts>``); ``parts`` are the
+    endpoint's normalised parameters, ``version_key`` the data version the answer depends on
+    (``marketdata.cache.candles_key`` / ``snapshots_key``, :func:`screener_key`).
+    """
+
+    cache_name: str
+
+    def cached(self, *, parts: tuple, version_key: str, compute: Callable[[], Cached]) -> Cached:
+        version, hit = lookup(self.cache_name, parts, version_key)
+        if hit is None:
+            hit = compute()
+            store(self.cache_name, parts, version, hit, ttl_of(hit))
+        return hit

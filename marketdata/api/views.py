@@ -1,8 +1,8 @@
 """Public market data endpoints (``/v1/…``). Thin: parse parameters, call a selector, shape output.
 
 Lists are built from tuples and rendered with orjson in one call (no serializer objects per row);
-hot answers come from the shared Redis response cache (``ResponseCacheMixin`` in ``cached``, on top
-of ``caching``); every answer has a strong ETag and Cache-Control; every error is problem+json naming
+hot answers come from the shared Redis response cache (``caching.ResponseCacheMixin``);
+every answer has a strong ETag and Cache-Control; every error is problem+json naming
 the parameter.
 """
 
@@ -27,7 +27,6 @@ from apiplatform.renderers import ORJSONRenderer, dumps
 from marketdata import cache as versions
 from marketdata import indicators, screener, selectors
 from marketdata.api import caching, docs, params
-from marketdata.api.cached import ResponseCacheMixin, answer
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -182,7 +181,7 @@ class CoinListView(MarketDataView):
                 }
                 for r in rows
             ]
-            return answer(
+            return caching.answer(
                 dumps(
                     {
                         "data": data,
@@ -268,13 +267,13 @@ class CoinDetailView(MarketDataView):
                 "market": market,
             }
         )
-        return caching.respond(request, answer(body))
+        return caching.respond(request, caching.answer(body))
 
 
 # --- markets and prices --------------------------------------------------------------------------
 
 
-class MarketListView(ResponseCacheMixin, MarketDataView):
+class MarketListView(caching.ResponseCacheMixin, MarketDataView):
     endpoint_name = "markets"
     cache_name = "markets"
     credit_cost = 1
@@ -336,7 +335,7 @@ class MarketListView(ResponseCacheMixin, MarketDataView):
             if more:
                 cursor = params.encode_key_cursor("markets", context, [data[-1][column], data[-1]["id"]])
             next_off = _next_offset(offset, after, limit, more)
-            return answer(dumps({"data": data, "next_cursor": cursor, "next_offset": next_off}))
+            return caching.answer(dumps({"data": data, "next_cursor": cursor, "next_offset": next_off}))
 
         parts = (
             tuple(ids or ()),
@@ -360,7 +359,7 @@ _MARKET_COLUMN = {
 }
 
 
-class PriceView(ResponseCacheMixin, MarketDataView):
+class PriceView(caching.ResponseCacheMixin, MarketDataView):
     endpoint_name = "prices"
     cache_name = "prices"
     credit_cost = 1
@@ -402,7 +401,7 @@ class PriceView(ResponseCacheMixin, MarketDataView):
             data_json, found = selectors.prices_json(list(parts))
             found_set = set(found)
             missing = [i for i in parts if i not in found_set]
-            return answer(b'{"data":' + data_json.encode() + b',"missing":' + dumps(missing) + b"}")
+            return caching.answer(b'{"data":' + data_json.encode() + b',"missing":' + dumps(missing) + b"}")
 
         hit = self.cached(parts=parts, version_key=versions.snapshots_key(), compute=compute)
         return caching.respond(request, hit)
@@ -416,7 +415,7 @@ def _range_is_closed(timeframe: str, end, rows_closed: bool, now: datetime) -> b
     return rows_closed and end is not None and end <= now
 
 
-class CandleListView(ResponseCacheMixin, MarketDataView):
+class CandleListView(caching.ResponseCacheMixin, MarketDataView):
     endpoint_name = "candles"
     cache_name = "candles"
     credit_cost = 1
@@ -496,7 +495,7 @@ class CandleListView(ResponseCacheMixin, MarketDataView):
             next_cursor = params.encode_time_cursor(order, last) if more and last is not None else None
             head = dumps({"coin": coin_id, "timeframe": timeframe})[:-1]
             body = head + b',"data":' + data_json.encode() + b',"next_cursor":' + dumps(next_cursor) + b"}"
-            return answer(body, long=_range_is_closed(timeframe, end, rows_closed, timezone.now()))
+            return caching.answer(body, long=_range_is_closed(timeframe, end, rows_closed, timezone.now()))
 
         parts = (coin_pk, timeframe, start, end, limit, order, cursor)
         hit = self.cached(parts=parts, version_key=versions.candles_key(coin_pk, timeframe), compute=compute)
@@ -595,7 +594,7 @@ def _indicator_params(query, spec: indicators.Indicator) -> dict:
     return out
 
 
-class IndicatorView(ResponseCacheMixin, MarketDataView):
+class IndicatorView(caching.ResponseCacheMixin, MarketDataView):
     endpoint_name = "indicators"
     cache_name = "indicators"
     credit_cost = 1
@@ -682,7 +681,7 @@ class IndicatorView(ResponseCacheMixin, MarketDataView):
             }
         )
         rows_closed = bool(series["closed"][idx].all()) if len(idx) else True
-        return answer(body, long=_range_is_closed(timeframe, end, rows_closed, timezone.now()))
+        return caching.answer(body, long=_range_is_closed(timeframe, end, rows_closed, timezone.now()))
 
 
 def _indicator_example(spec: indicators.Indicator) -> dict:
@@ -746,7 +745,7 @@ def _ranks(caps: dict[int, tuple]) -> dict[int, int]:
     return {coin: i for i, (coin, _) in enumerate(_ranking_order(caps), 1)}
 
 
-class RankingView(ResponseCacheMixin, MarketDataView):
+class RankingView(caching.ResponseCacheMixin, MarketDataView):
     endpoint_name = "rankings"
     cache_name = "rankings"
     credit_cost = 2
@@ -829,7 +828,7 @@ class RankingView(ResponseCacheMixin, MarketDataView):
                     "next_offset": _next_offset(offset, after, limit, more),
                 }
             )
-            return answer(body)
+            return caching.answer(body)
 
         minute = None if at is not None else now.replace(second=0, microsecond=0)
         parts = (by, at, limit, None if after is None else tuple(after), offset, minute)
@@ -843,7 +842,7 @@ _SCREENER_FILTERS.update({f"change_{op}": ("change_pct", op) for op in ("lt", "g
 _SORTS = tuple(screener.FIELDS) + tuple(f"-{f}" for f in screener.FIELDS)
 
 
-class ScreenerView(ResponseCacheMixin, MarketDataView):
+class ScreenerView(caching.ResponseCacheMixin, MarketDataView):
     endpoint_name = "screener"
     cache_name = "screener"
     credit_cost = 2
@@ -941,7 +940,7 @@ class ScreenerView(ResponseCacheMixin, MarketDataView):
                     "next_offset": _next_offset(offset, after, limit, more),
                 }
             )
-            return answer(body)
+            return caching.answer(body)
 
         parts = (timeframe, sort, limit, None if after is None else tuple(after), offset, tuple(filters))
         hit = self.cached(parts=parts, version_key=caching.screener_key(timeframe), compute=compute)
