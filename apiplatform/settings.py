@@ -288,6 +288,19 @@ BILLING_DEFAULT_PLAN = env_str("BILLING_DEFAULT_PLAN", "free")
 BILLING_UPGRADE_URL = env_str("BILLING_UPGRADE_URL", f"{PUBLIC_BASE_URL.rstrip('/')}/pricing")
 BILLING_USAGE_FLUSH_SECONDS = env_int("BILLING_USAGE_FLUSH_SECONDS", 60)  # beat schedule of the flush task
 
+# --- Stripe (subscriptions, metered overage, webhooks; see docs/billing.md) -------------------------
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")  # empty: billing endpoints answer 503, rest works
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")  # whsec_...: webhook signatures
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "https://api.stripe.com")  # tests: the local stand-in
+STRIPE_TIMEOUT_SECONDS = env_float("STRIPE_TIMEOUT_SECONDS", 10.0)  # every Stripe call
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)  # signed timestamp age
+STRIPE_METER_EVENT_NAME = env_str("STRIPE_METER_EVENT_NAME", "candlestack_api_credits")
+STRIPE_CURRENCY = env_str("STRIPE_CURRENCY", "usd")
+BILLING_PAST_DUE_GRACE_DAYS = env_int("BILLING_PAST_DUE_GRACE_DAYS", 7)  # limits kept while past_due
+BILLING_REPORT_EVERY_SECONDS = env_int("BILLING_REPORT_EVERY_SECONDS", 600)  # overage reporter schedule
+# an hour's overage is reported once the hour has been closed this long (late flushes are corrected)
+BILLING_REPORT_DELAY_SECONDS = env_int("BILLING_REPORT_DELAY_SECONDS", 300)
+
 # --- CoinGecko upstream ---------------------------------------------------------------------------
 COINGECKO_PLAN = env_str("COINGECKO_PLAN", "pro")  # "pro" or "demo"
 COINGECKO_API_KEYS = env_list("COINGECKO_API_KEYS", [])

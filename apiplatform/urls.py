@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from apiplatform import health, views
+from billing.stripe_views import stripe_webhook
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -12,6 +13,7 @@ urlpatterns = [
     path("problems/", views.problem_types, name="problem-types"),
     path("problems/<slug:slug>", views.problem_type, name="problem-type"),
     path("admin/", admin.site.urls),
+    path("billing/stripe/webhook", stripe_webhook, name="stripe-webhook"),
     path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("v1/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

@@ -68,7 +68,8 @@ _GATE_LUA = """
 -- KEYS[4] credits used this month, KEYS[5] live usage hash.  ARGV[1] now (us; "" = Redis TIME),
 -- ARGV[2] credit cost, ARGV[3] endpoint ("" = not gated), ARGV[4] TTL of the month counter (s),
 -- ARGV[5] usage bucket ("" = do not meter).
-local p = redis.call('HMGET', KEYS[1], 'v', 'rpm', 'burst', 'krpm', 'quota', 'name', 'eps', 'tfs', 'dn')
+local p = redis.call('HMGET', KEYS[1], 'v', 'rpm', 'burst', 'krpm', 'quota', 'name', 'eps', 'tfs', 'ov', 'bw',
+  'dn')
 if not p[1] then return '-1' end
 local now
 if ARGV[1] == '' then
@@ -95,7 +96,7 @@ local status = 0
 local retry = 0
 if ep ~= '' and p[7] ~= '*' and not string.find(',' .. p[7] .. ',', ',' .. ep .. ',', 1, true) then
   status = 3
-elseif used + cost > quota then
+elseif used + cost > quota and p[9] ~= '1' then  -- 'ov' = '1': past the quota is billed overage
   status = 2
 else
   -- GCRA: admitting moves TAT forward by one emission interval T; refuse if the new TAT would be
@@ -129,10 +130,10 @@ if ARGV[5] ~= '' then
 end
 -- one flat string, cheap to parse: the decision and bucket state, then the plan ("tail", the same
 -- for every request of the organization until its plan changes: the client caches it by value)
-return string.format('%d|%d|%d|%d|%d|%d|%d|%s|%s|%s|%s|%s|%s|%s|%s|%s', status,
+return string.format('%d|%d|%d|%d|%d|%d|%d|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s', status,
   math.floor((now + burst * t_T - t_tat) / t_T), math.ceil(t_tat - now),
   math.floor((now + burst * k_T - k_tat) / k_T), math.ceil(k_tat - now), used, math.ceil(retry),
-  p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8] or '', p[9] or '')
+  p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8] or '', p[9] or '0', p[10] or '', p[11] or '')
 """
 _GATE_SHA = hashlib.sha1(_GATE_LUA.encode(), usedforsecurity=False).hexdigest()
 
@@ -217,11 +218,11 @@ _plans: dict[str, PlanLimits] = {}  # the plan part of gate replies -> its (shar
 def _plan_of(tail: str) -> PlanLimits:
     plan = _plans.get(tail)
     if plan is None:
-        version, rpm, burst, krpm, quota, name, eps, tfs, dn = tail.split("|", 8)
+        version, rpm, burst, krpm, quota, name, eps, tfs, ov, bw, dn = tail.split("|", 10)
         plan = PlanLimits(
             name=name, display_name=dn or name, version=int(version), rate_per_minute=int(rpm),
             burst=int(burst), key_rate_per_minute=int(krpm), monthly_credits=int(quota),
-            endpoints=eps, timeframes=tfs,
+            endpoints=eps, timeframes=tfs, overage=ov == "1", billing_warning=bw,
         )  # fmt: skip
         if len(_plans) >= 10_000:
             _plans.clear()

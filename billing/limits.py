@@ -36,6 +36,9 @@ class PlanLimits:
     monthly_credits: int
     endpoints: str  # comma-separated endpoint names or "*"
     timeframes: str  # comma-separated timeframes or "*"
+    overage: bool = False  # past monthly_credits: keep admitting (billed as overage) instead of refusing
+    # "" or "past_due:<grace end, epoch s>": a payment problem the customer should see (/v1/limits)
+    billing_warning: str = ""
 
     def includes_endpoint(self, endpoint: str) -> bool:
         return not endpoint or self.endpoints == "*" or endpoint in self.endpoints.split(",")
@@ -48,6 +51,7 @@ class PlanLimits:
             "name", self.name, "dn", self.display_name, "rpm", str(self.rate_per_minute),
             "burst", str(self.burst), "krpm", str(self.key_rate_per_minute),
             "quota", str(self.monthly_credits), "eps", self.endpoints, "tfs", self.timeframes,
+            "ov", "1" if self.overage else "0", "bw", self.billing_warning,
         ]  # fmt: skip
 
 

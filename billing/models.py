@@ -7,15 +7,19 @@ Plain tables; the rules live in ``billing/services.py`` (writes) and ``billing/s
   Stripe integration attaches to (``stripe_price_id``, ``price_cents_monthly``).
 * :class:`OrganizationPlan` — the organization → plan assignment, one row per organization
   (the organization is the primary key). It is the subscription record: Stripe's customer and
-  subscription ids and the subscription status go here when Stripe arrives.
+  subscription ids, the subscription's status and period (``billing.subscriptions``).
 * :class:`UsageRecord` — request counts and credits per (hour, organization, key, endpoint,
   status class), written only by the metering flush (``billing.metering``).
 * :class:`UsageFlushBatch` — the batch ids already applied to ``UsageRecord``: a flush that is
   killed and re-run never applies a batch twice.
+* :class:`StripeEvent` — webhook events received from Stripe, one row per event id (applied once).
+* :class:`OverageReport` — the meter events sent to Stripe (overage per organization and hour) and
+  :class:`OverageDrift` — hours whose reported overage could not be corrected (for an operator).
 """
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
@@ -55,8 +59,21 @@ class Plan(models.Model):
         help_text='Candle timeframes this plan includes, e.g. ["5m", "15m", "1h", "1d"]; ["*"] means all.',
     )
     price_cents_monthly = models.PositiveIntegerField(default=0)
+    overage = models.BooleanField(
+        default=False,
+        help_text="On: the plan keeps answering past its monthly credits and bills each started "
+        "1,000 extra credits at overage_cents_per_1000 (paid plans). Off: requests past the quota "
+        "are refused (quota-exceeded).",
+    )
+    overage_cents_per_1000 = models.PositiveIntegerField(
+        default=0, help_text="Price of 1,000 credits past the monthly credits (cents), with overage on."
+    )
+    stripe_product_id = models.CharField(max_length=100, blank=True, help_text="Set by stripe_sync.")
     stripe_price_id = models.CharField(
-        max_length=100, blank=True, help_text="Filled by the Stripe integration."
+        max_length=100, blank=True, help_text="The flat monthly Price (set by stripe_sync)."
+    )
+    stripe_overage_price_id = models.CharField(
+        max_length=100, blank=True, help_text="The metered overage Price (set by stripe_sync)."
     )
     is_public = models.BooleanField(default=True, help_text="Listed on the pricing page / self-service.")
     sort_order = models.PositiveSmallIntegerField(default=0)
@@ -69,11 +86,28 @@ class Plan(models.Model):
     def __str__(self) -> str:
         return self.display_name or self.name
 
+    @property
+    def is_paid(self) -> bool:
+        """Sold through Stripe Checkout: a public plan with a monthly price."""
+        return self.price_cents_monthly > 0
+
+    def clean(self) -> None:
+        if self.overage and (not self.is_paid or self.overage_cents_per_1000 <= 0):
+            raise ValidationError(
+                "Overage needs a paid plan (price_cents_monthly > 0) and a price per 1,000 credits."
+            )
+
 
 class SubscriptionStatus(models.TextChoices):
+    """Stripe's subscription statuses (``active`` also stands for "no subscription, plan in force")."""
+
     ACTIVE = "active", "Active"
     TRIALING = "trialing", "Trialing"
     PAST_DUE = "past_due", "Past due"
+    UNPAID = "unpaid", "Unpaid"
+    INCOMPLETE = "incomplete", "Incomplete"
+    INCOMPLETE_EXPIRED = "incomplete_expired", "Incomplete (expired)"
+    PAUSED = "paused", "Paused"
     CANCELED = "canceled", "Canceled"
 
 
@@ -85,11 +119,28 @@ class OrganizationPlan(models.Model):
     )
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="organizations")
     status = models.CharField(
-        max_length=16, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE
+        max_length=24, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE
     )
     stripe_customer_id = models.CharField(max_length=100, blank=True)
+    stripe_customer_epoch = models.PositiveIntegerField(
+        default=0, help_text="Customers created so far (part of the customer-creation idempotency key)."
+    )
     stripe_subscription_id = models.CharField(max_length=100, blank=True)
+    subscribed_plan = models.ForeignKey(
+        Plan,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The plan the Stripe subscription pays for (the plan in force while it is active).",
+    )
+    current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    past_due_since = models.DateTimeField(null=True, blank=True)
+    stripe_state_at = models.DateTimeField(
+        null=True, blank=True, help_text="Time (at Stripe) of the newest subscription state applied."
+    )
     started_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -163,3 +214,99 @@ class UsageFlushBatch(models.Model):
 
     def __str__(self) -> str:
         return self.batch_id
+
+
+class StripeEventStatus(models.TextChoices):
+    RECEIVED = "received", "Received (to apply)"
+    APPLIED = "applied", "Applied"
+    IGNORED = "ignored", "Ignored (type not handled)"
+    FAILED = "failed", "Failed (dead-lettered)"
+
+
+class StripeEvent(models.Model):
+    """A webhook event received from Stripe: stored once per event id, applied once by a task."""
+
+    event_id = models.CharField(max_length=255, primary_key=True)
+    type = models.CharField(max_length=100)
+    created = models.DateTimeField(help_text="When Stripe created the event.")
+    livemode = models.BooleanField(default=False)
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=16, choices=StripeEventStatus.choices, default=StripeEventStatus.RECEIVED
+    )
+    outcome = models.CharField(max_length=255, blank=True, help_text="What applying it did.")
+    error = models.TextField(blank=True)
+    organization = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    received_at = models.DateTimeField(default=timezone.now)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [models.Index(fields=["status", "received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.type}"
+
+
+class OverageReportState(models.TextChoices):
+    PENDING = "pending", "Pending (sent or about to be; outcome unknown)"
+    SENT = "sent", "Sent"
+    CANCELING = "canceling", "Canceling"
+    CANCELED = "canceled", "Canceled"
+
+
+class OverageReport(models.Model):
+    """One meter event sent to Stripe: overage credits of an organization for one hour.
+
+    Written (``pending``) before the call, ``sent`` after it: a reporter killed in between resends
+    the same ``identifier``, which Stripe refuses as a duplicate. What Stripe holds for an
+    (organization, hour) is the sum of its ``sent`` rows; a later correction adds a revision
+    (the difference) or cancels revisions (``canceled``)."""
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    revision = models.PositiveIntegerField()
+    identifier = models.CharField(max_length=100, unique=True)
+    stripe_customer_id = models.CharField(max_length=100)
+    value = models.PositiveBigIntegerField(help_text="Overage credits in this event.")
+    state = models.CharField(
+        max_length=16, choices=OverageReportState.choices, default=OverageReportState.PENDING
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-hour", "organization_id", "revision"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "hour", "revision"], name="billing_overage_report_revision"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.identifier
+
+
+class OverageDrift(models.Model):
+    """An (organization, hour) whose overage Stripe holds differently from our usage and that the
+    reporter cannot correct (older than Stripe accepts, or an event too old to cancel)."""
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    reported = models.BigIntegerField(help_text="Overage credits Stripe holds for the hour.")
+    expected = models.BigIntegerField(help_text="Overage credits our usage gives for the hour.")
+    reason = models.CharField(max_length=255)
+    detected_at = models.DateTimeField(default=timezone.now)
+    resolved = models.BooleanField(default=False, help_text="Set by an operator once settled.")
+
+    class Meta:
+        ordering = ["-detected_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "hour"], name="billing_overage_drift_hour")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} {self.hour:%Y-%m-%d %H}h"

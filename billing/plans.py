@@ -29,6 +29,8 @@ DEFAULT_PLANS: dict[str, dict] = {
         "endpoints": ["*"],
         "timeframes": ["*"],
         "price_cents_monthly": 2_900,
+        "overage": True,
+        "overage_cents_per_1000": 40,
         "sort_order": 1,
     },
     "pro": {
@@ -41,6 +43,8 @@ DEFAULT_PLANS: dict[str, dict] = {
         "endpoints": ["*"],
         "timeframes": ["*"],
         "price_cents_monthly": 9_900,
+        "overage": True,
+        "overage_cents_per_1000": 20,
         "sort_order": 2,
     },
     "enterprise": {

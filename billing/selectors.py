@@ -9,7 +9,7 @@ from django.db.models import Sum
 from django.db.models.functions import TruncDay
 
 from billing.limits import PlanLimits
-from billing.models import MAX_RATE_PER_MINUTE, OrganizationPlan, Plan, UsageRecord
+from billing.models import MAX_RATE_PER_MINUTE, OrganizationPlan, Plan, SubscriptionStatus, UsageRecord
 from billing.plans import DEFAULT_PLANS
 
 
@@ -18,7 +18,9 @@ def _csv(values: list[str] | None) -> str:
     return "*" if "*" in values else ",".join(values)
 
 
-def plan_limits(*, plan: Plan, version: int) -> PlanLimits:
+def plan_limits(*, plan: Plan, version: int, assignment: OrganizationPlan | None = None) -> PlanLimits:
+    """The limits the gate enforces for ``plan`` (and, with the organization's ``assignment``, the
+    billing warning it shows)."""
     return PlanLimits(
         name=plan.name,
         display_name=plan.display_name or plan.name,
@@ -29,7 +31,23 @@ def plan_limits(*, plan: Plan, version: int) -> PlanLimits:
         monthly_credits=plan.monthly_credits,
         endpoints=_csv(plan.endpoints),
         timeframes=_csv(plan.timeframes),
+        overage=plan.overage,
+        billing_warning=billing_warning(assignment) if assignment is not None else "",
     )
+
+
+def grace_ends_at(assignment: OrganizationPlan) -> datetime | None:
+    """While the subscription is ``past_due``: when its grace period ends (the plan's limits are
+    kept until then, then the organization falls back to the default plan)."""
+    if assignment.status != SubscriptionStatus.PAST_DUE or assignment.past_due_since is None:
+        return None
+    return assignment.past_due_since + timedelta(days=settings.BILLING_PAST_DUE_GRACE_DAYS)
+
+
+def billing_warning(assignment: OrganizationPlan) -> str:
+    """The gateway's compact form of a payment problem: ``past_due:<grace end, epoch s>`` or ""."""
+    end = grace_ends_at(assignment)
+    return f"past_due:{int(end.timestamp())}" if end is not None else ""
 
 
 def version_of(*stamps: datetime) -> int:
@@ -41,7 +59,9 @@ def organization_plan_limits(*, organization_id: int) -> PlanLimits:
     """The organization's effective limits (the default plan when it has no assignment row)."""
     row = OrganizationPlan.objects.select_related("plan").filter(organization_id=organization_id).first()
     if row is not None:
-        return plan_limits(plan=row.plan, version=version_of(row.updated_at, row.plan.updated_at))
+        return plan_limits(
+            plan=row.plan, version=version_of(row.updated_at, row.plan.updated_at), assignment=row
+        )
     plan = default_plan()
     return plan_limits(plan=plan, version=version_of(plan.updated_at))
 

@@ -36,13 +36,28 @@ PLAN_EDITABLE_FIELDS = {
     "endpoints",
     "timeframes",
     "price_cents_monthly",
+    "overage",
+    "overage_cents_per_1000",
+    "stripe_product_id",
     "stripe_price_id",
+    "stripe_overage_price_id",
     "is_public",
     "sort_order",
 }
 
-# The subscription fields of an assignment that may be set with its plan (admin; Stripe later).
-ASSIGNMENT_EDITABLE_FIELDS = {"status", "stripe_customer_id", "stripe_subscription_id", "current_period_end"}
+# The subscription fields of an assignment that may be set with its plan (admin; billing.subscriptions).
+ASSIGNMENT_EDITABLE_FIELDS = {
+    "status",
+    "stripe_customer_id",
+    "stripe_customer_epoch",
+    "stripe_subscription_id",
+    "subscribed_plan",
+    "current_period_start",
+    "current_period_end",
+    "cancel_at_period_end",
+    "past_due_since",
+    "stripe_state_at",
+}
 
 
 class UnknownPlan(ValueError):
@@ -95,9 +110,25 @@ def organization_plan_set(*, organization, plan_name: str, **fields) -> Organiza
         for name, value in fields.items():
             setattr(row, name, value)
         row.save(update_fields=["plan", "started_at", "updated_at", *fields])
-    limits = selectors.plan_limits(plan=plan, version=selectors.version_of(row.updated_at, plan.updated_at))
+    limits = selectors.plan_limits(
+        plan=plan, version=selectors.version_of(row.updated_at, plan.updated_at), assignment=row
+    )
     _publish_later(organization.pk, limits)
     logger.info("organization %s is now on plan %s", organization.pk, plan.name)
+    return row
+
+
+def assignment_for_update(*, organization_id: int) -> OrganizationPlan:
+    """The organization's assignment row, locked for the current transaction (created on the
+    default plan when it has none, as the gateway's cold path would)."""
+    row = OrganizationPlan.objects.select_for_update().filter(organization_id=organization_id).first()
+    if row is None:
+        now = timezone.now()
+        OrganizationPlan.objects.get_or_create(
+            organization_id=organization_id,
+            defaults={"plan": plan_default(), "started_at": now, "updated_at": now},
+        )
+        row = OrganizationPlan.objects.select_for_update().get(organization_id=organization_id)
     return row
 
 
@@ -133,23 +164,25 @@ def plan_publish(*, plan: Plan) -> int:
 
     Organizations without an assignment row use the default plan: ``organization_plan_load``
     gives them one on their first request, so they are covered here too."""
-    rows = list(OrganizationPlan.objects.filter(plan=plan).values_list("organization_id", "updated_at"))
+    rows = list(OrganizationPlan.objects.filter(plan=plan))
 
     def publish() -> None:
         try:
             r = redis_access.client("gateway")
             for start in range(0, len(rows), 500):
                 pipe = r.pipeline(transaction=False)
-                for org_id, updated_at in rows[start : start + 500]:
+                for row in rows[start : start + 500]:
                     limits = selectors.plan_limits(
-                        plan=plan, version=selectors.version_of(updated_at, plan.updated_at)
+                        plan=plan,
+                        version=selectors.version_of(row.updated_at, plan.updated_at),
+                        assignment=row,
                     )
-                    publish_plan(org_id, limits, pipeline=pipe)
+                    publish_plan(row.organization_id, limits, pipeline=pipe)
                 pipe.execute()
         except redis.RedisError:
             logger.exception("could not republish plan %s; dropping cached copies", plan.name)
-            for org_id, _ in rows:
-                _forget(org_id)
+            for row in rows:
+                _forget(row.organization_id)
 
     transaction.on_commit(publish)
     return len(rows)
@@ -189,3 +222,12 @@ def organization_plan_load(*, organization_id: int, now_us: int) -> PlanLimits:
     r.set(month_key(organization_id, month), used, nx=True, ex=40 * 86_400)
     publish_plan(organization_id, limits)
     return limits
+
+
+def stripe_event_queue(*, event_id: str) -> None:
+    """Queue ``billing.apply_stripe_event`` for a stored Stripe event once the current transaction
+    commits. A broker that is down is logged, not raised: the event stays ``received`` and the
+    periodic ``billing.requeue_stripe_events`` queues it again."""
+    from billing import tasks  # the tasks module imports the webhooks, which import this one
+
+    transaction.on_commit(lambda: tasks.apply_stripe_event.delay(event_id), robust=True)

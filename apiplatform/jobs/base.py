@@ -165,6 +165,9 @@ class ProjectTask(Task):
     fail_on: tuple = ()
     #: Write a DeadLetter when the task gives up.
     dead_letter: bool = True
+    #: Called as ``gave_up(exc, args, kwargs)`` when the task gives up, before the dead letter (e.g. to
+    #: mark the row it was working on as failed). Set through ``project_task(gave_up=...)``.
+    gave_up: Callable[[BaseException, tuple, dict], None] | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
@@ -229,6 +232,11 @@ class ProjectTask(Task):
             type(exc).__name__,
             exc,
         )
+        if self.gave_up is not None:
+            try:
+                self.gave_up(exc, args, kwargs)
+            except Exception:
+                logger.exception("the gave_up hook of task %s failed", self.name)
         if not self.dead_letter:
             return
         self._write_dead_letter(exc, args, kwargs, attempt, retryable)
@@ -282,6 +290,7 @@ def project_task(
     retry_on: tuple = (),
     fail_on: tuple = (),
     dead_letter: bool = True,
+    gave_up: Callable[[BaseException, tuple, dict], None] | None = None,
     **options: Any,
 ) -> Callable[[Callable[..., Any]], ProjectTask]:
     """Declare a project task. Example::
@@ -316,6 +325,7 @@ def project_task(
             retry_on=tuple(retry_on),
             fail_on=tuple(fail_on),
             dead_letter=dead_letter,
+            gave_up=staticmethod(gave_up) if gave_up is not None else None,
             **options,
         )(fn)
 
