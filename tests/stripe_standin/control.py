@@ -180,9 +180,11 @@ def subscription_create(state: State, body: dict[str, Any], base: str) -> dict[s
     customer = body.get("customer")
     if not isinstance(customer, str) or customer not in state.objects["customers"]:
         raise _bad(f"no customer {customer!r}")
+    if not isinstance(body.get("items"), list) or not body["items"] or not isinstance(body["items"][0], dict):
+        raise _bad("items must be a non-empty list of {price, quantity?}")
     now = state.now()
     start = _int(body, "current_period_start", now)
-    first = state.objects["prices"].get((body.get("items") or [{}])[0].get("price", ""))
+    first = state.objects["prices"].get(str(body["items"][0].get("price")))
     recurring = (first or {}).get("recurring") or {"interval": "month", "interval_count": 1}
     subscription: dict[str, Any] = {
         "id": new_id("sub_"),
@@ -217,8 +219,6 @@ def subscription_create(state: State, body: dict[str, Any], base: str) -> dict[s
         "total_count": 0,
         "url": f"/v1/subscription_items?subscription={subscription['id']}",
     }
-    if "items" not in body:
-        raise _bad("items must be a non-empty list of {price, quantity?}")
     _apply_subscription(state, subscription, body)
     subscription["customer"] = customer
     state.add("subscriptions", subscription)

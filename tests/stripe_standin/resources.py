@@ -749,7 +749,7 @@ def _checkout_line_items(ctx: Ctx, mode: str) -> list[dict[str, Any]]:
         return []
     if not raw:
         raise forms.missing("line_items")
-    lines = []
+    lines: list[dict[str, Any]] = []
     for index, item in enumerate(raw):
         name = f"line_items[{index}]"
         if not isinstance(item, dict):

@@ -13,6 +13,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -144,6 +145,9 @@ class Handler(BaseHTTPRequestHandler):
             return 200, rendered
         except StripeError as error:
             return error.status, error.body()
+        except Exception as exc:  # a stand-in bug: say so in the answer (and on stderr), not a hang
+            traceback.print_exc()
+            return 500, StripeError(500, f"Stripe stand-in bug: {exc!r}", type_="api_error").body()
 
     def _authenticate(self) -> None:
         auth = self.headers.get("Authorization", "")
@@ -195,6 +199,10 @@ class Handler(BaseHTTPRequestHandler):
                     self._send(200, text)
                 except StripeError as error:
                     self._send(error.status, error.body())
+                except Exception as exc:  # malformed control input or a stand-in bug
+                    traceback.print_exc()
+                    error = StripeError(500, f"control API failed: {exc!r}", type_="api_error")
+                    self._send(500, error.body())
                 return
         self._send(404, StripeError(404, f"No control route {method} {path}").body())
 
