@@ -41,6 +41,11 @@ def _digest(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _field(obj: Any, name: str) -> Any:
+    """A field of a nested Stripe object, None when the object or the field is absent."""
+    return obj.to_dict().get(name) if obj is not None else None
+
+
 def product_id(plan: Plan) -> str:
     return f"candlestack_plan_{plan.name}"
 
@@ -195,8 +200,8 @@ def stripe_sync(*, say: Callable[[str], None] = lambda line: None) -> SyncReport
                     p.unit_amount == plan.overage_cents_per_1000
                     and p.currency == currency
                     and p.product == pid
-                    and (p.recurring or {}).get("meter") == meter_id
-                    and (p.transform_quantity or {}).get("divide_by") == 1000
+                    and _field(p.recurring, "meter") == meter_id
+                    and _field(p.transform_quantity, "divide_by") == 1000
                 ),
                 report=report,
                 say=say,

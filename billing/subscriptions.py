@@ -174,9 +174,9 @@ def checkout_start(*, organization: Organization, plan_name: str, actor: User | 
         organization=organization,
         actor=actor,
         action="billing.checkout_started",
-        target_type="checkout_session",
-        target_id=session.id,
-        data={"plan": plan.name},
+        target_type="plan",
+        target_id=plan.name,
+        data={"checkout_session": session.id},
     )
     return {"id": session.id, "url": session.url, "expires_at": _ts(_get(session, "expires_at"))}
 

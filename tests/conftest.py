@@ -22,6 +22,10 @@ from django.db import connection
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# The local Stripe stand-in (a process of its own, reached by the real stripe library): the
+# ``stripe_standin`` and ``stripe_env`` fixtures.
+pytest_plugins = ["tests.stripe_standin.fixtures"]
+
 
 def reset_process_state() -> None:
     """Forget what this process keeps between requests (as a freshly started web process would):
