@@ -48,11 +48,28 @@ _LIMITS_EXAMPLE = {
         "used": 1234,
         "remaining": 8766,
         "reset_seconds": 585120,
+        "overage": False,
     },
     "endpoints": "*",
     "timeframes": ["5m", "15m", "1h", "1d"],
     "degraded": False,
+    "billing": None,
 }
+
+
+def _billing_warning(warning: str) -> dict | None:
+    """The gateway's compact ``past_due:<epoch>`` as the customer reads it."""
+    kind, _, end = warning.partition(":")
+    if kind != "past_due" or not end.isdigit():
+        return None
+    ends = datetime.fromtimestamp(int(end), tz=UTC)
+    return {
+        "status": kind,
+        "grace_ends_at": ends.isoformat().replace("+00:00", "Z"),
+        "detail": "A payment failed. Update the payment method in the billing portal "
+        "(POST /v1/account/billing/portal): the plan's limits are kept until grace_ends_at, then the "
+        "organization moves to Free.",
+    }
 
 
 class LimitsView(PublicAPIView):
@@ -93,12 +110,28 @@ class LimitsView(PublicAPIView):
                             "used": serializers.IntegerField(),
                             "remaining": serializers.IntegerField(),
                             "reset_seconds": serializers.IntegerField(),
+                            "overage": serializers.BooleanField(
+                                help_text="true: calls past `credits` are served and billed as overage "
+                                "(paid plans); false: refused with `quota-exceeded`."
+                            ),
                         },
                     ),
                     "endpoints": serializers.JSONField(help_text='"*" or the list of endpoint names.'),
                     "timeframes": serializers.JSONField(help_text='"*" or the list of candle timeframes.'),
                     "degraded": serializers.BooleanField(
                         help_text="True while the shared limiter is unreachable (per-process limits)."
+                    ),
+                    "billing": inline_serializer(
+                        "LimitsBillingWarning",
+                        {
+                            "status": serializers.ChoiceField(choices=["past_due"]),
+                            "grace_ends_at": serializers.DateTimeField(
+                                help_text="The plan's limits are kept until then; after it, Free's."
+                            ),
+                            "detail": serializers.CharField(),
+                        },
+                        allow_null=True,
+                        help_text="A payment problem to fix (null when there is none).",
                     ),
                 },
             ),
@@ -141,10 +174,12 @@ class LimitsView(PublicAPIView):
                     "used": result.credits_used,
                     "remaining": result.credits_remaining,
                     "reset_seconds": result.month_reset_s,
+                    "overage": plan.overage,
                 },
                 "endpoints": listed(plan.endpoints),
                 "timeframes": listed(plan.timeframes),
                 "degraded": result.degraded,
+                "billing": _billing_warning(plan.billing_warning),
             }
         )
 
