@@ -19,6 +19,7 @@ from accounts import roles
 from accounts.schema import problem
 from accounts.tenancy import OrganizationScopedView
 from apiplatform.problems import PROBLEM_CONTENT_TYPE, VALIDATION_ERROR, ProblemError, problem_body
+from apiplatform.query import known_only
 from billing import problems as bp
 from billing import stripe_api, subscriptions, webhooks
 
@@ -208,8 +209,10 @@ class BillingPortalView(BillingView):
 
 class InvoicesQuery(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
-    starting_after = serializers.RegexField(
-        r"^in_[A-Za-z0-9]{1,250}$", required=False, help_text="Next page: the last invoice id of the page."
+    starting_after = serializers.CharField(
+        required=False,
+        max_length=255,
+        help_text="Next page: the last invoice id of the previous page.",
     )
 
 
@@ -244,11 +247,15 @@ class BillingInvoicesView(BillingView):
                 "InvoiceList",
                 {"invoices": serializers.ListField(child=_invoice), "has_more": serializers.BooleanField()},
             ),
-            400: problem(VALIDATION_ERROR, "`limit` out of 1-100 or `starting_after` not an invoice id."),
+            400: problem(
+                VALIDATION_ERROR,
+                "`limit` out of 1-100, or `starting_after` not one of your invoices.",
+            ),
             503: _UNAVAILABLE,
         },
     )
     def get(self, request):
+        known_only(request.query_params, frozenset(InvoicesQuery().fields))
         query = InvoicesQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         try:

@@ -281,10 +281,3 @@ def key_cursor(query, *, kind: str, context: list[Any], spec: KeySpec) -> list[A
         if not ok:
             fail("cursor", NOT_A_CURSOR)
     return key
-
-
-def known_only(query, allowed: set[str] | frozenset[str]) -> None:
-    """Reject unknown query parameters (a typo such as `limt=` should not be silently ignored)."""
-    unknown = sorted(set(query.keys()) - allowed)
-    if unknown:
-        raise ValidationError({name[:60]: ["unknown parameter"] for name in unknown[:10]})

@@ -23,6 +23,7 @@ from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 
 from apiplatform.gateway import PublicAPIView, charge, page_credits
+from apiplatform.query import known_only
 from apiplatform.renderers import ORJSONRenderer, dumps
 from marketdata import cache as versions
 from marketdata import indicators, screener, selectors
@@ -62,7 +63,7 @@ class MarketDataView(PublicAPIView):
 
     def query(self, request):
         query = request.query_params
-        params.known_only(query, self.allowed_params)
+        known_only(query, self.allowed_params)
         return query
 
     def coin_or_404(self, coin_id: str) -> tuple[int, str, str]:

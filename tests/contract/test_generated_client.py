@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import importlib
 import inspect
+import io
 import json
 import pkgutil
 import re
@@ -29,6 +30,8 @@ from typing import Any
 import attrs
 import httpx
 import pytest
+from django.conf import settings
+from django.core.management import call_command
 
 from accounts.models import User
 from accounts.services.users import email_verification_token
@@ -232,8 +235,15 @@ class Api:
 
 
 @pytest.fixture
-def server(platform, tmp_path):
-    with web_process(tmp_path, settings_module="apiplatform.settings") as (base, _proc):
+def server(platform, tmp_path, stripe_env):
+    """The web process, its billing pointed at the Stripe stand-in (its catalogue synced)."""
+    call_command("stripe_sync", stdout=io.StringIO())
+    stripe = {
+        "STRIPE_API_BASE": stripe_env.base,
+        "STRIPE_SECRET_KEY": settings.STRIPE_SECRET_KEY,
+        "STRIPE_WEBHOOK_SECRET": settings.STRIPE_WEBHOOK_SECRET,
+    }
+    with web_process(tmp_path, settings_module="apiplatform.settings", env=stripe) as (base, _proc):
         yield base, tmp_path
 
 
@@ -339,6 +349,13 @@ def test_every_management_operation_answers_in_its_declared_models(generated, pl
     api.call("account_key_rotate", 201, auth=access, key_id=key_id, body={})
     api.call("account_key_revoke", 200, auth=access, key_id=key_id)
     api.call("account_audit_events", 200, auth=access)
+
+    # billing (Stripe stand-in): the overview, a checkout, the portal, invoices
+    api.call("account_billing", 200, auth=access)
+    api.call("account_billing_portal", 409, auth=access, label="nothing bought yet")
+    api.call("account_billing_checkout", 201, auth=access, body={"plan": "developer"})
+    api.call("account_billing_portal", 201, auth=access)
+    api.call("account_billing_invoices", 200, auth=access, limit=5)
 
     api.call("account_key", 404, auth=access, label="unknown key", key_id="nokey")
     api.organization_auth = access
