@@ -1,4 +1,5 @@
-"""Stripe endpoints: the organization's billing (management API, JWT, ``billing.manage``) and the
+"""Stripe endpoints: the organization's billing (management API, JWT: reading needs ``billing.read``,
+buying and the portal ``billing.manage``) and the
 webhook (``POST /billing/stripe/webhook``: outside /v1, no key, no gateway).
 
 Thin: the rules are in ``billing.subscriptions`` (customer, checkout, portal, state) and
@@ -126,7 +127,7 @@ BillingOverview = inline_serializer(
 
 
 class BillingOverviewView(BillingView):
-    required_permissions = {"GET": roles.BILLING_MANAGE}
+    required_permissions = {"GET": roles.BILLING_READ}
 
     @extend_schema(
         operation_id="account_billing",
@@ -235,7 +236,7 @@ _invoice = inline_serializer(
 
 
 class BillingInvoicesView(BillingView):
-    required_permissions = {"GET": roles.BILLING_MANAGE}
+    required_permissions = {"GET": roles.BILLING_READ}
 
     @extend_schema(
         operation_id="account_billing_invoices",

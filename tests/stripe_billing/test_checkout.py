@@ -193,6 +193,14 @@ def test_billing_needs_the_billing_manage_permission(synced, tenant):
     response = t.jwt(admin).post("/v1/account/billing/checkout", {"plan": "pro"}, format="json")
     assert response.status_code == 403
     assert response.json()["required_permission"] == "billing.manage"
+    assert t.jwt(admin).post("/v1/account/billing/portal").status_code == 403
+    assert t.jwt(admin).get("/v1/account/billing").status_code == 200  # an admin may read billing
+    developer = User.objects.create_user(
+        email="dev-billing@example.test", password="correct horse battery staple"
+    )
+    membership_add(organization=t.org, user=developer, role=Role.DEVELOPER, actor=None)
+    response = t.jwt(developer).get("/v1/account/billing")
+    assert response.status_code == 403 and response.json()["required_permission"] == "billing.read"
 
 
 def test_portal_needs_a_customer_then_returns_a_session(synced, tenant):
