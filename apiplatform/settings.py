@@ -298,8 +298,6 @@ STRIPE_METER_EVENT_NAME = env_str("STRIPE_METER_EVENT_NAME", "candlestack_api_cr
 STRIPE_CURRENCY = env_str("STRIPE_CURRENCY", "usd")
 BILLING_PAST_DUE_GRACE_DAYS = env_int("BILLING_PAST_DUE_GRACE_DAYS", 7)  # limits kept while past_due
 BILLING_REPORT_EVERY_SECONDS = env_int("BILLING_REPORT_EVERY_SECONDS", 600)  # overage reporter schedule
-# an hour's overage is reported once the hour has been closed this long (late flushes are corrected)
-BILLING_REPORT_DELAY_SECONDS = env_int("BILLING_REPORT_DELAY_SECONDS", 300)
 
 # --- CoinGecko upstream ---------------------------------------------------------------------------
 COINGECKO_PLAN = env_str("COINGECKO_PLAN", "pro")  # "pro" or "demo"

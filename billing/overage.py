@@ -6,12 +6,12 @@ overage of an hour is how much the month's running total past the included credi
 hour, so the hours of a month add up to the month's overage, in whole credits.
 
 How it reaches Stripe (:func:`report_cycle`, periodic task ``billing.report_overage`` and
-``manage.py stripe_report_usage``): for each closed hour (ended ``BILLING_REPORT_DELAY_SECONDS``
-ago) within Stripe's 35-day window, the overage Stripe should hold is compared with what we sent
+``manage.py stripe_report_usage``): for each hour within Stripe's 35-day window, the current one
+included, the overage Stripe should hold is compared with what we sent
 (:class:`billing.models.OverageReport`, one row per meter event). A difference becomes a new meter
 event with the deterministic identifier ``cs-<organization>-<YYYYMMDDHH>-r<revision>``:
 
-* more usage (a late flush): a new revision carrying the difference;
+* more usage (the current hour went on, or a late flush): a new revision carrying the difference;
 * less usage (a correction refunded credits): the newest revisions are cancelled (meter event
   adjustments, possible for 24 h) and the remainder re-sent as a new revision;
 * the row is written ``pending`` before the call and ``sent`` after, so a reporter killed in between
@@ -235,9 +235,9 @@ def _settle_hour(
 
 
 def report_until(now: datetime) -> datetime:
-    """Hours before this are closed and reported (their end is at least the report delay ago)."""
-    closed = now - timedelta(seconds=settings.BILLING_REPORT_DELAY_SECONDS) - HOUR
-    return closed.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + HOUR
+    """Hours before this are reported: every hour up to the current one (its usage so far; what it
+    adds later goes as further revisions)."""
+    return now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + HOUR
 
 
 def report_cycle(
@@ -329,7 +329,7 @@ def meter_id() -> str:
 
 def reconcile(*, period: str | None = None, now: datetime | None = None) -> list[Difference]:
     """Our overage per organization and hour in ``period`` (YYYY-MM, default: this month) against
-    Stripe's meter event summaries (hourly). Only closed, reportable hours are compared."""
+    Stripe's meter event summaries (hourly), up to the current hour."""
     now = now or timezone.now()
     month = datetime.strptime(period, "%Y-%m").replace(tzinfo=UTC) if period else _month_start(now)
     end = min(_next_month(month), report_until(now))

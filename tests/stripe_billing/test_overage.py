@@ -41,7 +41,7 @@ def billed(synced, tenant, django_capture_on_commit_callbacks):
 
 
 def _hours(now: datetime, n: int) -> list[datetime]:
-    """``n`` consecutive closed hours before ``now``, all in one calendar month."""
+    """``n`` consecutive hours before ``now``, all in one calendar month."""
     last = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
     first = last - timedelta(hours=n - 1)
     if first.month != last.month:  # early on the 1st: take hours of the day before instead
@@ -227,3 +227,19 @@ def test_a_reporter_killed_mid_run_and_rerun_leaves_each_hour_exactly_once(
     out = io.StringIO()
     call_command("stripe_reconcile", stdout=out)
     assert "no differences" in out.getvalue()
+
+
+def test_the_current_hour_is_reported_as_it_goes(billed, synced):
+    now = datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    if hour.day == 1 and hour.hour == 0:
+        pytest.skip("the first hour of a month has no earlier usage to build overage from in this test")
+    _use(billed.org, hour, 1200)
+    assert overage.report_cycle(now=now).credits == 200
+    _use(billed.org, hour, 300)  # the hour goes on
+    assert overage.report_cycle(now=now).credits == 300
+    assert _stripe_by_hour(synced, billed.customer) == {hour: 500}
+    assert list(OverageReport.objects.filter(hour=hour).values_list("revision", "value")) == [
+        (0, 200),
+        (1, 300),
+    ]

@@ -9,7 +9,7 @@ from billing import overage, stripe_api
 
 
 class Command(BaseCommand):
-    help = "Send overage credits per organization and closed hour to the Stripe meter (exactly once)."
+    help = "Send overage credits per organization and hour to the Stripe meter (exactly once)."
 
     def handle(self, *args, **options):
         try:
