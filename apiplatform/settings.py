@@ -356,3 +356,7 @@ LOGGING = {
         "celery": {"level": LOG_LEVEL},
     },
 }
+
+# --- cheap denial of service (docs/operations.md "Denial of service") ------------------------------
+# Seconds each /readyz check may take before its dependency counts as down (checks run side by side).
+READYZ_CHECK_TIMEOUT = env_float("READYZ_CHECK_TIMEOUT", 1.0)
