@@ -11,6 +11,7 @@ probe holds a web worker about that long at most, whatever is down.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -31,23 +32,16 @@ def _timeout() -> float:
 
 def check_database() -> None:
     """One pooled connection (waiting at most the check timeout for it) answers ``SELECT 1``."""
-    pool = connection.pool
-    if pool is None:  # no pool configured: a plain connection with a connect timeout
-        import psycopg
-
-        params = {**connection.get_connection_params(), "connect_timeout": max(1, round(_timeout()))}
-        with psycopg.connect(**params) as conn:
-            conn.execute("SELECT 1").fetchone()
-        return
+    pool = connection.pool  # type: ignore[attr-defined]  # the PostgreSQL backend's psycopg pool
     pool.open(wait=False)
-    with pool.connection(timeout=_timeout()) as conn:
+    with pool.connection(timeout=math.ceil(_timeout())) as conn:
         conn.execute("SELECT 1").fetchone()
 
 
 def check_redis() -> None:
     """The cache's Redis answers PING (a client of its own with the check timeout)."""
     client = redis.Redis.from_url(
-        settings.CACHES["default"]["LOCATION"],
+        str(settings.CACHES["default"]["LOCATION"]),
         socket_timeout=_timeout(),
         socket_connect_timeout=_timeout(),
     )
@@ -62,7 +56,7 @@ def check_broker() -> None:
     from apiplatform.celery import app
 
     with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, interval_start=0, timeout=_timeout())
+        conn.ensure_connection(max_retries=1, interval_start=0, timeout=math.ceil(_timeout()))
 
 
 CHECKS: dict[str, Callable[[], None]] = {
