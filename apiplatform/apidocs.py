@@ -2,8 +2,9 @@
 cheap to serve and limited per client address.
 
 Generating the document costs 0.1-0.4 s of CPU; it depends only on the code, so each process builds
-it once (on the first request, under a lock: concurrent first requests wait for that one build)
-and serves the rendered bytes from memory with a strong ``ETag`` (``If-None-Match`` answers 304).
+it once (at start-up with :func:`warm`, else on the first request, under a lock: concurrent first
+requests wait for that one build) and serves the rendered bytes from memory with a strong ``ETag``
+(``If-None-Match`` answers 304).
 drf-spectacular's ``lang`` and ``version`` query parameters are not honoured: one document per
 format (YAML, JSON).
 
@@ -94,13 +95,13 @@ class SchemaView(LimitedPerClient, SpectacularAPIView):
 
     @extend_schema(**SCHEMA_KWARGS)
     def get(self, request, *args, **kwargs):
-        rendered = self._rendered(request)
-        if rendered.etag in parse_etags(request.META.get("HTTP_IF_NONE_MATCH", "")):
+        found = rendered(request.accepted_renderer, request)
+        if found.etag in parse_etags(request.META.get("HTTP_IF_NONE_MATCH", "")):
             response: HttpResponse = HttpResponseNotModified()
         else:
-            response = HttpResponse(rendered.content, content_type=rendered.content_type)
+            response = HttpResponse(found.content, content_type=found.content_type)
             response["Content-Disposition"] = self._content_disposition(request)
-        response["ETag"] = rendered.etag
+        response["ETag"] = found.etag
         patch_cache_control(response, public=True, max_age=settings.DOCS_SCHEMA_MAX_AGE)
         return response
 
@@ -108,29 +109,37 @@ class SchemaView(LimitedPerClient, SpectacularAPIView):
         title = settings.SPECTACULAR_SETTINGS.get("TITLE") or "schema"
         return f'inline; filename="{title}.{request.accepted_renderer.format}"'
 
-    def _rendered(self, request) -> Rendered:
-        global _schema
-        renderer = request.accepted_renderer
-        key = renderer.media_type
+
+def rendered(renderer, request: HttpRequest | None = None) -> Rendered:
+    """The document as ``renderer`` renders it, built and rendered at most once per process (the
+    media type's parameters, e.g. ``indent``, are ignored: one body per format)."""
+    global _schema
+    key = renderer.media_type
+    found = _rendered.get(key)
+    if found is not None:
+        return found
+    with _lock:  # one build per process, however many requests arrive while it runs
         found = _rendered.get(key)
         if found is not None:
             return found
-        with _lock:  # one build per process, however many requests arrive while it runs
-            found = _rendered.get(key)
-            if found is not None:
-                return found
-            if _schema is None:
-                generator = self.generator_class(
-                    urlconf=self.urlconf, api_version=None, patterns=self.patterns
-                )
-                _schema = generator.get_schema(request=request, public=self.serve_public)
-            content = renderer.render(_schema, renderer.media_type, self.get_renderer_context())
-            content_type = renderer.media_type
-            if renderer.charset:
-                content_type += f"; charset={renderer.charset}"
-            etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
-            found = _rendered[key] = Rendered(bytes(content), content_type, etag)
-            return found
+        if _schema is None:
+            view = SchemaView
+            generator = view.generator_class(urlconf=view.urlconf, api_version=None, patterns=view.patterns)
+            _schema = generator.get_schema(request=request, public=view.serve_public)
+        content = renderer.render(_schema, renderer.media_type, {})
+        content_type = renderer.media_type
+        if renderer.charset:
+            content_type += f"; charset={renderer.charset}"
+        etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
+        found = _rendered[key] = Rendered(bytes(content), content_type, etag)
+        return found
+
+
+def warm() -> None:
+    """Build and render the document now, for every format (deploy/gunicorn.conf.py calls it in
+    the master process before the workers fork, so they start with it)."""
+    for renderer_class in SchemaView.renderer_classes:
+        rendered(renderer_class())
 
 
 class SwaggerView(LimitedPerClient, SpectacularSwaggerView):

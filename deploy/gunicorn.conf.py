@@ -15,3 +15,11 @@ preload_app = True  # load once: a start-up error (e.g. static files not collect
 forwarded_allow_ips = os.environ.get("WEB_FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-"
 errorlog = "-"
+
+
+def when_ready(server):
+    """In the master, after the application was loaded and before the workers fork: build the
+    OpenAPI document once, so that no worker spends a request on it (apiplatform/apidocs.py)."""
+    from apiplatform import apidocs
+
+    apidocs.warm()

@@ -118,3 +118,22 @@ def test_docs_limit_counts_the_client_behind_the_trusted_proxy(client, settings)
     assert client.get("/v1/schema/", HTTP_X_FORWARDED_FOR="198.51.100.7", **proxy).status_code == 429
     # every client behind the same proxy is not refused with it
     assert client.get("/v1/schema/", HTTP_X_FORWARDED_FOR="198.51.100.8", **proxy).status_code == 200
+
+
+def test_schema_built_at_start_up_is_served_without_generating_it(client, monkeypatch):
+    from drf_spectacular.generators import SchemaGenerator
+
+    from apiplatform import apidocs
+
+    apidocs.warm()  # what deploy/gunicorn.conf.py does before the workers fork
+    calls = []
+    monkeypatch.setattr(SchemaGenerator, "get_schema", lambda *a, **k: calls.append(1))
+    assert client.get("/v1/schema/").status_code == 200
+    assert client.get("/v1/schema/", HTTP_ACCEPT="application/json").json()["openapi"].startswith("3.")
+    assert calls == []
+
+
+def test_a_client_cannot_change_the_shared_rendering(client):
+    plain = client.get("/v1/schema/?format=json").content
+    client.get("/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json; indent=40")
+    assert client.get("/v1/schema/?format=json").content == plain
