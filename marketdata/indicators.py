@@ -31,7 +31,8 @@ and the values are the same bit for bit. The EMA-type ones (ema, rsi, macd, atr)
 every value since the series start: their seed keeps a weight ``(1-k)^n`` after ``n`` more candles,
 so their warm-up adds the ``n`` (:func:`fade`) that brings that weight below :data:`SEED_WEIGHT`
 (2^-60, under a double's 2^-53 resolution). Values then equal the whole-series values to double
-precision — bit for bit on the long random-walk series of tests/indicators/test_windowed.py.
+precision: bit for bit for all but about one in a million (a short-period RSI deep in a one-sided
+run can differ in its last binary digit), see tests/indicators/test_windowed.py.
 The warm-up of each indicator is listed in docs/indicators.md.
 
 One deliberate difference from TA-Lib's C code: TA-Lib treats ``|G+L| < 1e-8`` (an absolute

@@ -722,10 +722,11 @@ def indicator_view(spec: indicators.Indicator) -> type[IndicatorView]:
             summary=f"{spec.title} of one coin",
             description=(
                 f"{spec.title} per candle ({spec.formula}), computed as over the whole stored series "
-                "(the page is read with the warm-up its first value needs, see docs/indicators.md; a "
-                "value never depends on the range asked for: pages give the same numbers as one big "
-                "request). Definitions, seeding and warm-up are TA-Lib's (docs/indicators.md); warm-up "
-                f"points have null values. Outputs: {', '.join(spec.outputs)}. Paging as for candles. "
+                "to double precision (the page is read with the warm-up its first value needs, see "
+                "docs/indicators.md; a value does not depend on the range asked for: pages give the "
+                "same numbers as one big request). Definitions, seeding and warm-up are TA-Lib's "
+                "(docs/indicators.md); warm-up points have null values. "
+                f"Outputs: {', '.join(spec.outputs)}. Paging as for candles. "
                 "Credits: 1 per started 1,000 rows returned (min. 1); a 304 costs 0. "
                 + docs.RESPONSE_HEADERS_DOC
             ),

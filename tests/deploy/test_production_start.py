@@ -86,6 +86,8 @@ def test_serve_script_collects_static_files_so_admin_and_docs_pages_load(tmp_pat
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.25)
             assert (tmp_path / "static" / "staticfiles.json").is_file()
+            schema = httpx.get(f"{base}/v1/schema/?format=json", timeout=10)
+            assert schema.status_code == 200 and schema.headers["ETag"]
             for page in ("/admin/login/", "/v1/docs/", "/v1/redoc/"):
                 response = httpx.get(base + page, timeout=10)
                 assert response.status_code == 200, (page, response.text[:500])

@@ -1,8 +1,13 @@
 """Windowed reads give the whole-series values: an indicator computed over the candles from
-``warmup(name, params)`` before the first value asked for equals, bit for bit, the same indicator
-computed over the whole series (long random walks, every indicator, default and extreme parameters)."""
+``warmup(name, params)`` before the first value asked for equals the same indicator computed over
+the whole series (long random walks, every indicator, default and extreme parameters) to double
+precision: within :data:`ULPS` units in the last place of the output's scale (its largest value),
+and bit for bit for all but about one value in a million (an RSI with a short period deep in a
+one-sided run, where the average gain or loss has shrunk far below its size at the window start)."""
 
 from __future__ import annotations
+
+import zlib
 
 import numpy as np
 import pytest
@@ -10,6 +15,16 @@ import pytest
 from marketdata import indicators as ind
 
 N = 100_000
+ULPS = 4
+EPS = np.finfo(np.float64).eps
+
+
+def assert_same_to_double_precision(windowed: np.ndarray, whole: np.ndarray, what: str) -> None:
+    assert np.array_equal(np.isnan(windowed), np.isnan(whole)), what
+    scale = float(np.nanmax(np.abs(whole))) if np.isfinite(whole).any() else 0.0
+    np.testing.assert_allclose(windowed, whole, rtol=0, atol=ULPS * EPS * scale, err_msg=what)
+    differ = np.count_nonzero((windowed != whole) & ~np.isnan(whole))
+    assert differ <= max(1, len(whole) // 10_000), f"{what}: {differ} values not bit for bit"
 
 
 def _long_series(seed: int, n: int = N):
@@ -25,6 +40,7 @@ CASES = [(name, {p.name: p.default for p in spec.params}) for name, spec in ind.
     ("ema", {"period": 2}),
     ("ema", {"period": 1000}),
     ("rsi", {"period": 2}),
+    ("rsi", {"period": 3}),
     ("rsi", {"period": 200}),
     ("rsi", {"period": 1000}),
     ("macd", {"fast": 5, "slow": 35, "signal": 5}),
@@ -40,7 +56,7 @@ CASES = [(name, {p.name: p.default for p in spec.params}) for name, spec in ind.
 
 @pytest.mark.parametrize(("name", "params"), CASES, ids=lambda v: str(v))
 def test_windowed_values_equal_whole_series_values(name, params):
-    series = _long_series(hash(name) % 1000 + len(params))
+    series = _long_series(zlib.crc32(f"{name}{params}".encode()))
     whole = ind.compute(name, params=params, timeframe="1h", series=series)
     warm = ind.warmup(name, params)
     assert warm < N // 2
@@ -49,9 +65,7 @@ def test_windowed_values_equal_whole_series_values(name, params):
         cut = {key: values[first - warm :] for key, values in series.items()}
         windowed = ind.compute(name, params=params, timeframe="1h", series=cut)
         for key in ind.INDICATORS[name].outputs:
-            np.testing.assert_array_equal(
-                windowed[key][warm:], whole[key][first:], err_msg=f"{key} @ {first}"
-            )
+            assert_same_to_double_precision(windowed[key][warm:], whole[key][first:], f"{key} @ {first}")
 
 
 def test_a_shorter_warm_up_would_not_do_for_the_ema_type_indicators():
@@ -65,7 +79,8 @@ def test_a_shorter_warm_up_would_not_do_for_the_ema_type_indicators():
         cut = {key: values[first - short :] for key, values in series.items()}
         windowed = ind.compute(name, params=params, timeframe="1h", series=cut)
         key = ind.INDICATORS[name].outputs[0]
-        assert not np.array_equal(windowed[key][short:], whole[key][first:]), name
+        with pytest.raises(AssertionError):
+            assert_same_to_double_precision(windowed[key][short:], whole[key][first:], name)
 
 
 @pytest.mark.parametrize(
