@@ -145,7 +145,7 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))  # collectstatic's target
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -367,3 +367,11 @@ LOGGING = {
         "celery": {"level": LOG_LEVEL},
     },
 }
+
+# --- cheap denial of service (docs/operations.md "Denial of service") ------------------------------
+# Seconds each /readyz check may take before its dependency counts as down (checks run side by side).
+READYZ_CHECK_TIMEOUT = env_float("READYZ_CHECK_TIMEOUT", 1.0)
+# Calls of /v1/schema/, /v1/docs/ and /v1/redoc/ one client address may make (apiplatform/apidocs.py),
+# and how long a client may reuse the schema before revalidating it (ETag: a 304 is cheap).
+DOCS_RATE_IP = env_str("DOCS_RATE_IP", "30/m")
+DOCS_SCHEMA_MAX_AGE = env_int("DOCS_SCHEMA_MAX_AGE", 300)

@@ -2,9 +2,8 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from apiplatform import health, views
+from apiplatform import apidocs, health, views
 from billing.stripe_views import stripe_webhook
 
 urlpatterns = [
@@ -14,9 +13,9 @@ urlpatterns = [
     path("problems/<slug:slug>", views.problem_type, name="problem-type"),
     path("admin/", admin.site.urls),
     path("billing/stripe/webhook", stripe_webhook, name="stripe-webhook"),
-    path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("v1/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("v1/schema/", apidocs.SchemaView.as_view(), name="schema"),
+    path("v1/docs/", apidocs.SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("v1/redoc/", apidocs.RedocView.as_view(url_name="schema"), name="redoc"),
     path("v1/account/", include("accounts.urls")),
     path("v1/", include("billing.urls")),
     path("v1/", include("marketdata.urls")),

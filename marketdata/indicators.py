@@ -23,10 +23,17 @@ close, ``k`` = smoothing factor):
   ``ln(c_t/c_{t-1})``, annualised by √(buckets per 365-day year) — crypto trades 24/7. First value at
   index ``p``; NaN where a close is not positive.
 
-EMA-type indicators (ema, rsi, macd, atr) depend on every value since the series start; callers
-that need range-independent values must pass the whole stored series (see
-``marketdata.selectors.series_arrays``). ``LOOKBACK`` gives, for the windowed ones, how many earlier candles
-one value needs.
+A value never depends on where the series passed in starts, as long as it starts at least
+:func:`warmup` candles earlier: the API reads only the page asked for plus that warm-up
+(``marketdata.selectors.series_window``), not the whole stored series. For the windowed indicators
+(sma, bbands, volatility) the warm-up is the ``lookback`` (the candles one value is computed from),
+and the values are the same bit for bit. The EMA-type ones (ema, rsi, macd, atr) depend in theory on
+every value since the series start: their seed keeps a weight ``(1-k)^n`` after ``n`` more candles,
+so their warm-up adds the ``n`` (:func:`fade`) that brings that weight below :data:`SEED_WEIGHT`
+(2^-60, under a double's 2^-53 resolution). Values then equal the whole-series values to double
+precision: bit for bit for all but about one in a million (a short-period RSI deep in a one-sided
+run can differ in its last binary digit), see tests/indicators/test_windowed.py.
+The warm-up of each indicator is listed in docs/indicators.md.
 
 One deliberate difference from TA-Lib's C code: TA-Lib treats ``|G+L| < 1e-8`` (an absolute
 epsilon) as zero in RSI, which makes the RSI of every coin priced below ~1e-6 read 0; we test for
@@ -80,20 +87,13 @@ def _window_sum(values: np.ndarray, period: int) -> np.ndarray:
     return np.convolve(values, np.ones(period), mode="valid")
 
 
-def _window_mean_var(
-    values: np.ndarray, period: int, ddof: int = 0, shift: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and variance of every window, computed on ``values - shift`` to limit cancellation.
-
-    The shift must not depend on where the series is cut (values must not depend on the range
-    asked for): callers pass the series' first value, which is the same for every request.
-    """
-    y = values - shift
-    s1 = _window_sum(y, period)
-    s2 = _window_sum(y * y, period)
+def _window_mean_var(values: np.ndarray, period: int, ddof: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of every window from running sums (for values near zero: log returns)."""
+    s1 = _window_sum(values, period)
+    s2 = _window_sum(values * values, period)
     mean = s1 / period
     var = (s2 - s1 * mean) / (period - ddof)
-    return mean + shift, np.maximum(var, 0.0)
+    return mean, np.maximum(var, 0.0)
 
 
 def sma(close, period: int) -> np.ndarray:
@@ -161,15 +161,26 @@ def macd(close, fast: int = 12, slow: int = 26, signal: int = 9) -> dict[str, np
     return {"macd": macd_out, "signal": signal_out, "histogram": hist_out}
 
 
+def _window_variance(values: np.ndarray, mean: np.ndarray, period: int) -> np.ndarray:
+    """Population variance of every window of ``period`` values about its own ``mean`` (two passes,
+    no cancellation). Each value depends only on its window's values, never on where the series was
+    cut: a windowed read gives the same numbers as the whole series. Blocks bound the memory."""
+    windows = np.lib.stride_tricks.sliding_window_view(values, period)
+    out = np.empty(len(windows))
+    step = max(1, (1 << 20) // period)
+    for lo in range(0, len(windows), step):
+        block = windows[lo : lo + step] - mean[lo : lo + step, None]
+        out[lo : lo + step] = (block * block).sum(axis=1) / period
+    return out
+
+
 def bbands(close, period: int = 20, stddev: float = 2.0) -> dict[str, np.ndarray]:
     c = _f(close)
     n = len(c)
     upper, middle, lower = _nan(n), _nan(n), _nan(n)
     if period >= 1 and n >= period:
-        mean, var = _window_mean_var(
-            c, period, shift=float(c[0])
-        )  # population variance (ddof=0), as TA-Lib's STDDEV
-        sigma = np.sqrt(var)
+        mean = _window_sum(c, period) / period
+        sigma = np.sqrt(_window_variance(c, mean, period))  # population (ddof=0), as TA-Lib's STDDEV
         middle[period - 1 :] = mean
         upper[period - 1 :] = mean + stddev * sigma
         lower[period - 1 :] = mean - stddev * sigma
@@ -245,6 +256,27 @@ class Indicator:
     inputs: tuple[str, ...] = ("close",)
     formula: str = ""
     extra: dict = field(default_factory=dict)
+    #: EMA-type only: further candles for the seed's weight to fade below SEED_WEIGHT (:func:`fade`).
+    memory: Callable[[dict], int] = lambda p: 0
+
+
+#: Weight the seed of an EMA-type recursion may keep after the warm-up: below a double's resolution.
+SEED_WEIGHT = 2.0**-60
+
+
+def fade(alpha: float) -> int:
+    """Candles after which ``y_t = y_{t-1} + alpha·(x_t - y_{t-1})`` keeps less than
+    :data:`SEED_WEIGHT` of its seed: the smallest ``n`` with ``(1 - alpha)^n <= SEED_WEIGHT``."""
+    if alpha >= 1.0:
+        return 0
+    return math.ceil(math.log(SEED_WEIGHT) / math.log1p(-alpha))
+
+
+def warmup(name: str, params: dict) -> int:
+    """Candles to read before the first value asked for, so that the values equal those computed
+    over the whole stored series: the lookback, plus (EMA-type) the seed's fading time."""
+    spec = INDICATORS[name]
+    return spec.lookback(params) + spec.memory(params)
 
 
 def _period(default: int, minimum: int = 2, maximum: int = 1000, what: str = "Number of candles.") -> Param:
@@ -271,6 +303,7 @@ INDICATORS: dict[str, Indicator] = {
         lambda p: p["period"] - 1,
         lambda close, period, **_: {"value": ema(close, period)},
         formula="k=2/(period+1); seed=SMA(first period closes); ema_t=ema_{t-1}+k*(close_t-ema_{t-1})",
+        memory=lambda p: fade(2.0 / (p["period"] + 1)),
     ),
     "rsi": Indicator(
         "rsi",
@@ -281,6 +314,7 @@ INDICATORS: dict[str, Indicator] = {
         lambda p: p["period"],
         lambda close, period, **_: {"value": rsi(close, period)},
         formula="100*G/(G+L), G/L Wilder-smoothed average gain/loss seeded by their simple mean",
+        memory=lambda p: fade(1.0 / p["period"]),
     ),
     "macd": Indicator(
         "macd",
@@ -295,6 +329,8 @@ INDICATORS: dict[str, Indicator] = {
         lambda p: max(p["fast"], p["slow"]) + p["signal"] - 2,
         lambda close, fast, slow, signal, **_: macd(close, fast, slow, signal),
         formula="macd=EMA(fast)-EMA(slow); signal=EMA(signal) of macd; histogram=macd-signal",
+        # the slower of the two price EMAs fades last; the signal EMA's own seed after it
+        memory=lambda p: fade(2.0 / (max(p["fast"], p["slow"]) + 1)) + fade(2.0 / (p["signal"] + 1)),
     ),
     "bbands": Indicator(
         "bbands",
@@ -316,6 +352,7 @@ INDICATORS: dict[str, Indicator] = {
         lambda high, low, close, period, **_: {"value": atr(high, low, close, period)},
         inputs=("high", "low", "close"),
         formula="TR=max(h-l,|h-c_prev|,|l-c_prev|); ATR seeded by mean(TR_1..TR_p), then Wilder",
+        memory=lambda p: fade(1.0 / p["period"]),
     ),
     "volatility": Indicator(
         "volatility",

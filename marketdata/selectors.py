@@ -383,20 +383,57 @@ def candles_page_json(
     return more, closed, last, text
 
 
-def series_arrays(*, coin_id: int, timeframe: str, end=None) -> dict[str, np.ndarray]:
-    """The whole stored series up to ``end`` (exclusive), oldest first, as arrays: 1 query.
+_SERIES_COLUMNS = (
+    "SELECT (extract(epoch FROM bucket_start) * 1000000)::int8 AS t, high, low, close, closed "
+    "FROM marketdata_candle WHERE coin_id = %s AND timeframe = %s"
+)
+
+
+def series_window(
+    *,
+    coin_id: int,
+    timeframe: str,
+    end: datetime | None = None,
+    lower: datetime | None = None,
+    lower_inclusive: bool = True,
+    order: str = "desc",
+    count: int,
+    warmup: int,
+) -> dict[str, np.ndarray]:
+    """The candles one page of an indicator needs, oldest first, as arrays: 1 query.
+
+    The page: up to ``count`` candles with ``bucket_start < end`` and ``bucket_start >= lower``
+    (``> lower`` when not ``lower_inclusive``) — the newest of them for ``order="desc"``, the oldest
+    for ``"asc"`` — and at least ``warmup`` candles before the page's first one (all there are when
+    the series starts later), so that an indicator computed over the arrays has its warm-up
+    (``marketdata.indicators.warmup``). ``desc`` reads the newest ``count + warmup`` candles before
+    ``end``: those older than ``lower`` are simply more warm-up.
 
     ``time`` is int64 epoch microseconds; ``closed`` bool; ``high``/``low``/``close`` float64.
     """
-    sql = (
-        "SELECT (extract(epoch FROM bucket_start) * 1000000)::int8, high, low, close, closed "
-        "FROM marketdata_candle WHERE coin_id = %s AND timeframe = %s"
-    )
     args: list = [coin_id, timeframe]
+    upper = ""
     if end is not None:
-        sql += " AND bucket_start < %s"
-        args.append(end)
-    sql += " ORDER BY bucket_start"
+        upper = " AND bucket_start < %s"
+    if order == "desc" or lower is None:
+        sql = _SERIES_COLUMNS + upper
+        args += [end] if end is not None else []
+        if order == "desc":
+            sql = f"SELECT * FROM ({sql} ORDER BY bucket_start DESC LIMIT %s) page ORDER BY t"  # noqa: S608 - constant pieces
+            args.append(count + warmup)
+        else:
+            sql += " ORDER BY bucket_start LIMIT %s"
+            args.append(count)
+    else:
+        before, after = ("<", ">=") if lower_inclusive else ("<=", ">")
+        # constant pieces (the operators are chosen above); every value is a parameter
+        warm_part = (
+            f"{_SERIES_COLUMNS} AND bucket_start {before} %s{upper} ORDER BY bucket_start DESC LIMIT %s"
+        )
+        page_part = f"{_SERIES_COLUMNS} AND bucket_start {after} %s{upper} ORDER BY bucket_start LIMIT %s"
+        sql = f"SELECT * FROM (({warm_part}) UNION ALL ({page_part})) page ORDER BY t"  # noqa: S608
+        args += [lower, *([end] if end is not None else []), warmup]
+        args += [coin_id, timeframe, lower, *([end] if end is not None else []), count]
     with connection.cursor() as cur:
         cur.execute(sql, args)
         rows = cur.fetchall()

@@ -47,6 +47,7 @@ COMPOSITION_POINTS = frozenset(
     {
         "apiplatform",
         "apiplatform.urls",
+        "apiplatform.apidocs",
         "apiplatform.gateway",
         "apiplatform.settings",
         "apiplatform.celery",

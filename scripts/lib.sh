@@ -99,6 +99,17 @@ if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (cfg["NAME"]
 PY
 }
 
+ensure_nginx() {
+  # The buffering proxy of deploy/nginx/, started in front of gunicorn by tests/deploy.
+  if command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]]; then return 0; fi
+  [[ $EUID -eq 0 ]] || die "nginx is not installed. Install it with: apt-get install -y nginx-light (then re-run)."
+  log "Installing nginx (nginx-light) for the deploy tests"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq nginx-light >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null && apt-get install -y -qq nginx-light >/dev/null; } \
+    || die "could not install nginx-light (apt-get install -y nginx-light)"
+}
+
 setup_all() {
   cd "$REPO_ROOT"
   ensure_postgres

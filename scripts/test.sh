@@ -8,6 +8,7 @@ source "$(dirname "$0")/lib.sh"
 export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 export CELERY_BROKER_URL="${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/14}"
 setup_all
+ensure_nginx
 export DEBUG="${DEBUG:-1}"
 cd "$REPO_ROOT"
 

@@ -31,7 +31,7 @@ def reset_process_state() -> None:
     """Forget what this process keeps between requests (as a freshly started web process would):
     the API-key cache and failure memo, the gateway's Redis client and fallback state, the coin-id memo."""
     from accounts import failures, keycache
-    from apiplatform import redis_access
+    from apiplatform import apidocs, redis_access
     from billing import gate
     from marketdata import selectors
 
@@ -40,6 +40,7 @@ def reset_process_state() -> None:
     keycache.clear_local_cache()
     failures.clear()
     selectors.coin_memo_clear()
+    apidocs.clear()
 
 
 @pytest.fixture(autouse=True)

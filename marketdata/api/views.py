@@ -641,7 +641,23 @@ class IndicatorView(caching.ResponseCacheMixin, MarketDataView):
         if cursor is not None and order == "desc":
             at = _time(cursor.after_us)
             upper = at if upper is None else min(upper, at)
-        series = selectors.series_arrays(coin_id=coin_pk, timeframe=timeframe, end=upper)
+        # Only the page and the warm-up its first value needs, not the whole stored series: the
+        # values are the same (marketdata.indicators.warmup, docs/indicators.md).
+        lower, inclusive = start, True
+        if cursor is not None and order == "asc":
+            after = _time(cursor.after_us)
+            if lower is None or after >= lower:
+                lower, inclusive = after, False
+        series = selectors.series_window(
+            coin_id=coin_pk,
+            timeframe=timeframe,
+            end=upper,
+            lower=lower,
+            lower_inclusive=inclusive,
+            order=order,
+            count=limit + 1,
+            warmup=indicators.warmup(spec.name, values),
+        )
         times = series["time"]
         lo = 0
         if start is not None:
@@ -706,10 +722,12 @@ def indicator_view(spec: indicators.Indicator) -> type[IndicatorView]:
             operation_id=f"indicators_{spec.name}",
             summary=f"{spec.title} of one coin",
             description=(
-                f"{spec.title} per candle ({spec.formula}), computed from the whole stored series (so a "
-                "value never depends on the range asked for: pages give the same numbers as one big "
-                "request). Definitions, seeding and warm-up are TA-Lib's (docs/indicators.md); warm-up "
-                f"points have null values. Outputs: {', '.join(spec.outputs)}. Paging as for candles. "
+                f"{spec.title} per candle ({spec.formula}), computed as over the whole stored series "
+                "to double precision (the page is read with the warm-up its first value needs, see "
+                "docs/indicators.md; a value does not depend on the range asked for: pages give the "
+                "same numbers as one big request). Definitions, seeding and warm-up are TA-Lib's "
+                "(docs/indicators.md); warm-up points have null values. "
+                f"Outputs: {', '.join(spec.outputs)}. Paging as for candles. "
                 "Credits: 1 per started 1,000 rows returned (min. 1); a 304 costs 0. "
                 + docs.RESPONSE_HEADERS_DOC
             ),

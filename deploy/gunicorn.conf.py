@@ -1,0 +1,25 @@
+"""gunicorn settings of the production web process (scripts/serve.sh), behind the buffering nginx of
+deploy/nginx/ (docs/operations.md, "Production web"). Process configuration only, from the
+environment; the application's settings are in apiplatform/settings.py."""
+
+import os
+
+bind = os.environ.get("WEB_BIND", "127.0.0.1:8000")  # loopback: only nginx talks to gunicorn
+workers = int(os.environ.get("WEB_WORKERS", "4"))
+threads = int(os.environ.get("WEB_THREADS", "1"))  # > 1: gthread workers
+timeout = int(os.environ.get("WEB_TIMEOUT", "30"))  # a worker stuck longer is restarted
+graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "20"))
+max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "0"))  # 0: never recycle
+max_requests_jitter = max_requests // 10
+preload_app = True  # load once: a start-up error (e.g. static files not collected) stops the start
+forwarded_allow_ips = os.environ.get("WEB_FORWARDED_ALLOW_IPS", "127.0.0.1")
+accesslog = "-"
+errorlog = "-"
+
+
+def when_ready(server):
+    """In the master, after the application was loaded and before the workers fork: build the
+    OpenAPI document once, so that no worker spends a request on it (apiplatform/apidocs.py)."""
+    from apiplatform import apidocs
+
+    apidocs.warm()
