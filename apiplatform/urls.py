@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from accounts.admin_login import limited_admin_login
 from apiplatform import health, views
 
 urlpatterns = [
@@ -11,6 +12,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("problems/", views.problem_types, name="problem-types"),
     path("problems/<slug:slug>", views.problem_type, name="problem-type"),
+    path("admin/login/", limited_admin_login),  # the admin's login, rate limited like POST token
     path("admin/", admin.site.urls),
     path("v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
