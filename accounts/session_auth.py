@@ -43,7 +43,7 @@ class SessionJWTAuthentication(JWTAuthentication):
     """simplejwt's JWT authentication plus the session check: an access token without ``sid`` or
     of a session that has ended is ``401 not-authenticated``."""
 
-    def get_user(self, validated_token: Token) -> User:
+    def get_user(self, validated_token: Token) -> User:  # type: ignore[override]  # a TypeVar in simplejwt
         sid = session_id_of(validated_token)
         user_id = validated_token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"])
         if sid is None or user_id is None:

@@ -62,7 +62,7 @@ class NoStoreMixin:
     cache may keep. Set once here, on the bases of every management view."""
 
     def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        response = super().finalize_response(request, response, *args, **kwargs)
         response["Cache-Control"] = "no-store"
         return response
 

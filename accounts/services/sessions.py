@@ -100,7 +100,7 @@ def session_refresh(*, refresh: str) -> TokenPair:
     not a valid refresh token (bad signature, expired, wrong type) and ``session-ended`` for one whose
     session has ended, or that was already redeemed — which ends its session (reuse detection)."""
     try:
-        token = SessionRefreshToken(refresh)
+        token = SessionRefreshToken(refresh)  # type: ignore[arg-type]  # simplejwt decodes a str
     except TokenError as exc:  # malformed, bad signature, expired, not a refresh token
         raise InvalidToken(str(exc)) from None
     sid = session_id_of(token)
