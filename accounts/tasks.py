@@ -27,6 +27,7 @@ import smtplib
 
 from accounts.services.api_keys import api_key_last_used_flush
 from accounts.services.passwords import password_reset_send
+from accounts.services.sessions import sessions_purge
 from accounts.services.users import email_verification_send
 from apiplatform.jobs.base import project_task
 
@@ -64,3 +65,11 @@ def send_password_reset_email(self, email: str) -> dict:
     """The password-reset email (accounts/services/passwords.py): only the address travels through
     the broker; the token is made when the message is built. Nothing is sent for an unknown address."""
     return {"sent": password_reset_send(email=email)}
+
+
+@project_task(
+    name="accounts.purge_sessions", soft_time_limit=300, time_limit=360, max_retries=0, dead_letter=False
+)
+def purge_sessions(self) -> dict:
+    """Delete sessions that ended more than 30 days ago (accounts/services/sessions.py)."""
+    return {"deleted": sessions_purge()}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.tokens import AccessToken, Token
@@ -29,6 +30,10 @@ from accounts.session_auth import SESSION_CLAIM, SessionRefreshToken, session_id
 from apiplatform.problems import ProblemError
 
 logger = logging.getLogger(__name__)
+
+#: How long an ended session (revoked, or past its end) is kept (who logged in when, and why it ended)
+#: before ``sessions_purge`` deletes it.
+ENDED_SESSION_RETENTION = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -143,3 +148,11 @@ def sessions_end_all(
     if keep is not None:
         sessions = sessions.exclude(pk=keep)
     return _end(sessions, reason)
+
+
+def sessions_purge() -> int:
+    """Delete the sessions that ended more than ``ENDED_SESSION_RETENTION`` ago (the daily task
+    ``accounts.purge_sessions``): one row per login would otherwise pile up forever."""
+    cutoff = timezone.now() - ENDED_SESSION_RETENTION
+    deleted, _ = Session.objects.filter(Q(revoked_at__lt=cutoff) | Q(expires_at__lt=cutoff)).delete()
+    return deleted

@@ -11,6 +11,7 @@ import pytest
 from django.core import mail
 from rest_framework.test import APIClient
 
+from apiplatform.logging import RedactSecretsFilter
 from tests.conftest import run_python
 
 PASSWORD = "journey passphrase one"
@@ -29,7 +30,11 @@ def bearer(token: str) -> APIClient:
 
 
 @pytest.mark.django_db
-def test_a_full_journey_logs_no_key_token_or_password(caplog, django_capture_on_commit_callbacks):
+def test_a_full_journey_logs_no_key_token_or_password(
+    caplog, django_capture_on_commit_callbacks, monkeypatch
+):
+    # The code itself must log no secret: the console handler's redaction (tested below) is off here.
+    monkeypatch.setattr(RedactSecretsFilter, "filter", lambda self, record: True)
     caplog.set_level(logging.DEBUG)
     seen: list[str] = [PASSWORD, NEW_PASSWORD, RESET_PASSWORD]
     anonymous = APIClient()
@@ -173,3 +178,24 @@ def test_verification_email_keeps_the_token_out_of_urls(django_capture_on_commit
     token = emailed_token()
     assert "?token=" not in body and f"/{token}" not in body
     assert APIClient().post("/v1/account/verify-email", {"token": token}, format="json").status_code == 200
+
+
+def test_a_secret_that_slips_into_a_log_line_is_redacted_by_the_console_handler():
+    """Defense in depth behind the journey above: the configured handler masks JWTs, API-key
+    secrets and token parameters, and keeps what identifies them (the key's public prefix)."""
+    key = "cs_live_4fJx0cQ2mZpA_Vb2kq7S0pL9wXeR1tYzU3nM8cD6hG5fAj2Bc1D"
+    jwt_like = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoiYWNjZXNzIn0.c2lnbmF0dXJlLXBhcnQ"
+    console = next(h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler)
+    record = logging.LogRecord(
+        "test",
+        logging.WARNING,
+        __file__,
+        1,
+        "GET /x?token=%s key=%s auth=%s",
+        ("s3cr3t-t0ken", key, jwt_like),
+        None,
+    )
+    assert console.filter(record)
+    line = console.format(record)
+    assert "s3cr3t-t0ken" not in line and key not in line and jwt_like not in line
+    assert "cs_live_4fJx0cQ2mZpA_[redacted]" in line and "?token=[redacted]" in line

@@ -193,3 +193,18 @@ def test_garbage_and_access_tokens_are_not_refresh_tokens(make_user):
         response = refresh(token)
         assert response.status_code == 401 and slug_of(response) == "not-authenticated"
     assert refresh(pair["refresh"]).status_code == 200  # nothing above ended the session
+
+
+def test_sessions_that_ended_long_ago_are_purged_daily(make_user):
+    from accounts.tasks import purge_sessions
+
+    make_user("purge@example.test")
+    pairs = [log_in("purge@example.test") for _ in range(4)]
+    ids = list(Session.objects.order_by("created_at").values_list("pk", flat=True))
+    now = timezone.now()
+    Session.objects.filter(pk=ids[0]).update(revoked_at=now - timedelta(days=31))  # ended long ago
+    Session.objects.filter(pk=ids[1]).update(expires_at=now - timedelta(days=31))  # ran out long ago
+    Session.objects.filter(pk=ids[2]).update(revoked_at=now - timedelta(days=1))  # ended recently: kept
+    assert purge_sessions.apply().get() == {"deleted": 2}
+    assert set(Session.objects.values_list("pk", flat=True)) == {ids[2], ids[3]}
+    assert me(pairs[3]["access"]).status_code == 200
