@@ -29,6 +29,11 @@ class LogoutView(JWTView):
         operation_id="account_logout",
         tags=[TAG],
         summary="Log out: end this session (its refresh token and its access tokens stop working)",
+        description=(
+            "Ends the session of the access token sent: its refresh token gets `401 session-ended`, its "
+            "access tokens `401 not-authenticated`, at once. Other sessions (other devices) go on. "
+            "Logging out a session that already ended is a `401` too (its token no longer works)."
+        ),
         request=None,
         responses={204: None},
     )
@@ -42,6 +47,10 @@ class LogoutAllView(JWTView):
         operation_id="account_logout_all",
         tags=[TAG],
         summary="Log out everywhere: end every session of your account, this one included",
+        description=(
+            "Ends every live session of your user (every device), this one included; "
+            "`sessions_ended` counts them. API keys are not affected: revoke them separately."
+        ),
         request=None,
         responses={200: s.SessionsEndedOut},
     )
@@ -113,6 +122,13 @@ class PasswordResetConfirmView(PublicAccountView):
         operation_id="account_password_reset_confirm",
         tags=[TAG],
         summary="Set a new password with the emailed reset token; every session of the account ends",
+        description=(
+            "The token from the email of `POST password/reset` works once, for "
+            "`PASSWORD_RESET_TIMEOUT` seconds (default 1 hour), and only while the password is the "
+            "one it was issued for. On success (`204`) every session of the account ends: log in "
+            "with the new password. A weak password is `400 validation-error` and leaves the token "
+            "usable. Limited per client (`RATE_PASSWORD_RESET_IP`)."
+        ),
         request=s.PasswordResetConfirmIn,
         responses={204: None, 400: p.PASSWORD_RESET_INVALID, 429: RATE_LIMITED},
     )

@@ -211,8 +211,8 @@ from datetime import timedelta  # noqa: E402
 SIMPLE_JWT: dict[str, Any] = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7)),
-    "ROTATE_REFRESH_TOKENS": True,
-    "BLACKLIST_AFTER_ROTATION": True,
+    # Rotation, reuse detection and revocation are accounts/services/sessions.py's (a session per
+    # login; simplejwt's refresh serializer and blacklist are not used).
     "UPDATE_LAST_LOGIN": False,
     "ALGORITHM": "HS256",
     "SIGNING_KEY": check_secret("JWT_SIGNING_KEY", env_str("JWT_SIGNING_KEY"), production=PRODUCTION)

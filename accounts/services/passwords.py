@@ -83,7 +83,7 @@ def password_reset_send(*, email: str) -> bool:
         return False
     token = password_reset_token(user=user)
     base = settings.PUBLIC_BASE_URL.rstrip("/")
-    minutes = settings.PASSWORD_RESET_TIMEOUT // 60
+    minutes = max(1, -(-settings.PASSWORD_RESET_TIMEOUT // 60))  # rounded up
     send_mail(
         subject="Reset your Candlestack password",
         message=(
