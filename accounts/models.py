@@ -236,6 +236,7 @@ class Session(models.Model):
         PASSWORD_CHANGE = "password-change", "Password changed in another session"
         PASSWORD_RESET = "password-reset", "Password reset"
         INACTIVE = "inactive", "User deactivated"
+        OPERATOR = "operator", "Ended by an operator (admin)"
 
     id = models.UUIDField(primary_key=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sessions")

@@ -140,6 +140,11 @@ def session_end(*, session_id: uuid.UUID, user: User) -> bool:
     return bool(_end(Session.objects.filter(pk=session_id, user=user), Session.EndReason.LOGOUT))
 
 
+def sessions_end(*, session_ids, reason: str = Session.EndReason.OPERATOR) -> int:
+    """End the given sessions (the admin's action); the number that were still live."""
+    return _end(Session.objects.filter(pk__in=list(session_ids)), reason)
+
+
 def sessions_end_all(
     *, user: User, reason: str = Session.EndReason.LOGOUT_ALL, keep: uuid.UUID | None = None
 ) -> int:

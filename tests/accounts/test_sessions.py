@@ -208,3 +208,23 @@ def test_sessions_that_ended_long_ago_are_purged_daily(make_user):
     assert purge_sessions.apply().get() == {"deleted": 2}
     assert set(Session.objects.values_list("pk", flat=True)) == {ids[2], ids[3]}
     assert me(pairs[3]["access"]).status_code == 200
+
+
+def test_an_operator_ends_sessions_from_the_admin(make_user):
+    from django.test import Client
+
+    make_user("stolen@example.test")
+    stolen = log_in("stolen@example.test")
+    operator = User.objects.create_superuser(email="ops@example.test", password="operator-password-1")
+    client = Client()
+    client.force_login(operator)
+    listing = client.get("/admin/accounts/session/")
+    assert listing.status_code == 200 and b"stolen@example.test" in listing.content
+    assert stolen["refresh"].encode() not in listing.content
+    session = Session.objects.get(user__email="stolen@example.test")
+    detail = client.get(f"/admin/accounts/session/{session.pk}/change/")
+    assert detail.status_code == 200 and session.refresh_jti.encode() not in detail.content
+    client.post("/admin/accounts/session/", {"action": "end_sessions", "_selected_action": [str(session.pk)]})
+    assert me(stolen["access"]).status_code == 401
+    assert slug_of(refresh(stolen["refresh"])) == "session-ended"
+    assert Session.objects.get(pk=session.pk).revoke_reason == Session.EndReason.OPERATOR
