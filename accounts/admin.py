@@ -8,8 +8,9 @@ publication).
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization, User
+from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Session, User
 from accounts.services.api_keys import api_key_revoke
+from accounts.services.sessions import sessions_end
 
 
 @admin.register(User)
@@ -159,6 +160,49 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.action(description="End selected sessions (their refresh and access tokens stop working at once)")
+def end_sessions(modeladmin, request, queryset):
+    count = sessions_end(session_ids=queryset.values_list("pk", flat=True))
+    modeladmin.message_user(request, f"{count} session(s) ended.", messages.SUCCESS)
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    """Logins of the management API (accounts/services/sessions.py): who, from where, until when, and
+    why one ended. Read-only (no token is stored); the action ends sessions, e.g. of a stolen account."""
+
+    list_display = [
+        "user",
+        "created_at",
+        "refreshed_at",
+        "expires_at",
+        "revoked_at",
+        "revoke_reason",
+        "ip_address",
+    ]
+    list_filter = ["revoke_reason", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["user__email"]
+    list_select_related = ["user"]
+    date_hierarchy = "created_at"
+    actions = [end_sessions]
+    exclude = ["refresh_jti"]
+    readonly_fields = [
+        "user",
+        "created_at",
+        "refreshed_at",
+        "expires_at",
+        "revoked_at",
+        "revoke_reason",
+        "ip_address",
+    ]
+
+    def has_add_permission(self, request):
         return False
 
     def has_delete_permission(self, request, obj=None):

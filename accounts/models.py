@@ -221,3 +221,40 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action}"
+
+
+class Session(models.Model):
+    """One login: the family of refresh tokens that descend from it by rotation
+    (accounts/services/sessions.py). Only the id (``jti``) of the one refresh token that may still be
+    redeemed is kept, never a token. Access and refresh tokens carry the session id (``sid``); a
+    revoked or ended session refuses both."""
+
+    class EndReason(models.TextChoices):
+        LOGOUT = "logout", "Logged out"
+        LOGOUT_ALL = "logout-all", "Logged out everywhere"
+        REUSE = "reuse", "A used refresh token was presented again"
+        PASSWORD_CHANGE = "password-change", "Password changed in another session"
+        PASSWORD_RESET = "password-reset", "Password reset"
+        INACTIVE = "inactive", "User deactivated"
+        OPERATOR = "operator", "Ended by an operator (admin)"
+
+    id = models.UUIDField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sessions")
+    refresh_jti = models.CharField(
+        max_length=64, help_text="The only refresh token of the family still valid"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(
+        help_text="Absolute end (JWT_SESSION_MAX_DAYS): refreshes never extend it"
+    )
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoke_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "revoked_at"])]
+
+    def __str__(self) -> str:
+        return f"session {self.id} of {self.user_id}"

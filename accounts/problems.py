@@ -132,3 +132,18 @@ ORIGIN_NOT_ALLOWED = register(
     "`Origin` header is missing or not in that list (see `origin`). Add the origin to a browser key, "
     "or call the API from a server with a secret key.",
 )
+SESSION_ENDED = register(
+    "session-ended",
+    401,
+    "Session ended",
+    "The refresh token belongs to a session that has ended: logged out (here or everywhere), past "
+    "its absolute lifetime (`JWT_SESSION_MAX_DAYS`), ended by a password change or reset, or revoked "
+    "because an already-used refresh token of it was presented again. Log in again.",
+)
+PASSWORD_RESET_INVALID = register(
+    "password-reset-invalid",
+    400,
+    "Password reset link not valid",
+    "The password-reset token is malformed, expired (`PASSWORD_RESET_TIMEOUT`), already used, or "
+    "issued before the password last changed. Ask for a new one.",
+)

@@ -15,4 +15,10 @@ SCHEDULES: tuple[Schedule, ...] = (
         expire_seconds=55,
         description="Copies the API keys' last-used times recorded in Redis to the database.",
     ),
+    Schedule(
+        "accounts: purge ended sessions (daily)",
+        "accounts.purge_sessions",
+        crontab={"minute": "23", "hour": "3"},
+        description="Deletes login sessions that ended (logout, reuse, 30-day end) more than 30 days ago.",
+    ),
 )

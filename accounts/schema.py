@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import password_validation
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.plumbing import force_instance
 from drf_spectacular.types import OpenApiTypes
@@ -82,6 +83,12 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
         ]
 
 
+class SessionJWTScheme(SimpleJWTScheme):
+    """``accounts.session_auth.SessionJWTAuthentication``: the same bearer JWT scheme (``jwtAuth``)."""
+
+    target_class = "accounts.session_auth.SessionJWTAuthentication"
+
+
 # --- PATCH bodies ------------------------------------------------------------------------------------------
 class PatchBodyScheme(OpenApiSerializerExtension):
     """``accounts.serializers.PatchIn``: every field optional, at least one, no other member."""
@@ -93,6 +100,34 @@ class PatchBodyScheme(OpenApiSerializerExtension):
         schema = auto_schema._map_basic_serializer(self.target, direction)
         schema["minProperties"] = 1
         schema["additionalProperties"] = False
+        return schema
+
+
+def password_rules(password: dict[str, Any]) -> None:
+    """Django's password validators (AUTH_PASSWORD_VALIDATORS) on a new password's schema: a minimum
+    length and not only digits are schema; "not a common password" and "not too similar to the
+    email" are not (400)."""
+    for validator in password_validation.get_default_password_validators():
+        if isinstance(validator, password_validation.MinimumLengthValidator):
+            password["minLength"] = max(password.get("minLength", 0), validator.min_length)
+        if isinstance(validator, password_validation.NumericPasswordValidator):
+            password["pattern"] = NOT_ONLY_DIGITS
+    password["description"] = (
+        "Taken as typed (not trimmed). Also refused (400 `validation-error`): a common password, or "
+        "one too similar to the email address."
+    )
+
+
+class NewPasswordBodyScheme(OpenApiSerializerExtension):
+    """``accounts.serializers.NewPasswordIn`` (password change, reset): the rules of ``new_password``."""
+
+    target_class = "accounts.serializers.NewPasswordIn"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        if direction == "request":
+            password_rules(schema["properties"]["new_password"])
         return schema
 
 
@@ -110,16 +145,7 @@ class SignupBodyScheme(OpenApiSerializerExtension):
             return schema
         # Django's password validators (AUTH_PASSWORD_VALIDATORS): a minimum length and not only digits
         # are schema; "not a common password" and "not too similar to the email" are not (400).
-        password = schema["properties"]["password"]
-        for validator in password_validation.get_default_password_validators():
-            if isinstance(validator, password_validation.MinimumLengthValidator):
-                password["minLength"] = max(password.get("minLength", 0), validator.min_length)
-            if isinstance(validator, password_validation.NumericPasswordValidator):
-                password["pattern"] = NOT_ONLY_DIGITS
-        password["description"] = (
-            "Taken as typed (not trimmed). Also refused (400 `validation-error`): a common password, or "
-            "one too similar to the email address."
-        )
+        password_rules(schema["properties"]["password"])
         shapes = []
         for name, title in (
             ("organization_name", "SignupNewOrganization"),

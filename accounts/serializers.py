@@ -62,6 +62,9 @@ class TokenOut(serializers.Serializer):
     refresh = StrictCharField()
     token_type = StrictCharField(default="Bearer")
     access_expires_in = serializers.IntegerField(help_text="Seconds until the access token expires")
+    session_expires_at = serializers.DateTimeField(
+        help_text="When the session ends whatever the refreshes (JWT_SESSION_MAX_DAYS after the login)"
+    )
 
 
 class VerifyEmailIn(serializers.Serializer):
@@ -355,3 +358,40 @@ class AuditPageOut(serializers.Serializer):
     next_before = serializers.IntegerField(
         allow_null=True, help_text="Deprecated (use `next_cursor`): pass as ?before= for the next page."
     )
+
+
+# --- sessions and passwords (accounts/session_views.py) ----------
+def _password(help_text: str) -> StrictCharField:
+    return StrictCharField(
+        write_only=True,
+        max_length=128,
+        trim_whitespace=False,
+        style={"input_type": "password"},
+        help_text=help_text,
+    )
+
+
+class NewPasswordIn(serializers.Serializer):
+    """A body with a new password (its schema states the password rules: accounts.schema)."""
+
+    new_password = _password("The new password.")
+
+
+class PasswordChangeIn(NewPasswordIn):
+    current_password = _password("Your password now.")
+
+
+class PasswordResetIn(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+
+
+class PasswordResetOut(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class PasswordResetConfirmIn(NewPasswordIn):
+    token = StrictCharField(max_length=200, help_text="The token from the password-reset email.")
+
+
+class SessionsEndedOut(serializers.Serializer):
+    sessions_ended = serializers.IntegerField(help_text="How many sessions were ended")

@@ -13,6 +13,10 @@ operator (replay from the admin) — the account stays usable and the user can a
 message (``POST /v1/account/verify-email/resend``). Only the user id travels through the broker:
 the token is derived when the message is built, so no secret sits in a queue.
 
+``accounts.send_password_reset_email`` likewise carries only the email address (queued for known and
+unknown addresses alike, so the request cannot tell them apart); the reset token is made when the
+message is built.
+
 Invitation emails are still sent after the invitation commits, in the request: their token exists
 only in that request (only its hash is stored), and it must not sit in the broker either.
 """
@@ -22,6 +26,8 @@ from __future__ import annotations
 import smtplib
 
 from accounts.services.api_keys import api_key_last_used_flush
+from accounts.services.passwords import password_reset_send
+from accounts.services.sessions import sessions_purge
 from accounts.services.users import email_verification_send
 from apiplatform.jobs.base import project_task
 
@@ -44,3 +50,26 @@ def flush_key_last_used(self) -> int:
 )
 def send_verification_email(self, user_id: int) -> dict:
     return {"user_id": user_id, "sent": email_verification_send(user_id=user_id)}
+
+
+@project_task(
+    name="accounts.send_password_reset_email",
+    soft_time_limit=60,
+    time_limit=90,
+    max_retries=6,
+    backoff_base=5.0,
+    backoff_max=600.0,
+    retry_on=(smtplib.SMTPException, OSError),
+)
+def send_password_reset_email(self, email: str) -> dict:
+    """The password-reset email (accounts/services/passwords.py): only the address travels through
+    the broker; the token is made when the message is built. Nothing is sent for an unknown address."""
+    return {"sent": password_reset_send(email=email)}
+
+
+@project_task(
+    name="accounts.purge_sessions", soft_time_limit=300, time_limit=360, max_retries=0, dead_letter=False
+)
+def purge_sessions(self) -> dict:
+    """Delete sessions that ended more than 30 days ago (accounts/services/sessions.py)."""
+    return {"deleted": sessions_purge()}

@@ -26,12 +26,12 @@ from django.db.models import Model, QuerySet
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from accounts import problems as p
 from accounts import roles
 from accounts.models import Membership, Organization
 from accounts.schema import ORGANIZATION_HEADER, ManagementSchema, OrganizationScopedSchema
+from accounts.session_auth import SessionJWTAuthentication
 from apiplatform.problems import ProblemError
 
 M = TypeVar("M", bound=Model)
@@ -56,11 +56,22 @@ def resolve_membership(request) -> Membership:
     return found[0]
 
 
-class JWTView(APIView):
-    """A management view for a logged-in user (JWT access token); its errors are documented by
-    ``accounts.schema.ManagementSchema``."""
+class NoStoreMixin:
+    """``Cache-Control: no-store`` on every answer, errors included: management answers are private
+    and many carry a secret (a token pair, a new or rotated API key), which no browser or proxy
+    cache may keep. Set once here, on the bases of every management view."""
 
-    authentication_classes = [JWTAuthentication]
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class JWTView(NoStoreMixin, APIView):
+    """A management view for a logged-in user (JWT access token of a live session,
+    accounts/session_auth.py); its errors are documented by ``accounts.schema.ManagementSchema``."""
+
+    authentication_classes = [SessionJWTAuthentication]
     permission_classes = [IsAuthenticated]
     schema = ManagementSchema()
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from accounts import views
+from accounts import session_views, views
 
 app_name = "accounts"
 
@@ -24,4 +24,14 @@ urlpatterns = [
     path("keys/<str:key_id>/revoke", views.ApiKeyRevokeView.as_view(), name="key-revoke"),
     path("keys/<str:key_id>/rotate", views.ApiKeyRotateView.as_view(), name="key-rotate"),
     path("audit-events", views.AuditEventListView.as_view(), name="audit-events"),
+    # sessions and passwords (accounts/session_views.py)
+    path("logout", session_views.LogoutView.as_view(), name="logout"),
+    path("logout/all", session_views.LogoutAllView.as_view(), name="logout-all"),
+    path("password", session_views.PasswordChangeView.as_view(), name="password"),
+    path("password/reset", session_views.PasswordResetView.as_view(), name="password-reset"),
+    path(
+        "password/reset/confirm",
+        session_views.PasswordResetConfirmView.as_view(),
+        name="password-reset-confirm",
+    ),
 ]

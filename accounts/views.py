@@ -18,11 +18,8 @@ from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
-from rest_framework_simplejwt.serializers import TokenRefreshSerializer
-from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts import failures, roles, selectors
+from accounts import failures, login_limits, roles, selectors
 from accounts import problems as p
 from accounts import serializers as s
 from accounts.authentication import client_ip
@@ -32,8 +29,9 @@ from accounts.services.api_keys import api_key_create, api_key_revoke, api_key_r
 from accounts.services.invitations import invitation_accept, invitation_create, invitation_revoke
 from accounts.services.memberships import membership_remove, membership_role_change
 from accounts.services.organizations import organization_update
+from accounts.services.sessions import session_refresh, session_start
 from accounts.services.users import email_verification_resend, user_signup, user_verify_email
-from accounts.tenancy import JWTView, OrganizationScopedView
+from accounts.tenancy import JWTView, NoStoreMixin, OrganizationScopedView
 from apiplatform.problems import (
     NOT_AUTHENTICATED,
     RATE_LIMITED,
@@ -48,18 +46,22 @@ TAG = "account"
 
 
 # --- brute-force protection (django-ratelimit) --------------------------------------------------------------
-def _limit(request, *, group: str, rate: str, key) -> None:
-    """Count one attempt; 429 problem with Retry-After when over ``rate`` for this key. Fails open
-    (counts nothing, refuses nothing) while the cache is unreachable (accounts.failures.count)."""
-    usage = failures.count(request._request, group=group, key=key, rate=rate)
-    if usage is not None and usage["should_limit"]:
-        retry_after = max(1, int(usage["time_left"]))
+def _too_many(retry_after: int | None) -> None:
+    if retry_after is not None:
         raise ProblemError(
             RATE_LIMITED,
             "Too many attempts. Wait before trying again.",
             headers={"Retry-After": str(retry_after)},
             extra={"retry_after": retry_after},
         )
+
+
+def _limit(request, *, group: str, rate: str, key) -> None:
+    """Count one attempt; 429 problem with Retry-After when over ``rate`` for this key. Fails open
+    (counts nothing, refuses nothing) while the cache is unreachable (accounts.failures.count)."""
+    usage = failures.count(request._request, group=group, key=key, rate=rate)
+    if usage is not None and usage["should_limit"]:
+        _too_many(max(1, int(usage["time_left"])))
 
 
 def _limit_ip(request, group: str, rate_setting: str) -> None:
@@ -73,17 +75,7 @@ def _limit_account(request, group: str, rate_setting: str, email: str) -> None:
     _limit(request, group=group, rate=settings.ACCOUNTS[rate_setting], key=lambda _g, _r: normalized)
 
 
-def _token_pair(user) -> dict:
-    refresh = RefreshToken.for_user(user)
-    return {
-        "access": str(refresh.access_token),
-        "refresh": str(refresh),
-        "token_type": "Bearer",
-        "access_expires_in": int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds()),
-    }
-
-
-class PublicAccountView(APIView):
+class PublicAccountView(NoStoreMixin, APIView):
     """Sign-up, login, refresh and email verification: no credentials needed."""
 
     authentication_classes: list = []
@@ -136,7 +128,7 @@ class SignupView(PublicAccountView):
             "user": s.UserOut(user).data,
             "organization": s.OrganizationOut(membership.organization).data,
             "role": membership.role,
-            "tokens": _token_pair(user),
+            "tokens": session_start(user=user, ip_address=client_ip(request)).as_dict(),
         }
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -150,47 +142,61 @@ class TokenObtainView(PublicAccountView):
         responses={200: s.TokenOut, 401: p.INVALID_CREDENTIALS, 429: RATE_LIMITED},
     )
     def post(self, request):
-        _limit_ip(request, "accounts.token.ip", "RATE_LOGIN_IP")
+        _too_many(login_limits.ip_limit(request._request))
         data = s.TokenIn(data=request.data)
         data.is_valid(raise_exception=True)
         email = data.validated_data["email"].strip().lower()
-        _limit_account(request, "accounts.token.account", "RATE_LOGIN_ACCOUNT", email)
+        _too_many(login_limits.account_limit(request._request, email=email))
         user = authenticate(request._request, email=email, password=data.validated_data["password"])
         if user is None or not user.is_active:
             raise ProblemError(p.INVALID_CREDENTIALS)
-        return Response(_token_pair(user))
+        return Response(session_start(user=user, ip_address=client_ip(request)).as_dict())
 
 
 class TokenRefreshView(PublicAccountView):
     @extend_schema(
         operation_id="account_token_refresh",
         tags=[TAG],
-        summary="Exchange a refresh token for a new pair (the old refresh token is blacklisted)",
+        summary="Exchange a refresh token for a new pair (rotation; a used refresh token ends its session)",
+        description=(
+            "Each refresh token can be redeemed once: of concurrent redemptions exactly one gets a "
+            "new pair. Presenting a refresh token that was already redeemed ends its whole session "
+            "(reuse detection: its newer refresh token and its access tokens stop working). A "
+            "session ends `JWT_SESSION_MAX_DAYS` (default 30) after the login, however often it "
+            "is refreshed (`session_expires_at`); token expiries never pass that end."
+        ),
         request=s.RefreshIn,
         responses={
             200: s.TokenOut,
-            401: problem(NOT_AUTHENTICATED, "Invalid, expired or already used refresh token."),
+            401: [
+                problem(NOT_AUTHENTICATED, "Not a valid refresh token (malformed, bad signature, expired)."),
+                problem(
+                    p.SESSION_ENDED,
+                    "The session ended (logout, absolute lifetime, password change or reset), or this "
+                    "refresh token was already used (which ends the session now).",
+                ),
+            ],
             429: RATE_LIMITED,
         },
     )
     def post(self, request):
         _limit_ip(request, "accounts.refresh.ip", "RATE_REFRESH_IP")
-        serializer = TokenRefreshSerializer(data=request.data)
-        try:
-            serializer.is_valid(raise_exception=True)
-        except TokenError as exc:  # expired, malformed, or blacklisted (already rotated) refresh token
-            raise InvalidToken(str(exc)) from None
-        body = dict(serializer.validated_data)
-        body["token_type"] = "Bearer"  # noqa: S105 - a scheme name
-        body["access_expires_in"] = int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds())
-        return Response(body)
+        data = s.RefreshIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(session_refresh(refresh=data.validated_data["refresh"]).as_dict())
 
 
 class VerifyEmailView(PublicAccountView):
     @extend_schema(
         operation_id="account_verify_email_link",
         tags=[TAG],
-        summary="Verify an email address (the link in the verification email)",
+        deprecated=True,
+        summary="Verify an email address (links in verification emails sent before; use POST)",
+        description=(
+            "Deprecated: a token in a URL ends up in access logs and browser history. Verification "
+            "emails now carry the token for `POST /v1/account/verify-email`; this keeps working for "
+            "links already sent (valid 3 days)."
+        ),
         parameters=[OpenApiParameter("token", OpenApiTypes.STR, OpenApiParameter.QUERY, required=True)],
         responses={200: s.UserOut, 400: p.VERIFICATION_INVALID},
     )

@@ -77,3 +77,16 @@ def check_secret_key(secret_key: str | None, *, production: bool) -> None:
             "SECRET_KEY is too weak for production: use at least 50 characters and 5 distinct ones "
             "(python -c 'import secrets; print(secrets.token_urlsafe(64))')."
         )
+
+
+def check_secret(name: str, value: str | None, *, production: bool) -> str | None:
+    """Refuse a weak secret in production (``x``, a short or repetitive value): the same rule as
+    :func:`check_secret_key`. Unset (None or empty) is allowed: the caller derives it from SECRET_KEY,
+    which is checked itself. Returns ``value``."""
+    if production and value and (len(value) < 50 or len(set(value)) < 5):
+        raise ImproperlyConfigured(
+            f"{name} is too weak for production: use at least 50 characters and 5 distinct ones "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(64))'), or leave it unset to "
+            "derive it from SECRET_KEY."
+        )
+    return value

@@ -12,6 +12,7 @@ from typing import Any
 import dj_database_url
 
 from apiplatform.env import (
+    check_secret,
     check_secret_key,
     env_bool,
     env_float,
@@ -182,7 +183,7 @@ REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_RENDERER_CLASSES": ["apiplatform.renderers.ORJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     # Management API (/v1/account/): user JWTs. Public /v1 views (PublicAPIView) use API keys instead.
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.session_auth.SessionJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "apiplatform.schema.ProblemAutoSchema",  # errors: application/problem+json
     "EXCEPTION_HANDLER": "apiplatform.exceptions.problem_exception_handler",
@@ -210,18 +211,20 @@ from datetime import timedelta  # noqa: E402
 SIMPLE_JWT: dict[str, Any] = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 7)),
-    "ROTATE_REFRESH_TOKENS": True,
-    "BLACKLIST_AFTER_ROTATION": True,
+    # Rotation, reuse detection and revocation are accounts/services/sessions.py's (a session per
+    # login; simplejwt's refresh serializer and blacklist are not used).
     "UPDATE_LAST_LOGIN": False,
     "ALGORITHM": "HS256",
-    "SIGNING_KEY": env_str("JWT_SIGNING_KEY") or SECRET_KEY,
+    "SIGNING_KEY": check_secret("JWT_SIGNING_KEY", env_str("JWT_SIGNING_KEY"), production=PRODUCTION)
+    or SECRET_KEY,
     "AUTH_HEADER_TYPES": ("Bearer",),
     "USER_ID_FIELD": "id",
     "USER_ID_CLAIM": "user_id",
 }
 ACCOUNTS: dict[str, Any] = {
     # HMAC key for API-key hashes. Changing it invalidates every API key: set it once per deployment.
-    "API_KEY_PEPPER": env_str("API_KEY_PEPPER") or f"api-key-pepper:{SECRET_KEY}",
+    "API_KEY_PEPPER": check_secret("API_KEY_PEPPER", env_str("API_KEY_PEPPER"), production=PRODUCTION)
+    or f"api-key-pepper:{SECRET_KEY}",
     "KEY_LOCAL_CACHE_TTL": min(env_float("API_KEY_LOCAL_CACHE_TTL", 1.0), 1.0),  # revocation bound
     "KEY_REDIS_CACHE_TTL": env_int("API_KEY_REDIS_CACHE_TTL", 300),
     "LAST_USED_INTERVAL": env_int("API_KEY_LAST_USED_INTERVAL", 60),
@@ -234,14 +237,26 @@ ACCOUNTS: dict[str, Any] = {
     "RATE_SIGNUP_IP": env_str("RATE_SIGNUP_IP", "10/h"),
     "RATE_SIGNUP_ACCOUNT": env_str("RATE_SIGNUP_ACCOUNT", "5/h"),
     "RATE_LOGIN_IP": env_str("RATE_LOGIN_IP", "30/m"),
+    # Per (account email, client IP): a stranger's guesses do not lock the owner out; the per-account
+    # ceiling (all clients together) is the backstop against guessing from many addresses.
     "RATE_LOGIN_ACCOUNT": env_str("RATE_LOGIN_ACCOUNT", "5/m"),
+    "RATE_LOGIN_ACCOUNT_CEILING": env_str("RATE_LOGIN_ACCOUNT_CEILING", "20/m"),
     "RATE_REFRESH_IP": env_str("RATE_REFRESH_IP", "60/m"),
     "RATE_VERIFY_RESEND_USER": env_str("RATE_VERIFY_RESEND_USER", "3/h"),  # verification email again
+    # Sessions (accounts/services/sessions.py): a login lasts at most this long, however often its
+    # refresh token is redeemed; then the user logs in again.
+    "SESSION_MAX_DAYS": env_int("JWT_SESSION_MAX_DAYS", 30),
+    # Password change (per user) and reset requests (per client IP and per email address).
+    "RATE_PASSWORD_CHANGE_USER": env_str("RATE_PASSWORD_CHANGE_USER", "5/h"),
+    "RATE_PASSWORD_RESET_IP": env_str("RATE_PASSWORD_RESET_IP", "10/h"),
+    "RATE_PASSWORD_RESET_ACCOUNT": env_str("RATE_PASSWORD_RESET_ACCOUNT", "3/h"),
     # Failed API-key authentications (malformed or unknown key) one client IP may cause per minute
     # before it is refused with 429 auth-rate-limited (accounts/failures.py); 0 switches it off.
     "API_KEY_FAILURES_PER_MINUTE": env_int("API_KEY_FAILURES_PER_MINUTE", 30),
 }
 RATELIMIT_USE_CACHE = "default"
+# Seconds a password-reset token is valid (Django's setting; the token is also single-use).
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)
 
 # --- CORS, for browser keys only (accounts/cors.py; docs/accounts.md "Browser keys") ---------------
 # Seconds a browser may reuse the answer to a preflight (Chromium caps it at 7200, Firefox at 86400).
@@ -346,7 +361,10 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "apiplatform.logging.ContextFilter"}},
+    "filters": {
+        "context": {"()": "apiplatform.logging.ContextFilter"},
+        "redact": {"()": "apiplatform.logging.RedactSecretsFilter"},  # JWTs, API keys, ?token=
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -358,7 +376,11 @@ LOGGING = {
         },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context", "redact"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

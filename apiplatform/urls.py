@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts.admin_login import limited_admin_login
 from apiplatform import apidocs, health, views
 from billing.stripe_views import stripe_webhook
 
@@ -11,6 +12,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("problems/", views.problem_types, name="problem-types"),
     path("problems/<slug:slug>", views.problem_type, name="problem-type"),
+    path("admin/login/", limited_admin_login),  # the admin's login, rate limited like POST token
     path("admin/", admin.site.urls),
     path("billing/stripe/webhook", stripe_webhook, name="stripe-webhook"),
     path("v1/schema/", apidocs.SchemaView.as_view(), name="schema"),

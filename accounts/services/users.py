@@ -99,10 +99,11 @@ def email_verification_send(*, user_id: int) -> bool:
     base = settings.PUBLIC_BASE_URL.rstrip("/")
     send_mail(
         subject="Verify your Candlestack email address",
+        # The token goes in a POST body, never in a URL: URLs end up in access logs and histories.
         message=(
-            "Welcome to Candlestack.\n\nConfirm your email address by opening this link:\n"
-            f"{base}/v1/account/verify-email?token={token}\n\n"
-            f"or with: curl -X POST {base}/v1/account/verify-email "
+            "Welcome to Candlestack.\n\nConfirm your email address with this token:\n"
+            f"{token}\n\n"
+            f"curl -X POST {base}/v1/account/verify-email "
             f"-H 'Content-Type: application/json' -d '{{\"token\": \"{token}\"}}'\n"
         ),
         from_email=None,

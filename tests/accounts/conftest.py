@@ -6,12 +6,12 @@ import itertools
 
 import pytest
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import Membership, Organization, User
 from accounts.services.api_keys import api_key_create
 from accounts.services.memberships import membership_add
 from accounts.services.organizations import organization_create
+from accounts.services.sessions import session_start
 
 _seq = itertools.count(1)
 
@@ -68,10 +68,10 @@ def owner_of(organization: Organization) -> User:
 def jwt_client():
     def make(user: User, organization: Organization | None = None) -> APIClient:
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {session_start(user=user).access}")
         if organization is not None:
             client.credentials(
-                HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}",
+                HTTP_AUTHORIZATION=f"Bearer {session_start(user=user).access}",
                 HTTP_X_ORGANIZATION=organization.slug,
             )
         return client

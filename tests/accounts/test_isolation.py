@@ -50,6 +50,11 @@ UNSCOPED_ROUTES = {
         "verify-email/resend",
         "me",
         "invitations/accept",
+        "logout",
+        "logout/all",
+        "password",
+        "password/reset",
+        "password/reset/confirm",
     )
 }
 

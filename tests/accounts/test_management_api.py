@@ -46,7 +46,7 @@ def test_signup_creates_user_org_owner_and_sends_verification(db, django_capture
     assert me.json()["email_verified"] is False
     # Verification email, then the link verifies.
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["ada@example.test"]
-    token = re.search(r"verify-email\?token=(\S+)", mail.outbox[0].body).group(1)
+    token = re.search(r'"token": "([^"]+)"', mail.outbox[0].body).group(1)
     assert client.get("/v1/account/verify-email", {"token": token}).json()["email_verified"] is True
     assert client.post("/v1/account/verify-email", {"token": token + "x"}, format="json").status_code == 400
 
@@ -77,7 +77,7 @@ def test_second_org_with_same_name_gets_a_unique_slug(db):
     assert weak.status_code == 400 and "password" in weak.content.decode()
 
 
-def test_token_login_and_refresh_rotation_blacklists_old_refresh(make_user):
+def test_token_login_and_refresh_rotation_reuse_ends_the_session(make_user):
     make_user("dev@example.test")
     client = APIClient()
     bad = client.post(
@@ -91,9 +91,10 @@ def test_token_login_and_refresh_rotation_blacklists_old_refresh(make_user):
     assert refreshed.status_code == 200
     assert refreshed.json()["refresh"] != pair["refresh"]
     reused = client.post("/v1/account/token/refresh", {"refresh": pair["refresh"]}, format="json")
-    assert reused.status_code == 401
+    assert reused.status_code == 401 and slug_of(reused) == "session-ended"
+    # Reuse detection: the newer refresh token of the same session no longer works either.
     again = client.post("/v1/account/token/refresh", {"refresh": refreshed.json()["refresh"]}, format="json")
-    assert again.status_code == 200
+    assert again.status_code == 401 and slug_of(again) == "session-ended"
 
 
 def test_login_is_rate_limited_per_account_and_per_ip(make_user, settings):

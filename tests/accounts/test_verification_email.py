@@ -31,7 +31,7 @@ def signup(email: str, capture) -> dict:
 
 
 def token_in(message) -> str:
-    return re.search(r"verify-email\?token=(\S+)", message.body).group(1)
+    return re.search(r'"token": "([^"]+)"', message.body).group(1)
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import orjson
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import User
 from accounts.services.organizations import organization_create
+from accounts.services.sessions import session_start
 from apiplatform.middleware import accepts_gzip
 from tests.api.conftest import api_key, hour0, market  # noqa: F401  (fixtures)
 from tests.gateway.conftest import key_client, plans, tenant  # noqa: F401  (fixtures)
@@ -71,7 +71,7 @@ def test_new_keys_and_token_pairs_are_never_compressed(settings):
     user = User.objects.create_user(email="gzip@example.test", password="correct horse battery staple")
     organization_create(name="Gzip Org", owner=user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {session_start(user=user).access}")
     created = client.post("/v1/account/keys", {"name": "k"}, format="json", HTTP_ACCEPT_ENCODING="gzip")
     assert created.status_code == 201 and "Content-Encoding" not in created
     assert created.json()["key"].startswith("cs_")

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import User
 from accounts.services.organizations import organization_create
+from accounts.services.sessions import session_start
 from billing.models import UsageRecord
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 def jwt_client(user, org=None) -> APIClient:
     client = APIClient()
     extra = {"HTTP_X_ORGANIZATION": org.slug} if org else {}
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}", **extra)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {session_start(user=user).access}", **extra)
     return client
 
 

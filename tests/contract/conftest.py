@@ -18,11 +18,11 @@ import redis
 from django.apps import apps
 from django.conf import settings
 from django.test import Client
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import Organization, User
 from accounts.services.api_keys import api_key_create
 from accounts.services.organizations import organization_create
+from accounts.services.sessions import session_start
 from billing import services as billing_services
 from marketdata.screener import latest_indicators_refresh
 from tests.api.conftest import SEED, write_market
@@ -95,7 +95,7 @@ def make_platform() -> Platform:
         owner=owner,
         password=password,
         api_key=full_key,
-        access_token=str(RefreshToken.for_user(owner).access_token),
+        access_token=str(session_start(user=owner).access),
     )
 
 

@@ -34,6 +34,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from accounts.models import User
+from accounts.services.passwords import password_reset_token
 from accounts.services.users import email_verification_token
 from marketdata.api.views import INDICATOR_VIEWS
 from tests.conftest import web_process
@@ -358,6 +359,31 @@ def test_every_management_operation_answers_in_its_declared_models(generated, pl
     api.call("account_billing_invoices", 200, auth=access, limit=5)
 
     api.call("account_key", 404, auth=access, label="unknown key", key_id="nokey")
+
+    # sessions and passwords: change (ends the other session), reset (ends all), logout, everywhere
+    credentials = {"email": "ada@example.test", "password": password}
+    api.call("account_token_obtain", 200, auth=None, label="another session", body=credentials)
+    new_password = "another contract passphrase"
+    api.call("account_password_change", 200, auth=access,
+             body={"current_password": password, "new_password": new_password})  # fmt: skip
+    api.call("account_password_reset", 202, auth=None, body={"email": "ada@example.test"})
+    user = User.objects.filter(email="ada@example.test").first()
+    reset = password_reset_token(user=user) if user else "no-user"
+    api.call(
+        "account_password_reset_confirm", 204, auth=None, body={"token": reset, "new_password": password}
+    )
+    api.call("account_me", 401, auth=access, label="after the reset")
+    one = _get(
+        api.call("account_token_obtain", 200, auth=None, label="after reset", body=credentials), "access"
+    )
+    api.call("account_logout", 204, auth=one)
+    two = _get(
+        api.call("account_token_obtain", 200, auth=None, label="to log out", body=credentials), "access"
+    )
+    api.call("account_logout_all", 200, auth=two)
+    access = _get(
+        api.call("account_token_obtain", 200, auth=None, label="probes", body=credentials), "access"
+    )
     api.organization_auth = access
     api.probe_errors(schema, bad_credential="not-a-valid-jwt", organization_scoped=True)
     report = api.report(schema, MANAGEMENT)

@@ -29,9 +29,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import checks as st_checks
 from schemathesis.core.failures import FailureGroup
 
-from accounts.models import Membership, User
+from accounts.models import Membership, Session, User
 from accounts.services.invitations import invitation_create
 from accounts.services.organizations import organization_create
+from accounts.services.passwords import password_reset_token
 from accounts.services.users import email_verification_token
 from marketdata.api.views import INDICATOR_VIEWS
 from tests.contract.conftest import MANAGEMENT, PUBLIC, Platform, api_group, served_schema
@@ -73,6 +74,10 @@ SUPPLIED: dict[tuple[str, str], str] = {
         "an invoice id of the organization's: an opaque cursor (the organization has none)"
     ),
     ("POST /v1/account/keys", "body.expires_at"): "must be in the future: a past time becomes now + 30 days",
+    ("POST /v1/account/password", "body.current_password"): "the caller's password: only that one is right",
+    ("POST /v1/account/password/reset/confirm", "body.token"): (
+        "a password-reset token: emailed, signed by the server for the account's current password"
+    ),
     ("POST /v1/account/keys/{key_id}/rotate", "body.old_key_expires_at"): (
         "must not be in the past: a past time becomes now + 30 days"
     ),
@@ -113,6 +118,13 @@ class Supplier:
             Membership.objects.filter(
                 user=self.platform.owner, organization__memberships__user=self.inviter
             ).delete()
+        # A password change or reset, a logout (everywhere) ended the owner's sessions, the one whose
+        # access token the requests carry included, and changed the password: undo both.
+        Session.objects.filter(user=self.platform.owner).update(revoked_at=None, revoke_reason="")
+        owner = User.objects.get(pk=self.platform.owner.pk)
+        if not owner.check_password(self.platform.password):
+            owner.set_password(self.platform.password)
+            owner.save(update_fields=["password"])
 
     def supply(self, label: str, case) -> None:
         for (operation, where), _why in SUPPLIED.items():
@@ -142,8 +154,14 @@ class Supplier:
     def _token(self, case, body_or_query: dict) -> None:
         if "invitations/accept" in case.path:  # an invitation to the caller (the platform's owner)
             body_or_query["token"] = self._invitation(self.platform.owner.email)
+        elif "password/reset" in case.path:
+            owner = User.objects.get(pk=self.platform.owner.pk)
+            body_or_query["token"] = password_reset_token(user=owner)
         else:
             body_or_query["token"] = email_verification_token(user=self.platform.owner)
+
+    def _current_password(self, case, body: dict) -> None:
+        body["current_password"] = self.platform.password
 
     def _email(self, case, body: dict) -> None:
         email = body["email"]

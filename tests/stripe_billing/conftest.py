@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import Organization, User
 from accounts.services.api_keys import api_key_create
 from accounts.services.organizations import organization_create
+from accounts.services.sessions import session_start
 from billing.models import Plan
 from billing.plans import DEFAULT_PLANS
 from tests.stripe_standin.fixtures import TEST_WEBHOOK_SECRET
@@ -61,7 +61,7 @@ class Tenant:
 
     def jwt(self, user: User | None = None) -> APIClient:
         client = APIClient()
-        token = RefreshToken.for_user(user or self.owner).access_token
+        token = session_start(user=user or self.owner).access
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_X_ORGANIZATION=self.org.slug)
         return client
 

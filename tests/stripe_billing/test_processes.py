@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 from django.core.management import call_command
-from rest_framework_simplejwt.tokens import RefreshToken
 
+from accounts.services.sessions import session_start
 from billing.models import StripeEvent
 from tests.conftest import web_process
 from tests.ingestion_tasks.conftest import Worker, purge_broker, wait_until
@@ -54,7 +54,7 @@ def test_a_purchase_confirmed_by_webhook_reaches_the_gateway_of_another_process(
 ):
     base, worker = processes
     t = tenant()
-    jwt = {"Authorization": f"Bearer {RefreshToken.for_user(t.owner).access_token}"}
+    jwt = {"Authorization": f"Bearer {session_start(user=t.owner).access}"}
     key = {"X-API-Key": t.key}
 
     def plan() -> str:
