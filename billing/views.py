@@ -15,6 +15,7 @@ from accounts.schema import problem
 from accounts.tenancy import OrganizationScopedView
 from apiplatform.gateway import PublicAPIView
 from apiplatform.problems import VALIDATION_ERROR
+from apiplatform.query import known_only
 from apiplatform.schema import problem_response
 from billing import selectors
 
@@ -299,7 +300,10 @@ class UsageView(OrganizationScopedView):
                 },
             ),
             # 401, X-Organization's 400/404 (and 403 if usage.read ever leaves a role): accounts.schema
-            400: problem(VALIDATION_ERROR, "`start`/`end` not dates, or `group_by` not one of its values."),
+            400: problem(
+                VALIDATION_ERROR,
+                "`start`/`end` not dates, `group_by` not one of its values, or an unknown parameter.",
+            ),
         },
         examples=[
             OpenApiExample(
@@ -324,6 +328,7 @@ class UsageView(OrganizationScopedView):
         ],
     )
     def get(self, request):
+        known_only(request.query_params, frozenset(UsageQuery().fields))
         query = UsageQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         q = query.validated_data

@@ -33,11 +33,15 @@ LIST_ROUTES = [
     "/v1/account/keys",
     "/v1/account/audit-events",
     "/v1/account/usage?group_by=key",  # billing's view, on the same OrganizationScopedView
+    "/v1/account/billing",  # billing's Stripe views (answered from our records: no Stripe call here)
+    "/v1/account/billing/invoices",
 ]
 CREATE_ROUTES = [
     ("PATCH", "/v1/account/organization", {"name": "pwned"}),
     ("POST", "/v1/account/invitations", {"email": "spy@example.test", "role": "admin"}),
     ("POST", "/v1/account/keys", {"name": "spy key"}),
+    ("POST", "/v1/account/billing/checkout", {"plan": "pro"}),
+    ("POST", "/v1/account/billing/portal", None),
 ]
 # Routes that are not organization-scoped (no tenant objects behind them), each tested elsewhere.
 UNSCOPED_ROUTES = {
@@ -57,6 +61,15 @@ UNSCOPED_ROUTES = {
         "password/reset/confirm",
     )
 }
+
+
+@pytest.fixture(autouse=True)
+def _billing_configured(settings):
+    """Billing's routes answer 503 without a Stripe key; with one (never reached here: nobody has a
+    Stripe customer, and another tenant's routes are refused before any Stripe call) they are scoped
+    like the rest."""
+    settings.STRIPE_SECRET_KEY = "sk_test_isolation"
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # a closed port: a Stripe call would fail loudly
 
 
 @pytest.fixture
