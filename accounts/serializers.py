@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -234,16 +235,24 @@ class ApiKeyRotateIn(serializers.Serializer):
         required=False,
         allow_null=True,
         default=None,
-        help_text="Until when the old key keeps working. Default: now + 24 hours.",
+        help_text="Until when the old key keeps working. Default: now + 24 hours; at most "
+        "ROTATION_MAX_OVERLAP_SECONDS (30 days) from now.",
     )
     old_key_expires_in = serializers.IntegerField(
         required=False,
         allow_null=True,
         default=None,
         min_value=0,
-        max_value=30 * 24 * 3600,
-        help_text="Alternative to old_key_expires_at: seconds from now (0 = stop now).",
+        max_value=settings.ACCOUNTS["ROTATION_MAX_OVERLAP_SECONDS"],
+        help_text="Alternative to old_key_expires_at: seconds from now (0 = the old key stops now).",
     )
+
+    def validate(self, attrs):
+        if attrs.get("old_key_expires_at") is not None and attrs.get("old_key_expires_in") is not None:
+            raise serializers.ValidationError(
+                {"old_key_expires_in": "send old_key_expires_at or old_key_expires_in, not both"}
+            )
+        return attrs
 
 
 # --- output ----------
@@ -331,6 +340,30 @@ class ApiKeyCreatedOut(ApiKeyOut):
 class ApiKeyRotatedOut(serializers.Serializer):
     new_key = ApiKeyCreatedOut()
     old_key = ApiKeyOut()
+
+
+class WithdrawnInvitationOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class OffboardQuery(serializers.Serializer):
+    transfer_keys_to = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="Owners only: the membership id of another member (who may manage keys) to hand the "
+        "leaving member's active API keys to, instead of revoking them.",
+    )
+
+
+class OffboardedOut(serializers.Serializer):
+    member = MemberOut(source="membership", help_text="The membership that no longer exists.")
+    revoked_keys = ApiKeyOut(many=True, help_text="Keys the member created here: revoked now.")
+    transferred_keys = ApiKeyOut(many=True, help_text="Keys handed to `transfer_keys_to` (still active).")
+    withdrawn_invitations = WithdrawnInvitationOut(
+        many=True, help_text="Pending invitations the member sent: withdrawn now."
+    )
 
 
 class AuditEventOut(serializers.Serializer):

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -30,7 +27,12 @@ from accounts.models import ApiKey, Invitation, Membership
 from accounts.schema import ManagementSchema, problem
 from accounts.services.api_keys import api_key_create, api_key_revoke, api_key_rotate
 from accounts.services.invitations import invitation_accept, invitation_create, invitation_revoke
-from accounts.services.memberships import membership_remove, membership_role_change
+from accounts.services.memberships import (
+    Offboarded,
+    membership_leave,
+    membership_remove,
+    membership_role_change,
+)
 from accounts.services.organizations import organization_update
 from accounts.services.users import email_verification_resend, user_signup, user_verify_email
 from accounts.tenancy import JWTView, OrganizationScopedView
@@ -368,17 +370,60 @@ class MemberDetailView(OrganizationScopedView):
     @extend_schema(
         operation_id="account_member_remove",
         tags=[TAG],
-        summary="Remove a member from the organization (owner, admin)",
-        responses={204: None, 409: p.LAST_OWNER},
+        summary="Remove a member (owner, admin): their API keys revoked, pending invitations withdrawn",
+        description=(
+            "In one transaction: the API keys the member created in this organization are revoked "
+            "(refused by every web process within one second) and every pending invitation the member "
+            "sent is withdrawn. An owner may hand the member's active keys to another member instead "
+            "with `?transfer_keys_to=<membership id>`. The response lists what was revoked, transferred "
+            "and withdrawn; the audit log records each."
+        ),
+        parameters=[s.OffboardQuery],
+        responses={200: s.OffboardedOut, 409: p.LAST_OWNER},
     )
     def delete(self, request, member_id: int):
-        membership_remove(
-            membership=self._member(member_id),
+        membership = self._member(member_id)
+        query = s.OffboardQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        result = membership_remove(
+            membership=membership,
             actor=request.user,
             actor_role=self.role,
+            transfer_keys_to=query.validated_data.get("transfer_keys_to"),
             ip_address=client_ip(request),
         )
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(_offboarded_out(result))
+
+
+def _offboarded_out(result: Offboarded) -> dict:
+    return dict(s.OffboardedOut(result).data)
+
+
+class OrganizationLeaveView(OrganizationScopedView):
+    required_permissions = {"POST": roles.ORG_READ}
+
+    @extend_schema(
+        operation_id="account_organization_leave",
+        tags=[TAG],
+        summary="Leave the organization: your API keys in it are revoked, your pending invitations withdrawn",
+        description=(
+            "The same offboarding as a removal by an admin. An owner may hand their active keys to "
+            "another member with `?transfer_keys_to=<membership id>`. The last owner cannot leave."
+        ),
+        request=None,
+        parameters=[s.OffboardQuery],
+        responses={200: s.OffboardedOut, 409: p.LAST_OWNER},
+    )
+    def post(self, request):
+        query = s.OffboardQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        assert self.membership is not None
+        result = membership_leave(
+            membership=self.membership,
+            transfer_keys_to=query.validated_data.get("transfer_keys_to"),
+            ip_address=client_ip(request),
+        )
+        return Response(_offboarded_out(result))
 
 
 class InvitationListView(OrganizationScopedView):
@@ -399,15 +444,35 @@ class InvitationListView(OrganizationScopedView):
         tags=[TAG],
         summary="Invite someone by email (the token is emailed, never returned)",
         request=s.InvitationIn,
+        description=(
+            "Needs a verified email address (`403 email-unverified`). Limited per organization "
+            "(`RATE_INVITE_ORGANIZATION`, default 20 per hour) and per inviting user "
+            "(`RATE_INVITE_USER`, default 10 per hour): `429 rate-limited` with `Retry-After`."
+        ),
         responses={
             201: s.InvitationOut,
+            403: problem(p.EMAIL_UNVERIFIED, "Your email address is not verified yet."),
             409: p.ALREADY_MEMBER,
+            429: RATE_LIMITED,
             503: problem(SERVICE_UNAVAILABLE, "The email could not be sent; nothing was created."),
         },
     )
     def post(self, request):
         data = s.InvitationIn(data=request.data)
         data.is_valid(raise_exception=True)
+        org_key, user_key = str(self.organization.pk), str(request.user.pk)
+        _limit(
+            request,
+            group="accounts.invite.organization",
+            rate=settings.ACCOUNTS["RATE_INVITE_ORGANIZATION"],
+            key=lambda _g, _r: org_key,
+        )
+        _limit(
+            request,
+            group="accounts.invite.user",
+            rate=settings.ACCOUNTS["RATE_INVITE_USER"],
+            key=lambda _g, _r: user_key,
+        )
         invitation, _token = invitation_create(
             organization=self.organization,
             email=data.validated_data["email"],
@@ -490,7 +555,12 @@ class ApiKeyListView(OrganizationScopedView):
             serializers=[s.ApiKeySecretIn, s.ApiKeyBrowserIn],
             resource_type_field_name=None,
         ),
-        responses={201: s.ApiKeyCreatedOut},
+        responses={
+            201: s.ApiKeyCreatedOut,
+            403: problem(
+                p.EMAIL_UNVERIFIED, "A live key was asked for by a user whose email is not verified."
+            ),
+        },
         examples=[
             OpenApiExample(
                 "Create a secret key",
@@ -562,18 +632,19 @@ class ApiKeyRotateView(OrganizationScopedView):
         request=s.ApiKeyRotateIn,
         responses={
             201: s.ApiKeyRotatedOut,
-            409: [p.KEY_ALREADY_REVOKED, p.KEY_ALREADY_ROTATED],
+            409: [p.KEY_ALREADY_REVOKED, p.KEY_ALREADY_ROTATED, p.KEY_ALREADY_EXPIRED],
         },
     )
     def post(self, request, key_id: str):
         api_key = self.get_scoped_object(ApiKey.objects.all(), key_id=key_id)
         data = s.ApiKeyRotateIn(data=request.data)
         data.is_valid(raise_exception=True)
-        expires_at = data.validated_data["old_key_expires_at"]
-        if data.validated_data["old_key_expires_in"] is not None:
-            expires_at = timezone.now() + timedelta(seconds=data.validated_data["old_key_expires_in"])
         new, full_key, old = api_key_rotate(
-            api_key=api_key, actor=request.user, old_key_expires_at=expires_at, ip_address=client_ip(request)
+            api_key=api_key,
+            actor=request.user,
+            old_key_expires_at=data.validated_data["old_key_expires_at"],
+            old_key_expires_in=data.validated_data["old_key_expires_in"],
+            ip_address=client_ip(request),
         )
         body = {"new_key": {**_key_out(new), "key": full_key}, "old_key": _key_out(old)}
         return Response(body, status=status.HTTP_201_CREATED)

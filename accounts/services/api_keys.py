@@ -99,6 +99,15 @@ def api_key_create(
         raise ValidationError({"environment": "must be 'live' or 'test'"})
     if kind not in keyformat.KINDS:
         raise ValidationError({"type": "must be 'secret' or 'browser'"})
+    if (
+        environment == "live"
+        and created_by is not None
+        and rotated_from is None
+        and created_by.email_verified_at is None
+    ):
+        raise ProblemError(
+            p.EMAIL_UNVERIFIED, "Creating a live API key needs a verified email address (test keys do not)."
+        )
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "must be in the future"})
     active = ApiKey.objects.filter(organization=organization, revoked_at__isnull=True).count()
@@ -170,17 +179,76 @@ def api_key_revoke(*, api_key: ApiKey, actor: User | None = None, ip_address: st
 
 
 @transaction.atomic
+def api_keys_revoke_created_by(
+    *, organization: Organization, user: User, actor: User | None, reason: str, ip_address: str | None = None
+) -> list[ApiKey]:
+    """Revoke every unrevoked key ``user`` created in ``organization`` (offboarding); each is audited
+    and published to Redis after commit, like a revocation by hand."""
+    now = timezone.now()
+    api_keys = list(
+        ApiKey.objects.select_for_update()
+        .filter(organization=organization, created_by=user, revoked_at__isnull=True)
+        .order_by("id")
+    )
+    for api_key in api_keys:
+        ApiKey.objects.filter(pk=api_key.pk).update(
+            revoked_at=now, revoked_by=actor, version=F("version") + 1
+        )
+        api_key.refresh_from_db()
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="key.revoked",
+            target_type="api_key",
+            target_id=api_key.key_id,
+            data={"prefix": api_key.prefix, "name": api_key.name, "reason": reason, "created_by": user.email},
+            ip_address=ip_address,
+        )
+        _publish_after_commit(api_key.key_id)
+    return api_keys
+
+
+@transaction.atomic
+def api_keys_transfer(
+    *, organization: Organization, from_user: User, to_user: User, actor: User, ip_address: str | None = None
+) -> list[ApiKey]:
+    """Hand the unrevoked keys ``from_user`` created in ``organization`` to ``to_user`` (they become
+    the keys' creator, so they leave with that member later). Audited per key."""
+    api_keys = list(
+        ApiKey.objects.select_for_update()
+        .filter(organization=organization, created_by=from_user, revoked_at__isnull=True)
+        .order_by("id")
+    )
+    for api_key in api_keys:
+        ApiKey.objects.filter(pk=api_key.pk).update(created_by=to_user)
+        api_key.created_by = to_user
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="key.transferred",
+            target_type="api_key",
+            target_id=api_key.key_id,
+            data={"prefix": api_key.prefix, "from": from_user.email, "to": to_user.email},
+            ip_address=ip_address,
+        )
+    return api_keys
+
+
+@transaction.atomic
 def api_key_rotate(
     *,
     api_key: ApiKey,
     actor: User | None = None,
     old_key_expires_at: datetime | None = None,
+    old_key_expires_in: int | None = None,
     ip_address: str | None = None,
 ) -> tuple[ApiKey, str, ApiKey]:
-    """Issue a replacement with the same name, scopes, IPs and environment; the old key keeps
-    working until ``old_key_expires_at`` (default now + 24 h; never later than its own expiry).
+    """Issue a replacement with the same name, scopes, IPs, environment and expiry; the old key keeps
+    working until ``old_key_expires_at`` or ``old_key_expires_in`` seconds from now (0: stops now;
+    default now + 24 h; at most ``ROTATION_MAX_OVERLAP_SECONDS``; never later than its own expiry).
     Returns ``(new_key, new_full_key, old_key)``.
 
+    An expired key cannot be rotated (``409 key-already-expired``): its replacement would outlive it.
     A key has at most one live successor: while the replacement of an earlier rotation is neither
     revoked nor expired, this answers ``409 key-already-rotated`` with its ``successor_key_id``.
     The row lock serialises concurrent rotations of one key, so exactly one of them succeeds."""
@@ -188,6 +256,8 @@ def api_key_rotate(
     if old.revoked_at is not None:
         raise ProblemError(p.KEY_ALREADY_REVOKED)
     now = timezone.now()
+    if old.expires_at is not None and old.expires_at <= now:
+        raise ProblemError(p.KEY_ALREADY_EXPIRED)
     successor = (
         ApiKey.objects.filter(rotated_from=old, revoked_at__isnull=True)
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
@@ -200,10 +270,19 @@ def api_key_rotate(
             f"This key was already rotated: its replacement is {successor.prefix}.",
             extra={"successor_key_id": successor.key_id},
         )
-    if old_key_expires_at is None:
+    max_overlap = int(settings.ACCOUNTS["ROTATION_MAX_OVERLAP_SECONDS"])
+    if old_key_expires_in is not None:
+        if not 0 <= old_key_expires_in <= max_overlap:
+            raise ValidationError({"old_key_expires_in": f"must be between 0 and {max_overlap} seconds"})
+        old_key_expires_at = now + timedelta(seconds=old_key_expires_in)
+    elif old_key_expires_at is None:
         old_key_expires_at = now + timedelta(seconds=settings.ACCOUNTS["ROTATION_OVERLAP_SECONDS"])
-    if old_key_expires_at < now:
+    elif old_key_expires_at < now:
         raise ValidationError({"old_key_expires_at": "must not be in the past"})
+    if old_key_expires_at > now + timedelta(seconds=max_overlap):
+        raise ValidationError(
+            {"old_key_expires_at": f"must be at most {max_overlap} seconds from now (the longest overlap)"}
+        )
     if old.expires_at is not None:
         old_key_expires_at = min(old_key_expires_at, old.expires_at)
     new, full_key = api_key_create(
@@ -213,7 +292,7 @@ def api_key_rotate(
         environment=old.environment,
         kind=old.kind,
         scopes=list(old.scopes),
-        expires_at=None,
+        expires_at=old.expires_at,  # a rotation never extends a key's life
         allowed_ips=list(old.allowed_ips),
         allowed_origins=list(old.allowed_origins),
         rotated_from=old,

@@ -38,6 +38,7 @@ CREATE_ROUTES = [
     ("PATCH", "/v1/account/organization", {"name": "pwned"}),
     ("POST", "/v1/account/invitations", {"email": "spy@example.test", "role": "admin"}),
     ("POST", "/v1/account/keys", {"name": "spy key"}),
+    ("POST", "/v1/account/organization/leave", None),  # acts on the caller's own membership only
 ]
 # Routes that are not organization-scoped (no tenant objects behind them), each tested elsewhere.
 UNSCOPED_ROUTES = {

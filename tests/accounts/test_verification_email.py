@@ -23,7 +23,7 @@ def signup(email: str, capture) -> dict:
     with capture(execute=True):
         response = APIClient().post(
             "/v1/account/signup",
-            {"email": email, "password": PASSWORD, "organization_name": f"Org of {email}"},
+            {"email": email, "password": PASSWORD, "organization_name": f"Org of {email.split('@')[0]}"},
             format="json",
         )
     assert response.status_code == 201, response.content
