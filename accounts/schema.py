@@ -42,6 +42,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from accounts import problems as p
 from accounts import roles
+from accounts.names import ORGANIZATION_NAME_PATTERN
 from accounts.serializers import PatchIn, SignupIn
 from apiplatform.problems import (
     BAD_REQUEST,
@@ -128,7 +129,8 @@ class SignupBodyScheme(OpenApiSerializerExtension):
             shape = copy.deepcopy(schema)
             shape["title"] = title
             shape["required"] = sorted({*shape.get("required", []), name})
-            shape["properties"][name].update({"minLength": 1, "pattern": NON_BLANK})
+            pattern = ORGANIZATION_NAME_PATTERN if name == "organization_name" else NON_BLANK
+            shape["properties"][name].update({"minLength": 1, "pattern": pattern})
             shape["properties"][name].pop("default", None)
             shapes.append(shape)
         return {"anyOf": shapes}

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from accounts import roles
 from accounts.models import KeyEnvironment, KeyKind, Role
+from accounts.names import ORGANIZATION_NAME_HELP, ORGANIZATION_NAME_PATTERN
 from accounts.origins import MAX_ORIGIN_LENGTH, ORIGIN_PATTERN
 from accounts.principal import BROWSER_KEY_SCOPES, KEY_SCOPES
 
@@ -25,13 +26,22 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "string", "pattern": ORGANIZATION_NAME_PATTERN, "maxLength": 200})
+class OrganizationNameField(StrictCharField):
+    """An organization's name: plain text (accounts/names.py; checked by the service, as sent)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", ORGANIZATION_NAME_HELP)
+        super().__init__(max_length=200, trim_whitespace=False, **kwargs)
+
+
 class SignupIn(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
     # A password is taken as typed (no trimming, like Django's own password forms).
     password = StrictCharField(
         write_only=True, max_length=128, trim_whitespace=False, style={"input_type": "password"}
     )
-    organization_name = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
+    organization_name = OrganizationNameField(required=False, allow_blank=True, default="")
     full_name = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
     invitation_token = StrictCharField(
         max_length=200,
@@ -90,7 +100,7 @@ class PatchIn(serializers.Serializer):
 
 
 class OrganizationUpdateIn(PatchIn):
-    name = StrictCharField(max_length=200, required=False)
+    name = OrganizationNameField(required=False)
 
 
 class RoleChangeIn(PatchIn):
@@ -244,15 +254,9 @@ class ApiKeyRotateIn(serializers.Serializer):
         default=None,
         min_value=0,
         max_value=settings.ACCOUNTS["ROTATION_MAX_OVERLAP_SECONDS"],
-        help_text="Alternative to old_key_expires_at: seconds from now (0 = the old key stops now).",
+        help_text="Alternative to old_key_expires_at (and used if both are sent): seconds from now "
+        "(0 = the old key stops now).",
     )
-
-    def validate(self, attrs):
-        if attrs.get("old_key_expires_at") is not None and attrs.get("old_key_expires_in") is not None:
-            raise serializers.ValidationError(
-                {"old_key_expires_in": "send old_key_expires_at or old_key_expires_in, not both"}
-            )
-        return attrs
 
 
 # --- output ----------

@@ -20,9 +20,9 @@ from rest_framework.exceptions import ValidationError
 from accounts import problems as p
 from accounts import roles
 from accounts.models import Invitation, Membership, Organization, Role, User
+from accounts.names import inert_name
 from accounts.services.audit import audit_record
 from accounts.services.memberships import membership_add
-from accounts.services.organizations import inert_name
 from apiplatform.problems import SERVICE_UNAVAILABLE, ProblemError
 
 logger = logging.getLogger(__name__)

@@ -1,55 +1,30 @@
 """Organizations: creation (unique slug, the owner's membership) and renaming.
 
-An organization's name travels in the platform's emails (invitations), so it is plain text: no
-control characters or line breaks, nothing that looks like a web address (:func:`organization_name_clean`),
-and emails render it through :func:`inert_name` (which also disarms names stored before the rule)."""
+An organization's name travels in the platform's emails (invitations), so it is plain text (the rule
+and the inert rendering for emails live in accounts/names.py)."""
 
 from __future__ import annotations
 
-import re
 import secrets
-import unicodedata
 
 from django.conf import settings
 from django.db import transaction
 from django.utils.text import slugify
 from rest_framework.exceptions import ValidationError
 
+from accounts import names
 from accounts.models import Organization, Role, User
 from accounts.services.audit import audit_record
 from accounts.services.memberships import membership_add
 
-# A scheme (https://, mailto:), "www.", or a dotted name ending in a label of letters (evil.example,
-# login.evil.co): what mail clients turn into links.
-_LINKISH = re.compile(
-    r"(?i)(?:\b[a-z][a-z0-9+.-]*:(?://|[^\s]*@)|\bwww\.|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,63}\b)"
-)
-# Control characters, line/paragraph separators and invisible format characters (bidi overrides).
-_FORBIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
-
 
 def organization_name_clean(name: str, *, field: str = "name") -> str:
-    """The name, stripped; 400 ``validation-error`` on ``field`` if it is blank, holds a control
-    character or line break, or looks like a web address or domain name."""
-    name = name.strip()
-    if not name:
-        raise ValidationError({field: "must not be blank"})
-    if any(unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in name):
-        raise ValidationError(
-            {field: "must not contain control characters, line breaks or invisible characters"}
-        )
-    if _LINKISH.search(name):
-        raise ValidationError({field: "must not contain a web address, email address or domain name"})
-    return name
-
-
-def inert_name(name: str) -> str:
-    """``name`` as emails show it: one line of plain text that no mail client turns into a link
-    (control characters become spaces; dots of anything link-like are defanged as ``[.]``)."""
-    text = "".join(" " if unicodedata.category(ch) in _FORBIDDEN_CATEGORIES else ch for ch in name)
-    text = " ".join(text.split())[:200]
-    text = _LINKISH.sub(lambda m: m.group(0).replace(".", "[.]").replace(":", "[:]"), text)
-    return text or "(unnamed)"
+    """The name (as sent), stripped; 400 ``validation-error`` on ``field`` unless it is plain text
+    (accounts/names.py: no control characters or line breaks, nothing that looks like an address)."""
+    error = names.organization_name_error(name)
+    if error is not None:
+        raise ValidationError({field: error})
+    return name.strip()
 
 
 def _unique_slug(name: str) -> str:

@@ -8,8 +8,9 @@ from django.core import mail
 from rest_framework.test import APIClient
 
 from accounts.models import Invitation, Organization
+from accounts.names import inert_name
 from accounts.services.invitations import invitation_create
-from accounts.services.organizations import inert_name, organization_create
+from accounts.services.organizations import organization_create
 
 from .conftest import owner_of, verify_email
 
