@@ -259,6 +259,22 @@ class ApiKeyRotateIn(serializers.Serializer):
     )
 
 
+class LeakedKeyIn(serializers.Serializer):
+    key = StrictCharField(max_length=200, help_text="The published key, as found.")
+    url = StrictCharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Where it was found (recorded in the organization's audit log).",
+    )
+
+
+class LeakedKeyOut(serializers.Serializer):
+    received = serializers.BooleanField(help_text="Always true: the answer is the same for any key.")
+    detail = serializers.CharField()
+
+
 # --- output ----------
 class OrganizationOut(serializers.Serializer):
     id = serializers.IntegerField()

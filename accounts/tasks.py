@@ -13,6 +13,9 @@ operator (replay from the admin) — the account stays usable and the user can a
 message (``POST /v1/account/verify-email/resend``). Only the user id travels through the broker:
 the token is derived when the message is built, so no secret sits in a queue.
 
+``accounts.send_leaked_key_email`` tells an organization's owners that one of their keys was
+reported as published (``POST /v1/keys/revoke-leaked``) and revoked; only the key's row id travels.
+
 Invitation emails are still sent after the invitation commits, in the request: their token exists
 only in that request (only its hash is stored), and it must not sit in the broker either.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import smtplib
 
-from accounts.services.api_keys import api_key_last_used_flush
+from accounts.services.api_keys import api_key_last_used_flush, api_key_leak_notify
 from accounts.services.users import email_verification_send
 from apiplatform.jobs.base import project_task
 
@@ -44,3 +47,16 @@ def flush_key_last_used(self) -> int:
 )
 def send_verification_email(self, user_id: int) -> dict:
     return {"user_id": user_id, "sent": email_verification_send(user_id=user_id)}
+
+
+@project_task(
+    name="accounts.send_leaked_key_email",
+    soft_time_limit=60,
+    time_limit=90,
+    max_retries=6,
+    backoff_base=5.0,
+    backoff_max=600.0,
+    retry_on=(smtplib.SMTPException, OSError),
+)
+def send_leaked_key_email(self, api_key_pk: int) -> dict:
+    return {"api_key": api_key_pk, "recipients": api_key_leak_notify(api_key_pk=api_key_pk)}

@@ -25,7 +25,12 @@ from accounts import serializers as s
 from accounts.authentication import client_ip
 from accounts.models import ApiKey, Invitation, Membership
 from accounts.schema import ManagementSchema, problem
-from accounts.services.api_keys import api_key_create, api_key_revoke, api_key_rotate
+from accounts.services.api_keys import (
+    api_key_create,
+    api_key_report_leaked,
+    api_key_revoke,
+    api_key_rotate,
+)
 from accounts.services.invitations import invitation_accept, invitation_create, invitation_revoke
 from accounts.services.memberships import (
     Offboarded,
@@ -246,6 +251,51 @@ class VerifyEmailResendView(JWTView):
             s.VerifyResendOut({"queued": queued, "email_verified": not queued}).data,
             status=status.HTTP_202_ACCEPTED if queued else status.HTTP_200_OK,
         )
+
+
+# --- published keys (secret scanners) ---
+LEAK_REPORT_ANSWER = {
+    "received": True,
+    "detail": "Thank you. If this is an active Candlestack secret key, it is now revoked and the owners "
+    "of its organization have been told.",
+}
+
+
+class RevokeLeakedKeyView(PublicAccountView):
+    @extend_schema(
+        operation_id="keys_revoke_leaked",
+        tags=["keys"],
+        summary="Report a published API key: an active secret key is revoked at once and its owners told",
+        description=(
+            "For secret scanners and for anyone who finds a Candlestack key in public (a repository, "
+            "a paste, a web page). No credentials. If the body holds an active secret key (`cs_live_…` "
+            "or `cs_test_…`, see `docs/accounts.md` for the regular expression), the key is revoked "
+            "(refused by every web process within one second), the revocation is written to the "
+            "organization's audit log with `url`, and the organization's owners get an email. The "
+            "answer is the same `202` for anything else, so this endpoint tells nobody whether a string "
+            "is a key. Limited per client IP (`RATE_REVOKE_LEAKED_IP`, default 30 per minute)."
+        ),
+        request=s.LeakedKeyIn,
+        responses={202: s.LeakedKeyOut, 429: RATE_LIMITED},
+        examples=[
+            OpenApiExample(
+                "Report a key",
+                value={
+                    "key": "cs_live_4fJx0cQ2mZpA_" + "0" * 38,
+                    "url": "https://github.com/example/repo/blob/main/settings.py",
+                },
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request):
+        _limit_ip(request, "accounts.revoke_leaked.ip", "RATE_REVOKE_LEAKED_IP")
+        data = s.LeakedKeyIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        api_key_report_leaked(
+            key=data.validated_data["key"], source=data.validated_data["url"], ip_address=client_ip(request)
+        )
+        return Response(s.LeakedKeyOut(LEAK_REPORT_ANSWER).data, status=status.HTTP_202_ACCEPTED)
 
 
 # --- the caller ---

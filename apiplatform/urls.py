@@ -16,6 +16,7 @@ urlpatterns = [
     path("v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("v1/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("v1/account/", include("accounts.urls")),
+    path("v1/keys/", include("accounts.public_urls")),  # POST /v1/keys/revoke-leaked (no credentials)
     path("v1/", include("billing.urls")),
     path("v1/", include("marketdata.urls")),
 ]

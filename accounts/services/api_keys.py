@@ -3,10 +3,13 @@ flush of the "last used" times recorded in Redis. Key state is published to Redi
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
+import logging
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -14,10 +17,13 @@ from rest_framework.exceptions import ValidationError
 
 from accounts import keycache, keyformat, origins, principal
 from accounts import problems as p
-from accounts.models import ApiKey, Organization, User
+from accounts.models import ApiKey, Membership, Organization, Role, User
+from accounts.names import inert_name
 from accounts.services.audit import audit_record
 from apiplatform import redis_access
 from apiplatform.problems import ProblemError
+
+logger = logging.getLogger(__name__)
 
 
 def _clean_scopes(scopes: list[str] | None, kind: str) -> list[str]:
@@ -315,6 +321,84 @@ def api_key_rotate(
     )
     _publish_after_commit(old.key_id)
     return new, full_key, old
+
+
+def api_key_report_leaked(*, key: str, source: str = "", ip_address: str | None = None) -> bool:
+    """Someone (a secret scanner, a stranger) reports ``key`` as published: if it is an unrevoked
+    secret key, revoke it at once, audit it and email the organization's owners after commit.
+
+    Returns whether a key was revoked, for tests and logs only: the endpoint answers the same either
+    way, so it tells nobody whether a string is a real key. Browser keys (``cs_pub_…``) are public by
+    design and are left alone. ``source`` (where it was found, as the reporter says) goes to the audit
+    log, never into the owners' email: it is text a stranger chose."""
+    try:
+        parsed = keyformat.parse_key(key.strip())
+    except keyformat.MalformedKey:
+        return False
+    if parsed.kind != keyformat.KIND_SECRET:
+        return False
+    with transaction.atomic():
+        api_key = (
+            ApiKey.objects.select_for_update(of=("self",))
+            .select_related("organization")
+            .filter(key_id=parsed.key_id, kind=parsed.kind, environment=parsed.environment)
+            .first()
+        )
+        if api_key is None or not hmac.compare_digest(api_key.secret_hash, keyformat.hash_key(parsed.full)):
+            return False
+        if api_key.revoked_at is not None:
+            return False
+        ApiKey.objects.filter(pk=api_key.pk).update(
+            revoked_at=timezone.now(), revoked_by=None, version=F("version") + 1
+        )
+        audit_record(
+            organization=api_key.organization,
+            actor=None,
+            action="key.revoked",
+            target_type="api_key",
+            target_id=api_key.key_id,
+            data={"prefix": api_key.prefix, "name": api_key.name, "reason": "leaked", "source": source[:500]},
+            ip_address=ip_address,
+        )
+        _publish_after_commit(api_key.key_id)
+        api_key_pk = api_key.pk
+        transaction.on_commit(lambda: _queue_leak_email(api_key_pk), robust=True)
+    logger.warning("API key %s reported as leaked and revoked", api_key.prefix)
+    return True
+
+
+def _queue_leak_email(api_key_pk: int) -> None:
+    from accounts import tasks  # the tasks module imports this one
+
+    tasks.send_leaked_key_email.delay(api_key_pk)
+
+
+def api_key_leak_notify(*, api_key_pk: int) -> int:
+    """Email the owners of the key's organization that it was reported as published and revoked.
+    Returns the number of recipients."""
+    api_key = ApiKey.objects.select_related("organization").filter(pk=api_key_pk).first()
+    if api_key is None:
+        return 0
+    owners = sorted(
+        Membership.objects.filter(organization_id=api_key.organization_id, role=Role.OWNER).values_list(
+            "user__email", flat=True
+        )
+    )
+    if not owners:
+        return 0
+    send_mail(
+        subject=f"Candlestack API key {api_key.prefix} was published and has been revoked",
+        message=(
+            f"The API key {api_key.prefix} (named {inert_name(api_key.name)!r}) of your organization "
+            f"{inert_name(api_key.organization.name)!r} was reported as published (for example in a public "
+            "code repository) and has been revoked: requests with it are refused.\n\n"
+            "Create a new key in your account, put it where the old one was, and check where the old "
+            "one was copied. The audit log of your organization records the report.\n"
+        ),
+        from_email=None,
+        recipient_list=owners,
+    )
+    return len(owners)
 
 
 def api_key_last_used_flush() -> int:

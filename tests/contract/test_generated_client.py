@@ -271,6 +271,8 @@ def test_every_public_operation_answers_in_its_declared_models(generated, platfo
     api.call("rankings_list", 200, auth=key)
     api.call("screener_list", 200, auth=key, timeframe="1h")
     api.call("coins_retrieve", 404, auth=key, label="unknown coin", coin_id="no-such-coin")
+    api.call("keys_revoke_leaked", 202, auth=None, label="not a real key",
+             body={"key": "cs_live_000000000000_" + "0" * 38, "url": "https://example.com/x"})  # fmt: skip
     api.probe_errors(schema, bad_credential="cs_live_000000000000_" + "0" * 38, organization_scoped=False)
     report = api.report(schema, PUBLIC)
     if report:
