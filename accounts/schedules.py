@@ -15,4 +15,10 @@ SCHEDULES: tuple[Schedule, ...] = (
         expire_seconds=55,
         description="Copies the API keys' last-used times recorded in Redis to the database.",
     ),
+    Schedule(
+        "accounts: purge unverified sign-ups (hourly)",
+        "accounts.purge_unverified_signups",
+        crontab={"minute": "17"},
+        description="Deletes sign-ups whose email address was not verified within UNVERIFIED_SIGNUP_TTL.",
+    ),
 )

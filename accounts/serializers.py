@@ -313,6 +313,11 @@ class SignupOut(serializers.Serializer):
     tokens = TokenOut()
 
 
+class SignupAcceptedOut(serializers.Serializer):
+    email = serializers.EmailField(help_text="The address, as the account will know it (lowercase).")
+    detail = serializers.CharField()
+
+
 class MemberOut(serializers.Serializer):
     id = serializers.IntegerField(help_text="Membership id (use it in /members/{id})")
     user_id = serializers.IntegerField()

@@ -99,19 +99,35 @@ class PublicAccountView(APIView):
 
 
 # --- sign-up and tokens ---
+SIGNUP_ANSWER = (
+    "Check your inbox: we sent a link to verify this address (if the address already has an account, "
+    "its owner got an email instead). Then log in with POST /v1/account/token."
+)
+
+
 class SignupView(PublicAccountView):
     @extend_schema(
         operation_id="account_signup",
         tags=[TAG],
-        summary="Sign up: user + organization + owner membership (or join by invitation); returns a JWT pair",
+        summary="Sign up: user + organization + owner membership, then verify the email address",
         description=(
-            "Creates the user, an organization with a unique slug and the owner membership, sends a "
-            "verification email and returns the organization and a JWT pair. With `invitation_token` "
-            "(from an invitation email, for the same address) the user joins the inviting "
-            "organization with the invited role instead, and no organization is created."
+            "Creates the user, an organization with a unique slug and the owner membership, and emails "
+            "a verification link: `202` with the address and what to do next. The answer is the same "
+            "for an address that already has an account: nothing is created and the address's owner "
+            "gets an email instead, so sign-up tells nobody whether an address is registered. Log in "
+            "with `POST /v1/account/token`; inviting people and live API keys need the verified address. "
+            "A sign-up that is not verified within `UNVERIFIED_SIGNUP_TTL` (3 days) is deleted.\n\n"
+            "With `invitation_token` (from an invitation email, for the same address) the user joins "
+            "the inviting organization with the invited role instead, no organization is created, the "
+            "address counts as verified (the token proves it) and the answer is `201` with a JWT pair."
         ),
         request=s.SignupIn,
-        responses={201: s.SignupOut, 400: p.INVITATION_INVALID, 429: RATE_LIMITED},
+        responses={
+            202: s.SignupAcceptedOut,
+            201: s.SignupOut,
+            400: p.INVITATION_INVALID,
+            429: RATE_LIMITED,
+        },
         examples=[
             OpenApiExample(
                 "Sign up",
@@ -131,19 +147,23 @@ class SignupView(PublicAccountView):
         _limit_account(
             request, "accounts.signup.account", "RATE_SIGNUP_ACCOUNT", data.validated_data["email"]
         )
-        user, membership = user_signup(
+        invitation_token = data.validated_data.get("invitation_token", "")
+        result = user_signup(
             email=data.validated_data["email"],
             password=data.validated_data["password"],
             organization_name=data.validated_data.get("organization_name", ""),
-            invitation_token=data.validated_data.get("invitation_token", ""),
+            invitation_token=invitation_token,
             full_name=data.validated_data.get("full_name", ""),
             ip_address=client_ip(request),
         )
+        if not invitation_token or result.user is None or result.membership is None:
+            body = {"email": result.email, "detail": SIGNUP_ANSWER}
+            return Response(s.SignupAcceptedOut(body).data, status=status.HTTP_202_ACCEPTED)
         body = {
-            "user": s.UserOut(user).data,
-            "organization": s.OrganizationOut(membership.organization).data,
-            "role": membership.role,
-            "tokens": _token_pair(user),
+            "user": s.UserOut(result.user).data,
+            "organization": s.OrganizationOut(result.membership.organization).data,
+            "role": result.membership.role,
+            "tokens": _token_pair(result.user),
         }
         return Response(body, status=status.HTTP_201_CREATED)
 

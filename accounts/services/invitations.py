@@ -132,6 +132,17 @@ def invitation_revoke(
     return invitation
 
 
+def invitation_pending_for(*, token: str, email: str) -> bool:
+    """Whether ``token`` is a pending invitation for ``email`` whose sender may still invite."""
+    invitation = Invitation.objects.filter(token_hash=_token_hash(token)).first()
+    return (
+        invitation is not None
+        and invitation.status == "pending"
+        and invitation.email.lower() == email.lower()
+        and _inviter_may_still_invite(invitation)
+    )
+
+
 def _inviter_may_still_invite(invitation: Invitation) -> bool:
     """An invitation is only as good as its sender: a sender who has left, been removed, or lost the
     right to invite (or to grant this role) since sending it no longer brings anyone in."""

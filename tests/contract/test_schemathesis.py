@@ -58,8 +58,8 @@ SUPPLIED: dict[tuple[str, str], str] = {
         "an invitation token: only one emailed for a pending invitation to the caller's address is valid"
     ),
     ("POST /v1/account/signup", "body.email"): (
-        "an address without an account: one already signed up (e.g. the schema's example, sent again) is "
-        "refused (400), so it becomes a new address"
+        "an address without an account: one already signed up (e.g. the schema's example, sent again) "
+        "answers the same 202 but creates nothing, so it becomes a new address"
     ),
     ("POST /v1/account/signup", "body.invitation_token"): (
         "an invitation token: only one emailed for a pending invitation to the signing-up address is valid"
