@@ -18,8 +18,9 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 from rest_framework.exceptions import ValidationError
 
+from accounts import keycache
 from accounts import problems as p
-from accounts.models import Membership, Organization, User
+from accounts.models import ApiKey, Membership, Organization, User
 from accounts.services.invitations import invitation_accept, invitation_pending_for
 from accounts.services.organizations import organization_create, organization_name_clean
 from apiplatform.problems import SERVICE_UNAVAILABLE, ProblemError
@@ -102,6 +103,12 @@ def _user_delete_unverified(user: User) -> None:
     belongs to (with their keys, invitations and audit events)."""
     for organization in Organization.objects.filter(created_by=user):
         if not organization.memberships.exclude(user=user).exists():
+            # The keys go with the organization: tell the key cache, after commit, at a newer version.
+            gone = list(ApiKey.objects.filter(organization=organization).values_list("key_id", "version"))
+            for key_id, version in gone:
+                transaction.on_commit(
+                    lambda key_id=key_id, version=version: keycache.publish_deleted(key_id, version + 1)
+                )
             organization.delete()
     user.delete()
 

@@ -115,3 +115,21 @@ def test_an_invitation_signup_still_answers_with_tokens(make_org, django_capture
         format="json",
     )
     assert response.status_code == 201 and response.json()["tokens"]["access"]
+
+
+def test_keys_of_a_purged_signup_stop_working_at_once(
+    make_user, make_org, make_key, settings, django_capture_on_commit_callbacks
+):
+    """The organization's keys are deleted with it: the key cache learns it (no 5-minute tail)."""
+    from accounts import keycache, keyformat, keys
+
+    stale = make_user(verified=False)
+    api_key, full = make_key(make_org(owner=stale), environment="test", created_by=stale)
+    assert keys.verify(keyformat.parse_key(full), None)[0] == "ok"  # cached in Redis and locally
+    ttl = settings.ACCOUNTS["UNVERIFIED_SIGNUP_TTL"]
+    User.objects.filter(pk=stale.pk).update(date_joined=timezone.now() - timedelta(seconds=ttl + 1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert purge_unverified_signups.delay().get() == 1
+    keycache.clear_local_cache()  # another process: its local entry has expired
+    assert keys.verify(keyformat.parse_key(full), None)[0] != "ok"
+    assert not ApiKey.objects.filter(pk=api_key.pk).exists()
