@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -106,9 +107,7 @@ def _user_delete_unverified(user: User) -> None:
             # The keys go with the organization: tell the key cache, after commit, at a newer version.
             gone = list(ApiKey.objects.filter(organization=organization).values_list("key_id", "version"))
             for key_id, version in gone:
-                transaction.on_commit(
-                    lambda key_id=key_id, version=version: keycache.publish_deleted(key_id, version + 1)
-                )
+                transaction.on_commit(functools.partial(keycache.publish_deleted, key_id, version + 1))
             organization.delete()
     user.delete()
 

@@ -69,7 +69,7 @@ def test_deleting_a_membership_in_the_admin_offboards_the_member(
 
     org = make_org()
     developer = make_member(org, "developer")
-    api_key, full = make_key(org, created_by=developer)
+    _api_key, full = make_key(org, created_by=developer)
     membership = Membership.objects.get(organization=org, user=developer)
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(f"/admin/accounts/membership/{membership.pk}/delete/", {"post": "yes"})
