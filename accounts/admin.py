@@ -8,9 +8,11 @@ publication).
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
-from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Session, User
+from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Role, Session, User
 from accounts.services.api_keys import api_key_revoke
+from accounts.services.memberships import membership_remove
 from accounts.services.sessions import sessions_end
+from apiplatform.problems import ProblemError
 
 
 @admin.register(User)
@@ -30,6 +32,7 @@ class UserAdmin(BaseUserAdmin):
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
+    can_delete = False  # removing a member is an offboarding: use Memberships (delete), which runs it
     autocomplete_fields = ["user"]
     fields = ["user", "role", "created_at"]
     readonly_fields = ["created_at"]
@@ -75,6 +78,28 @@ class MembershipAdmin(admin.ModelAdmin):
     search_fields = ["user__email", "organization__slug"]
     autocomplete_fields = ["user", "organization"]
     list_select_related = ["user", "organization"]
+
+    # Deleting a membership here is an offboarding like the API's: the member's keys are revoked and
+    # their pending invitations withdrawn (accounts.services.memberships.membership_remove).
+    def delete_model(self, request, obj):
+        _offboard_in_admin(request, [obj])
+
+    def delete_queryset(self, request, queryset):
+        _offboard_in_admin(request, list(queryset.select_related("user", "organization")))
+
+
+def _offboard_in_admin(request, memberships) -> None:
+    for membership in memberships:
+        try:
+            result = membership_remove(membership=membership, actor=request.user, actor_role=Role.OWNER)
+        except ProblemError as exc:
+            messages.error(request, f"{membership}: {exc.detail}")
+            continue
+        messages.info(
+            request,
+            f"{membership.user}: {len(result.revoked_keys)} key(s) revoked, "
+            f"{len(result.withdrawn_invitations)} invitation(s) withdrawn.",
+        )
 
 
 @admin.register(Invitation)

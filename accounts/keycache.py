@@ -288,6 +288,18 @@ def publish(key_id: str) -> None:
     logger.error("could not publish API key %s state to Redis after 3 attempts", key_id)
 
 
+def publish_deleted(key_id: str, version: int) -> None:
+    """After a key's row was deleted (its organization went, e.g. an expired sign-up): write "no
+    such key" at a version above the row's last one, so no process keeps serving the old entry and
+    none can put it back (a plain DEL would let a process that read the row before the delete do so)."""
+    _local.pop(key_id, None)
+    try:
+        _set_if_newer(redis_access.client("default"), key_id, version, MISSING)
+    except redis_access.ERRORS as exc:
+        redis_access.breaker("default").failed(exc)
+        logger.error("could not publish the deletion of API key %s to Redis", key_id)
+
+
 # --- last used ----------
 def last_used_from_redis(key_ids: list[str]) -> dict[str, datetime]:
     """Unflushed "last used" times recorded in Redis (one HMGET), for the management API."""

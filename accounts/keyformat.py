@@ -113,6 +113,19 @@ def parse_key(raw: str) -> ParsedKey:
     return ParsedKey(environment=environment, key_id=key_id, full=raw, kind=kind)
 
 
+class KeyIdConverter:
+    """URL converter of ``<keyid:key_id>``: base62, at most the length of the column, so a path with
+    anything else in it (a NUL byte, a slash, a quote) matches no route instead of reaching the database."""
+
+    regex = r"[0-9A-Za-z]{1,16}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
 def _pepper() -> bytes:
     return str(settings.ACCOUNTS["API_KEY_PEPPER"]).encode()
 

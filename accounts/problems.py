@@ -147,3 +147,18 @@ PASSWORD_RESET_INVALID = register(
     "The password-reset token is malformed, expired (`PASSWORD_RESET_TIMEOUT`), already used, or "
     "issued before the password last changed. Ask for a new one.",
 )
+EMAIL_UNVERIFIED = register(
+    "email-unverified",
+    403,
+    "Verify your email address first",
+    "Inviting people and creating live API keys need a verified email address, so the platform's "
+    "emails always name someone who proved their address. Open the link in the verification email "
+    "(or ask for another: `POST /v1/account/verify-email/resend`). Test keys work without.",
+)
+KEY_ALREADY_EXPIRED = register(
+    "key-already-expired",
+    409,
+    "Key already expired",
+    "This API key is past its expiry time; rotating it would issue a replacement that outlives it. "
+    "Create a new key instead.",
+)

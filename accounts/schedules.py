@@ -21,4 +21,10 @@ SCHEDULES: tuple[Schedule, ...] = (
         crontab={"minute": "23", "hour": "3"},
         description="Deletes login sessions that ended (logout, reuse, 30-day end) more than 30 days ago.",
     ),
+    Schedule(
+        "accounts: purge unverified sign-ups (hourly)",
+        "accounts.purge_unverified_signups",
+        crontab={"minute": "17"},
+        description="Deletes sign-ups whose email address was not verified within UNVERIFIED_SIGNUP_TTL.",
+    ),
 )

@@ -43,6 +43,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from accounts import problems as p
 from accounts import roles
+from accounts.names import ORGANIZATION_NAME_HELP, ORGANIZATION_NAME_PATTERN
 from accounts.serializers import PatchIn, SignupIn
 from apiplatform.problems import (
     BAD_REQUEST,
@@ -156,6 +157,12 @@ class SignupBodyScheme(OpenApiSerializerExtension):
             shape["required"] = sorted({*shape.get("required", []), name})
             shape["properties"][name].update({"minLength": 1, "pattern": NON_BLANK})
             shape["properties"][name].pop("default", None)
+            org_name = {"type": "string", "maxLength": 200, "description": ORGANIZATION_NAME_HELP}
+            if name == "organization_name":
+                org_name.update(minLength=1, pattern=ORGANIZATION_NAME_PATTERN)
+            else:  # joining by invitation: the name is not used
+                org_name.update(default="", description="Not used when joining by invitation.")
+            shape["properties"]["organization_name"] = org_name
             shapes.append(shape)
         return {"anyOf": shapes}
 

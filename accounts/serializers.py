@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts import roles
 from accounts.models import KeyEnvironment, KeyKind, Role
+from accounts.names import ORGANIZATION_NAME_HELP, ORGANIZATION_NAME_PATTERN
 from accounts.origins import MAX_ORIGIN_LENGTH, ORIGIN_PATTERN
 from accounts.principal import BROWSER_KEY_SCOPES, KEY_SCOPES
 
@@ -24,13 +26,22 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "string", "pattern": ORGANIZATION_NAME_PATTERN, "maxLength": 200})
+class OrganizationNameField(StrictCharField):
+    """An organization's name: plain text (accounts/names.py; checked by the service, as sent)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", ORGANIZATION_NAME_HELP)
+        super().__init__(max_length=200, trim_whitespace=False, **kwargs)
+
+
 class SignupIn(serializers.Serializer):
     email = serializers.EmailField(max_length=254)
     # A password is taken as typed (no trimming, like Django's own password forms).
     password = StrictCharField(
         write_only=True, max_length=128, trim_whitespace=False, style={"input_type": "password"}
     )
-    organization_name = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
+    organization_name = OrganizationNameField(required=False, allow_blank=True, default="")
     full_name = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
     invitation_token = StrictCharField(
         max_length=200,
@@ -92,7 +103,7 @@ class PatchIn(serializers.Serializer):
 
 
 class OrganizationUpdateIn(PatchIn):
-    name = StrictCharField(max_length=200, required=False)
+    name = OrganizationNameField(required=False)
 
 
 class RoleChangeIn(PatchIn):
@@ -237,16 +248,34 @@ class ApiKeyRotateIn(serializers.Serializer):
         required=False,
         allow_null=True,
         default=None,
-        help_text="Until when the old key keeps working. Default: now + 24 hours.",
+        help_text="Until when the old key keeps working. Default: now + 24 hours; at most "
+        "ROTATION_MAX_OVERLAP_SECONDS (30 days) from now.",
     )
     old_key_expires_in = serializers.IntegerField(
         required=False,
         allow_null=True,
         default=None,
         min_value=0,
-        max_value=30 * 24 * 3600,
-        help_text="Alternative to old_key_expires_at: seconds from now (0 = stop now).",
+        max_value=settings.ACCOUNTS["ROTATION_MAX_OVERLAP_SECONDS"],
+        help_text="Alternative to old_key_expires_at (and used if both are sent): seconds from now "
+        "(0 = the old key stops now).",
     )
+
+
+class LeakedKeyIn(serializers.Serializer):
+    key = StrictCharField(max_length=200, help_text="The published key, as found.")
+    url = StrictCharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Where it was found (recorded in the organization's audit log).",
+    )
+
+
+class LeakedKeyOut(serializers.Serializer):
+    received = serializers.BooleanField(help_text="Always true: the answer is the same for any key.")
+    detail = serializers.CharField()
 
 
 # --- output ----------
@@ -285,6 +314,11 @@ class SignupOut(serializers.Serializer):
     organization = OrganizationOut()
     role = serializers.ChoiceField(choices=Role.choices)
     tokens = TokenOut()
+
+
+class SignupAcceptedOut(serializers.Serializer):
+    email = serializers.EmailField(help_text="The address, as the account will know it (lowercase).")
+    detail = serializers.CharField()
 
 
 class MemberOut(serializers.Serializer):
@@ -334,6 +368,30 @@ class ApiKeyCreatedOut(ApiKeyOut):
 class ApiKeyRotatedOut(serializers.Serializer):
     new_key = ApiKeyCreatedOut()
     old_key = ApiKeyOut()
+
+
+class WithdrawnInvitationOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class OffboardQuery(serializers.Serializer):
+    transfer_keys_to = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="Owners only: the membership id of another member (who may manage keys) to hand the "
+        "leaving member's active API keys to, instead of revoking them.",
+    )
+
+
+class OffboardedOut(serializers.Serializer):
+    member = MemberOut(source="membership", help_text="The membership that no longer exists.")
+    revoked_keys = ApiKeyOut(many=True, help_text="Keys the member created here: revoked now.")
+    transferred_keys = ApiKeyOut(many=True, help_text="Keys handed to `transfer_keys_to` (still active).")
+    withdrawn_invitations = WithdrawnInvitationOut(
+        many=True, help_text="Pending invitations the member sent: withdrawn now."
+    )
 
 
 class AuditEventOut(serializers.Serializer):

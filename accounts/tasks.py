@@ -17,6 +17,13 @@ the token is derived when the message is built, so no secret sits in a queue.
 unknown addresses alike, so the request cannot tell them apart); the reset token is made when the
 message is built.
 
+``accounts.send_signup_attempt_email`` tells the owner of an already registered address that someone
+tried to sign up with it (sign-up answers the same either way). ``accounts.purge_unverified_signups``
+(hourly) deletes sign-ups never verified within ``UNVERIFIED_SIGNUP_TTL``.
+
+``accounts.send_leaked_key_email`` tells an organization's owners that one of their keys was
+reported as published (``POST /v1/keys/revoke-leaked``) and revoked; only the key's row id travels.
+
 Invitation emails are still sent after the invitation commits, in the request: their token exists
 only in that request (only its hash is stored), and it must not sit in the broker either.
 """
@@ -25,10 +32,10 @@ from __future__ import annotations
 
 import smtplib
 
-from accounts.services.api_keys import api_key_last_used_flush
+from accounts.services.api_keys import api_key_last_used_flush, api_key_leak_notify
 from accounts.services.passwords import password_reset_send
 from accounts.services.sessions import sessions_purge
-from accounts.services.users import email_verification_send
+from accounts.services.users import email_verification_send, signup_attempt_email_send, users_purge_unverified
 from apiplatform.jobs.base import project_task
 
 
@@ -73,3 +80,34 @@ def send_password_reset_email(self, email: str) -> dict:
 def purge_sessions(self) -> dict:
     """Delete sessions that ended more than 30 days ago (accounts/services/sessions.py)."""
     return {"deleted": sessions_purge()}
+
+
+@project_task(
+    name="accounts.send_leaked_key_email",
+    soft_time_limit=60,
+    time_limit=90,
+    max_retries=6,
+    backoff_base=5.0,
+    backoff_max=600.0,
+    retry_on=(smtplib.SMTPException, OSError),
+)
+def send_leaked_key_email(self, api_key_pk: int) -> dict:
+    return {"api_key": api_key_pk, "recipients": api_key_leak_notify(api_key_pk=api_key_pk)}
+
+
+@project_task(
+    name="accounts.send_signup_attempt_email",
+    soft_time_limit=60,
+    time_limit=90,
+    max_retries=6,
+    backoff_base=5.0,
+    backoff_max=600.0,
+    retry_on=(smtplib.SMTPException, OSError),
+)
+def send_signup_attempt_email(self, user_id: int) -> dict:
+    return {"user_id": user_id, "sent": signup_attempt_email_send(user_id=user_id)}
+
+
+@project_task(name="accounts.purge_unverified_signups", soft_time_limit=300, time_limit=330, max_retries=0)
+def purge_unverified_signups(self) -> int:
+    return users_purge_unverified()

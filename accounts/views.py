@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -25,9 +22,19 @@ from accounts import serializers as s
 from accounts.authentication import client_ip
 from accounts.models import ApiKey, Invitation, Membership
 from accounts.schema import ManagementSchema, problem
-from accounts.services.api_keys import api_key_create, api_key_revoke, api_key_rotate
+from accounts.services.api_keys import (
+    api_key_create,
+    api_key_report_leaked,
+    api_key_revoke,
+    api_key_rotate,
+)
 from accounts.services.invitations import invitation_accept, invitation_create, invitation_revoke
-from accounts.services.memberships import membership_remove, membership_role_change
+from accounts.services.memberships import (
+    Offboarded,
+    membership_leave,
+    membership_remove,
+    membership_role_change,
+)
 from accounts.services.organizations import organization_update
 from accounts.services.sessions import session_refresh, session_start
 from accounts.services.users import email_verification_resend, user_signup, user_verify_email
@@ -84,19 +91,35 @@ class PublicAccountView(NoStoreMixin, APIView):
 
 
 # --- sign-up and tokens ---
+SIGNUP_ANSWER = (
+    "Check your inbox: we sent a link to verify this address (if the address already has an account, "
+    "its owner got an email instead). Then log in with POST /v1/account/token."
+)
+
+
 class SignupView(PublicAccountView):
     @extend_schema(
         operation_id="account_signup",
         tags=[TAG],
-        summary="Sign up: user + organization + owner membership (or join by invitation); returns a JWT pair",
+        summary="Sign up: user + organization + owner membership, then verify the email address",
         description=(
-            "Creates the user, an organization with a unique slug and the owner membership, sends a "
-            "verification email and returns the organization and a JWT pair. With `invitation_token` "
-            "(from an invitation email, for the same address) the user joins the inviting "
-            "organization with the invited role instead, and no organization is created."
+            "Creates the user, an organization with a unique slug and the owner membership, and emails "
+            "a verification link: `202` with the address and what to do next. The answer is the same "
+            "for an address that already has an account: nothing is created and the address's owner "
+            "gets an email instead, so sign-up tells nobody whether an address is registered. Log in "
+            "with `POST /v1/account/token`; inviting people and live API keys need the verified address. "
+            "A sign-up that is not verified within `UNVERIFIED_SIGNUP_TTL` (3 days) is deleted.\n\n"
+            "With `invitation_token` (from an invitation email, for the same address) the user joins "
+            "the inviting organization with the invited role instead, no organization is created, the "
+            "address counts as verified (the token proves it) and the answer is `201` with a JWT pair."
         ),
         request=s.SignupIn,
-        responses={201: s.SignupOut, 400: p.INVITATION_INVALID, 429: RATE_LIMITED},
+        responses={
+            202: s.SignupAcceptedOut,
+            201: s.SignupOut,
+            400: p.INVITATION_INVALID,
+            429: RATE_LIMITED,
+        },
         examples=[
             OpenApiExample(
                 "Sign up",
@@ -116,19 +139,23 @@ class SignupView(PublicAccountView):
         _limit_account(
             request, "accounts.signup.account", "RATE_SIGNUP_ACCOUNT", data.validated_data["email"]
         )
-        user, membership = user_signup(
+        invitation_token = data.validated_data.get("invitation_token", "")
+        result = user_signup(
             email=data.validated_data["email"],
             password=data.validated_data["password"],
             organization_name=data.validated_data.get("organization_name", ""),
-            invitation_token=data.validated_data.get("invitation_token", ""),
+            invitation_token=invitation_token,
             full_name=data.validated_data.get("full_name", ""),
             ip_address=client_ip(request),
         )
+        if not invitation_token or result.user is None or result.membership is None:
+            body = {"email": result.email, "detail": SIGNUP_ANSWER}
+            return Response(s.SignupAcceptedOut(body).data, status=status.HTTP_202_ACCEPTED)
         body = {
-            "user": s.UserOut(user).data,
-            "organization": s.OrganizationOut(membership.organization).data,
-            "role": membership.role,
-            "tokens": session_start(user=user, ip_address=client_ip(request)).as_dict(),
+            "user": s.UserOut(result.user).data,
+            "organization": s.OrganizationOut(result.membership.organization).data,
+            "role": result.membership.role,
+            "tokens": session_start(user=result.user, ip_address=client_ip(request)).as_dict(),
         }
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -250,6 +277,51 @@ class VerifyEmailResendView(JWTView):
             s.VerifyResendOut({"queued": queued, "email_verified": not queued}).data,
             status=status.HTTP_202_ACCEPTED if queued else status.HTTP_200_OK,
         )
+
+
+# --- published keys (secret scanners) ---
+LEAK_REPORT_ANSWER = {
+    "received": True,
+    "detail": "Thank you. If this is an active Candlestack secret key, it is now revoked and the owners "
+    "of its organization have been told.",
+}
+
+
+class RevokeLeakedKeyView(PublicAccountView):
+    @extend_schema(
+        operation_id="keys_revoke_leaked",
+        tags=["keys"],
+        summary="Report a published API key: an active secret key is revoked at once and its owners told",
+        description=(
+            "For secret scanners and for anyone who finds a Candlestack key in public (a repository, "
+            "a paste, a web page). No credentials. If the body holds an active secret key (`cs_live_…` "
+            "or `cs_test_…`, see `docs/accounts.md` for the regular expression), the key is revoked "
+            "(refused by every web process within one second), the revocation is written to the "
+            "organization's audit log with `url`, and the organization's owners get an email. The "
+            "answer is the same `202` for anything else, so this endpoint tells nobody whether a string "
+            "is a key. Limited per client IP (`RATE_REVOKE_LEAKED_IP`, default 30 per minute)."
+        ),
+        request=s.LeakedKeyIn,
+        responses={202: s.LeakedKeyOut, 429: RATE_LIMITED},
+        examples=[
+            OpenApiExample(
+                "Report a key",
+                value={
+                    "key": "cs_live_4fJx0cQ2mZpA_" + "0" * 38,
+                    "url": "https://github.com/example/repo/blob/main/settings.py",
+                },
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request):
+        _limit_ip(request, "accounts.revoke_leaked.ip", "RATE_REVOKE_LEAKED_IP")
+        data = s.LeakedKeyIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        api_key_report_leaked(
+            key=data.validated_data["key"], source=data.validated_data["url"], ip_address=client_ip(request)
+        )
+        return Response(s.LeakedKeyOut(LEAK_REPORT_ANSWER).data, status=status.HTTP_202_ACCEPTED)
 
 
 # --- the caller ---
@@ -374,17 +446,60 @@ class MemberDetailView(OrganizationScopedView):
     @extend_schema(
         operation_id="account_member_remove",
         tags=[TAG],
-        summary="Remove a member from the organization (owner, admin)",
-        responses={204: None, 409: p.LAST_OWNER},
+        summary="Remove a member (owner, admin): their API keys revoked, pending invitations withdrawn",
+        description=(
+            "In one transaction: the API keys the member created in this organization are revoked "
+            "(refused by every web process within one second) and every pending invitation the member "
+            "sent is withdrawn. An owner may hand the member's active keys to another member instead "
+            "with `?transfer_keys_to=<membership id>`. The response lists what was revoked, transferred "
+            "and withdrawn; the audit log records each."
+        ),
+        parameters=[s.OffboardQuery],
+        responses={200: s.OffboardedOut, 409: p.LAST_OWNER},
     )
     def delete(self, request, member_id: int):
-        membership_remove(
-            membership=self._member(member_id),
+        membership = self._member(member_id)
+        query = s.OffboardQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        result = membership_remove(
+            membership=membership,
             actor=request.user,
             actor_role=self.role,
+            transfer_keys_to=query.validated_data.get("transfer_keys_to"),
             ip_address=client_ip(request),
         )
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(_offboarded_out(result))
+
+
+def _offboarded_out(result: Offboarded) -> dict:
+    return dict(s.OffboardedOut(result).data)
+
+
+class OrganizationLeaveView(OrganizationScopedView):
+    required_permissions = {"POST": roles.ORG_READ}
+
+    @extend_schema(
+        operation_id="account_organization_leave",
+        tags=[TAG],
+        summary="Leave the organization: your API keys in it are revoked, your pending invitations withdrawn",
+        description=(
+            "The same offboarding as a removal by an admin. An owner may hand their active keys to "
+            "another member with `?transfer_keys_to=<membership id>`. The last owner cannot leave."
+        ),
+        request=None,
+        parameters=[s.OffboardQuery],
+        responses={200: s.OffboardedOut, 409: p.LAST_OWNER},
+    )
+    def post(self, request):
+        query = s.OffboardQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        assert self.membership is not None
+        result = membership_leave(
+            membership=self.membership,
+            transfer_keys_to=query.validated_data.get("transfer_keys_to"),
+            ip_address=client_ip(request),
+        )
+        return Response(_offboarded_out(result))
 
 
 class InvitationListView(OrganizationScopedView):
@@ -405,15 +520,35 @@ class InvitationListView(OrganizationScopedView):
         tags=[TAG],
         summary="Invite someone by email (the token is emailed, never returned)",
         request=s.InvitationIn,
+        description=(
+            "Needs a verified email address (`403 email-unverified`). Limited per organization "
+            "(`RATE_INVITE_ORGANIZATION`, default 20 per hour) and per inviting user "
+            "(`RATE_INVITE_USER`, default 10 per hour): `429 rate-limited` with `Retry-After`."
+        ),
         responses={
             201: s.InvitationOut,
+            403: problem(p.EMAIL_UNVERIFIED, "Your email address is not verified yet."),
             409: p.ALREADY_MEMBER,
+            429: RATE_LIMITED,
             503: problem(SERVICE_UNAVAILABLE, "The email could not be sent; nothing was created."),
         },
     )
     def post(self, request):
         data = s.InvitationIn(data=request.data)
         data.is_valid(raise_exception=True)
+        org_key, user_key = str(self.organization.pk), str(request.user.pk)
+        _limit(
+            request,
+            group="accounts.invite.organization",
+            rate=settings.ACCOUNTS["RATE_INVITE_ORGANIZATION"],
+            key=lambda _g, _r: org_key,
+        )
+        _limit(
+            request,
+            group="accounts.invite.user",
+            rate=settings.ACCOUNTS["RATE_INVITE_USER"],
+            key=lambda _g, _r: user_key,
+        )
         invitation, _token = invitation_create(
             organization=self.organization,
             email=data.validated_data["email"],
@@ -496,7 +631,12 @@ class ApiKeyListView(OrganizationScopedView):
             serializers=[s.ApiKeySecretIn, s.ApiKeyBrowserIn],
             resource_type_field_name=None,
         ),
-        responses={201: s.ApiKeyCreatedOut},
+        responses={
+            201: s.ApiKeyCreatedOut,
+            403: problem(
+                p.EMAIL_UNVERIFIED, "A live key was asked for by a user whose email is not verified."
+            ),
+        },
         examples=[
             OpenApiExample(
                 "Create a secret key",
@@ -568,18 +708,19 @@ class ApiKeyRotateView(OrganizationScopedView):
         request=s.ApiKeyRotateIn,
         responses={
             201: s.ApiKeyRotatedOut,
-            409: [p.KEY_ALREADY_REVOKED, p.KEY_ALREADY_ROTATED],
+            409: [p.KEY_ALREADY_REVOKED, p.KEY_ALREADY_ROTATED, p.KEY_ALREADY_EXPIRED],
         },
     )
     def post(self, request, key_id: str):
         api_key = self.get_scoped_object(ApiKey.objects.all(), key_id=key_id)
         data = s.ApiKeyRotateIn(data=request.data)
         data.is_valid(raise_exception=True)
-        expires_at = data.validated_data["old_key_expires_at"]
-        if data.validated_data["old_key_expires_in"] is not None:
-            expires_at = timezone.now() + timedelta(seconds=data.validated_data["old_key_expires_in"])
         new, full_key, old = api_key_rotate(
-            api_key=api_key, actor=request.user, old_key_expires_at=expires_at, ip_address=client_ip(request)
+            api_key=api_key,
+            actor=request.user,
+            old_key_expires_at=data.validated_data["old_key_expires_at"],
+            old_key_expires_in=data.validated_data["old_key_expires_in"],
+            ip_address=client_ip(request),
         )
         body = {"new_key": {**_key_out(new), "key": full_key}, "old_key": _key_out(old)}
         return Response(body, status=status.HTTP_201_CREATED)

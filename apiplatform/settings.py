@@ -253,6 +253,15 @@ ACCOUNTS: dict[str, Any] = {
     # Failed API-key authentications (malformed or unknown key) one client IP may cause per minute
     # before it is refused with 429 auth-rate-limited (accounts/failures.py); 0 switches it off.
     "API_KEY_FAILURES_PER_MINUTE": env_int("API_KEY_FAILURES_PER_MINUTE", 30),
+    # Abuse of the platform's own emails (docs/accounts.md "Emails cannot be turned against users").
+    "RATE_INVITE_ORGANIZATION": env_str("RATE_INVITE_ORGANIZATION", "20/h"),  # invitations per org
+    "RATE_INVITE_USER": env_str("RATE_INVITE_USER", "10/h"),  # invitations per inviting user
+    "UNVERIFIED_SIGNUP_TTL": env_int("UNVERIFIED_SIGNUP_TTL", 3 * 24 * 3600),  # then the sign-up is deleted
+    "MAX_FREE_ORGANIZATIONS_PER_USER": env_int("MAX_FREE_ORGANIZATIONS_PER_USER", 3),
+    # Longest overlap a rotation may give the old key (old_key_expires_at / old_key_expires_in).
+    "ROTATION_MAX_OVERLAP_SECONDS": env_int("API_KEY_ROTATION_MAX_OVERLAP_SECONDS", 30 * 24 * 3600),
+    # POST /v1/keys/revoke-leaked (secret scanners' reports), per client IP.
+    "RATE_REVOKE_LEAKED_IP": env_str("RATE_REVOKE_LEAKED_IP", "30/m"),
 }
 RATELIMIT_USE_CACHE = "default"
 # Seconds a password-reset token is valid (Django's setting; the token is also single-use).

@@ -20,6 +20,7 @@ from rest_framework.exceptions import ValidationError
 from accounts import problems as p
 from accounts import roles
 from accounts.models import Invitation, Membership, Organization, Role, User
+from accounts.names import inert_name
 from accounts.services.audit import audit_record
 from accounts.services.memberships import membership_add
 from apiplatform.problems import SERVICE_UNAVAILABLE, ProblemError
@@ -43,6 +44,8 @@ def invitation_create(
 ) -> tuple[Invitation, str]:
     """A pending invitation and its token (emailed before commit; returned for the caller's tests)."""
     roles.require_permission(actor_role, roles.INVITATIONS_MANAGE)
+    if actor.email_verified_at is None:
+        raise ProblemError(p.EMAIL_UNVERIFIED, "Inviting someone needs a verified email address.")
     if role not in Role.values:
         raise ValidationError({"role": f"must be one of {', '.join(Role.values)}"})
     roles.check_owner_rule(actor_role=actor_role, old_role=None, new_role=role)
@@ -82,13 +85,20 @@ def invitation_create(
 
 
 def invitation_send(*, invitation_id: int, token: str) -> None:
+    """The invitation email. Everything a user chose is shown as inert text: the organization's name
+    through :func:`inert_name` and in quotes, the inviter's address (verified before they could
+    invite) as data, never as a link."""
     invitation = Invitation.objects.select_related("organization", "invited_by").get(pk=invitation_id)
     base = settings.PUBLIC_BASE_URL.rstrip("/")
-    inviter = invitation.invited_by.email if invitation.invited_by else "A Candlestack user"
+    org_name = inert_name(invitation.organization.name)
+    inviter = inert_name(invitation.invited_by.email) if invitation.invited_by else "A Candlestack user"
     send_mail(
-        subject=f"You are invited to {invitation.organization.name} on Candlestack",
+        subject=f'Invitation to the organization "{org_name}" on Candlestack',
         message=(
-            f"{inviter} invited you to join {invitation.organization.name} as {invitation.role}.\n\n"
+            f'{inviter} (a verified Candlestack user) invited you to join the organization "{org_name}" '
+            f"as {invitation.role}.\n"
+            "Candlestack does not check organization names: if you do not expect this invitation, "
+            "ignore this email.\n\n"
             "Sign in (or sign up with this email address) and accept with:\n"
             f"curl -X POST {base}/v1/account/invitations/accept -H 'Authorization: Bearer <access token>' "
             f"-H 'Content-Type: application/json' -d '{{\"token\": \"{token}\"}}'\n\n"
@@ -122,12 +132,38 @@ def invitation_revoke(
     return invitation
 
 
+def invitation_pending_for(*, token: str, email: str) -> bool:
+    """Whether ``token`` is a pending invitation for ``email`` whose sender may still invite."""
+    invitation = Invitation.objects.filter(token_hash=_token_hash(token)).first()
+    return (
+        invitation is not None
+        and invitation.status == "pending"
+        and invitation.email.lower() == email.lower()
+        and _inviter_may_still_invite(invitation)
+    )
+
+
+def _inviter_may_still_invite(invitation: Invitation) -> bool:
+    """An invitation is only as good as its sender: a sender who has left, been removed, or lost the
+    right to invite (or to grant this role) since sending it no longer brings anyone in."""
+    if invitation.invited_by_id is None:  # the sender's account is gone
+        return False
+    inviter = Membership.objects.filter(
+        organization_id=invitation.organization_id, user_id=invitation.invited_by_id
+    ).first()
+    if inviter is None or not roles.has_permission(inviter.role, roles.INVITATIONS_MANAGE):
+        return False
+    return invitation.role != Role.OWNER or inviter.role == Role.OWNER
+
+
 @transaction.atomic
 def invitation_accept(*, token: str, user: User, ip_address: str | None = None) -> Membership:
     invitation = (
         Invitation.objects.select_for_update().filter(token_hash=_token_hash(token)).select_related().first()
     )
     if invitation is None or invitation.status != "pending" or invitation.email.lower() != user.email.lower():
+        raise ProblemError(p.INVITATION_INVALID)
+    if not _inviter_may_still_invite(invitation):
         raise ProblemError(p.INVITATION_INVALID)
     if Membership.objects.filter(organization_id=invitation.organization_id, user=user).exists():
         raise ProblemError(p.ALREADY_MEMBER)

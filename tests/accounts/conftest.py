@@ -12,6 +12,7 @@ from accounts.services.api_keys import api_key_create
 from accounts.services.memberships import membership_add
 from accounts.services.organizations import organization_create
 from accounts.services.sessions import session_start
+from accounts.services.users import email_verification_token, user_verify_email
 
 _seq = itertools.count(1)
 
@@ -31,10 +32,24 @@ def _celery_eager(monkeypatch):
     monkeypatch.setitem(app.conf, "task_always_eager", True)
 
 
+def verify_email(user: User) -> User:
+    """Verify ``user``'s address the way the emailed link does (the verification service)."""
+    return user_verify_email(token=email_verification_token(user=user))
+
+
 @pytest.fixture
 def make_user(db):
-    def make(email: str | None = None, password: str = "correct horse battery staple") -> User:  # noqa: S107
-        return User.objects.create_user(email=email or f"user{next(_seq)}@example.test", password=password)
+    """A user; verified (through the verification service) unless ``verified=False``: inviting and
+    live keys need a verified address."""
+
+    def make(
+        email: str | None = None,
+        password: str = "correct horse battery staple",  # noqa: S107
+        *,
+        verified: bool = True,
+    ) -> User:
+        user = User.objects.create_user(email=email or f"user{next(_seq)}@example.test", password=password)
+        return verify_email(user) if verified else user
 
     return make
 

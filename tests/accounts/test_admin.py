@@ -60,3 +60,20 @@ def test_api_keys_do_not_work_on_the_management_api(make_org, make_key):
     for headers in ({"HTTP_AUTHORIZATION": f"Bearer {full}"}, {"HTTP_X_API_KEY": full}):
         response = APIClient().get("/v1/account/keys", **headers)
         assert response.status_code == 401
+
+
+def test_deleting_a_membership_in_the_admin_offboards_the_member(
+    admin_client, make_org, make_member, make_key, django_capture_on_commit_callbacks
+):
+    from accounts.models import Membership
+
+    org = make_org()
+    developer = make_member(org, "developer")
+    _api_key, full = make_key(org, created_by=developer)
+    membership = Membership.objects.get(organization=org, user=developer)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/admin/accounts/membership/{membership.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Membership.objects.filter(pk=membership.pk).exists()
+    assert keys.verify(keyformat.parse_key(full), None)[0] == "revoked"
+    assert AuditEvent.objects.filter(action="member.removed", target_id=str(membership.pk)).exists()

@@ -165,7 +165,7 @@ def test_passwords_are_taken_as_typed(db):
     client = APIClient()
     password = "  a long passphrase  "
     body = {"email": "ada@example.com", "password": password, "organization_name": "Acme"}
-    assert client.post("/v1/account/signup", body, format="json").status_code == 201
+    assert client.post("/v1/account/signup", body, format="json").status_code == 202
     login = {"email": "ada@example.com", "password": password}
     assert client.post("/v1/account/token", login, format="json").status_code == 200
     trimmed = {"email": "ada@example.com", "password": password.strip()}

@@ -50,3 +50,30 @@ def test_revoked_key_is_rejected_by_other_process_within_a_second(second_web_pro
     assert "WWW-Authenticate" in response.headers
     assert seen_after < ttl + 0.5
     assert Organization.objects.filter(pk=organization.pk).exists()
+
+
+def test_a_removed_members_key_is_rejected_by_other_process_within_a_second(second_web_process):
+    """Offboarding revokes the member's keys through the same path: after commit, Redis, then every
+    process once its local entry (TTL 1 s) expires."""
+    from accounts.models import Membership, User
+    from accounts.services.memberships import membership_add, membership_remove
+    from accounts.services.users import email_verification_token, user_verify_email
+
+    base, _other_pid = second_web_process
+    owner = User.objects.create_user(email="owner-x@example.test", password="x" * 20)
+    developer = User.objects.create_user(email="dev-x@example.test", password="x" * 20)
+    developer = user_verify_email(token=email_verification_token(user=developer))
+    organization = organization_create(name="Offboarding", owner=owner)
+    membership_add(organization=organization, user=developer, role="developer", actor=owner)
+    api_key, full = api_key_create(organization=organization, name="dev key", created_by=developer)
+    headers = {"Authorization": f"Bearer {full}"}
+    with httpx.Client(base_url=base, timeout=5) as client:
+        for _ in range(3):
+            assert client.get("/v1/test/whoami", headers=headers).status_code == 200
+        membership = Membership.objects.get(organization=organization, user=developer)
+        result = membership_remove(membership=membership, actor=owner, actor_role="owner")  # commits here
+        assert [k.key_id for k in result.revoked_keys] == [api_key.key_id]
+        time.sleep(settings.ACCOUNTS["KEY_LOCAL_CACHE_TTL"])
+        response = client.get("/v1/test/whoami", headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.json()["type"].endswith("/api-key-revoked")

@@ -42,6 +42,7 @@ CREATE_ROUTES = [
     ("POST", "/v1/account/keys", {"name": "spy key"}),
     ("POST", "/v1/account/billing/checkout", {"plan": "pro"}),
     ("POST", "/v1/account/billing/portal", None),
+    ("POST", "/v1/account/organization/leave", None),  # acts on the caller's own membership only
 ]
 # Routes that are not organization-scoped (no tenant objects behind them), each tested elsewhere.
 UNSCOPED_ROUTES = {

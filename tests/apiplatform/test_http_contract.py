@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from accounts.services.organizations import organization_create
 from accounts.services.sessions import session_start
+from accounts.services.users import email_verification_token, user_verify_email
 from apiplatform.middleware import accepts_gzip
 from tests.api.conftest import api_key, hour0, market  # noqa: F401  (fixtures)
 from tests.gateway.conftest import key_client, plans, tenant  # noqa: F401  (fixtures)
@@ -69,6 +70,7 @@ def test_new_keys_and_token_pairs_are_never_compressed(settings):
     settings.COMPRESSION_MIN_BYTES = 0  # everything else would be compressed
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     user = User.objects.create_user(email="gzip@example.test", password="correct horse battery staple")
+    user = user_verify_email(token=email_verification_token(user=user))  # live keys need a verified address
     organization_create(name="Gzip Org", owner=user)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {session_start(user=user).access}")
@@ -129,12 +131,18 @@ def openapi() -> dict:
     return SchemaGenerator().get_schema(request=None, public=True)
 
 
+# Public routes that take no credentials at all: reporting a published key (anyone may).
+PUBLIC_WITHOUT_CREDENTIALS = {"/v1/keys/revoke-leaked"}
+
+
 def test_api_key_schemes_are_alternatives_and_jwt_is_its_own(openapi):
     for path, operations in openapi["paths"].items():
         for method, op in operations.items():
             security = op.get("security", [])
             if path.startswith("/v1/account/"):
                 assert security in ([{"jwtAuth": []}], [{}]), (path, method, security)
+            elif path in PUBLIC_WITHOUT_CREDENTIALS:
+                assert security == [{}], (path, method, security)
             else:
                 assert security == [{"ApiKeyBearer": []}, {"ApiKeyHeader": []}], (path, method, security)
     assert set(openapi["components"]["securitySchemes"]) == {"ApiKeyBearer", "ApiKeyHeader", "jwtAuth"}

@@ -23,6 +23,7 @@ from accounts.models import Organization, User
 from accounts.services.api_keys import api_key_create
 from accounts.services.organizations import organization_create
 from accounts.services.sessions import session_start
+from accounts.services.users import email_verification_token, user_verify_email
 from billing import services as billing_services
 from marketdata.screener import latest_indicators_refresh
 from tests.api.conftest import SEED, write_market
@@ -86,6 +87,8 @@ def make_platform() -> Platform:
     password = "contract test passphrase"
     n = next(_seq)
     owner = User.objects.create_user(email=f"owner{n}@example.test", password=password)
+    # a verified address (through the verification service): live keys and invitations need one
+    owner = user_verify_email(token=email_verification_token(user=owner))
     organization = organization_create(name=f"Contract Org {n}", owner=owner)
     billing_services.organization_plan_set(organization=organization, plan_name="enterprise")
     _row, full_key = api_key_create(organization=organization, name="contract", audit=False)
