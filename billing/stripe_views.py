@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -19,7 +19,8 @@ from rest_framework.response import Response
 from accounts import roles
 from accounts.schema import problem
 from accounts.tenancy import OrganizationScopedView
-from apiplatform.problems import PROBLEM_CONTENT_TYPE, VALIDATION_ERROR, ProblemError, problem_body
+from apiplatform.exceptions import problem_http_response
+from apiplatform.problems import VALIDATION_ERROR, ProblemError
 from apiplatform.query import known_only
 from billing import problems as bp
 from billing import stripe_api, subscriptions, webhooks
@@ -271,24 +272,17 @@ class BillingInvoicesView(BillingView):
 
 
 # --- the webhook ---------------------------------------------------------------------------------------
-def _problem(problem_type, detail: str, request: HttpRequest) -> JsonResponse:
-    body = problem_body(
-        problem_type, detail=detail, instance=request.path, request_id=getattr(request, "id", None)
-    )
-    return JsonResponse(body, status=problem_type.status, content_type=PROBLEM_CONTENT_TYPE)
-
-
 @csrf_exempt
 @require_POST
-def stripe_webhook(request: HttpRequest) -> JsonResponse:
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
     """Verify, store once, answer at once; a task applies the event (``billing.webhooks``)."""
     try:
         event, new = webhooks.event_receive(
             payload=request.body, signature=request.headers.get("Stripe-Signature")
         )
     except stripe_api.BillingNotConfigured:
-        return _problem(bp.BILLING_NOT_CONFIGURED, "STRIPE_WEBHOOK_SECRET is not set.", request)
+        return problem_http_response(request, bp.BILLING_NOT_CONFIGURED, "STRIPE_WEBHOOK_SECRET is not set.")
     except webhooks.BadWebhook as exc:
         logger.warning("stripe webhook refused: %s", exc)
-        return _problem(bp.WEBHOOK_INVALID, str(exc), request)
+        return problem_http_response(request, bp.WEBHOOK_INVALID, str(exc))
     return JsonResponse({"received": True, "id": event.event_id, "duplicate": not new})

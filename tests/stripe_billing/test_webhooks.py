@@ -51,6 +51,7 @@ def test_a_forged_signature_is_refused_and_nothing_is_stored(client, synced):
     assert response.status_code == 400
     assert response["Content-Type"] == "application/problem+json"
     assert response.json()["type"].endswith("/problems/webhook-invalid")
+    assert response.json()["request_id"] == response["X-Request-ID"]  # operators can find the refusal
     assert StripeEvent.objects.count() == 0
 
 
