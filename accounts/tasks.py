@@ -31,12 +31,24 @@ only in that request (only its hash is stored), and it must not sit in the broke
 from __future__ import annotations
 
 import smtplib
+from typing import Any
 
 from accounts.services.api_keys import api_key_last_used_flush, api_key_leak_notify
 from accounts.services.passwords import password_reset_send
 from accounts.services.sessions import sessions_purge
 from accounts.services.users import email_verification_send, signup_attempt_email_send, users_purge_unverified
 from apiplatform.jobs.base import project_task
+
+# Every email task: a mail server that is down or refuses (SMTPException, network errors) is retried
+# with backoff for about an hour, then dead-lettered for an operator.
+EMAIL_TASK: dict[str, Any] = {
+    "soft_time_limit": 60,
+    "time_limit": 90,
+    "max_retries": 6,
+    "backoff_base": 5.0,
+    "backoff_max": 600.0,
+    "retry_on": (smtplib.SMTPException, OSError),
+}
 
 
 @project_task(
@@ -46,28 +58,12 @@ def flush_key_last_used(self) -> int:
     return api_key_last_used_flush()
 
 
-@project_task(
-    name="accounts.send_verification_email",
-    soft_time_limit=60,
-    time_limit=90,
-    max_retries=6,
-    backoff_base=5.0,
-    backoff_max=600.0,
-    retry_on=(smtplib.SMTPException, OSError),
-)
+@project_task(name="accounts.send_verification_email", **EMAIL_TASK)
 def send_verification_email(self, user_id: int) -> dict:
     return {"user_id": user_id, "sent": email_verification_send(user_id=user_id)}
 
 
-@project_task(
-    name="accounts.send_password_reset_email",
-    soft_time_limit=60,
-    time_limit=90,
-    max_retries=6,
-    backoff_base=5.0,
-    backoff_max=600.0,
-    retry_on=(smtplib.SMTPException, OSError),
-)
+@project_task(name="accounts.send_password_reset_email", **EMAIL_TASK)
 def send_password_reset_email(self, email: str) -> dict:
     """The password-reset email (accounts/services/passwords.py): only the address travels through
     the broker; the token is made when the message is built. Nothing is sent for an unknown address."""
@@ -82,28 +78,12 @@ def purge_sessions(self) -> dict:
     return {"deleted": sessions_purge()}
 
 
-@project_task(
-    name="accounts.send_leaked_key_email",
-    soft_time_limit=60,
-    time_limit=90,
-    max_retries=6,
-    backoff_base=5.0,
-    backoff_max=600.0,
-    retry_on=(smtplib.SMTPException, OSError),
-)
+@project_task(name="accounts.send_leaked_key_email", **EMAIL_TASK)
 def send_leaked_key_email(self, api_key_pk: int) -> dict:
     return {"api_key": api_key_pk, "recipients": api_key_leak_notify(api_key_pk=api_key_pk)}
 
 
-@project_task(
-    name="accounts.send_signup_attempt_email",
-    soft_time_limit=60,
-    time_limit=90,
-    max_retries=6,
-    backoff_base=5.0,
-    backoff_max=600.0,
-    retry_on=(smtplib.SMTPException, OSError),
-)
+@project_task(name="accounts.send_signup_attempt_email", **EMAIL_TASK)
 def send_signup_attempt_email(self, user_id: int) -> dict:
     return {"user_id": user_id, "sent": signup_attempt_email_send(user_id=user_id)}
 
