@@ -121,8 +121,7 @@ def _send(report: OverageReport, result: CycleResult) -> None:
                 options={"idempotency_key": report.identifier},
             )
     except StripeRejected as exc:
-        text = str(exc).lower()
-        if exc.code == "resource_already_exists" or ("identifier" in text and "exist" in text):
+        if _already_delivered(exc):
             logger.info("meter event %s was already delivered", report.identifier)
         else:  # refused: Stripe stored nothing; the next cycle sees the difference again
             report.delete()
@@ -134,6 +133,18 @@ def _send(report: OverageReport, result: CycleResult) -> None:
     report.save(update_fields=["state", "sent_at"])
     result.sent += 1
     result.credits += report.value
+
+
+def _already_delivered(exc: StripeRejected) -> bool:
+    """Stripe refused an identifier it already holds (our earlier try reached it). The wording of that
+    refusal is not documented, so any refusal that says "duplicate"/"already" counts: a re-send must
+    never be counted twice (the other refusals — a stale timestamp, an unknown customer — do not)."""
+    text = str(exc).lower()
+    return (
+        exc.code == "resource_already_exists"
+        or any(word in text for word in ("already exists", "already been", "already received", "duplicate"))
+        or ("identifier" in text and "exist" in text)
+    )
 
 
 def _cancel(report: OverageReport, result: CycleResult) -> bool:

@@ -241,3 +241,19 @@ def test_the_current_hour_is_reported_as_it_goes(billed, synced):
         (0, 200),
         (1, 300),
     ]
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "delivered"),
+    [
+        ("resource_already_exists", "An event with this identifier already exists.", True),
+        ("", "A meter event with identifier cs-1-2026112910-r0 was already received.", True),
+        ("", "Duplicate meter event.", True),
+        ("", "Timestamp must be within the past 35 calendar days.", False),
+        ("resource_missing", "No such customer: 'cus_x'", False),
+    ],
+)
+def test_only_a_refusal_that_says_duplicate_counts_as_delivered(code, message, delivered):
+    from billing.stripe_api import StripeRejected
+
+    assert overage._already_delivered(StripeRejected(message, code=code, status=400)) is delivered
