@@ -51,6 +51,11 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_htmx",
+    "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "django_celery_beat",
     "apiplatform.jobs",
     "accounts",
@@ -65,11 +70,14 @@ MIDDLEWARE = [
     "apiplatform.middleware.UnknownPathMiddleware",  # unknown /v1/ paths: problem+json 404
     "accounts.cors.BrowserKeyCorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # the portal's Content Security Policy (CONTENT_SECURITY_POLICY)
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -173,6 +181,33 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- the developer portal (accounts/portal/, docs/portal.md): session auth, cookies, CSP ---------------
+LOGIN_URL = "/login"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
+CSRF_COOKIE_HTTPONLY = True  # pages carry the token in forms and in htmx's hx-headers, never read by JS
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_FAILURE_VIEW = "accounts.portal.errors.csrf_failure"
+# No inline script or style anywhere: every asset is ours (/static/). The API docs pages (Swagger UI,
+# Redoc) relax this for themselves only (apiplatform/apidocs.py). No form-action: the billing page's
+# POSTs redirect to Stripe Checkout / Customer Portal, which Chromium checks against form-action.
+from csp.constants import NONE, SELF  # noqa: E402
+
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # --- compression of API answers (apiplatform.middleware.CompressionMiddleware, docs/api.md) -----------
 COMPRESSION_MIN_BYTES = env_int("COMPRESSION_MIN_BYTES", 1024)  # smaller answers are sent as they are

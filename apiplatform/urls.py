@@ -19,6 +19,7 @@ urlpatterns = [
     path("v1/account/", include("accounts.urls")),
     path("v1/", include("billing.urls")),
     path("v1/", include("marketdata.urls")),
+    path("", include("accounts.portal.urls")),  # the developer portal's pages (docs/portal.md)
 ]
 
 handler400 = "apiplatform.exceptions.bad_request"
