@@ -9,6 +9,15 @@ from django import forms
 from accounts import principal
 from accounts.models import Role
 
+
+class PortalForm(forms.Form):
+    """Labels without Django's trailing colon."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
 _ROLE_HELP: dict[str, str] = {
     Role.OWNER: "owner: everything, including billing and owners",
     Role.ADMIN: "admin: members, keys and settings; no purchases",
@@ -17,7 +26,7 @@ _ROLE_HELP: dict[str, str] = {
 }
 
 
-class SignupForm(forms.Form):
+class SignupForm(PortalForm):
     email = forms.EmailField(label="Email address", max_length=254)
     password = forms.CharField(
         label="Password",
@@ -37,7 +46,7 @@ class SignupForm(forms.Form):
         return data
 
 
-class LoginForm(forms.Form):
+class LoginForm(PortalForm):
     email = forms.EmailField(label="Email address", max_length=254)
     password = forms.CharField(
         label="Password", widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
@@ -53,7 +62,7 @@ EXPIRY_CHOICES = [
 ]
 
 
-class KeyCreateForm(forms.Form):
+class KeyCreateForm(PortalForm):
     name = forms.CharField(label="Name", max_length=100, help_text="What uses it, e.g. “production server”.")
     environment = forms.ChoiceField(
         label="Environment", choices=[("live", "live"), ("test", "test")], initial="live"
@@ -86,7 +95,7 @@ OVERLAP_CHOICES = [
 ]
 
 
-class KeyRotateForm(forms.Form):
+class KeyRotateForm(PortalForm):
     overlap = forms.ChoiceField(
         label="Overlap",
         choices=OVERLAP_CHOICES,
@@ -100,7 +109,7 @@ def role_choices(actor_role: str) -> list[tuple[str, str]]:
     return [(r, _ROLE_HELP[r]) for r in Role.values if r != Role.OWNER or actor_role == Role.OWNER]
 
 
-class InviteForm(forms.Form):
+class InviteForm(PortalForm):
     email = forms.EmailField(label="Email address", max_length=254)
     role = forms.ChoiceField(label="Role")
 
@@ -112,7 +121,7 @@ class InviteForm(forms.Form):
         field.initial = Role.DEVELOPER
 
 
-class RoleForm(forms.Form):
+class RoleForm(PortalForm):
     role = forms.ChoiceField(label="Role")
 
     def __init__(self, *args, actor_role: str, **kwargs):
