@@ -29,15 +29,8 @@ def dashboard(request: PortalRequest) -> HttpResponse:
     organization = request.portal.organization
     today = timezone.now().date()
     start = today - timedelta(days=DAYS - 1)
-    by_day, totals = billing_selectors.usage_report(
-        organization_id=organization.pk, start=start, end=today, group_by="day"
-    )
-    by_endpoint, _ = billing_selectors.usage_report(
-        organization_id=organization.pk, start=start, end=today, group_by="endpoint"
-    )
-    by_key, _ = billing_selectors.usage_report(
-        organization_id=organization.pk, start=start, end=today, group_by="key"
-    )
+    usage = billing_selectors.usage_breakdown(organization_id=organization.pk, start=start, end=today)
+    (by_day, totals), (by_endpoint, _), (by_key, _) = usage["day"], usage["endpoint"], usage["key"]
     names = dict(
         ApiKey.objects.filter(organization=organization, key_id__in=[r["key"] for r in by_key]).values_list(
             "key_id", "name"
@@ -97,3 +90,7 @@ def docs(request: PortalRequest) -> HttpResponse:
 
 def changelog(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/changelog.html")
+
+
+def not_found(request: HttpRequest) -> HttpResponse:
+    return error_page(request, "There is no page at this address.", status=404)

@@ -1,7 +1,7 @@
 """The portal's routes, mounted at the root by apiplatform/urls.py (``/``, ``/pricing``, ``/signup``
 are relied on: problem documents' ``upgrade_url`` points at /pricing)."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from accounts.portal import billing, dashboard, keys, public, team
 
@@ -34,4 +34,6 @@ urlpatterns = [
     path("portal/billing", billing.billing, name="billing"),
     path("portal/billing/checkout", billing.checkout, name="checkout"),
     path("portal/billing/manage", billing.manage, name="billing-manage"),
+    # anything else under /portal/: a page (the root handler404 answers problem+json for the API)
+    re_path(r"^portal/.*$", dashboard.not_found, name="not-found"),
 ]

@@ -368,3 +368,51 @@ def test_every_portal_page_renders_for_an_owner(path, make_org, login):
     response = login(owner_of(make_org())).get(path)
     assert response.status_code == 200
     assert isinstance(response.client, Client)
+
+
+def test_past_due_shows_a_banner_on_the_dashboard_and_the_billing_page(make_org, login, plans):
+    from django.utils import timezone
+
+    from billing.models import OrganizationPlan
+
+    org = make_org()
+    OrganizationPlan.objects.create(
+        organization=org,
+        plan=plans["pro"],
+        subscribed_plan=plans["pro"],
+        status="past_due",
+        stripe_customer_id="cus_x",
+        stripe_subscription_id="sub_x",
+        past_due_since=timezone.now(),
+    )
+    client = login(owner_of(org))
+    dashboard = client.get("/portal/").content.decode()
+    assert 'data-testid="past-due"' in dashboard and "Your last payment failed" in dashboard
+    assert "Your last payment failed" in client.get("/portal/billing").content.decode()
+
+
+def test_upgrade_redirects_to_checkout_and_only_billing_managers_are_offered_it(
+    make_org, member, login, stripe_env, plans
+):
+    from django.core.management import call_command
+
+    call_command("stripe_sync", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    org = make_org()
+    owner = login(owner_of(org))
+    page = owner.get("/portal/billing").content.decode()
+    assert "Upgrade to Pro" in page and "Upgrade to Developer" in page
+    response = owner.post("/portal/billing/checkout", {"plan": "pro"})
+    assert response.status_code == 302 and response["Location"].startswith(stripe_env.base + "/pay/cs_")
+    assert AuditEvent.objects.filter(organization=org, action="billing.checkout_started").exists()
+    unknown = owner.post("/portal/billing/checkout", {"plan": "platinum"})
+    assert unknown.status_code == 409 and b"not a plan you can buy" in unknown.content
+
+    admin = login(member(org, "admin"))  # billing.read, not billing.manage
+    assert "Upgrade to" not in admin.get("/portal/billing").content.decode()
+    assert admin.post("/portal/billing/checkout", {"plan": "pro"}).status_code == 403
+    assert admin.post("/portal/billing/manage").status_code == 403
+
+
+def test_unknown_portal_paths_get_a_page_not_json(make_org, login):
+    response = login(owner_of(make_org())).get("/portal/nowhere")
+    assert response.status_code == 404 and b"<html" in response.content and b"Request id" in response.content
