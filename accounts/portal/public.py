@@ -57,73 +57,85 @@ def _safe_next(request: HttpRequest, default: str) -> str:
     return default
 
 
+def _limited(
+    request: HttpRequest, *, ip: tuple[str, str], account: tuple[str, str], email: str
+) -> int | None:
+    """Count one attempt per client IP and per account email (the API's groups and rates); the
+    seconds to wait when either is over its rate."""
+    wait = limits.over_limit(request, group=ip[0], rate_setting=ip[1], key=limits.ip_key(request))
+    return wait or limits.over_limit(
+        request, group=account[0], rate_setting=account[1], key=email.strip().lower()
+    )
+
+
 @require_http_methods(["GET", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated and request.method == "GET":
+        return redirect("portal:dashboard")
     invitation = request.GET.get("invitation", "")
-    form = SignupForm(
-        request.POST or None, initial={"invitation": invitation, "email": request.GET.get("email", "")}
-    )
-    message = ""
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        wait = limits.over_limit(
-            request, group=limits.SIGNUP_IP, rate_setting="RATE_SIGNUP_IP", key=limits.ip_key(request)
-        )
-        wait = wait or limits.over_limit(
-            request,
-            group=limits.SIGNUP_ACCOUNT,
-            rate_setting="RATE_SIGNUP_ACCOUNT",
-            key=data["email"].strip().lower(),
-        )
-        if wait:
-            message = _wait_sentence(wait)
-        else:
-            try:
-                user, membership = user_signup(
-                    email=data["email"],
-                    password=data["password"],
-                    organization_name=data["organization_name"],
-                    invitation_token=data["invitation"],
-                    full_name=data["full_name"],
-                    ip_address=client_ip(request),
-                )
-            except drf.ValidationError as exc:
-                field_errors(form, exc)
-            except ProblemError as exc:
-                message = sentence(exc)
+    initial = {"invitation": invitation, "email": request.GET.get("email", "")}
+    form = SignupForm(request.POST or None, initial=initial)
+    message, status = "", 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            data = form.cleaned_data
+            wait = _limited(
+                request,
+                ip=(limits.SIGNUP_IP, "RATE_SIGNUP_IP"),
+                account=(limits.SIGNUP_ACCOUNT, "RATE_SIGNUP_ACCOUNT"),
+                email=data["email"],
+            )
+            if wait:
+                message, status = _wait_sentence(wait), 429
             else:
-                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-                request.session["portal_organization"] = membership.organization_id
-                return redirect(reverse("portal:dashboard") + "?welcome=1")
-    status = 429 if message.startswith("Too many") else (400 if request.method == "POST" else 200)
+                try:
+                    user, membership = user_signup(
+                        email=data["email"],
+                        password=data["password"],
+                        organization_name=data["organization_name"],
+                        invitation_token=data["invitation"],
+                        full_name=data["full_name"],
+                        ip_address=client_ip(request),
+                    )
+                except drf.ValidationError as exc:
+                    field_errors(form, exc)
+                except ProblemError as exc:
+                    message = sentence(exc)
+                else:
+                    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                    request.session["portal_organization"] = membership.organization_id
+                    return redirect(reverse("portal:dashboard") + "?welcome=1")
     return render(request, "portal/signup.html", {"form": form, "message": message}, status=status)
 
 
 @require_http_methods(["GET", "POST"])
 def login_view(request: HttpRequest) -> HttpResponse:
-    form = LoginForm(request.POST or None)
-    message = ""
     next_url = _safe_next(request, reverse("portal:dashboard"))
+    if request.user.is_authenticated and request.method == "GET":
+        return redirect(next_url)
+    form = LoginForm(request.POST or None)
+    message, status = "", 200
     if request.method == "POST" and form.is_valid():
-        email = form.cleaned_data["email"].strip().lower()
-        wait = limits.over_limit(
-            request, group=limits.LOGIN_IP, rate_setting="RATE_LOGIN_IP", key=limits.ip_key(request)
-        )
-        wait = wait or limits.over_limit(
-            request, group=limits.LOGIN_ACCOUNT, rate_setting="RATE_LOGIN_ACCOUNT", key=email
+        email = form.cleaned_data["email"]
+        wait = _limited(
+            request,
+            ip=(limits.LOGIN_IP, "RATE_LOGIN_IP"),
+            account=(limits.LOGIN_ACCOUNT, "RATE_LOGIN_ACCOUNT"),
+            email=email,
         )
         if wait:
-            message = _wait_sentence(wait)
+            message, status = _wait_sentence(wait), 429
         else:
-            user = authenticate(request, email=email, password=form.cleaned_data["password"])
+            user = authenticate(request, email=email.strip().lower(), password=form.cleaned_data["password"])
             if user is not None and user.is_active:
-                login(request, user)
+                login(request, user)  # a new session key: no session fixation
                 return redirect(next_url)
-            message = "That email address and password do not match an account."
-    status = 429 if message.startswith("Too many") else (401 if message else 200)
-    return render(
-        request, "portal/login.html", {"form": form, "message": message, "next": next_url}, status=status
-    )
+            message, status = "That email address and password do not match an account.", 401
+    elif request.method == "POST":
+        status = 400
+    context = {"form": form, "message": message, "next": next_url}
+    return render(request, "portal/login.html", context, status=status)
 
 
 @require_POST

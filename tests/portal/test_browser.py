@@ -220,6 +220,7 @@ def test_journey_signup_key_call_dashboard_upgrade_invite_remove(live, browser, 
     page.locator(f"#member-{grace.pk}").get_by_role("link", name="Remove").click()
     expect(page.get_by_test_id("keys-to-revoke")).to_contain_text("grace key")
     expect(page).to_have_url(f"{base}/portal/team")  # the confirmation was loaded inline by htmx
+    assert page.evaluate("document.activeElement.tagName") == "H3"  # and took the focus
     visit(page, axe, "12-team-remove-confirm")
     page.get_by_role("button", name="Yes, remove grace@example.test").click()
     expect(page.get_by_text("Member removed.")).to_be_visible()

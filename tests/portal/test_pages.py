@@ -416,3 +416,9 @@ def test_upgrade_redirects_to_checkout_and_only_billing_managers_are_offered_it(
 def test_unknown_portal_paths_get_a_page_not_json(make_org, login):
     response = login(owner_of(make_org())).get("/portal/nowhere")
     assert response.status_code == 404 and b"<html" in response.content and b"Request id" in response.content
+
+
+def test_a_logged_in_user_is_sent_on_from_login_and_signup(make_org, login):
+    client = login(owner_of(make_org()))
+    assert client.get("/login?next=/portal/keys")["Location"] == "/portal/keys"
+    assert client.get("/signup")["Location"] == "/portal/"

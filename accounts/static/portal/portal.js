@@ -23,6 +23,14 @@
       done();
     }
   });
+  // A confirmation loaded by htmx takes the keyboard focus (its heading), so screen readers and
+  // keyboard users land on it.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var heading = event.detail.target.querySelector("h3");
+    if (!heading) return;
+    heading.setAttribute("tabindex", "-1");
+    heading.focus();
+  });
   document.addEventListener("change", function (event) {
     if (event.target.matches("select[data-autosubmit]")) event.target.form.requestSubmit();
   });
