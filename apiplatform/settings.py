@@ -70,7 +70,7 @@ MIDDLEWARE = [
     "apiplatform.middleware.UnknownPathMiddleware",  # unknown /v1/ paths: problem+json 404
     "accounts.cors.BrowserKeyCorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",  # the portal's Content Security Policy (CONTENT_SECURITY_POLICY)
+    "apiplatform.middleware.PageCSPMiddleware",  # CONTENT_SECURITY_POLICY on pages (django-csp)
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -27,9 +27,6 @@ from tests.portal.conftest import PASSWORD
 from tests.stripe_standin.fixtures import TEST_WEBHOOK_SECRET
 from tests.stripe_standin.webhooks import event, signature_header
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls of these tests are plain sync.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(
@@ -48,12 +45,23 @@ def axe() -> str:
     return b.axe_source()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(b.CHROMIUM), args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
+    """Chromium for this module. Playwright's sync API runs an event loop in this thread while it
+    lives, so Django's async-safety check would refuse the tests' plain ORM calls: allowed for exactly
+    that time (the variable must not leak into other modules: ``check --deploy`` refuses it)."""
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path=str(b.CHROMIUM), args=["--no-sandbox"])
+            yield chromium
+            chromium.close()
+    finally:
+        if before is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
 
 
 @pytest.fixture

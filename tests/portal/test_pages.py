@@ -43,6 +43,9 @@ def test_api_docs_and_admin_keep_working_under_the_csp(client, admin_user):
     assert "'unsafe-inline'" in swagger["Content-Security-Policy"]  # relaxed for the docs pages only
     assert "frame-ancestors 'none'" in swagger["Content-Security-Policy"]
     assert client.get("/v1/redoc/").status_code == 200
+    # the API's JSON answers skip building the policy (hot path); nosniff keeps them from rendering
+    problem = client.get("/v1/prices")
+    assert "Content-Security-Policy" not in problem and problem["X-Content-Type-Options"] == "nosniff"
     assert client.get("/admin/login/").status_code == 200
     client.force_login(admin_user)
     assert client.get("/admin/").status_code == 200
