@@ -23,9 +23,12 @@ import hashlib
 import threading
 from dataclasses import dataclass
 
+from csp.constants import SELF, UNSAFE_INLINE
+from csp.decorators import csp_update
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.utils.cache import patch_cache_control
+from django.utils.decorators import method_decorator
 from django.utils.http import parse_etags
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import (
@@ -142,9 +145,21 @@ def warm() -> None:
         rendered(renderer_class())
 
 
+# The Content Security Policy (settings.CONTENT_SECURITY_POLICY) forbids inline script and style;
+# drf-spectacular's Swagger UI and Redoc pages start with an inline script and Redoc styles itself
+# inline and runs a blob: worker. These two pages (no form, no session-only data) relax exactly that.
+DOCS_PAGE_CSP = {
+    "script-src": [UNSAFE_INLINE],
+    "style-src": [UNSAFE_INLINE],
+    "worker-src": [SELF, "blob:"],
+}
+
+
+@method_decorator(csp_update(DOCS_PAGE_CSP), name="dispatch")
 class SwaggerView(LimitedPerClient, SpectacularSwaggerView):
     pass
 
 
+@method_decorator(csp_update(DOCS_PAGE_CSP), name="dispatch")
 class RedocView(LimitedPerClient, SpectacularRedocView):
     pass

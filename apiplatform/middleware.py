@@ -6,6 +6,7 @@
   carrying a secret (BREACH).
 * :class:`UnknownPathMiddleware`: every path under ``/v1/`` that matches no route answers a
   problem+json 404 (never Django's HTML page, never the URL map in debug).
+* :class:`PageCSPMiddleware`: the Content Security Policy (django-csp) on pages, not on API answers.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import gzip
 import re
 import uuid
 
+from csp.middleware import CSPMiddleware
 from django.conf import settings
 from django.http import HttpResponseBase
 from django.urls import is_valid_path
@@ -176,3 +178,18 @@ class UnknownPathMiddleware:
                 f"No endpoint at {path[:200]}; did you mean {path[:-1][:200]} (without the trailing slash)?"
             )
         return problem_http_response(request, problems.NOT_FOUND, detail)
+
+
+# --- Content Security Policy ------------------------------------------------------------------------
+class PageCSPMiddleware(CSPMiddleware):
+    """django-csp's middleware for pages only: the API's answers (JSON under ``/v1/``, the docs pages
+    excepted) skip building the policy, ~40 µs per request on the public API's hot path; a browser never
+    renders them as a document (``nosniff``)."""
+
+    DOCS_PAGES = ("/v1/docs/", "/v1/redoc/")
+
+    def process_response(self, request, response):
+        path = request.path_info
+        if path.startswith(API_PREFIX) and not path.startswith(self.DOCS_PAGES):
+            return response
+        return super().process_response(request, response)

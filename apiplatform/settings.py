@@ -52,6 +52,11 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_htmx",
+    "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "django_celery_beat",
     "apiplatform.jobs",
     "accounts",
@@ -66,11 +71,14 @@ MIDDLEWARE = [
     "apiplatform.middleware.UnknownPathMiddleware",  # unknown /v1/ paths: problem+json 404
     "accounts.cors.BrowserKeyCorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "apiplatform.middleware.PageCSPMiddleware",  # CONTENT_SECURITY_POLICY on pages (django-csp)
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -159,6 +167,8 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 # --- email ----------------------------------------------------------------------------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Where django.core.mail.backends.filebased.EmailBackend writes (one file per connection): a test outbox.
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(BASE_DIR / ".run" / "mail"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Candlestack <no-reply@candlestack.localhost>")
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 
@@ -174,6 +184,33 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- the developer portal (accounts/portal/, docs/portal.md): session auth, cookies, CSP ---------------
+LOGIN_URL = "/login"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 14 * 24 * 3600)
+CSRF_COOKIE_HTTPONLY = True  # pages carry the token in forms and in htmx's hx-headers, never read by JS
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_FAILURE_VIEW = "accounts.portal.errors.csrf_failure"
+# No inline script or style anywhere: every asset is ours (/static/). The API docs pages (Swagger UI,
+# Redoc) relax this for themselves only (apiplatform/apidocs.py). No form-action: the billing page's
+# POSTs redirect to Stripe Checkout / Customer Portal, which Chromium checks against form-action.
+from csp.constants import NONE, SELF  # noqa: E402
+
+CONTENT_SECURITY_POLICY: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # --- compression of API answers (apiplatform.middleware.CompressionMiddleware, docs/api.md) -----------
 COMPRESSION_MIN_BYTES = env_int("COMPRESSION_MIN_BYTES", 1024)  # smaller answers are sent as they are

@@ -22,6 +22,7 @@ urlpatterns = [
     path("v1/keys/", include("accounts.public_urls")),  # POST /v1/keys/revoke-leaked (no credentials)
     path("v1/", include("billing.urls")),
     path("v1/", include("marketdata.urls")),
+    path("", include("accounts.portal.urls")),  # the developer portal's pages (docs/portal.md)
 ]
 
 handler400 = "apiplatform.exceptions.bad_request"

@@ -110,6 +110,28 @@ ensure_nginx() {
     || die "could not install nginx-light (apt-get install -y nginx-light)"
 }
 
+ensure_chromium() {
+  # Debian's Chromium for the portal's browser tests (tests/portal, Playwright); never a downloaded browser.
+  [[ -x /usr/bin/chromium ]] && return 0
+  [[ $EUID -eq 0 ]] || die "chromium is not installed. Install it with: apt-get install -y chromium (then re-run)."
+  log "Installing chromium for the portal's browser tests"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; } \
+    || die "could not install chromium (apt-get install -y chromium)"
+}
+
+ensure_axe_core() {
+  # axe-core from the npm registry, injected into pages by tests/portal (into the git-ignored .run/node).
+  local prefix="$REPO_ROOT/.run/node"
+  [[ -f "$prefix/node_modules/axe-core/axe.min.js" ]] && return 0
+  command -v npm >/dev/null 2>&1 || die "npm is needed for axe-core (apt-get install -y npm)"
+  log "Installing axe-core (npm) for the portal's accessibility tests"
+  mkdir -p "$prefix"
+  npm install --no-save --silent --no-audit --no-fund --prefix "$prefix" axe-core@4 >/dev/null \
+    || die "could not install axe-core from the npm registry"
+}
+
 setup_all() {
   cd "$REPO_ROOT"
   ensure_postgres

@@ -1,0 +1,29 @@
+"""The brute-force limits of the management API applied to the pages: the same counters
+(django-ratelimit groups and ``ACCOUNTS["RATE_*"]`` rates of accounts/views.py) through the same
+limiter, ``accounts.failures.count``, so a client cannot get twice the budget by switching from the
+API to the pages. Fails open while the cache is unreachable, like the API."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from accounts import failures
+from accounts.authentication import client_ip
+
+# group names shared with accounts/views.py (TokenObtainView, SignupView)
+LOGIN_IP, LOGIN_ACCOUNT = "accounts.token.ip", "accounts.token.account"
+SIGNUP_IP, SIGNUP_ACCOUNT = "accounts.signup.ip", "accounts.signup.account"
+VERIFY_RESEND = "verify-resend"
+
+
+def over_limit(request: HttpRequest, *, group: str, rate_setting: str, key: str) -> int | None:
+    """Count one attempt; the seconds to wait when over the rate, else None."""
+    usage = failures.count(request, group=group, key=lambda _g, _r: key, rate=settings.ACCOUNTS[rate_setting])
+    if usage is not None and usage["should_limit"]:
+        return max(1, int(usage["time_left"]))
+    return None
+
+
+def ip_key(request: HttpRequest) -> str:
+    return failures.client_bucket(client_ip(request)) or "unknown"

@@ -1,0 +1,177 @@
+"""Pages anyone may see: landing, pricing, sign-up, login/logout, email verification, invitation
+acceptance."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth import authenticate, login, logout
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from rest_framework import exceptions as drf
+
+from accounts.authentication import client_ip
+from accounts.portal import limits
+from accounts.portal.errors import field_errors, sentence
+from accounts.portal.forms import LoginForm, SignupForm
+from accounts.services.invitations import invitation_accept
+from accounts.services.users import user_signup, user_verify_email
+from apiplatform.problems import ProblemError
+from billing.models import Plan
+from marketdata import selectors as market
+
+EXAMPLE_IDS = ["bitcoin", "ethereum"]
+
+
+def _wait_sentence(seconds: int) -> str:
+    return f"Too many attempts from here. Wait {seconds} seconds before trying again."
+
+
+@require_GET
+def landing(request: HttpRequest) -> HttpResponse:
+    text, found = market.prices_json(EXAMPLE_IDS)
+    example = json.dumps(
+        {"data": json.loads(text), "missing": sorted(set(EXAMPLE_IDS) - set(found))}, indent=2
+    )
+    return render(
+        request,
+        "portal/landing.html",
+        {"example": example, "example_ids": ",".join(EXAMPLE_IDS), "has_data": bool(found)},
+    )
+
+
+@require_GET
+def pricing(request: HttpRequest) -> HttpResponse:
+    plans = Plan.objects.filter(is_public=True).order_by("sort_order", "price_cents_monthly")
+    return render(request, "portal/pricing.html", {"plans": plans})
+
+
+def _safe_next(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return default
+
+
+def _limited(
+    request: HttpRequest, *, ip: tuple[str, str], account: tuple[str, str], email: str
+) -> int | None:
+    """Count one attempt per client IP and per account email (the API's groups and rates); the
+    seconds to wait when either is over its rate."""
+    wait = limits.over_limit(request, group=ip[0], rate_setting=ip[1], key=limits.ip_key(request))
+    return wait or limits.over_limit(
+        request, group=account[0], rate_setting=account[1], key=email.strip().lower()
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated and request.method == "GET":
+        return redirect("portal:dashboard")
+    invitation = request.GET.get("invitation", "")
+    initial = {"invitation": invitation, "email": request.GET.get("email", "")}
+    form = SignupForm(request.POST or None, initial=initial)
+    message, status = "", 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            data = form.cleaned_data
+            wait = _limited(
+                request,
+                ip=(limits.SIGNUP_IP, "RATE_SIGNUP_IP"),
+                account=(limits.SIGNUP_ACCOUNT, "RATE_SIGNUP_ACCOUNT"),
+                email=data["email"],
+            )
+            if wait:
+                message, status = _wait_sentence(wait), 429
+            else:
+                try:
+                    user, membership = user_signup(
+                        email=data["email"],
+                        password=data["password"],
+                        organization_name=data["organization_name"],
+                        invitation_token=data["invitation"],
+                        full_name=data["full_name"],
+                        ip_address=client_ip(request),
+                    )
+                except drf.ValidationError as exc:
+                    field_errors(form, exc)
+                except ProblemError as exc:
+                    message = sentence(exc)
+                else:
+                    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                    request.session["portal_organization"] = membership.organization_id
+                    return redirect(reverse("portal:dashboard") + "?welcome=1")
+    return render(request, "portal/signup.html", {"form": form, "message": message}, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def login_view(request: HttpRequest) -> HttpResponse:
+    next_url = _safe_next(request, reverse("portal:dashboard"))
+    if request.user.is_authenticated and request.method == "GET":
+        return redirect(next_url)
+    form = LoginForm(request.POST or None)
+    message, status = "", 200
+    if request.method == "POST" and form.is_valid():
+        email = form.cleaned_data["email"]
+        wait = _limited(
+            request,
+            ip=(limits.LOGIN_IP, "RATE_LOGIN_IP"),
+            account=(limits.LOGIN_ACCOUNT, "RATE_LOGIN_ACCOUNT"),
+            email=email,
+        )
+        if wait:
+            message, status = _wait_sentence(wait), 429
+        else:
+            user = authenticate(request, email=email.strip().lower(), password=form.cleaned_data["password"])
+            if user is not None and user.is_active:
+                login(request, user)  # a new session key: no session fixation
+                return redirect(next_url)
+            message, status = "That email address and password do not match an account.", 401
+    elif request.method == "POST":
+        status = 400
+    context = {"form": form, "message": message, "next": next_url}
+    return render(request, "portal/login.html", context, status=status)
+
+
+@require_POST
+def logout_view(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return redirect(reverse("portal:login") + "?logged_out=1")
+
+
+@require_GET
+def verify_email(request: HttpRequest) -> HttpResponse:
+    """The landing page of the verification link (the token is signed; verifying twice is harmless)."""
+    try:
+        user = user_verify_email(token=request.GET.get("token", ""))
+    except ProblemError as exc:
+        return render(
+            request, "portal/verify_email.html", {"ok": False, "message": sentence(exc)}, status=400
+        )
+    return render(request, "portal/verify_email.html", {"ok": True, "email": user.email})
+
+
+@require_http_methods(["GET", "POST"])
+def invitation_accept_view(request: HttpRequest) -> HttpResponse:
+    """The invitation link: signed in, a button accepts it; signed out, log in or sign up first (sign-up
+    with the invited address joins the organization directly)."""
+    token = request.POST.get("token") or request.GET.get("token", "")
+    if not request.user.is_authenticated:
+        if request.method == "POST":
+            return redirect_to_login(request.get_full_path())
+        return render(request, "portal/invitation.html", {"token": token, "next": request.get_full_path()})
+    if request.method == "POST":
+        try:
+            membership = invitation_accept(token=token, user=request.user, ip_address=client_ip(request))
+        except ProblemError as exc:
+            return render(
+                request, "portal/invitation.html", {"token": token, "message": sentence(exc)}, status=400
+            )
+        request.session["portal_organization"] = membership.organization_id
+        return redirect(reverse("portal:dashboard") + "?joined=1")
+    return render(request, "portal/invitation.html", {"token": token})

@@ -1,0 +1,39 @@
+"""The portal's routes, mounted at the root by apiplatform/urls.py (``/``, ``/pricing``, ``/signup``
+are relied on: problem documents' ``upgrade_url`` points at /pricing)."""
+
+from django.urls import path, re_path
+
+from accounts.portal import billing, dashboard, keys, public, team
+
+app_name = "portal"
+
+urlpatterns = [
+    path("", public.landing, name="landing"),
+    path("pricing", public.pricing, name="pricing"),
+    path("signup", public.signup, name="signup"),
+    path("login", public.login_view, name="login"),
+    path("logout", public.logout_view, name="logout"),
+    path("verify-email", public.verify_email, name="verify-email"),
+    path("invitation", public.invitation_accept_view, name="invitation"),
+    path("changelog", dashboard.changelog, name="changelog"),
+    path("portal/", dashboard.dashboard, name="dashboard"),
+    path("portal/organization", dashboard.switch_organization, name="switch"),
+    path("portal/verify-email/resend", dashboard.verification_resend, name="verify-resend"),
+    path("portal/docs", dashboard.docs, name="docs"),
+    path("portal/keys", keys.keys, name="keys"),
+    path("portal/keys/<str:key_id>/rotate", keys.key_rotate, name="key-rotate"),
+    path("portal/keys/<str:key_id>/revoke", keys.key_revoke, name="key-revoke"),
+    path("portal/team", team.team, name="team"),
+    path("portal/team/members/<int:member_id>/role", team.member_role, name="member-role"),
+    path("portal/team/members/<int:member_id>/remove", team.member_remove, name="member-remove"),
+    path(
+        "portal/team/invitations/<int:invitation_id>/withdraw",
+        team.invitation_withdraw,
+        name="invitation-withdraw",
+    ),
+    path("portal/billing", billing.billing, name="billing"),
+    path("portal/billing/checkout", billing.checkout, name="checkout"),
+    path("portal/billing/manage", billing.manage, name="billing-manage"),
+    # anything else under /portal/: a page (the root handler404 answers problem+json for the API)
+    re_path(r"^portal/.*$", dashboard.not_found, name="not-found"),
+]

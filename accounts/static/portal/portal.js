@@ -1,0 +1,37 @@
+// Candlestack portal: copy buttons and the organization switcher's auto-submit. Loaded from our own
+// static files (the Content Security Policy allows no inline script).
+(function () {
+  "use strict";
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) return;
+    var field = document.querySelector(button.getAttribute("data-copy"));
+    if (!field) return;
+    var status = document.querySelector("[data-copy-status]");
+    var done = function () {
+      button.textContent = "Copied";
+      if (status) status.textContent = "The key is in your clipboard.";
+    };
+    field.select();
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(field.value).then(done, function () {
+        document.execCommand("copy");
+        done();
+      });
+    } else {
+      document.execCommand("copy");
+      done();
+    }
+  });
+  // A confirmation loaded by htmx takes the keyboard focus (its heading), so screen readers and
+  // keyboard users land on it.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var heading = event.detail.target.querySelector("h3");
+    if (!heading) return;
+    heading.setAttribute("tabindex", "-1");
+    heading.focus();
+  });
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("select[data-autosubmit]")) event.target.form.requestSubmit();
+  });
+})();

@@ -1,0 +1,369 @@
+"""The portal in a real browser: Debian's Chromium (Playwright) against gunicorn on loopback, a Celery
+worker (verification email, Stripe events), the Stripe stand-in. Screenshots of every page go to
+test-artifacts/portal/; every page is scanned with axe-core (no serious or critical violation) and
+checked at phone width; a page's console must show no CSP violation."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+from django.core.management import call_command
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from accounts.models import ApiKey, Membership, User
+from billing import selectors as billing_selectors
+from billing.metering import usage_flush
+from tests.conftest import web_process
+from tests.ingestion_tasks.conftest import Worker, purge_broker, wait_until
+from tests.portal import browser as b
+from tests.portal.conftest import PASSWORD
+from tests.stripe_standin.fixtures import TEST_WEBHOOK_SECRET
+from tests.stripe_standin.webhooks import event, signature_header
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not b.CHROMIUM.exists(), reason="Debian's chromium is missing (scripts/test.sh installs it)"
+    ),
+]
+
+
+@pytest.fixture
+def _fast_password_hashing():
+    """Overrides the package's: the web process checks passwords with the project's hashers."""
+
+
+@pytest.fixture(scope="session")
+def axe() -> str:
+    return b.axe_source()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Chromium for this module. Playwright's sync API runs an event loop in this thread while it
+    lives, so Django's async-safety check would refuse the tests' plain ORM calls: allowed for exactly
+    that time (the variable must not leak into other modules: ``check --deploy`` refuses it)."""
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path=str(b.CHROMIUM), args=["--no-sandbox"])
+            yield chromium
+            chromium.close()
+    finally:
+        if before is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
+
+
+@pytest.fixture
+def live(plans, stripe_env, tmp_path):
+    """gunicorn + a Celery worker on the test database, email to files, Stripe = the stand-in."""
+    call_command("stripe_sync", stdout=io.StringIO())
+    outbox = tmp_path / "mail"
+    outbox.mkdir()
+    env = {
+        "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "EMAIL_FILE_PATH": str(outbox),
+        "STRIPE_API_BASE": stripe_env.base,
+        "STRIPE_SECRET_KEY": "sk_test_candlestack",
+        "STRIPE_WEBHOOK_SECRET": TEST_WEBHOOK_SECRET,
+    }
+    purge_broker()
+    worker = Worker(tmp_path, env=env)
+    try:
+        worker.wait_ready()
+        with web_process(tmp_path, settings_module="apiplatform.settings", env=env) as (base, _proc):
+            yield base, outbox
+    finally:
+        worker.stop()
+        purge_broker()
+
+
+class Console:
+    """Console errors of a context's pages (a CSP violation is one)."""
+
+    def __init__(self, context: BrowserContext):
+        self.errors: list[str] = []
+        context.on("page", self.watch)
+
+    def watch(self, page: Page) -> None:
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+
+    def csp_violations(self) -> list[str]:
+        return [e for e in self.errors if "Content Security Policy" in e]
+
+
+def visit(page: Page, axe: str, name: str, *, check_axe: bool = True) -> None:
+    if check_axe:
+        b.axe_check(page, axe, name)
+    b.shot(page, name)
+
+
+def deliver(base: str, obj: dict, type_: str) -> httpx.Response:
+    body = json.dumps(event(type_, obj)).encode()
+    headers = {
+        "Stripe-Signature": signature_header(body, TEST_WEBHOOK_SECRET),
+        "Content-Type": "application/json",
+    }
+    return httpx.post(f"{base}/billing/stripe/webhook", content=body, headers=headers, timeout=10)
+
+
+def test_journey_signup_key_call_dashboard_upgrade_invite_remove(live, browser, axe, stripe_env):
+    base, outbox = live
+    context = browser.new_context(viewport=b.DESKTOP, permissions=["clipboard-read", "clipboard-write"])
+    console = Console(context)
+    page = context.new_page()
+
+    # landing → sign up
+    page.goto(f"{base}/")
+    expect(page.get_by_role("heading", name="Live example")).to_be_visible()
+    visit(page, axe, "01-landing")
+    page.get_by_role("link", name="Get a free API key").click()
+    expect(page).to_have_url(f"{base}/signup")
+    visit(page, axe, "02-signup")
+    page.get_by_label("Email address").fill("ada@example.test")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Organization name").fill("Analytical Engines")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page).to_have_url(re.compile(r"/portal/\?welcome=1$"))
+    visit(page, axe, "03-dashboard-new")
+
+    # verify the email from the outbox (sent by the worker)
+    text = wait_until(lambda: "\n".join(b.mails(outbox)), timeout=30, message="the verification email")
+    token = re.search(r"verify-email\?token=([^\s&]+)", text).group(1)
+    page.goto(f"{base}/verify-email?token={token}")
+    expect(page.get_by_text("is verified")).to_be_visible()
+    visit(page, axe, "04-email-verified")
+    assert User.objects.get(email="ada@example.test").email_verified_at is not None
+
+    # create a key, copy it
+    page.goto(f"{base}/portal/keys")
+    visit(page, axe, "05-keys-empty")
+    page.get_by_label("Name", exact=True).fill("journey key")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.get_by_text("it is shown only once")).to_be_visible()
+    visit(page, axe, "06-key-created")
+    page.get_by_role("button", name="Copy").click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    secret = page.evaluate("navigator.clipboard.readText()")
+    assert secret.startswith("cs_live_") and secret == page.get_by_label("Your API key").input_value()
+
+    # a real call with it, then it shows on the dashboard after the usage flush
+    call = httpx.get(
+        f"{base}/v1/prices", params={"ids": "bitcoin"}, headers={"X-API-Key": secret}, timeout=10
+    )
+    assert call.status_code == 200, call.text
+    usage_flush()
+    page.goto(f"{base}/portal/")
+    expect(page.get_by_test_id("calls-by-key")).to_contain_text("journey key")
+    expect(page.get_by_test_id("credits-used")).not_to_have_text(re.compile(r"^0 "))
+    visit(page, axe, "07-dashboard-after-call")
+
+    # a form posted without the CSRF token is refused
+    refused = context.request.post(f"{base}/portal/keys", form={"name": "csrf", "environment": "live"})
+    assert refused.status == 403 and "Form refused" in refused.text()
+
+    # upgrade through Checkout (the stand-in), confirmed by Stripe's webhook applied by the worker
+    page.goto(f"{base}/portal/billing")
+    expect(page.get_by_test_id("current-plan")).to_have_text("Free")
+    visit(page, axe, "08-billing-free")
+    page.get_by_role("button", name="Upgrade to Pro").click()
+    page.wait_for_url(re.compile(r"/pay/cs_"))
+    session_id = urlparse(page.url).path.rsplit("/", 1)[-1]
+    done = stripe_env.complete_checkout(session_id)
+    assert deliver(base, done["session"], "checkout.session.completed").status_code == 200
+    organization = Membership.objects.get(user__email="ada@example.test").organization
+    wait_until(
+        lambda: billing_selectors.organization_plan_limits(organization_id=organization.pk).name == "pro",
+        timeout=30,
+        message="the worker applying checkout.session.completed",
+    )
+    page.goto(f"{base}/portal/billing?checkout=success")
+    expect(page.get_by_test_id("current-plan")).to_have_text("Pro")
+    visit(page, axe, "09-billing-pro")
+    page.goto(f"{base}/portal/")
+    expect(page.get_by_test_id("plan-name")).to_have_text("Pro")
+    expect(page.get_by_text("1,200 requests/min")).to_be_visible()
+
+    # invite a teammate, who signs up through the invitation and creates a key
+    page.goto(f"{base}/portal/team")
+    page.get_by_label("Email address").fill("grace@example.test")
+    page.get_by_label("Role", exact=True).select_option("developer")
+    page.get_by_role("button", name="Send invitation").click()
+    expect(page.get_by_text("Invitation sent.")).to_be_visible()
+    visit(page, axe, "10-team-invited")
+    invitation_mail = next(m for m in b.mails(outbox) if "grace@example.test" in m and "invited you" in m)
+    invite_token = re.search(r'"token": "([^"]+)"', invitation_mail).group(1)
+
+    mate_context = browser.new_context(viewport=b.DESKTOP)
+    mate = mate_context.new_page()
+    mate.goto(f"{base}/invitation?token={invite_token}")
+    visit(mate, axe, "11-invitation")
+    mate.get_by_role("link", name="Sign up and join").click()
+    mate.get_by_label("Email address").fill("grace@example.test")
+    mate.get_by_label("Password").fill(PASSWORD)
+    mate.get_by_role("button", name="Sign up").click()
+    expect(mate).to_have_url(re.compile(r"/portal/"))
+    mate.goto(f"{base}/portal/keys")
+    mate.get_by_label("Name", exact=True).fill("grace key")
+    mate.get_by_role("button", name="Create key").click()
+    mate_key = mate.get_by_label("Your API key").input_value()
+    assert (
+        httpx.get(f"{base}/v1/prices", params={"ids": "bitcoin"}, headers={"X-API-Key": mate_key}).status_code
+        == 200
+    )
+
+    # the owner removes them; the confirmation lists the keys the removal revokes
+    grace = Membership.objects.get(user__email="grace@example.test", organization=organization)
+    page.goto(f"{base}/portal/team")
+    page.locator(f"#member-{grace.pk}").get_by_role("link", name="Remove").click()
+    expect(page.get_by_test_id("keys-to-revoke")).to_contain_text("grace key")
+    expect(page).to_have_url(f"{base}/portal/team")  # the confirmation was loaded inline by htmx
+    assert page.evaluate("document.activeElement.tagName") == "H3"  # and took the focus
+    visit(page, axe, "12-team-remove-confirm")
+    page.get_by_role("button", name="Yes, remove grace@example.test").click()
+    expect(page.get_by_text("Member removed.")).to_be_visible()
+    assert not Membership.objects.filter(pk=grace.pk).exists()
+    mate.goto(f"{base}/portal/keys")
+    expect(mate.get_by_text("You do not belong to any organization.")).to_be_visible()
+
+    # log out
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/login\?logged_out=1$"))
+    assert console.csp_violations() == []
+    mate_context.close()
+    context.close()
+
+
+def _owner_with_data(make_org):
+    from accounts.services.api_keys import api_key_create
+
+    organization = make_org("Screens Ltd")
+    owner = Membership.objects.get(organization=organization, role="owner").user
+    owner.email_verified_at = owner.date_joined
+    owner.save(update_fields=["email_verified_at"])
+    api_key_create(organization=organization, name="production server", created_by=owner)
+    return organization, owner
+
+
+def _log_in(page: Page, base: str, email: str) -> None:
+    page.goto(f"{base}/login")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/portal/$"))
+
+
+PAGES = [
+    ("landing", "/"),
+    ("pricing", "/pricing"),
+    ("changelog", "/changelog"),
+    ("dashboard", "/portal/"),
+    ("keys", "/portal/keys"),
+    ("team", "/portal/team"),
+    ("billing", "/portal/billing"),
+    ("docs", "/portal/docs"),
+]
+
+
+@pytest.mark.parametrize("width", ["desktop", "phone"])
+def test_every_page_passes_axe_and_fits_the_screen(width, live, browser, axe, make_org, member):
+    base, _outbox = live
+    organization, owner = _owner_with_data(make_org)
+    key = ApiKey.objects.get(organization=organization)
+    mate = member(organization, "developer")
+    viewport = b.PHONE if width == "phone" else b.DESKTOP
+    anonymous = browser.new_context(viewport=viewport)
+    console = Console(anonymous)
+    page = anonymous.new_page()
+    for name, path in [
+        ("signup", "/signup"),
+        ("login", "/login"),
+        ("verify-email-invalid", "/verify-email?token=x"),
+    ]:
+        page.goto(base + path)
+        visit(page, axe, f"{width}-{name}")
+        assert b.fits_width(page), f"{name} scrolls sideways at {width} width"
+    context = browser.new_context(viewport=viewport)
+    logged = Console(context)
+    page = context.new_page()
+    _log_in(page, base, owner.email)
+    extra = [
+        ("key-rotate", f"/portal/keys/{key.key_id}/rotate"),
+        ("key-revoke", f"/portal/keys/{key.key_id}/revoke"),
+        ("member-remove", f"/portal/team/members/{Membership.objects.get(user=mate).pk}/remove"),
+        ("not-allowed", "/portal/keys/nope/revoke"),
+    ]
+    for name, path in PAGES + extra:
+        page.goto(base + path)
+        visit(page, axe, f"{width}-{name}")
+        assert b.fits_width(page), f"{name} scrolls sideways at {width} width"
+    # keyboard: the skip link is the first stop and shows a visible focus
+    page.goto(f"{base}/portal/")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"
+    assert console.csp_violations() == [] and logged.csp_violations() == []
+    anonymous.close()
+    context.close()
+
+
+def test_a_billing_member_sees_no_key_buttons_and_a_post_anyway_is_refused(live, browser, make_org, member):
+    base, _outbox = live
+    organization, _owner = _owner_with_data(make_org)
+    accountant = member(organization, "billing")
+    context = browser.new_context(viewport=b.DESKTOP)
+    page = context.new_page()
+    _log_in(page, base, accountant.email)
+    expect(page.get_by_role("link", name="Keys")).to_have_count(0)
+    expect(page.get_by_role("button", name="Create key")).to_have_count(0)
+    page.goto(f"{base}/portal/keys")
+    expect(page.get_by_text("may not do this")).to_be_visible()
+    b.shot(page, "role-billing-keys-403")
+    # a POST with a valid CSRF token (taken from a page it may see) is still refused
+    page.goto(f"{base}/portal/team")
+    token = page.locator("input[name=csrfmiddlewaretoken]").first.input_value()
+    refused = context.request.post(
+        f"{base}/portal/keys",
+        form={
+            "name": "sneaky",
+            "environment": "live",
+            "scopes": "market_data:read",
+            "csrfmiddlewaretoken": token,
+        },
+        headers={"Referer": f"{base}/portal/team"},
+    )
+    assert refused.status == 403 and "may not do this" in refused.text()
+    assert ApiKey.objects.filter(organization=organization).count() == 1
+    context.close()
+
+
+def test_admin_and_the_api_docs_still_work_under_the_csp(live, browser):
+    base, _outbox = live
+    context = browser.new_context(viewport=b.DESKTOP)
+    console = Console(context)
+    page = context.new_page()
+    page.goto(f"{base}/admin/login/")
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    b.shot(page, "admin-login")
+    assert console.csp_violations() == []
+    page.goto(f"{base}/v1/docs/")
+    expect(page.locator(".swagger-ui .information-container")).to_be_visible(timeout=15_000)
+    b.shot(page, "api-swagger")
+    page.goto(f"{base}/v1/redoc/")
+    expect(page.get_by_text("Candlestack API").first).to_be_visible(timeout=15_000)
+    b.shot(page, "api-redoc")
+    # only what drf-spectacular's Redoc page fetches from other hosts is refused (Google Fonts, the
+    # cdn.redoc.ly logo): every asset is served by us
+    assert [e for e in console.csp_violations() if "https://" not in e] == []
+    context.close()

@@ -1,0 +1,427 @@
+"""The portal's pages through Django's test client: what each page shows, what each form does (through
+the same services as the management API), the role rules (not offered, and 403 when posted anyway),
+CSRF, the login limits and the security headers."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from accounts.models import ApiKey, AuditEvent, Invitation, Membership, User
+from accounts.services.api_keys import api_key_create
+from tests.portal.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+def owner_of(org) -> User:
+    return Membership.objects.get(organization=org, role="owner").user
+
+
+# --- public pages and headers -----------------------------------------------------------------
+def test_landing_pricing_and_login_pages_answer_with_a_strict_csp(client, plans):
+    for path in ("/", "/pricing", "/signup", "/login", "/changelog"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        csp = response["Content-Security-Policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+        assert response["X-Frame-Options"] == "DENY"
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert b"<script>" not in response.content and b" on" + b"click=" not in response.content
+    pricing = client.get("/pricing").content.decode()
+    assert "Developer" in pricing and "$29.00" in pricing and "250,000" in pricing
+    assert "each started 1,000 extra credits costs $0.40" in pricing
+
+
+def test_api_docs_and_admin_keep_working_under_the_csp(client, admin_user):
+    swagger = client.get("/v1/docs/")
+    assert swagger.status_code == 200
+    assert "'unsafe-inline'" in swagger["Content-Security-Policy"]  # relaxed for the docs pages only
+    assert "frame-ancestors 'none'" in swagger["Content-Security-Policy"]
+    assert client.get("/v1/redoc/").status_code == 200
+    # the API's JSON answers skip building the policy (hot path); nosniff keeps them from rendering
+    problem = client.get("/v1/prices")
+    assert "Content-Security-Policy" not in problem and problem["X-Content-Type-Options"] == "nosniff"
+    assert client.get("/admin/login/").status_code == 200
+    client.force_login(admin_user)
+    assert client.get("/admin/").status_code == 200
+
+
+def test_portal_pages_need_a_login(client):
+    response = client.get("/portal/keys")
+    assert response.status_code == 302 and response["Location"].startswith("/login?next=/portal/keys")
+
+
+# --- sign-up, verification, login -----------------------------------------------------------------
+def test_signup_creates_user_and_organization_logs_in_and_sends_the_verification_email(
+    client, plans, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/signup",
+            {"email": "Ada@Example.test", "password": PASSWORD, "organization_name": "Analytical Engines"},
+        )
+    assert response.status_code == 302 and response["Location"].startswith("/portal/")
+    user = User.objects.get(email="ada@example.test")
+    assert Membership.objects.get(user=user).organization.name == "Analytical Engines"
+    assert AuditEvent.objects.filter(action="organization.created", actor=user).exists()
+    dashboard = client.get("/portal/")
+    assert dashboard.status_code == 200 and b"Please verify ada@example.test" in dashboard.content
+
+    (message,) = mail.outbox
+    token = re.search(r"token=([^\s&]+)", message.body).group(1)
+    page = client.get(f"/verify-email?token={token}")
+    assert page.status_code == 200 and b"is verified" in page.content
+    user.refresh_from_db()
+    assert user.email_verified_at is not None
+    assert client.get("/verify-email?token=forged").status_code == 400
+
+
+def test_signup_errors_are_shown_next_to_the_fields(client, plans, make_user):
+    make_user("taken@example.test")
+    response = client.post(
+        "/signup", {"email": "taken@example.test", "password": "short", "organization_name": "X"}
+    )
+    assert response.status_code == 400
+    text = response.content.decode()
+    assert "already exists" in text
+    response = client.post(
+        "/signup", {"email": "new@example.test", "password": "password", "organization_name": "X"}
+    )
+    assert "too common" in response.content.decode() or "too short" in response.content.decode()
+    assert not User.objects.filter(email="new@example.test").exists()
+
+
+def test_login_sets_a_session_and_logout_needs_a_post(client, make_org):
+    org = make_org()
+    user = owner_of(org)
+    bad = client.post("/login", {"email": user.email, "password": "wrong password!"})
+    assert bad.status_code == 401 and b"do not match" in bad.content
+    good = client.post("/login", {"email": user.email.upper(), "password": PASSWORD, "next": "/portal/keys"})
+    assert good.status_code == 302 and good["Location"] == "/portal/keys"
+    assert good.cookies["sessionid"]["httponly"] and good.cookies["sessionid"]["samesite"] == "Lax"
+    assert client.get("/portal/").status_code == 200
+    assert client.get("/logout").status_code == 405
+    assert client.post("/logout").status_code == 302
+    assert client.get("/portal/").status_code == 302
+
+
+def test_login_open_redirect_is_refused(client, make_org):
+    user = owner_of(make_org())
+    response = client.post(
+        "/login", {"email": user.email, "password": PASSWORD, "next": "https://evil.example/"}
+    )
+    assert response["Location"] == "/portal/"
+
+
+def test_login_is_limited_with_the_apis_counters(client, make_org, settings):
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "RATE_LOGIN_ACCOUNT": "3/m"}
+    user = owner_of(make_org())
+    for _ in range(3):
+        assert client.post("/login", {"email": user.email, "password": "wrong password!"}).status_code == 401
+    refused = client.post("/login", {"email": user.email, "password": PASSWORD})
+    assert refused.status_code == 429 and b"Too many attempts" in refused.content
+    # the API's login shares the budget (same django-ratelimit group)
+    api = client.post(
+        "/v1/account/token", {"email": user.email, "password": PASSWORD}, content_type="application/json"
+    )
+    assert api.status_code == 429
+
+
+# --- CSRF ------------------------------------------------------------------------------------------
+def test_a_post_without_the_csrf_token_is_refused_with_a_page(make_org, login):
+    org = make_org()
+    client = login(owner_of(org), csrf=True)
+    response = client.post(
+        "/portal/keys", {"name": "sneaky", "environment": "live", "scopes": ["market_data:read"]}
+    )
+    assert response.status_code == 403
+    assert b"Form refused" in response.content and b"Request id" in response.content
+    assert not ApiKey.objects.filter(organization=org).exists()
+    page = client.get("/portal/keys")
+    token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.content).group(1).decode()
+    ok = client.post(
+        "/portal/keys",
+        {"name": "fine", "environment": "live", "scopes": ["market_data:read"], "csrfmiddlewaretoken": token},
+    )
+    assert ok.status_code == 200 and ApiKey.objects.filter(organization=org, name="fine").exists()
+
+
+# --- keys ---------------------------------------------------------------------------------------------
+def test_create_key_shows_the_secret_once_and_it_works(make_org, login):
+    org = make_org()
+    owner = owner_of(org)
+    client = login(owner)
+    response = client.post(
+        "/portal/keys",
+        {
+            "name": "server",
+            "environment": "live",
+            "scopes": ["market_data:read"],
+            "expires_in_days": "30",
+            "allowed_ips": "203.0.113.0/24\n198.51.100.7",
+        },
+    )
+    assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+    secret = re.search(rb'data-testid="secret" spellcheck="false" autocomplete="off"', response.content)
+    full = re.search(r'value="(cs_live_[^"]+)"', response.content.decode()).group(1)
+    assert secret and "shown only once" in response.content.decode()
+    key = ApiKey.objects.get(organization=org, name="server")
+    assert key.allowed_ips == ["203.0.113.0/24", "198.51.100.7/32"] and key.expires_at is not None
+    assert key.created_by == owner
+    assert AuditEvent.objects.filter(action="key.created", target_id=key.key_id).exists()
+    listing = client.get("/portal/keys").content.decode()
+    assert key.prefix in listing and full not in listing and owner.email in listing
+
+
+def test_key_form_errors_come_from_the_service(make_org, login):
+    org = make_org()
+    client = login(owner_of(org))
+    response = client.post(
+        "/portal/keys",
+        {"name": "bad", "environment": "live", "scopes": ["market_data:read"], "allowed_ips": "not-an-ip"},
+    )
+    assert response.status_code == 400 and "is not an IP address or CIDR range" in response.content.decode()
+    assert not ApiKey.objects.filter(organization=org).exists()
+
+
+def test_rotate_with_a_chosen_overlap_and_revoke_with_confirmation(make_org, login):
+    org = make_org()
+    client = login(owner_of(org))
+    key, _ = api_key_create(organization=org, name="old")
+    confirm = client.get(f"/portal/keys/{key.key_id}/rotate", HTTP_HX_REQUEST="true")
+    assert confirm.status_code == 200 and b"<html" not in confirm.content  # an htmx fragment
+    rotated = client.post(f"/portal/keys/{key.key_id}/rotate", {"overlap": "3600"})
+    assert rotated.status_code == 200 and b"keeps working until" in rotated.content
+    key.refresh_from_db()
+    new = ApiKey.objects.get(rotated_from=key)
+    assert 3500 < (key.expires_at - new.created_at).total_seconds() <= 3600
+    again = client.post(f"/portal/keys/{key.key_id}/rotate", {"overlap": "3600"})
+    assert again.status_code == 400 and b"already rotated" in again.content and b"Request id" in again.content
+
+    page = client.get(f"/portal/keys/{new.key_id}/revoke")
+    assert b"Yes, revoke this key" in page.content
+    new.refresh_from_db()
+    assert new.revoked_at is None  # the GET only asks
+    done = client.post(f"/portal/keys/{new.key_id}/revoke")
+    assert done.status_code == 302
+    new.refresh_from_db()
+    assert new.revoked_at is not None
+    assert AuditEvent.objects.filter(action="key.revoked", target_id=new.key_id).exists()
+
+
+def test_keys_of_another_organization_are_not_found(make_org, login):
+    mine, theirs = make_org(), make_org()
+    key, _ = api_key_create(organization=theirs, name="theirs")
+    client = login(owner_of(mine))
+    assert client.post(f"/portal/keys/{key.key_id}/revoke").status_code == 404
+    key.refresh_from_db()
+    assert key.revoked_at is None
+
+
+def test_a_role_that_may_not_manage_keys_sees_no_key_buttons_and_gets_403(make_org, member, login):
+    org = make_org()
+    billing_user = member(org, "billing")
+    api_key_create(organization=org, name="prod")
+    client = login(billing_user)
+    dashboard = client.get("/portal/").content.decode()
+    assert 'href="/portal/keys"' not in dashboard and "Create key" not in dashboard
+    assert client.get("/portal/keys").status_code == 403
+    refused = client.post(
+        "/portal/keys", {"name": "x", "environment": "live", "scopes": ["market_data:read"]}
+    )
+    assert refused.status_code == 403 and b"may not do this" in refused.content
+    key = ApiKey.objects.get(organization=org)
+    assert client.post(f"/portal/keys/{key.key_id}/revoke").status_code == 403
+    assert ApiKey.objects.filter(organization=org).count() == 1 and key.revoked_at is None
+
+    developer = login(member(org, "developer"))
+    keys_page = developer.get("/portal/keys").content.decode()
+    assert "Create key" in keys_page and "Revoke" in keys_page
+    team = developer.get("/portal/team").content.decode()
+    assert "Send invitation" not in team and "Remove" not in team
+    assert developer.post("/portal/team", {"email": "x@example.test", "role": "developer"}).status_code == 403
+
+
+# --- team ---------------------------------------------------------------------------------------------
+def test_invite_accept_change_role_and_remove_showing_the_keys_first(make_org, make_user, login):
+    org = make_org()
+    owner = login(owner_of(org))
+    response = owner.post("/portal/team", {"email": "grace@example.test", "role": "developer"})
+    assert response.status_code == 302
+    invitation = Invitation.objects.get(organization=org, email="grace@example.test")
+    token = re.search(r'"token": "([^"]+)"', mail.outbox[-1].body).group(1)
+
+    grace = make_user("grace@example.test")
+    grace_client = login(grace)
+    assert b"Accept the invitation" in grace_client.get(f"/invitation?token={token}").content
+    joined = grace_client.post("/invitation", {"token": token})
+    assert joined.status_code == 302
+    invitation.refresh_from_db()
+    assert invitation.accepted_at is not None
+    membership = Membership.objects.get(organization=org, user=grace)
+
+    assert owner.post(f"/portal/team/members/{membership.pk}/role", {"role": "admin"}).status_code == 302
+    membership.refresh_from_db()
+    assert membership.role == "admin"
+
+    key, _ = api_key_create(organization=org, name="grace's key", created_by=grace)
+    confirm = owner.get(f"/portal/team/members/{membership.pk}/remove").content.decode()
+    assert "will be revoked" in confirm and key.prefix in confirm
+    assert owner.post(f"/portal/team/members/{membership.pk}/remove").status_code == 302
+    assert not Membership.objects.filter(pk=membership.pk).exists()
+    assert AuditEvent.objects.filter(action="member.removed", organization=org).exists()
+
+
+def test_an_admin_is_not_offered_the_owner_role_and_cannot_remove_the_owner(make_org, member, login):
+    org = make_org()
+    admin = login(member(org, "admin"))
+    page = admin.get("/portal/team").content.decode()
+    assert '<option value="owner"' not in page
+    owner_membership = Membership.objects.get(organization=org, role="owner")
+    refused = admin.post(f"/portal/team/members/{owner_membership.pk}/remove")
+    assert refused.status_code == 403 and b"Only an owner" in refused.content
+    assert Membership.objects.filter(pk=owner_membership.pk).exists()
+
+
+# --- several organizations ---------------------------------------------------------------------------
+def test_the_switcher_scopes_every_page_to_the_chosen_organization(make_org, login):
+    first = make_org("First Co")
+    user = owner_of(first)
+    second = make_org("Second Co", owner=user)
+    api_key_create(organization=second, name="second-only")
+    client = login(user)
+    assert "second-only" not in client.get("/portal/keys").content.decode()
+    switched = client.post("/portal/organization", {"organization": second.slug, "next": "/portal/keys"})
+    assert switched.status_code == 302 and switched["Location"] == "/portal/keys"
+    assert "second-only" in client.get("/portal/keys").content.decode()
+    other = make_org("Not Mine")
+    assert client.post("/portal/organization", {"organization": other.slug}).status_code == 404
+
+
+# --- dashboard, billing, docs ----------------------------------------------------------------------------
+def test_dashboard_shows_credits_chart_endpoints_keys_and_limits(make_org, login):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.models import UsageRecord
+
+    org = make_org()
+    key, _ = api_key_create(organization=org, name="chart key")
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    UsageRecord.objects.create(
+        organization_id=org.pk,
+        key_id=key.key_id,
+        endpoint="prices",
+        status_class="2xx",
+        hour=hour,
+        requests=7,
+        credits=7,
+    )
+    UsageRecord.objects.create(
+        organization_id=org.pk,
+        key_id=key.key_id,
+        endpoint="candles",
+        status_class="4xx",
+        hour=hour - timedelta(days=2),
+        requests=3,
+        credits=0,
+    )
+    page = login(owner_of(org)).get("/portal/").content.decode()
+    assert 'data-testid="credits-used">7 ' in page
+    assert "10 calls" in page  # the chart's description
+    assert "chart key" in page and "prices" in page and "candles" in page
+    assert "60 requests/min" in page and 'class="s4xx"' in page
+
+
+def test_billing_page_without_stripe_says_so(make_org, login, settings):
+    settings.STRIPE_SECRET_KEY = ""
+    org = make_org()
+    client = login(owner_of(org))
+    page = client.get("/portal/billing").content.decode()
+    assert "Billing is not configured" in page and "Free" in page
+    refused = client.post("/portal/billing/checkout", {"plan": "pro"})
+    assert refused.status_code == 503 and b"not configured" in refused.content
+
+
+def test_docs_page_has_quickstart_snippets_with_the_key_prefix(make_org, login):
+    org = make_org()
+    key, _ = api_key_create(organization=org, name="k")
+    page = login(owner_of(org)).get("/portal/docs").content.decode()
+    assert key.prefix in page and "curl" in page and "httpx" in page and "fetch(" in page
+
+
+def test_unverified_user_can_ask_for_the_email_again(make_org, login):
+    org = make_org()
+    client = login(owner_of(org))
+    response = client.post("/portal/verify-email/resend")
+    assert response.status_code == 200 and b"on its way" in response.content
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.parametrize(
+    "path", ["/portal/", "/portal/keys", "/portal/team", "/portal/billing", "/portal/docs"]
+)
+def test_every_portal_page_renders_for_an_owner(path, make_org, login):
+    response = login(owner_of(make_org())).get(path)
+    assert response.status_code == 200
+    assert isinstance(response.client, Client)
+
+
+def test_past_due_shows_a_banner_on_the_dashboard_and_the_billing_page(make_org, login, plans):
+    from django.utils import timezone
+
+    from billing.models import OrganizationPlan
+
+    org = make_org()
+    OrganizationPlan.objects.create(
+        organization=org,
+        plan=plans["pro"],
+        subscribed_plan=plans["pro"],
+        status="past_due",
+        stripe_customer_id="cus_x",
+        stripe_subscription_id="sub_x",
+        past_due_since=timezone.now(),
+    )
+    client = login(owner_of(org))
+    dashboard = client.get("/portal/").content.decode()
+    assert 'data-testid="past-due"' in dashboard and "Your last payment failed" in dashboard
+    assert "Your last payment failed" in client.get("/portal/billing").content.decode()
+
+
+def test_upgrade_redirects_to_checkout_and_only_billing_managers_are_offered_it(
+    make_org, member, login, stripe_env, plans
+):
+    from django.core.management import call_command
+
+    call_command("stripe_sync", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    org = make_org()
+    owner = login(owner_of(org))
+    page = owner.get("/portal/billing").content.decode()
+    assert "Upgrade to Pro" in page and "Upgrade to Developer" in page
+    response = owner.post("/portal/billing/checkout", {"plan": "pro"})
+    assert response.status_code == 302 and response["Location"].startswith(stripe_env.base + "/pay/cs_")
+    assert AuditEvent.objects.filter(organization=org, action="billing.checkout_started").exists()
+    unknown = owner.post("/portal/billing/checkout", {"plan": "platinum"})
+    assert unknown.status_code == 409 and b"not a plan you can buy" in unknown.content
+
+    admin = login(member(org, "admin"))  # billing.read, not billing.manage
+    assert "Upgrade to" not in admin.get("/portal/billing").content.decode()
+    assert admin.post("/portal/billing/checkout", {"plan": "pro"}).status_code == 403
+    assert admin.post("/portal/billing/manage").status_code == 403
+
+
+def test_unknown_portal_paths_get_a_page_not_json(make_org, login):
+    response = login(owner_of(make_org())).get("/portal/nowhere")
+    assert response.status_code == 404 and b"<html" in response.content and b"Request id" in response.content
+
+
+def test_a_logged_in_user_is_sent_on_from_login_and_signup(make_org, login):
+    client = login(owner_of(make_org()))
+    assert client.get("/login?next=/portal/keys")["Location"] == "/portal/keys"
+    assert client.get("/signup")["Location"] == "/portal/"
