@@ -11,8 +11,7 @@ from django.http import HttpRequest
 from accounts import failures
 from accounts.authentication import client_ip
 
-# group names shared with accounts/views.py (TokenObtainView, SignupView)
-LOGIN_IP, LOGIN_ACCOUNT = "accounts.token.ip", "accounts.token.account"
+# group names shared with accounts/views.py (SignupView); logins use accounts.login_limits itself
 SIGNUP_IP, SIGNUP_ACCOUNT = "accounts.signup.ip", "accounts.signup.account"
 VERIFY_RESEND = "verify-resend"
 

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from rest_framework import exceptions as drf
 
 from accounts.authentication import client_ip
+from accounts.login_limits import login_limit
 from accounts.portal import limits
 from accounts.portal.errors import field_errors, sentence
 from accounts.portal.forms import LoginForm, SignupForm
@@ -90,7 +91,7 @@ def signup(request: HttpRequest) -> HttpResponse:
                 message, status = _wait_sentence(wait), 429
             else:
                 try:
-                    user, membership = user_signup(
+                    result = user_signup(
                         email=data["email"],
                         password=data["password"],
                         organization_name=data["organization_name"],
@@ -103,9 +104,14 @@ def signup(request: HttpRequest) -> HttpResponse:
                 except ProblemError as exc:
                     message = sentence(exc)
                 else:
-                    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-                    request.session["portal_organization"] = membership.organization_id
-                    return redirect(reverse("portal:dashboard") + "?welcome=1")
+                    if data["invitation"] and result.user is not None and result.membership is not None:
+                        # the invitation proved the address: the member is in at once (as in the API)
+                        login(request, result.user, backend="django.contrib.auth.backends.ModelBackend")
+                        request.session["portal_organization"] = result.membership.organization_id
+                        return redirect(reverse("portal:dashboard") + "?joined=1")
+                    # The same page whether or not the address was registered (its owner gets an
+                    # email instead): the page must not tell a stranger who has an account.
+                    return render(request, "portal/signup_done.html", {"email": result.email})
     return render(request, "portal/signup.html", {"form": form, "message": message}, status=status)
 
 
@@ -118,12 +124,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
     message, status = "", 200
     if request.method == "POST" and form.is_valid():
         email = form.cleaned_data["email"]
-        wait = _limited(
-            request,
-            ip=(limits.LOGIN_IP, "RATE_LOGIN_IP"),
-            account=(limits.LOGIN_ACCOUNT, "RATE_LOGIN_ACCOUNT"),
-            email=email,
-        )
+        wait = login_limit(request, email=email)  # the API login's limiter and budgets
         if wait:
             message, status = _wait_sentence(wait), 429
         else:
@@ -144,11 +145,16 @@ def logout_view(request: HttpRequest) -> HttpResponse:
     return redirect(reverse("portal:login") + "?logged_out=1")
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 def verify_email(request: HttpRequest) -> HttpResponse:
-    """The landing page of the verification link (the token is signed; verifying twice is harmless)."""
+    """The verification link's page. The emailed link carries the token after ``#`` (never sent to a
+    server, so never in an access log); the page's script posts it. A pasted token works too, and
+    so does the old ``?token=`` form (deprecated, like the API's GET). Verifying twice is harmless."""
+    token = request.POST.get("token") or request.GET.get("token", "")
+    if not token:
+        return render(request, "portal/verify_email.html", {"ask": True})
     try:
-        user = user_verify_email(token=request.GET.get("token", ""))
+        user = user_verify_email(token=token.strip())
     except ProblemError as exc:
         return render(
             request, "portal/verify_email.html", {"ok": False, "message": sentence(exc)}, status=400

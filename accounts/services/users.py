@@ -195,7 +195,9 @@ def email_verification_send(*, user_id: int) -> bool:
         subject="Verify your Candlestack email address",
         # The token goes in a POST body, never in a URL: URLs end up in access logs and histories.
         message=(
-            "Welcome to Candlestack.\n\nConfirm your email address with this token:\n"
+            "Welcome to Candlestack.\n\nConfirm your email address by opening this link:\n"
+            f"{base}/verify-email#{token}\n\n"
+            "(The code after # stays in your browser.) Or confirm it with this token:\n"
             f"{token}\n\n"
             f"curl -X POST {base}/v1/account/verify-email "
             f"-H 'Content-Type: application/json' -d '{{\"token\": \"{token}\"}}'\n"

@@ -10,6 +10,7 @@ from django.test import Client
 from accounts.models import Organization, User
 from accounts.services.memberships import membership_add
 from accounts.services.organizations import organization_create
+from accounts.services.users import email_verification_token, user_verify_email
 from billing.models import Plan
 from billing.plans import DEFAULT_PLANS
 
@@ -39,8 +40,14 @@ def plans(db) -> dict[str, Plan]:
 
 @pytest.fixture
 def make_user(db):
-    def make(email: str | None = None) -> User:
-        return User.objects.create_user(email=email or f"portal{next(_seq)}@example.test", password=PASSWORD)
+    """A user whose address is verified through the verification service (inviting and live keys
+    need it) unless ``verified=False``."""
+
+    def make(email: str | None = None, *, verified: bool = True) -> User:
+        user = User.objects.create_user(email=email or f"portal{next(_seq)}@example.test", password=PASSWORD)
+        if verified:
+            user = user_verify_email(token=email_verification_token(user=user))
+        return user
 
     return make
 

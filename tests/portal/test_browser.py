@@ -134,16 +134,25 @@ def test_journey_signup_key_call_dashboard_upgrade_invite_remove(live, browser, 
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_label("Organization name").fill("Analytical Engines")
     page.get_by_role("button", name="Sign up").click()
-    expect(page).to_have_url(re.compile(r"/portal/\?welcome=1$"))
-    visit(page, axe, "03-dashboard-new")
+    expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
+    visit(page, axe, "03-signup-done")
 
-    # verify the email from the outbox (sent by the worker)
+    # verify the email from the outbox (sent by the worker): the link keeps the token after "#"
     text = wait_until(lambda: "\n".join(b.mails(outbox)), timeout=30, message="the verification email")
-    token = re.search(r"verify-email\?token=([^\s&]+)", text).group(1)
-    page.goto(f"{base}/verify-email?token={token}")
+    link = re.search(r"http\S+(/verify-email#\S+)", text).group(1)  # PUBLIC_BASE_URL's host: this server
+    page.goto(base + link)
     expect(page.get_by_text("is verified")).to_be_visible()
+    assert "#" not in page.url and "token" not in page.url
     visit(page, axe, "04-email-verified")
     assert User.objects.get(email="ada@example.test").email_verified_at is not None
+
+    # log in
+    page.goto(f"{base}/login")
+    page.get_by_label("Email address").fill("ada@example.test")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/portal/$"))
+    visit(page, axe, "03-dashboard-new")
 
     # create a key, copy it
     page.goto(f"{base}/portal/keys")
@@ -233,6 +242,17 @@ def test_journey_signup_key_call_dashboard_upgrade_invite_remove(live, browser, 
     page.get_by_role("button", name="Yes, remove grace@example.test").click()
     expect(page.get_by_text("Member removed.")).to_be_visible()
     assert not Membership.objects.filter(pk=grace.pk).exists()
+    # the removal revoked her key: the web process refuses it (within the documented second)
+    wait_until(
+        lambda: (
+            httpx.get(f"{base}/v1/prices", params={"ids": "bitcoin"}, headers={"X-API-Key": mate_key})
+            .json()
+            .get("type", "")
+            .endswith("/problems/api-key-revoked")
+        ),
+        timeout=2,
+        message="the removed member's key to be refused",
+    )
     mate.goto(f"{base}/portal/keys")
     expect(mate.get_by_text("You do not belong to any organization.")).to_be_visible()
 
