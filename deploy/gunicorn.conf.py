@@ -1,6 +1,12 @@
 """gunicorn settings of the production web process (scripts/serve.sh), behind the buffering nginx of
 deploy/nginx/ (docs/operations.md, "Production web"). Process configuration only, from the
-environment; the application's settings are in apiplatform/settings.py."""
+environment; the application's settings are in apiplatform/settings.py.
+
+Metrics (GET /metrics, docs/operations.md "Metrics"): with ``PROMETHEUS_MULTIPROC_DIR`` set in the
+environment (a directory only this gunicorn writes, e.g. ``/run/candlestack/prometheus``), every
+worker writes its counters to files there and a scrape adds them up. ``on_starting`` empties the
+directory (values of an earlier run must not count), ``child_exit`` marks a dead worker's gauges
+dead (its counters keep counting in the total)."""
 
 import os
 
@@ -15,6 +21,24 @@ preload_app = True  # load once: a start-up error (e.g. static files not collect
 forwarded_allow_ips = os.environ.get("WEB_FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-"
 errorlog = "-"
+
+
+def on_starting(server):
+    """In the master, before anything is loaded: start the metrics of this run from nothing."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(directory, name))
+
+
+def child_exit(server, worker):
+    """A worker exited: its live gauges no longer count (prometheus-client multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def when_ready(server):

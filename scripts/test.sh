@@ -9,6 +9,7 @@ export REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 export CELERY_BROKER_URL="${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/14}"
 setup_all
 ensure_nginx
+ensure_promtool
 export DEBUG="${DEBUG:-1}"
 cd "$REPO_ROOT"
 
