@@ -228,3 +228,90 @@ def generate_latest_text() -> str:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StateCollector())
     return generate_latest(registry).decode()
+
+
+def test_open_quality_flags_by_kind_and_timeframe():
+    from ingestion.models import QualityFlag
+
+    cid = _coins("flag-coin")["flag-coin"]
+    span = {"range_start": NOW - timedelta(hours=1), "range_end": NOW}
+    QualityFlag.objects.create(coin_id=cid, timeframe="1m", kind=QualityFlag.Kind.MISSING, **span)
+    QualityFlag.objects.create(coin_id=cid, timeframe="1h", kind=QualityFlag.Kind.MISSING, **span)
+    QualityFlag.objects.create(coin_id=cid, timeframe="1m", kind=QualityFlag.Kind.JUMP, **span)
+    QualityFlag.objects.create(
+        coin_id=cid, timeframe="1m", kind=QualityFlag.Kind.JUMP, resolved_at=NOW, **span
+    )
+    scraped = collect()
+    name = "candlestack_quality_flags_open"
+    assert value(scraped, name, kind="missing", timeframe="1m") == 1
+    assert value(scraped, name, kind="missing", timeframe="1h") == 1
+    assert value(scraped, name, kind="jump", timeframe="1m") == 1  # the resolved one is not open
+
+
+def test_last_run_of_every_schedule_and_beats_last_sign_of_life():
+    from django_celery_beat.models import PeriodicTask
+
+    from apiplatform.jobs.models import JobRun
+    from apiplatform.jobs.schedules import schedules_all, schedules_setup
+
+    schedules_setup()
+    specs = schedules_all()
+    first, second = specs[0], specs[1]
+    PeriodicTask.objects.filter(name=first.name).update(last_run_at=NOW - timedelta(minutes=3))
+    PeriodicTask.objects.filter(name=second.name).update(last_run_at=NOW - timedelta(minutes=1))
+    JobRun.objects.create(
+        job=first.task, started_at=NOW - timedelta(minutes=9), finished_at=NOW - timedelta(minutes=8),
+        outcome=JobRun.Outcome.SUCCESS,
+    )  # fmt: skip
+    JobRun.objects.create(
+        job=first.task, started_at=NOW - timedelta(minutes=3), finished_at=NOW - timedelta(minutes=2),
+        outcome=JobRun.Outcome.FAILED,
+    )  # fmt: skip
+    scraped = collect()
+    name = "candlestack_schedule_last_run_timestamp_seconds"
+    first_at = (NOW - timedelta(minutes=3)).timestamp()
+    assert value(scraped, name, schedule=first.name, task=first.task) == first_at
+    assert (
+        value(scraped, "candlestack_beat_last_run_timestamp_seconds")
+        == (NOW - timedelta(minutes=1)).timestamp()
+    )
+    # the newest SUCCESSFUL run, not the newest run
+    assert value(scraped, "candlestack_job_last_success_timestamp_seconds", job=first.task) == (
+        (NOW - timedelta(minutes=8)).timestamp()
+    )
+    never_ran = [s for s in specs[2:] if s.task not in (first.task, second.task)]
+    assert never_ran and (
+        name,
+        frozenset({("schedule", never_ran[0].name), ("task", never_ran[0].task)}),
+    ) not in (scraped)
+
+
+def test_ticks_rejected_as_implausible_jumps_are_counted(django_capture_on_commit_callbacks):
+    from ingestion import pipeline
+
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)
+    clock = ManualClock(start)
+    sim = Simulator(SimulatorConfig(coins=40, seed=11), clock=clock)
+    client = CoinGeckoClient(
+        base_url="http://sim/api/v3",
+        api_keys=["k1"],
+        transport=httpx.WSGITransport(app=sim),
+        redis=redis_access.client("ingestion"),
+        budget_key=redis_access.key("cg", "budget"),
+        metrics_key=redis_access.key("cg", "metrics"),
+        clock=clock,
+        sleep=lambda s: None,
+    )
+    jumps = 0
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            for cycle in range(4):
+                t = start + timedelta(minutes=cycle, seconds=30)
+                clock.set(t)
+                if cycle == 1:
+                    sim.set_faults(spike_rate=0.2, seed=3)
+                jumps += pipeline.refresh_markets(client, now=t).details["jumps_rejected"]
+    finally:
+        client.close()
+    assert jumps > 0  # the scenario really had implausible jumps
+    assert value(collect(), "candlestack_ticks_rejected_jump_total") == jumps
