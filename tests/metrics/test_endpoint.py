@@ -117,3 +117,25 @@ def test_a_scrape_is_neither_metered_nor_rate_limited(client, scrape, burst_tena
     assert usage_after == usage_before
     # and the tenant's own budget was not touched by the scrapes: one more call is admitted
     assert client.get("/v1/test/echo", HTTP_X_API_KEY=key).status_code == 200
+
+
+def test_a_source_that_is_down_is_reported_and_the_rest_is_served(client, scrape, settings, closed_port):
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{closed_port}/0"  # the broker is down
+    scraped = scrape()
+    up = "candlestack_metrics_collector_up"
+    assert value(scraped, up, collector="queues") == 0
+    assert value(scraped, up, collector="ingestion") == 1 and value(scraped, up, collector="jobs") == 1
+    assert not any(name == "candlestack_celery_queue_depth" for name, _ in scraped)
+    assert ("candlestack_ingestion_bucket_seconds", frozenset({("timeframe", "1m")})) in scraped
+
+
+def test_behind_a_proxy_the_allow_list_sees_the_forwarded_client(client, settings):
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_ALLOWED_IPS = ["10.0.0.0/8"]
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "TRUSTED_PROXY_DEPTH": 1}  # the nginx of deploy/
+    via_proxy = {"REMOTE_ADDR": "127.0.0.1"}
+    assert client.get("/metrics", HTTP_X_FORWARDED_FOR="10.0.0.7", **via_proxy).status_code == 200
+    assert client.get("/metrics", HTTP_X_FORWARDED_FOR="203.0.113.9", **via_proxy).status_code == 401
+    # a client cannot smuggle an allowed address in front of its own
+    spoofed = client.get("/metrics", HTTP_X_FORWARDED_FOR="10.0.0.7, 203.0.113.9", **via_proxy)
+    assert spoofed.status_code == 401
