@@ -139,3 +139,24 @@ def test_behind_a_proxy_the_allow_list_sees_the_forwarded_client(client, setting
     # a client cannot smuggle an allowed address in front of its own
     spoofed = client.get("/metrics", HTTP_X_FORWARDED_FOR="10.0.0.7, 203.0.113.9", **via_proxy)
     assert spoofed.status_code == 401
+
+
+def test_decisions_of_the_fallback_while_redis_is_down_are_marked_degraded(
+    client, scrape, burst_tenant, settings, closed_port
+):
+    from billing import gate
+
+    settings.ROOT_URLCONF = "tests.gateway.urls"
+    _org, key = burst_tenant
+    before = scrape()
+    settings.GATEWAY_REDIS_URL = f"redis://127.0.0.1:{closed_port}/0"
+    gate.reset()
+    statuses = [client.get("/v1/test/echo", HTTP_X_API_KEY=key).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]  # the plan's burst of 2, held by the per-process limiter
+    after = scrape()
+    name = "candlestack_gateway_decisions_total"
+    for outcome, expected in (("admitted", 2), ("rate_limited", 1)):
+        degraded = {"plan": "metrics-burst", "outcome": outcome, "degraded": "true"}
+        normal = {"plan": "metrics-burst", "outcome": outcome, "degraded": "false"}
+        assert value(after, name, **degraded) - value(before, name, **degraded) == expected
+        assert value(after, name, **normal) == value(before, name, **normal)
