@@ -7,6 +7,7 @@ development value raise :class:`ImproperlyConfigured` with a message that names 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import overload
 
@@ -62,6 +63,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_cidrs(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of IP addresses or CIDR ranges; a malformed one stops the start."""
+    values = env_list(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an IP address or CIDR range") from exc
+    return values
 
 
 def check_secret_key(secret_key: str | None, *, production: bool) -> None:

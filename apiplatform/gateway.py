@@ -41,7 +41,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import ApiKeyAuthentication
 from accounts.permissions import HasMarketDataRead
-from apiplatform import problems
+from apiplatform import problems, telemetry
 from apiplatform.problems import ProblemError
 from apiplatform.schema import ProblemAutoSchema, problem_response
 from billing import gate, limits, metering
@@ -242,6 +242,7 @@ class PublicAPIView(APIView):
             meter_endpoint=self.endpoint_name or type(self).__name__,
         )
         self.gate_result = result
+        telemetry.gateway_decision(plan=result.plan.name, status=result.status, degraded=result.degraded)
         error = refusal(result, self.endpoint_name)
         if error is not None:
             raise error

@@ -15,6 +15,7 @@ from apiplatform.env import (
     check_secret,
     check_secret_key,
     env_bool,
+    env_cidrs,
     env_float,
     env_int,
     env_list,
@@ -66,6 +67,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apiplatform.telemetry.MetricsMiddleware",  # requests and latency for GET /metrics (first: times all)
     "apiplatform.middleware.RequestIdMiddleware",
     "apiplatform.middleware.CompressionMiddleware",  # gzip for /v1/ answers >= COMPRESSION_MIN_BYTES
     "apiplatform.middleware.UnknownPathMiddleware",  # unknown /v1/ paths: problem+json 404
@@ -443,3 +445,11 @@ READYZ_CHECK_TIMEOUT = env_float("READYZ_CHECK_TIMEOUT", 1.0)
 # and how long a client may reuse the schema before revalidating it (ETag: a 304 is cheap).
 DOCS_RATE_IP = env_str("DOCS_RATE_IP", "30/m")
 DOCS_SCHEMA_MAX_AGE = env_int("DOCS_SCHEMA_MAX_AGE", 300)
+
+# --- operators' metrics (GET /metrics; docs/operations.md "Metrics") -------------------------------
+# A scrape is allowed with `Authorization: Bearer <METRICS_TOKEN>` or from an address in
+# METRICS_ALLOWED_IPS (CIDR ranges, comma-separated; the client address as accounts.authentication's
+# client_ip sees it). Both empty (the default): /metrics refuses everyone. The web process's worker
+# aggregation is configured by the PROMETHEUS_MULTIPROC_DIR environment variable (deploy/gunicorn.conf.py).
+METRICS_TOKEN = check_secret("METRICS_TOKEN", env_str("METRICS_TOKEN", ""), production=PRODUCTION) or ""
+METRICS_ALLOWED_IPS = env_cidrs("METRICS_ALLOWED_IPS", [])

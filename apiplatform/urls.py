@@ -4,12 +4,13 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts.admin_login import limited_admin_login
-from apiplatform import apidocs, health, views
+from apiplatform import apidocs, health, metrics, views
 from billing.stripe_views import stripe_webhook
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),  # Prometheus; METRICS_TOKEN / METRICS_ALLOWED_IPS
     path("problems/", views.problem_types, name="problem-types"),
     path("problems/<slug:slug>", views.problem_type, name="problem-type"),
     path("admin/login/", limited_admin_login),  # the admin's login, rate limited like POST token

@@ -50,6 +50,7 @@ from billing.redis_layout import (
     usage_batch_key,
     usage_bucket,
     usage_counter,
+    usage_flushed_at_key,
     usage_live_key,
     usage_pending_key,
 )
@@ -253,6 +254,18 @@ class FlushResult:
     credits: int = 0
 
 
+def usage_flush_state() -> tuple[float | None, int, int]:
+    """Where the flush stands (operators: GET /metrics): (epoch seconds at which the last flush
+    finished or None, batches rotated but not yet applied, counters counted since the last
+    rotation). One pipelined Redis round trip."""
+    pipe = _redis.client().pipeline(transaction=False)
+    pipe.get(usage_flushed_at_key())
+    pipe.scard(usage_pending_key())
+    pipe.hlen(usage_live_key())
+    flushed_at, pending, live = pipe.execute()
+    return (float(flushed_at) if flushed_at else None), int(pending), int(live) // 2
+
+
 def usage_flush(*, progress=None) -> FlushResult:
     """Move everything counted so far from Redis into ``UsageRecord``; see the module docstring."""
     r = _redis.client()
@@ -309,6 +322,7 @@ def usage_flush(*, progress=None) -> FlushResult:
     if now.minute == 0:  # about once an hour with the minutely schedule: forget old batch ids
         cutoff = now - timedelta(days=BATCH_ID_RETENTION_DAYS)
         UsageFlushBatch.objects.filter(applied_at__lt=cutoff).delete()
+    r.set(usage_flushed_at_key(), f"{time.time():.3f}")
     if result.applied or result.skipped:
         logger.info(
             "usage flush: %d batch(es) applied, %d skipped, %d requests, %d credits",

@@ -61,6 +61,11 @@ def usage_pending_key() -> str:
     return key(NAMESPACE, "{usage}", "pending")
 
 
+def usage_flushed_at_key() -> str:
+    """Epoch seconds at which the last usage flush finished (usage flush lag: GET /metrics)."""
+    return key(NAMESPACE, "{usage}", "flushed_at")
+
+
 def hour_of(now_us: int) -> int:
     """THE hour rule of metering: the start (Unix seconds, UTC) of the hour containing ``now_us``."""
     return (now_us // US) // 3600 * 3600

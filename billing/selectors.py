@@ -5,11 +5,19 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import TruncDay
 
 from billing.limits import PlanLimits
-from billing.models import MAX_RATE_PER_MINUTE, OrganizationPlan, Plan, SubscriptionStatus, UsageRecord
+from billing.models import (
+    MAX_RATE_PER_MINUTE,
+    OrganizationPlan,
+    Plan,
+    StripeEvent,
+    StripeEventStatus,
+    SubscriptionStatus,
+    UsageRecord,
+)
 from billing.plans import DEFAULT_PLANS
 
 
@@ -155,3 +163,14 @@ def _fold(grouped, group_by: str) -> tuple[list[dict], dict[str, int]]:
         "credits": sum(r["credits"] for r in ordered),
     }
     return ordered, totals
+
+
+def stripe_events_backlog() -> tuple[int, datetime | None, int]:
+    """Stripe webhook events (operators: GET /metrics): (received and not applied yet, when the
+    oldest of them was received or None, failed (dead-lettered)). 1 query."""
+    row = StripeEvent.objects.aggregate(
+        waiting=Count("pk", filter=Q(status=StripeEventStatus.RECEIVED)),
+        oldest=Min("received_at", filter=Q(status=StripeEventStatus.RECEIVED)),
+        failed=Count("pk", filter=Q(status=StripeEventStatus.FAILED)),
+    )
+    return int(row["waiting"]), row["oldest"], int(row["failed"])

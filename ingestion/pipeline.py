@@ -26,6 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 from tqdm import tqdm
 
+from apiplatform import telemetry
 from ingestion.coingecko import CoinGeckoError, ohlc_bucket_start
 from marketdata import selectors, services
 from marketdata.models import TIMEFRAME_DELTA
@@ -142,6 +143,8 @@ def _write_cycle(records, *, now: datetime, summary: Summary) -> dict[str, Any]:
             )
         )
     summary.rejects += jumps
+    if jumps:
+        transaction.on_commit(lambda: telemetry.count("ticks_rejected_jump", jumps))
     tick_result = services.ticks_record(ticks=ticks, fetched_at=now)
     services.snapshots_upsert(rows=snapshots)
     minute = _minute(now)

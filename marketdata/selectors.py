@@ -310,6 +310,35 @@ def market_caps_at(at: datetime, timeframe: str = "1h") -> dict[int, tuple[str, 
         return {row[0]: (row[1], row[2], row[3]) for row in cur.fetchall()}
 
 
+# --- freshness (operators: GET /metrics, doctor) ---------------------------------------------------
+_FRESHNESS_SQL = """
+SELECT count(*), count(*) FILTER (WHERE newest IS NULL OR newest < %(stale_before)s), max(newest)
+FROM (
+    SELECT (SELECT k.bucket_start FROM marketdata_candle k
+            WHERE k.coin_id = c.id AND k.timeframe = %(tf)s AND k.closed
+            ORDER BY k.bucket_start DESC LIMIT 1) AS newest
+    FROM marketdata_coin c JOIN marketdata_marketsnapshot s ON s.coin_id = c.id
+    WHERE c.active
+) per_coin
+"""
+
+
+def candles_freshness(
+    *, timeframe: str, now: datetime, stale_buckets: int = 2
+) -> tuple[int, int, datetime | None]:
+    """Freshness of the ``timeframe`` candles across the polled universe (the active coins with a
+    market snapshot): (coins, coins whose newest closed candle ended more than ``stale_buckets``
+    buckets before ``now`` or that have none, start of the newest closed candle of any coin or
+    None). 1 query: one backward primary-key probe per coin (bounded by the universe's size)."""
+    delta = TIMEFRAME_DELTA[timeframe]
+    # a candle [start, start + delta) ended more than n buckets ago <=> start < now - (n + 1) * delta
+    params: dict[str, str | datetime] = {"tf": timeframe, "stale_before": now - (stale_buckets + 1) * delta}
+    with connection.cursor() as cur:
+        cur.execute(_FRESHNESS_SQL, params)
+        coins, stale, newest = cur.fetchone()
+    return int(coins), int(stale), newest
+
+
 # --- candles ---------------------------------------------------------------------------------------
 def candles_range(
     *,

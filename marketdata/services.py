@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 from django.db import connection, transaction
 from django.utils import timezone
 
+from apiplatform import telemetry
 from marketdata import cache, partitions
 from marketdata.models import ROLLUP_SOURCE, TIMEFRAME_DELTA, TIMEFRAMES, SeriesWatermark
 
@@ -183,12 +184,14 @@ def _run_upsert(cur, src_sql: str, params: dict, *, source: str, count_src: bool
     result = UpsertResult()
     total = 0
     pairs: list[tuple[int, str]] = []
+    written_by_tf: dict[str, int] = {}
     for coin_id, tf, ins, upd, lo, hi in cur.fetchall():
         if coin_id is None:
             total = ins
             continue
         result.inserted += ins
         result.updated += upd
+        written_by_tf[tf] = written_by_tf.get(tf, 0) + ins + upd
         pairs.append((coin_id, tf))
         result.changed_coin_ids.add(coin_id)
         old = result.spans.get(tf)
@@ -196,7 +199,15 @@ def _run_upsert(cur, src_sql: str, params: dict, *, source: str, count_src: bool
     result.unchanged = total - result.inserted - result.updated if count_src else 0
     if pairs:
         transaction.on_commit(lambda: cache.candles_changed(pairs=pairs))
+    if written_by_tf:
+        transaction.on_commit(lambda: _count_written(source, written_by_tf))
     return result
+
+
+def _count_written(source: str, written_by_tf: dict[str, int]) -> None:
+    """The shared ``candles_written`` counter (GET /metrics), once the rows are committed."""
+    for tf, n in written_by_tf.items():
+        telemetry.count("candles_written", n, timeframe=tf, source=source)
 
 
 def _ensure_partitions(cur, relation: str) -> None:
@@ -326,6 +337,8 @@ def candles_upsert(
     result.duplicates = valid - distinct
     if result.rejected:
         logger.warning("candles_upsert(%s): %d rows rejected: %s", source, result.rejected, reasons)
+        rejected = result.rejected
+        transaction.on_commit(lambda: telemetry.count("candles_rejected", rejected, source=source))
     return result
 
 

@@ -49,6 +49,7 @@ COMPOSITION_POINTS = frozenset(
         "apiplatform.urls",
         "apiplatform.apidocs",
         "apiplatform.gateway",
+        "apiplatform.metrics",
         "apiplatform.settings",
         "apiplatform.celery",
         "apiplatform.asgi",

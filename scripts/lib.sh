@@ -132,6 +132,17 @@ ensure_axe_core() {
     || die "could not install axe-core from the npm registry"
 }
 
+ensure_promtool() {
+  # promtool (Debian package prometheus) checks deploy/prometheus/ in tests/metrics/test_rules.py.
+  if command -v promtool >/dev/null 2>&1; then return 0; fi
+  [[ $EUID -eq 0 ]] || { log "promtool not installed (apt-get install -y prometheus): the alert rule tests are skipped"; return 0; }
+  log "Installing promtool (prometheus) for the alert rule tests"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+    || log "could not install prometheus (promtool): the alert rule tests are skipped"
+}
+
 setup_all() {
   cd "$REPO_ROOT"
   ensure_postgres

@@ -11,6 +11,7 @@ setup_all
 ensure_nginx
 ensure_chromium
 ensure_axe_core
+ensure_promtool
 export DEBUG="${DEBUG:-1}"
 cd "$REPO_ROOT"
 

@@ -350,7 +350,11 @@ class CoinGeckoClient:
         raise self._http_error(response, endpoint, key)
 
     def _log(self, endpoint: str, status, t0: float, attempt: int, key: str) -> None:
-        latency_ms = (time.perf_counter() - t0) * 1000
+        latency = time.perf_counter() - t0
+        latency_ms = latency * 1000
+        self.metrics.attempt(
+            endpoint=endpoint, key=key_fingerprint(key), status=status, latency=latency, attempt=attempt
+        )
         logger.info(
             "coingecko call endpoint=%s status=%s latency_ms=%.1f attempt=%d key=%s",
             endpoint,

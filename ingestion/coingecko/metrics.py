@@ -1,4 +1,11 @@
-"""Counters of upstream calls: kept for this client instance and, with Redis, shared by all workers."""
+"""Counters of upstream calls: kept for this client instance and, with Redis, shared by all workers.
+
+Two Redis hashes: ``<key>`` holds the totals of :data:`COUNTERS`; ``<key>:calls`` holds, per
+CoinGecko endpoint template (``/coins/{id}/ohlc``, never a coin id) and API-key fingerprint (a short
+hash, never the key), the attempts, retries, 429s and a latency histogram (fields
+``<name>|<endpoint>|<key fingerprint>``; the histogram: ``lat<i>|...`` per bucket of
+:data:`LATENCY_BUCKETS` and ``latsum|...``). ``GET /metrics`` exposes both (apiplatform.metrics).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +29,20 @@ COUNTERS = (
 )
 
 
+#: Upper bounds (seconds) of the upstream latency histogram; the last bucket is +Inf.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Per endpoint and key: attempts sent, attempts after the first, 429 answers.
+CALL_COUNTERS = ("calls", "retries", "rate_limited")
+
+
+def latency_bucket(seconds: float) -> int:
+    """Index of the first bucket whose bound holds ``seconds`` (len(LATENCY_BUCKETS): +Inf)."""
+    for i, bound in enumerate(LATENCY_BUCKETS):
+        if seconds <= bound:
+            return i
+    return len(LATENCY_BUCKETS)
+
+
 class ClientMetrics:
     """``snapshot()`` -> this instance's counts; ``shared()`` -> counts of every process (Redis hash)."""
 
@@ -42,6 +63,40 @@ class ClientMetrics:
             except Exception:  # metrics must never break a call
                 logger.warning("could not update shared CoinGecko metrics", exc_info=True)
 
+    @property
+    def calls_key(self) -> str:
+        return f"{self.key}:calls"
+
+    def attempt(self, *, endpoint: str, key: str, status: int | str, latency: float, attempt: int) -> None:
+        """One HTTP attempt answered (or failed) after ``latency`` seconds: one pipelined round trip
+        that counts it by endpoint and key fingerprint (``key`` is a fingerprint, never a key)."""
+        if self.redis is None:
+            return
+        suffix = f"|{endpoint}|{key}"
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hincrby(self.calls_key, "calls" + suffix, 1)
+            if attempt > 1:
+                pipe.hincrby(self.calls_key, "retries" + suffix, 1)
+            if status == 429:
+                pipe.hincrby(self.calls_key, "rate_limited" + suffix, 1)
+            pipe.hincrby(self.calls_key, f"lat{latency_bucket(latency)}{suffix}", 1)
+            pipe.hincrbyfloat(self.calls_key, "latsum" + suffix, latency)
+            pipe.execute()
+        except Exception:  # metrics must never break a call
+            logger.warning("could not update shared CoinGecko call metrics", exc_info=True)
+
+    def shared_calls(self) -> dict[tuple[str, str], dict[str, float]]:
+        """(endpoint, key fingerprint) -> {"calls", "retries", "rate_limited", "lat<i>", "latsum"}."""
+        if self.redis is None:
+            return {}
+        out: dict[tuple[str, str], dict[str, float]] = {}
+        for field, value in self.redis.hgetall(self.calls_key).items():
+            text = field.decode() if isinstance(field, bytes) else field
+            name, endpoint, fingerprint = text.split("|", 2)
+            out.setdefault((endpoint, fingerprint), {})[name] = float(value)
+        return out
+
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return {name: int(self._local.get(name, 0)) for name in COUNTERS} | {
@@ -61,4 +116,4 @@ class ClientMetrics:
         with self._lock:
             self._local.clear()
         if self.redis is not None:
-            self.redis.delete(self.key)
+            self.redis.delete(self.key, self.calls_key)

@@ -126,6 +126,12 @@ class RateBudget:
             return int(self.redis.zcount(self.key, now_ms - int(self.window * 1000) + 1, "+inf"))
         return len(self._local)
 
+    def paused_for(self) -> float:
+        """Seconds every worker still holds off after an upstream 429 (0: not paused)."""
+        if self.redis is not None:
+            return max(0, int(self.redis.pttl(self.pause_key))) / 1000
+        return max(0.0, self._local_pause_until - time.time())
+
     def reset(self) -> None:
         if self.redis is not None:
             self.redis.delete(self.key, self.pause_key)
