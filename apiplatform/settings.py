@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "apiplatform.jobs",
+    "apiplatform.ops",  # manage.py doctor
     "accounts",
     "billing",
     "marketdata",

@@ -50,6 +50,7 @@ from billing.redis_layout import (
     usage_batch_key,
     usage_bucket,
     usage_counter,
+    usage_flushed_key,
     usage_live_key,
     usage_pending_key,
 )
@@ -258,7 +259,8 @@ def usage_flush(*, progress=None) -> FlushResult:
     r = _redis.client()
     # the gateway connection decodes replies (decode_responses=True): str, where redis-py says bytes | str
     pending = sorted(cast("set[str]", r.smembers(usage_pending_key())))
-    batch_id = f"{time.time_ns()}-{uuid.uuid4().hex[:12]}"
+    rotated_at = time.time_ns()  # everything in the live hash after the rotation arrived after this
+    batch_id = f"{rotated_at}-{uuid.uuid4().hex[:12]}"
     rotated = r.eval(
         _ROTATE_LUA, 3, usage_live_key(), usage_batch_key(batch_id), usage_pending_key(), batch_id
     )
@@ -306,6 +308,7 @@ def usage_flush(*, progress=None) -> FlushResult:
         if progress is not None:
             progress(1)
     now = timezone.now()
+    r.set(usage_flushed_key(), str(rotated_at))  # the flush lag is measured from here (usage_flush_lag)
     if now.minute == 0:  # about once an hour with the minutely schedule: forget old batch ids
         cutoff = now - timedelta(days=BATCH_ID_RETENTION_DAYS)
         UsageFlushBatch.objects.filter(applied_at__lt=cutoff).delete()
@@ -318,3 +321,48 @@ def usage_flush(*, progress=None) -> FlushResult:
             result.credits,
         )
     return result
+
+
+@dataclass
+class FlushLag:
+    waiting: bool  # usage counted in Redis and not yet in PostgreSQL
+    pending_batches: int  # batches rotated out of the live hash and not applied (a flush died)
+    last_flush_at: datetime | None  # when the last finished flush emptied the live hash (None: never)
+    lag: timedelta | None  # how long the oldest waiting usage may have waited; 0 when nothing waits
+
+
+def _from_ns(stamp: str) -> datetime:
+    return datetime.fromtimestamp(int(stamp) / 1e9, tz=UTC)
+
+
+def usage_flush_lag(*, now: datetime | None = None) -> FlushLag:
+    """How far the usage flush is behind (3 Redis calls, 1 query when Redis has no flush stamp).
+
+    Everything in the live hash arrived after the last finished flush emptied it, and a pending batch was
+    rotated at the time its id carries: the lag is ``now`` minus the oldest of these (0 when nothing
+    waits). Usage waiting with no flush ever recorded has an unknown lag (None). Raises Redis errors.
+    """
+    now = now or timezone.now()
+    r = _redis.client()
+    pipe = r.pipeline(transaction=False)
+    pipe.hlen(usage_live_key())
+    pipe.smembers(usage_pending_key())
+    pipe.get(usage_flushed_key())
+    live_fields, pending, stamp = pipe.execute()
+    pending = cast("set[str]", pending)
+    last_flush_at = _from_ns(stamp) if stamp else None
+    if last_flush_at is None:  # Redis lost its stamp: the newest applied batch is an upper bound
+        last_flush_at = (
+            UsageFlushBatch.objects.order_by("-applied_at").values_list("applied_at", flat=True).first()
+        )
+    starts = [_from_ns(bid.split("-", 1)[0]) for bid in pending]
+    if live_fields and last_flush_at is not None:
+        starts.append(last_flush_at)
+    waiting = bool(live_fields or pending)
+    if not waiting:
+        lag: timedelta | None = timedelta(0)
+    elif live_fields and last_flush_at is None:
+        lag = None
+    else:
+        lag = max(now - min(starts), timedelta(0))
+    return FlushLag(waiting, len(pending), last_flush_at, lag)

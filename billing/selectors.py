@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import TruncDay
 
 from billing.limits import PlanLimits
-from billing.models import MAX_RATE_PER_MINUTE, OrganizationPlan, Plan, SubscriptionStatus, UsageRecord
+from billing.models import (
+    MAX_RATE_PER_MINUTE,
+    OrganizationPlan,
+    Plan,
+    StripeEvent,
+    StripeEventStatus,
+    SubscriptionStatus,
+    UsageRecord,
+)
 from billing.plans import DEFAULT_PLANS
 
 
@@ -130,3 +139,19 @@ def usage_report(
         "credits": sum(r["credits"] for r in ordered),
     }
     return ordered, totals
+
+
+class StripeWebhookState(NamedTuple):
+    last_received_at: datetime | None  # the newest webhook event received (None: none yet)
+    failed: int  # events that could not be applied (dead-lettered)
+    oldest_unapplied_at: datetime | None  # the oldest event received and not applied yet
+
+
+def stripe_webhook_state() -> StripeWebhookState:
+    """What the Stripe webhook has delivered, for operators (``manage.py doctor``; 1 query)."""
+    row = StripeEvent.objects.aggregate(
+        last=Max("received_at"),
+        failed=Count("event_id", filter=Q(status=StripeEventStatus.FAILED)),
+        oldest_unapplied=Min("received_at", filter=Q(status=StripeEventStatus.RECEIVED)),
+    )
+    return StripeWebhookState(row["last"], row["failed"], row["oldest_unapplied"])

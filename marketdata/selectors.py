@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from django.db import connection
@@ -653,3 +653,46 @@ def screener_page(
     with connection.cursor() as cur:
         cur.execute(sql, [*args, offset, limit])
         return cur.fetchall()
+
+
+# --- ingestion lag (operators: manage.py doctor, /metrics) ------------------------------------------
+#: A coin is "behind" in a timeframe when its newest closed bucket ended more than this many buckets ago.
+LAG_BEHIND_BUCKETS = 2
+
+_NEWEST_CLOSED_SQL = "SELECT max(bucket_start) FROM marketdata_candle WHERE timeframe = %s AND closed"
+_COINS_BEHIND_SQL = """
+SELECT count(*) FROM marketdata_coin c
+WHERE c.active AND c.first_seen < %(since)s AND NOT EXISTS (
+    SELECT 1 FROM marketdata_candle k
+    WHERE k.coin_id = c.id AND k.timeframe = %(tf)s AND k.closed AND k.bucket_start >= %(since)s
+)
+"""
+
+
+class CandleLag(NamedTuple):
+    """Ingestion lag of one timeframe."""
+
+    timeframe: str
+    newest_end: datetime | None  # end of the newest closed candle across the universe
+    lag: timedelta | None  # now - newest_end (None: no closed candle at all)
+    coins_behind: int  # active coins without a closed candle in the last LAG_BEHIND_BUCKETS buckets
+
+
+def candles_lag(*, now: datetime) -> list[CandleLag]:
+    """Ingestion lag per timeframe (2 queries per timeframe): ``now`` minus the end of the newest
+    closed candle across the universe (None when there is none), and the number of active coins
+    (first seen before the window) without a closed candle ending in the last
+    ``LAG_BEHIND_BUCKETS`` buckets."""
+    out = []
+    with connection.cursor() as cur:
+        for tf, delta in TIMEFRAME_DELTA.items():
+            cur.execute(_NEWEST_CLOSED_SQL, [tf])
+            newest = cur.fetchone()[0]
+            newest_end = newest + delta if newest is not None else None
+            # a closed candle ending at or after now - N buckets starts at or after now - (N + 1) buckets
+            since = now - delta * (LAG_BEHIND_BUCKETS + 1)
+            cur.execute(_COINS_BEHIND_SQL, {"since": since, "tf": tf})
+            behind = cur.fetchone()[0]
+            lag = max(now - newest_end, timedelta(0)) if newest_end is not None else None
+            out.append(CandleLag(tf, newest_end, lag, behind))
+    return out
