@@ -205,6 +205,8 @@ def check_workers(ctx: Context) -> list[Result]:
 
 def check_ingestion_lag(ctx: Context) -> Result:
     lags = marketdata_selectors.candles_lag(now=ctx.now)
+    if all(lag.newest_end is None for lag in lags) and not marketdata_selectors.coins_count():
+        return Result("ingestion_lag", WARN, "no coins yet (the daily ingestion.sync_universe job adds them)")
     late, behind, parts = [], [], []
     for lag in lags:
         limit = TIMEFRAME_DELTA[lag.timeframe] * INGESTION_LAG_BUCKETS + INGESTION_LAG_GRACE

@@ -131,6 +131,7 @@ def _closed_candles(coin: Coin, end: datetime) -> None:
 
 def test_ingestion_lag_ok_when_fresh_and_failing_per_timeframe_when_stalled(partitions_ready):
     now = timezone.now().replace(second=0, microsecond=0)
+    assert run("ingestion_lag", now=now).status == doctor.WARN  # a new deployment: no coins yet
     month_ago = now - timedelta(days=30)
     coin = Coin.objects.create(upstream_id="bitcoin", symbol="btc", name="Bitcoin", first_seen=month_ago)
     assert run("ingestion_lag", now=now).status == doctor.FAIL  # no closed candle at all
@@ -193,6 +194,19 @@ def test_configuration_in_production_names_a_weak_secret(settings):
     result = run("configuration")
     assert result.status == doctor.FAIL
     assert "JWT_SIGNING_KEY" in result.detail and "SECRET_KEY is" not in result.detail
+
+
+def test_configuration_in_production_with_strong_secrets_runs_the_deployment_checks(settings):
+    settings.DEBUG = False
+    settings.SECRET_KEY = "k" * 10 + "abcdefghij" * 5
+    settings.SIMPLE_JWT = {**settings.SIMPLE_JWT, "SIGNING_KEY": "j" * 10 + "abcdefghij" * 5}
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "API_KEY_PEPPER": "p" * 10 + "abcdefghij" * 5}
+    settings.SESSION_COOKIE_SECURE = False  # what check --deploy calls security.W012
+    result = run("configuration")
+    assert result.status == doctor.WARN
+    assert "security.W012" in result.detail
+    settings.SESSION_COOKIE_SECURE = True
+    assert "security.W012" not in run("configuration").detail
 
 
 def test_configuration_in_development_is_a_warning(settings):
