@@ -659,13 +659,24 @@ def screener_page(
 #: A coin is "behind" in a timeframe when its newest closed bucket ended more than this many buckets ago.
 LAG_BEHIND_BUCKETS = 2
 
-_NEWEST_CLOSED_SQL = "SELECT max(bucket_start) FROM marketdata_candle WHERE timeframe = %s AND closed"
-_COINS_BEHIND_SQL = """
-SELECT count(*) FROM marketdata_coin c
-WHERE c.active AND c.first_seen < %(since)s AND NOT EXISTS (
-    SELECT 1 FROM marketdata_candle k
-    WHERE k.coin_id = c.id AND k.timeframe = %(tf)s AND k.closed AND k.bucket_start >= %(since)s
-)
+#: How far back (in buckets) the lag query looks first: the newest closed candle of a healthy pipeline is
+#: one or two buckets old, and bounding ``bucket_start`` lets PostgreSQL skip all older partitions.
+LAG_WINDOW_BUCKETS = 60
+
+# Per active coin, its newest closed candle at or after %(window)s: one backward scan of the primary key
+# (coin_id, timeframe, bucket_start) per coin, in the partitions the window reaches only.
+_LAG_SQL = """
+SELECT max(n.bucket_start),
+       count(*) FILTER (
+           WHERE c.first_seen < %(since)s AND (n.bucket_start IS NULL OR n.bucket_start < %(since)s)
+       )
+FROM marketdata_coin c
+LEFT JOIN LATERAL (
+    SELECT k.bucket_start FROM marketdata_candle k
+    WHERE k.coin_id = c.id AND k.timeframe = %(tf)s AND k.closed AND k.bucket_start >= %(window)s
+    ORDER BY k.bucket_start DESC LIMIT 1
+) n ON true
+WHERE c.active
 """
 
 
@@ -679,20 +690,22 @@ class CandleLag(NamedTuple):
 
 
 def candles_lag(*, now: datetime) -> list[CandleLag]:
-    """Ingestion lag per timeframe (2 queries per timeframe): ``now`` minus the end of the newest
-    closed candle across the universe (None when there is none), and the number of active coins
-    (first seen before the window) without a closed candle ending in the last
-    ``LAG_BEHIND_BUCKETS`` buckets."""
+    """Ingestion lag per timeframe (1 query per timeframe, 2 when its newest closed candle is older
+    than ``LAG_WINDOW_BUCKETS`` buckets): ``now`` minus the end of the newest closed candle of the
+    active coins (None when there is none), and the number of active coins (first seen before the
+    window) without a closed candle ending in the last ``LAG_BEHIND_BUCKETS`` buckets."""
     out = []
     with connection.cursor() as cur:
         for tf, delta in TIMEFRAME_DELTA.items():
-            cur.execute(_NEWEST_CLOSED_SQL, [tf])
-            newest = cur.fetchone()[0]
-            newest_end = newest + delta if newest is not None else None
             # a closed candle ending at or after now - N buckets starts at or after now - (N + 1) buckets
             since = now - delta * (LAG_BEHIND_BUCKETS + 1)
-            cur.execute(_COINS_BEHIND_SQL, {"since": since, "tf": tf})
-            behind = cur.fetchone()[0]
+            params: dict[str, Any] = {"tf": tf, "since": since, "window": now - delta * LAG_WINDOW_BUCKETS}
+            cur.execute(_LAG_SQL, params)
+            newest, behind = cur.fetchone()
+            if newest is None:  # stalled for longer than the window (or never ran): look at everything
+                cur.execute(_LAG_SQL, {**params, "window": datetime.min.replace(tzinfo=UTC)})
+                newest = cur.fetchone()[0]
+            newest_end = newest + delta if newest is not None else None
             lag = max(now - newest_end, timedelta(0)) if newest_end is not None else None
             out.append(CandleLag(tf, newest_end, lag, behind))
     return out
