@@ -142,6 +142,8 @@ def test_ingestion_lag_ok_when_fresh_and_failing_per_timeframe_when_stalled(part
     assert later.status == doctor.FAIL
     assert "1m 10 min" in later.detail
     assert "5m" not in later.detail.split(":", 1)[1]  # 15 minutes for 5m is within its limit
+    # Stalled longer than the selector's first window (60 buckets): the lag is still measured.
+    assert "1m 3 h" in run("ingestion_lag", now=now + timedelta(hours=3, minutes=1)).detail
 
 
 # --- dead letters, Stripe ----------------------------------------------------------------------------
