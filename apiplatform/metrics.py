@@ -204,29 +204,31 @@ def collect_queues(now: datetime) -> Iterator[Metric]:
 
 
 def collect_billing(now: datetime) -> Iterator[Metric]:
-    flushed_at, pending, live = metering.usage_flush_state()
-    if flushed_at is not None:
+    flush = metering.usage_flush_lag(now=now)
+    if flush.last_flush_at is not None:
         yield GaugeMetricFamily(
             "candlestack_usage_last_flush_timestamp_seconds",
-            "When the last usage flush (Redis -> PostgreSQL) finished (Unix time).",
-            value=flushed_at,
+            "When the last finished usage flush (Redis -> PostgreSQL) emptied the live counters (Unix time).",
+            value=flush.last_flush_at.timestamp(),
         )
+    if flush.lag is not None:
         yield GaugeMetricFamily(
             "candlestack_usage_flush_lag_seconds",
-            "Seconds since the last usage flush finished.",
-            value=max(0.0, now.timestamp() - flushed_at),
+            "How long the oldest usage not yet in PostgreSQL has waited (0: nothing waits).",
+            value=flush.lag.total_seconds(),
         )
     yield GaugeMetricFamily(
         "candlestack_usage_pending_batches",
         "Usage batches rotated out of Redis but not applied yet.",
-        value=pending,
+        value=flush.pending_batches,
     )
     yield GaugeMetricFamily(
         "candlestack_usage_live_counters",
         "Usage counters counted since the last flush rotated them.",
-        value=live,
+        value=flush.live_counters,
     )
-    waiting, oldest, failed = billing_selectors.stripe_events_backlog()
+    stripe = billing_selectors.stripe_webhook_state()
+    waiting, oldest, failed = stripe.unapplied, stripe.oldest_unapplied_at, stripe.failed
     yield GaugeMetricFamily(
         "candlestack_stripe_events_waiting",
         "Stripe webhook events received and not applied yet.",

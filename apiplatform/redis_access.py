@@ -169,6 +169,11 @@ _BREAKERS: dict[str, Breaker] = {
 }
 
 
+def connection_names() -> tuple[str, ...]:
+    """The named connections this module makes (``manage.py doctor`` checks each)."""
+    return tuple(_CONNECTIONS)
+
+
 def connection(name: str = "default") -> Connection:
     return _CONNECTIONS[name]
 

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "django_celery_beat",
     "apiplatform.jobs",
+    "apiplatform.ops",  # manage.py doctor
     "accounts",
     "billing",
     "marketdata",

@@ -50,7 +50,7 @@ from billing.redis_layout import (
     usage_batch_key,
     usage_bucket,
     usage_counter,
-    usage_flushed_at_key,
+    usage_flushed_key,
     usage_live_key,
     usage_pending_key,
 )
@@ -254,24 +254,13 @@ class FlushResult:
     credits: int = 0
 
 
-def usage_flush_state() -> tuple[float | None, int, int]:
-    """Where the flush stands (operators: GET /metrics): (epoch seconds at which the last flush
-    finished or None, batches rotated but not yet applied, counters counted since the last
-    rotation). One pipelined Redis round trip."""
-    pipe = _redis.client().pipeline(transaction=False)
-    pipe.get(usage_flushed_at_key())
-    pipe.scard(usage_pending_key())
-    pipe.hlen(usage_live_key())
-    flushed_at, pending, live = pipe.execute()
-    return (float(flushed_at) if flushed_at else None), int(pending), int(live) // 2
-
-
 def usage_flush(*, progress=None) -> FlushResult:
     """Move everything counted so far from Redis into ``UsageRecord``; see the module docstring."""
     r = _redis.client()
     # the gateway connection decodes replies (decode_responses=True): str, where redis-py says bytes | str
     pending = sorted(cast("set[str]", r.smembers(usage_pending_key())))
-    batch_id = f"{time.time_ns()}-{uuid.uuid4().hex[:12]}"
+    rotated_at = time.time_ns()  # everything in the live hash after the rotation arrived after this
+    batch_id = f"{rotated_at}-{uuid.uuid4().hex[:12]}"
     rotated = r.eval(
         _ROTATE_LUA, 3, usage_live_key(), usage_batch_key(batch_id), usage_pending_key(), batch_id
     )
@@ -319,10 +308,10 @@ def usage_flush(*, progress=None) -> FlushResult:
         if progress is not None:
             progress(1)
     now = timezone.now()
+    r.set(usage_flushed_key(), str(rotated_at))  # the flush lag is measured from here (usage_flush_lag)
     if now.minute == 0:  # about once an hour with the minutely schedule: forget old batch ids
         cutoff = now - timedelta(days=BATCH_ID_RETENTION_DAYS)
         UsageFlushBatch.objects.filter(applied_at__lt=cutoff).delete()
-    r.set(usage_flushed_at_key(), f"{time.time():.3f}")
     if result.applied or result.skipped:
         logger.info(
             "usage flush: %d batch(es) applied, %d skipped, %d requests, %d credits",
@@ -332,3 +321,50 @@ def usage_flush(*, progress=None) -> FlushResult:
             result.credits,
         )
     return result
+
+
+@dataclass
+class FlushLag:
+    waiting: bool  # usage counted in Redis and not yet in PostgreSQL
+    pending_batches: int  # batches rotated out of the live hash and not applied (a flush died)
+    last_flush_at: datetime | None  # when the last finished flush emptied the live hash (None: never)
+    lag: timedelta | None  # how long the oldest waiting usage may have waited; 0 when nothing waits
+    live_counters: int = 0  # usage counters counted since the last rotation (not yet in a batch)
+
+
+def _from_ns(stamp: str) -> datetime:
+    return datetime.fromtimestamp(int(stamp) / 1e9, tz=UTC)
+
+
+def usage_flush_lag(*, now: datetime | None = None) -> FlushLag:
+    """How far the usage flush is behind (``manage.py doctor``, ``GET /metrics``; one pipelined Redis
+    round trip, 1 query when Redis has no flush stamp).
+
+    Everything in the live hash arrived after the last finished flush emptied it, and a pending batch was
+    rotated at the time its id carries: the lag is ``now`` minus the oldest of these (0 when nothing
+    waits). Usage waiting with no flush ever recorded has an unknown lag (None). Raises Redis errors.
+    """
+    now = now or timezone.now()
+    r = _redis.client()
+    pipe = r.pipeline(transaction=False)
+    pipe.hlen(usage_live_key())
+    pipe.smembers(usage_pending_key())
+    pipe.get(usage_flushed_key())
+    live_fields, pending, stamp = pipe.execute()
+    pending = cast("set[str]", pending)
+    last_flush_at = _from_ns(stamp) if stamp else None
+    if last_flush_at is None:  # Redis lost its stamp: the newest applied batch is an upper bound
+        last_flush_at = (
+            UsageFlushBatch.objects.order_by("-applied_at").values_list("applied_at", flat=True).first()
+        )
+    starts = [_from_ns(bid.split("-", 1)[0]) for bid in pending]
+    if live_fields and last_flush_at is not None:
+        starts.append(last_flush_at)
+    waiting = bool(live_fields or pending)
+    if not waiting:
+        lag: timedelta | None = timedelta(0)
+    elif live_fields and last_flush_at is None:
+        lag = None
+    else:
+        lag = max(now - min(starts), timedelta(0))
+    return FlushLag(waiting, len(pending), last_flush_at, lag, int(live_fields) // 2)

@@ -14,6 +14,7 @@ All keys are named through ``apiplatform.redis_access.key("gw", ...)``
 ``gw:{usage}:live``                     hash: usage counted since the last flush (fields below)
 ``gw:{usage}:batch:<batch id>``         a live hash renamed by the flush, until applied
 ``gw:{usage}:pending``                  set: ids of the batches not yet applied
+``gw:{usage}:flushed``                  when the last flush finished (Unix seconds; flush lag)
 ======================================  ==========================================================
 
 (``{usage}`` is a hash tag: every usage key in one cluster slot, so the flush can rename them
@@ -61,9 +62,8 @@ def usage_pending_key() -> str:
     return key(NAMESPACE, "{usage}", "pending")
 
 
-def usage_flushed_at_key() -> str:
-    """Epoch seconds at which the last usage flush finished (usage flush lag: GET /metrics)."""
-    return key(NAMESPACE, "{usage}", "flushed_at")
+def usage_flushed_key() -> str:
+    return key(NAMESPACE, "{usage}", "flushed")
 
 
 def hour_of(now_us: int) -> int:

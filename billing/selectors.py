@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import TruncDay
 
 from billing.limits import PlanLimits
@@ -165,12 +166,20 @@ def _fold(grouped, group_by: str) -> tuple[list[dict], dict[str, int]]:
     return ordered, totals
 
 
-def stripe_events_backlog() -> tuple[int, datetime | None, int]:
-    """Stripe webhook events (operators: GET /metrics): (received and not applied yet, when the
-    oldest of them was received or None, failed (dead-lettered)). 1 query."""
+class StripeWebhookState(NamedTuple):
+    last_received_at: datetime | None  # the newest webhook event received (None: none yet)
+    failed: int  # events that could not be applied (dead-lettered)
+    oldest_unapplied_at: datetime | None  # the oldest event received and not applied yet
+    unapplied: int = 0  # events received and not applied yet
+
+
+def stripe_webhook_state() -> StripeWebhookState:
+    """What the Stripe webhook has delivered, for operators (``manage.py doctor``, ``GET /metrics``;
+    1 query)."""
     row = StripeEvent.objects.aggregate(
-        waiting=Count("pk", filter=Q(status=StripeEventStatus.RECEIVED)),
-        oldest=Min("received_at", filter=Q(status=StripeEventStatus.RECEIVED)),
-        failed=Count("pk", filter=Q(status=StripeEventStatus.FAILED)),
+        last=Max("received_at"),
+        failed=Count("event_id", filter=Q(status=StripeEventStatus.FAILED)),
+        oldest_unapplied=Min("received_at", filter=Q(status=StripeEventStatus.RECEIVED)),
+        unapplied=Count("event_id", filter=Q(status=StripeEventStatus.RECEIVED)),
     )
-    return int(row["waiting"]), row["oldest"], int(row["failed"])
+    return StripeWebhookState(row["last"], row["failed"], row["oldest_unapplied"], row["unapplied"])

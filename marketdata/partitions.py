@@ -187,6 +187,28 @@ def partitions_maintain(*, now: datetime | None = None, ahead: int | None = None
     return {"created": created, **pruned}
 
 
+def partitions_missing_ahead(
+    *, now: datetime | None = None, ahead: int | None = None
+) -> dict[str, list[str]]:
+    """Per timeframe, the names of the range partitions that :func:`partitions_maintain` keeps ready
+    (the current one and ``ahead`` more; ``CANDLE_PARTITIONS_AHEAD`` by default) and that do not
+    exist (1 query per timeframe). Timeframes missing none are left out."""
+    now = now or timezone.now()
+    ahead = settings.CANDLE_PARTITIONS_AHEAD if ahead is None else ahead
+    missing: dict[str, list[str]] = {}
+    for tf in TIMEFRAMES:
+        have = existing(tf)
+        part = partition_for(tf, now)
+        names = []
+        for _ in range(ahead + 1):
+            if part.name not in have:
+                names.append(part.name)
+            part = partition_for(tf, part.end)
+        if names:
+            missing[tf] = names
+    return missing
+
+
 def partitions_prune(*, now: datetime | None = None) -> dict:
     """Drop range partitions that ended before their timeframe's retention cut-off, delete expired
     rows from the DEFAULT partitions, and delete ticks older than ``TICK_RETENTION_HOURS``.

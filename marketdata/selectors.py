@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from django.db import connection
@@ -682,3 +682,59 @@ def screener_page(
     with connection.cursor() as cur:
         cur.execute(sql, [*args, offset, limit])
         return cur.fetchall()
+
+
+# --- ingestion lag (operators: manage.py doctor, /metrics) ------------------------------------------
+#: A coin is "behind" in a timeframe when its newest closed bucket ended more than this many buckets ago.
+LAG_BEHIND_BUCKETS = 2
+
+#: How far back (in buckets) the lag query looks first: the newest closed candle of a healthy pipeline is
+#: one or two buckets old, and bounding ``bucket_start`` lets PostgreSQL skip all older partitions.
+LAG_WINDOW_BUCKETS = 60
+
+# Per active coin, its newest closed candle at or after %(window)s: one backward scan of the primary key
+# (coin_id, timeframe, bucket_start) per coin, in the partitions the window reaches only.
+_LAG_SQL = """
+SELECT max(n.bucket_start),
+       count(*) FILTER (
+           WHERE c.first_seen < %(since)s AND (n.bucket_start IS NULL OR n.bucket_start < %(since)s)
+       )
+FROM marketdata_coin c
+LEFT JOIN LATERAL (
+    SELECT k.bucket_start FROM marketdata_candle k
+    WHERE k.coin_id = c.id AND k.timeframe = %(tf)s AND k.closed AND k.bucket_start >= %(window)s
+    ORDER BY k.bucket_start DESC LIMIT 1
+) n ON true
+WHERE c.active
+"""
+
+
+class CandleLag(NamedTuple):
+    """Ingestion lag of one timeframe."""
+
+    timeframe: str
+    newest_end: datetime | None  # end of the newest closed candle across the universe
+    lag: timedelta | None  # now - newest_end (None: no closed candle at all)
+    coins_behind: int  # active coins without a closed candle in the last LAG_BEHIND_BUCKETS buckets
+
+
+def candles_lag(*, now: datetime) -> list[CandleLag]:
+    """Ingestion lag per timeframe (1 query per timeframe, 2 when its newest closed candle is older
+    than ``LAG_WINDOW_BUCKETS`` buckets): ``now`` minus the end of the newest closed candle of the
+    active coins (None when there is none), and the number of active coins (first seen before the
+    window) without a closed candle ending in the last ``LAG_BEHIND_BUCKETS`` buckets."""
+    out = []
+    with connection.cursor() as cur:
+        for tf, delta in TIMEFRAME_DELTA.items():
+            # a closed candle ending at or after now - N buckets starts at or after now - (N + 1) buckets
+            since = now - delta * (LAG_BEHIND_BUCKETS + 1)
+            params: dict[str, Any] = {"tf": tf, "since": since, "window": now - delta * LAG_WINDOW_BUCKETS}
+            cur.execute(_LAG_SQL, params)
+            newest, behind = cur.fetchone()
+            if newest is None:  # stalled for longer than the window (or never ran): look at everything
+                cur.execute(_LAG_SQL, {**params, "window": datetime.min.replace(tzinfo=UTC)})
+                newest = cur.fetchone()[0]
+            newest_end = newest + delta if newest is not None else None
+            lag = max(now - newest_end, timedelta(0)) if newest_end is not None else None
+            out.append(CandleLag(tf, newest_end, lag, behind))
+    return out

@@ -34,7 +34,15 @@ _WORKER_BOOT = (
 class Worker:
     """One `celery -A apiplatform worker` subprocess with its own log file."""
 
-    def __init__(self, log_dir: Path, *, pool: str = "solo", env: dict[str, str] | None = None, throttle=1):
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        pool: str = "solo",
+        env: dict[str, str] | None = None,
+        throttle=1,
+        queues: str = WORKER_QUEUES,
+    ):
         self.log_path = log_dir / f"worker-{uuid.uuid4().hex[:8]}.log"
         self.name = f"h6test-{uuid.uuid4().hex[:8]}@%h"
         cmd = [
@@ -48,7 +56,7 @@ class Worker:
             "-c",
             "1",
             "-Q",
-            WORKER_QUEUES,
+            queues,
             "-I",
             "tests.ingestion_tasks.worker_tasks",
             "-n",
