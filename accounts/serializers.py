@@ -13,6 +13,7 @@ from accounts.models import KeyEnvironment, KeyKind, Role
 from accounts.names import ORGANIZATION_NAME_HELP, ORGANIZATION_NAME_PATTERN
 from accounts.origins import MAX_ORIGIN_LENGTH, ORIGIN_PATTERN
 from accounts.principal import BROWSER_KEY_SCOPES, KEY_SCOPES
+from apiplatform.query import QuerySerializer
 
 
 # --- input ----------
@@ -123,7 +124,7 @@ def audit_cursor(event_id: int) -> str:
     return base64.urlsafe_b64encode(f"audit:{event_id}".encode()).decode().rstrip("=")
 
 
-class AuditQuery(serializers.Serializer):
+class AuditQuery(QuerySerializer):
     cursor = serializers.RegexField(
         CURSOR_PATTERN, required=False, max_length=64, help_text="`next_cursor` of the previous page."
     )

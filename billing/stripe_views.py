@@ -21,7 +21,7 @@ from accounts.schema import problem
 from accounts.tenancy import OrganizationScopedView
 from apiplatform.exceptions import problem_http_response
 from apiplatform.problems import VALIDATION_ERROR, ProblemError
-from apiplatform.query import known_only
+from apiplatform.query import QuerySerializer, known_only
 from billing import problems as bp
 from billing import stripe_api, subscriptions, webhooks
 
@@ -209,7 +209,7 @@ class BillingPortalView(BillingView):
         return Response(session, status=status.HTTP_201_CREATED)
 
 
-class InvoicesQuery(serializers.Serializer):
+class InvoicesQuery(QuerySerializer):
     limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
     starting_after = serializers.CharField(
         required=False,

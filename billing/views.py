@@ -15,7 +15,7 @@ from accounts.schema import problem
 from accounts.tenancy import OrganizationScopedView
 from apiplatform.gateway import PublicAPIView
 from apiplatform.problems import VALIDATION_ERROR
-from apiplatform.query import known_only
+from apiplatform.query import QuerySerializer, known_only
 from apiplatform.schema import problem_response
 from billing import selectors
 
@@ -241,7 +241,7 @@ class PingNoGatewayView(PingView):
 
 
 # --- management API (JWT): the organization's usage --------------------------------------------------
-class UsageQuery(serializers.Serializer):
+class UsageQuery(QuerySerializer):
     start = serializers.DateField(
         required=False,
         help_text="First day (UTC), default: the 1st of `end`'s month. Any range; a `start` after `end` is "
