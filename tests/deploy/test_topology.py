@@ -59,7 +59,7 @@ REQUIRED = {
 def declared_settings() -> set[str]:
     """Environment variables the code reads: apiplatform/settings.py's env helpers, gunicorn.conf.py."""
     settings_py = (REPO_ROOT / "apiplatform" / "settings.py").read_text()
-    names = set(re.findall(r'env_(?:str|bool|int|float|list)\(\s*"([A-Z0-9_]+)"', settings_py))
+    names = set(re.findall(r'env_(?:str|bool|int|float|list|cidrs)\(\s*"([A-Z0-9_]+)"', settings_py))
     gunicorn = (DEPLOY / "gunicorn.conf.py").read_text()
     names |= set(re.findall(r'os\.environ\.get\("([A-Z0-9_]+)"', gunicorn))
     return names | {"DJANGO_SETTINGS_MODULE"}
