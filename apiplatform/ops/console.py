@@ -1,0 +1,121 @@
+"""The admin's operations console (docs/operations.md, "The admin as an operations console"): what its
+pages show, composed from the owning apps' selectors (the same readings as ``GET /metrics`` and
+``manage.py doctor``). Views in :mod:`apiplatform.ops.views` only render these.
+
+A section whose dependency fails (Redis down, say) carries its error instead of breaking the page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from django.conf import settings
+
+from apiplatform.jobs import selectors as jobs_selectors
+from apiplatform.ops import charts
+from apiplatform.ops.doctor import FLUSH_LAG_PERIODS, INGESTION_LAG_BUCKETS, INGESTION_LAG_GRACE
+from billing import metering
+from billing import selectors as billing_selectors
+from ingestion import selectors as ingestion_selectors
+from ingestion.models import QualityFlag
+from marketdata import selectors as marketdata_selectors
+from marketdata.models import TIMEFRAME_DELTA
+
+logger = logging.getLogger(__name__)
+
+#: The failures and dead letters the overview lists (the counts cover everything).
+LIST_LIMIT = 50
+FAILURES_SINCE = timedelta(hours=24)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Section(Generic[T]):
+    value: T | None
+    error: str = ""
+
+
+def _read(name: str, fn: Callable[[], T]) -> Section[T]:
+    try:
+        return Section(fn())
+    except Exception as exc:  # one unreachable dependency must not hide the rest of the console
+        logger.warning("operations console: %s unavailable", name, exc_info=True)
+        return Section(None, f"{type(exc).__name__}: {exc}")
+
+
+@dataclass(frozen=True)
+class FreshnessRow:
+    timeframe: str
+    newest_end: datetime | None
+    lag: timedelta | None
+    limit: timedelta  # the doctor's failing threshold for this timeframe
+    coins_behind: int
+    coins: int
+
+    @property
+    def late(self) -> bool:
+        return self.lag is None or self.lag > self.limit
+
+    @property
+    def lag_buckets(self) -> float | None:
+        return self.lag / TIMEFRAME_DELTA[self.timeframe] if self.lag is not None else None
+
+
+def freshness(*, now: datetime) -> list[FreshnessRow]:
+    return [
+        FreshnessRow(
+            lag.timeframe,
+            lag.newest_end,
+            lag.lag,
+            TIMEFRAME_DELTA[lag.timeframe] * INGESTION_LAG_BUCKETS + INGESTION_LAG_GRACE,
+            lag.coins_behind,
+            lag.coins,
+        )
+        for lag in marketdata_selectors.candles_lag(now=now)
+    ]
+
+
+def freshness_chart(rows: list[FreshnessRow]) -> str:
+    """Lag per timeframe in buckets of the timeframe (comparable across timeframes), the dashed line at
+    the doctor's limit."""
+    bars = [(row.timeframe, row.lag_buckets if row.lag_buckets is not None else 0.0) for row in rows]
+    return charts.bar_chart(
+        bars, title="Ingestion lag per timeframe, in buckets", unit=" buckets", limit=INGESTION_LAG_BUCKETS
+    )
+
+
+def overview(*, now: datetime) -> dict[str, Any]:
+    """Everything the overview page shows (template context)."""
+    fresh = _read("freshness", lambda: freshness(now=now))
+    failed = jobs_selectors.job_runs_failed(since=now - FAILURES_SINCE, limit=LIST_LIMIT)
+    flags_by_kind, flags = ingestion_selectors.quality_flags_open(limit=LIST_LIMIT)
+    letters = jobs_selectors.dead_letters_pending(limit=LIST_LIMIT)
+    groups = jobs_selectors.dead_letters_waiting()
+    return {
+        "now": now,
+        "freshness": fresh,
+        "freshness_chart": freshness_chart(fresh.value) if fresh.value else "",
+        "schedules": jobs_selectors.schedules_state(),
+        "failures_count": failed[0],
+        "failures": failed[1],
+        "failures_since": now - FAILURES_SINCE,
+        "dead_letter_groups": groups,
+        "dead_letters_total": sum(g.waiting for g in groups),
+        "dead_letters": letters,
+        "flags_by_kind": sorted(flags_by_kind.items()),
+        "flags_open": sum(flags_by_kind.values()),
+        "flags": flags,
+        "stale_flags": ingestion_selectors.quality_flags_open(kind=QualityFlag.Kind.STALE, limit=LIST_LIMIT)[
+            1
+        ],
+        "upstream": _read("upstream", ingestion_selectors.upstream_state),
+        "usage_flush": _read("usage flush", lambda: metering.usage_flush_lag(now=now)),
+        "usage_flush_limit": timedelta(seconds=settings.BILLING_USAGE_FLUSH_SECONDS * FLUSH_LAG_PERIODS),
+        "stripe": billing_selectors.stripe_webhook_state(),
+        "list_limit": LIST_LIMIT,
+    }

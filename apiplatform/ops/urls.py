@@ -1,0 +1,16 @@
+"""The admin's operations console, under /admin/operations/ (staff only: ``admin.site.admin_view``
+sends anyone else to the admin's login)."""
+
+from django.contrib import admin
+from django.urls import path
+
+from apiplatform.ops import views
+
+app_name = "ops"
+
+urlpatterns = [
+    path("", admin.site.admin_view(views.overview), name="overview"),
+    path(
+        "dead-letters/replay/", admin.site.admin_view(views.dead_letters_replay), name="dead-letters-replay"
+    ),
+]
