@@ -119,3 +119,82 @@ def overview(*, now: datetime) -> dict[str, Any]:
         "stripe": billing_selectors.stripe_webhook_state(),
         "list_limit": LIST_LIMIT,
     }
+
+
+# --- the coin page ----------------------------------------------------------------------------------
+#: How far back the coin page counts candles and looks for gaps, per timeframe (each a bounded read of
+#: the series' primary key).
+COIN_WINDOWS: dict[str, timedelta] = {
+    "1m": timedelta(days=1),
+    "5m": timedelta(days=3),
+    "15m": timedelta(days=7),
+    "1h": timedelta(days=30),
+    "1d": timedelta(days=365),
+}
+#: Gaps listed per timeframe (the missing-bucket count covers them all).
+GAPS_LISTED = 20
+SNAPSHOT_FIELDS = (
+    "price", "market_cap", "rank", "volume_24h", "high_24h", "low_24h", "change_24h_pct", "last_updated",
+    "fetched_at",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SeriesWindow:
+    timeframe: str
+    start: datetime
+    end: datetime  # the start of the bucket in progress: closed buckets only
+    candles: int
+    expected: int  # buckets in [start, end)
+    missing: int  # buckets inside gaps (a series' true start is no gap)
+    gaps: list[tuple[datetime, datetime]]  # the first GAPS_LISTED
+
+
+def _floor(t: datetime, delta: timedelta) -> datetime:
+    step = delta.total_seconds()
+    return datetime.fromtimestamp(t.timestamp() // step * step, t.tzinfo)
+
+
+def coin_series(*, coin_id: int, now: datetime) -> list[SeriesWindow]:
+    """Candle count and gaps of each timeframe over its COIN_WINDOWS window (2 queries each)."""
+    out = []
+    for tf, window in COIN_WINDOWS.items():
+        delta = TIMEFRAME_DELTA[tf]
+        end = _floor(now, delta)
+        start = end - window
+        count = marketdata_selectors.candles_count(coin_id=coin_id, timeframe=tf, start=start, end=end)
+        gaps = [
+            (g_start, g_end)
+            for _, g_start, g_end in marketdata_selectors.candle_gaps(
+                coin_ids=[coin_id], timeframe=tf, start=start, end=end, anchor_from=start - window
+            )
+        ]
+        missing = sum(int((g_end - g_start) / delta) for g_start, g_end in gaps)
+        out.append(SeriesWindow(tf, start, end, count, int(window / delta), missing, gaps[:GAPS_LISTED]))
+    return out
+
+
+def coin_page(*, upstream_id: str, now: datetime) -> dict[str, Any] | None:
+    """Everything the coin page shows, None for an unknown coin."""
+    detail = marketdata_selectors.coin_detail(upstream_id)
+    ref = marketdata_selectors.coin_ref(upstream_id)
+    if detail is None or ref is None:
+        return None
+    coin_id = ref[0]
+    upstream, symbol, name, active, first_seen, last_seen, *snapshot = detail
+    return {
+        "now": now,
+        "coin": {
+            "id": coin_id,
+            "upstream_id": upstream,
+            "symbol": symbol,
+            "name": name,
+            "active": active,
+            "first_seen": first_seen,
+            "last_seen": last_seen,
+        },
+        "snapshot": dict(zip(SNAPSHOT_FIELDS, snapshot, strict=True)) if snapshot[-1] is not None else None,
+        "series": coin_series(coin_id=coin_id, now=now),
+        "flags": ingestion_selectors.quality_flags_recent(coin_id=coin_id),
+        "gaps_listed": GAPS_LISTED,
+    }

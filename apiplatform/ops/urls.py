@@ -10,6 +10,8 @@ app_name = "ops"
 
 urlpatterns = [
     path("", admin.site.admin_view(views.overview), name="overview"),
+    path("coins/", admin.site.admin_view(views.coin_lookup), name="coin-lookup"),
+    path("coins/<str:upstream_id>/", admin.site.admin_view(views.coin), name="coin"),
     path(
         "dead-letters/replay/", admin.site.admin_view(views.dead_letters_replay), name="dead-letters-replay"
     ),

@@ -92,7 +92,8 @@ def test_overview_shows_the_known_state(staff_client):
     assert 'id="fig-dead-letters" class="ops-bad">1<' in html
     assert 'id="fig-flags">1<' in html  # the resolved flag is not open
     assert 'id="fig-stripe" class="ops-bad">1<' in html
-    assert "LAT (late-coin) 1m" in html  # the stale coin
+    assert "LAT (late-coin)</a> 1m" in html  # the stale coin, linked to its page
+    assert reverse("ops:coin", args=["late-coin"]) in html
     schedule = next(s for s in ctx["schedules"] if s.task == job)
     assert schedule.last_run.error == "boom: upstream down"
     assert len(ctx["schedules"]) == len(schedules_all())
