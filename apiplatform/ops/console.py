@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from django.conf import settings
@@ -197,4 +197,62 @@ def coin_page(*, upstream_id: str, now: datetime) -> dict[str, Any] | None:
         "series": coin_series(coin_id=coin_id, now=now),
         "flags": ingestion_selectors.quality_flags_recent(coin_id=coin_id),
         "gaps_listed": GAPS_LISTED,
+    }
+
+
+# --- the usage page ---------------------------------------------------------------------------------
+USAGE_DAYS = 30
+TOP_TENANTS = 10
+
+
+def _share(part: int, whole: int) -> float:
+    return 100.0 * part / whole if whole else 0.0
+
+
+def _daily_bars(days: list[date], per_day: dict[date, dict[str, int]]) -> list[tuple[str, float]]:
+    return [(day.strftime("%m-%d"), float(sum(per_day.get(day, {}).values()))) for day in days]
+
+
+def usage(*, today: date) -> dict[str, Any]:
+    """Everything the usage page shows, over the USAGE_DAYS days up to ``today`` (UTC).
+
+    Metering keeps requests per status class only (billing.models.UsageRecord): refusals by the
+    gateway (rate limited, quota exceeded) are counted in 4xx with the other client errors, so the
+    page shows the 4xx share, not the two refusals apart."""
+    start = today - timedelta(days=USAGE_DAYS - 1)
+    days = [start + timedelta(days=i) for i in range(USAGE_DAYS)]
+    total = billing_selectors.usage_daily(start=start, end=today).get(None, {})
+    top = billing_selectors.usage_top_organizations(start=start, end=today, limit=TOP_TENANTS)
+    daily = billing_selectors.usage_daily(
+        start=start, end=today, organization_ids=[t.organization_id for t in top]
+    )
+    requests = sum(sum(v.values()) for v in total.values())
+    by_status = {s: sum(v.get(s, 0) for v in total.values()) for s in billing_selectors.STATUS_CLASSES}
+    tenants = [
+        {
+            "usage": t,
+            "share_4xx": _share(t.by_status.get("4xx", 0), t.requests),
+            "chart": charts.bar_chart(
+                _daily_bars(days, daily.get(t.organization_id, {})),
+                title=f"Requests per day of {t.organization}",
+                width=360,
+                height=90,
+            ),
+        }
+        for t in top
+    ]
+    mix = billing_selectors.plan_mix()
+    return {
+        "start": start,
+        "end": today,
+        "days": USAGE_DAYS,
+        "requests": requests,
+        "by_status": by_status,
+        "share_4xx": _share(by_status["4xx"], requests),
+        "share_5xx": _share(by_status["5xx"], requests),
+        "chart": charts.bar_chart(_daily_bars(days, total), title="Requests per day, every tenant"),
+        "tenants": tenants,
+        "plans": mix,
+        "revenue_cents": sum(p.monthly_revenue_cents for p in mix),
+        "currency": settings.STRIPE_CURRENCY.upper(),
     }

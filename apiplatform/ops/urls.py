@@ -10,6 +10,7 @@ app_name = "ops"
 
 urlpatterns = [
     path("", admin.site.admin_view(views.overview), name="overview"),
+    path("usage/", admin.site.admin_view(views.usage), name="usage"),
     path("coins/", admin.site.admin_view(views.coin_lookup), name="coin-lookup"),
     path("coins/<str:upstream_id>/", admin.site.admin_view(views.coin), name="coin"),
     path(

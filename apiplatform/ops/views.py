@@ -82,3 +82,9 @@ def coin(request: HttpRequest, upstream_id: str) -> HttpResponse:
         raise Http404("no such coin")
     title = f"Coin {data['coin']['symbol'].upper()} ({upstream_id})"
     return render(request, "ops/coin.html", _context(request, title, form=form, **data))
+
+
+@require_GET
+def usage(request: HttpRequest) -> HttpResponse:
+    data = console.usage(today=timezone.now().date())
+    return render(request, "ops/usage.html", _context(request, "Usage", **data))

@@ -21,3 +21,9 @@ def age(delta: timedelta | None) -> str:
 def ago(when: datetime | None, now: datetime) -> str:
     """How long before ``now`` ``when`` was (``never`` for None)."""
     return _age(max(now - when, timedelta(0)) if when is not None else None)
+
+
+@register.filter
+def cents(value: int | None) -> str:
+    """12345 -> ``123.45``."""
+    return f"{(value or 0) / 100:,.2f}"
