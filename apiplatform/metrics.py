@@ -48,8 +48,8 @@ from apiplatform.jobs.models import DeadLetter, JobRun
 from apiplatform.jobs.schedules import schedules_all
 from billing import metering
 from billing import selectors as billing_selectors
+from ingestion import selectors as ingestion_selectors
 from ingestion.coingecko.metrics import CALL_COUNTERS, COUNTERS, LATENCY_BUCKETS, ClientMetrics
-from ingestion.coingecko.ratelimit import RateBudget
 from ingestion.models import QualityFlag
 from marketdata import selectors as marketdata_selectors
 from marketdata.models import TIMEFRAME_DELTA, TIMEFRAMES
@@ -278,28 +278,24 @@ def collect_upstream(now: datetime) -> Iterator[Metric]:
     events = CounterMetricFamily(
         "candlestack_upstream_events", "CoinGecko client events (all endpoints and keys).", labels=["event"]
     )
-    totals = client_metrics.shared()
+    state = ingestion_selectors.upstream_state()
     for name in _UPSTREAM_EVENTS:
-        events.add_metric([name], totals.get(name, 0))
+        events.add_metric([name], state.totals.get(name, 0))
     yield events
-    budget = RateBudget(
-        r,
-        limit=settings.COINGECKO_RATE_LIMIT_PER_MIN,
-        window=settings.COINGECKO_RATE_WINDOW,
-        key=redis_access.key("cg", "budget"),
-    )
     yield GaugeMetricFamily(
         "candlestack_upstream_budget_used",
         "Upstream calls granted in the current budget window (all workers).",
-        value=budget.in_window(),
+        value=state.budget_used,
     )
     yield GaugeMetricFamily(
-        "candlestack_upstream_budget_limit", "Upstream calls allowed per budget window.", value=budget.limit
+        "candlestack_upstream_budget_limit",
+        "Upstream calls allowed per budget window.",
+        value=state.budget_limit,
     )
     yield GaugeMetricFamily(
         "candlestack_upstream_paused_seconds",
         "Seconds every worker still holds off after an upstream 429.",
-        value=budget.paused_for(),
+        value=state.paused_seconds,
     )
 
 
