@@ -4,6 +4,7 @@ presentation attributes and the console's own stylesheet)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from django.utils.html import escape
@@ -14,8 +15,14 @@ def _num(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
+def _nice_ceiling(value: float) -> float:
+    """The smallest round number (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten) >= ``value``."""
+    power = 10 ** math.floor(math.log10(value))
+    return next(m * power for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if m * power >= value)
+
+
 def bar_chart(
-    bars: Sequence[tuple[str, float]],
+    bars: Sequence[tuple[str, float | None]],
     *,
     title: str,
     unit: str = "",
@@ -25,11 +32,11 @@ def bar_chart(
 ) -> SafeString:
     """A vertical bar chart of ``bars`` (label, value), values >= 0. ``limit`` draws a dashed line
     (e.g. the threshold above which a value fails). Each bar carries a <title> with its exact value,
-    and the chart an accessible name (``title``)."""
+    and the chart an accessible name (``title``); a None value (no data) draws "no data" instead of a bar."""
     pad_left, pad_bottom, pad_top = 48, 22, 10
     plot_w, plot_h = width - pad_left - 4, height - pad_bottom - pad_top
-    top = max([v for _, v in bars] + ([limit] if limit is not None else []) + [0.0])
-    top = top * 1.1 if top > 0 else 1.0
+    top = max([v for _, v in bars if v is not None] + ([limit] if limit is not None else []) + [0.0])
+    top = _nice_ceiling(top * 1.05) if top > 0 else 1.0
     step = plot_w / max(len(bars), 1)
     bar_w = max(step * 0.7, 1.0)
     parts = [
@@ -39,19 +46,25 @@ def bar_chart(
         f'<line x1="{pad_left}" y1="{pad_top + plot_h}" x2="{width - 4}" y2="{pad_top + plot_h}" '
         'stroke="#888" stroke-width="1"/>',
         f'<text x="{pad_left - 4}" y="{pad_top + 8}" text-anchor="end" font-size="10" fill="#555">'
-        f"{escape(_num(top))}{escape(unit)}</text>",
+        f"{escape(_num(top))}</text>",
         f'<text x="{pad_left - 4}" y="{pad_top + plot_h}" text-anchor="end" font-size="10" fill="#555">'
         "0</text>",
     ]
     label_every = max(1, len(bars) // 10)
     for i, (label, value) in enumerate(bars):
-        h = plot_h * max(value, 0) / top
         x = pad_left + i * step + (step - bar_w) / 2
-        parts.append(
-            f'<rect class="ops-bar" x="{_num(x)}" y="{_num(pad_top + plot_h - h)}" width="{_num(bar_w)}" '
-            f'height="{_num(h)}" fill="#417690"><title>{escape(label)}: {escape(_num(value))}{escape(unit)}'
-            "</title></rect>"
-        )
+        if value is None:
+            parts.append(
+                f'<text x="{_num(x + bar_w / 2)}" y="{pad_top + plot_h - 4}" text-anchor="middle" '
+                'font-size="10" fill="#ba2121">no data</text>'
+            )
+        else:
+            h = plot_h * max(value, 0) / top
+            parts.append(
+                f'<rect class="ops-bar" x="{_num(x)}" y="{_num(pad_top + plot_h - h)}" width="{_num(bar_w)}" '
+                f'height="{_num(h)}" fill="#417690">'
+                f"<title>{escape(label)}: {escape(_num(value))}{escape(unit)}</title></rect>"
+            )
         if i % label_every == 0:
             parts.append(
                 f'<text x="{_num(x + bar_w / 2)}" y="{height - 6}" text-anchor="middle" font-size="10" '

@@ -83,7 +83,7 @@ def freshness(*, now: datetime) -> list[FreshnessRow]:
 def freshness_chart(rows: list[FreshnessRow]) -> str:
     """Lag per timeframe in buckets of the timeframe (comparable across timeframes), the dashed line at
     the doctor's limit."""
-    bars = [(row.timeframe, row.lag_buckets if row.lag_buckets is not None else 0.0) for row in rows]
+    bars = [(row.timeframe, row.lag_buckets) for row in rows]
     return charts.bar_chart(
         bars, title="Ingestion lag per timeframe, in buckets", unit=" buckets", limit=INGESTION_LAG_BUCKETS
     )

@@ -87,6 +87,7 @@ def test_overview_shows_the_known_state(staff_client):
     assert one_minute.coins == 2 and one_minute.coins_behind == 1  # late-coin ended 9 minutes ago
     assert one_minute.newest_end == minute
     assert '<svg class="ops-chart"' in html and "Ingestion lag per timeframe" in html
+    assert ">no data</text>" in html and "no closed candle" in html  # 5m and up: nothing stored, no made-up 0
     assert 'id="fig-failures" class="ops-bad">1<' in html  # the 2-day-old failure is not counted
     assert "boom: upstream down" in html
     assert 'id="fig-dead-letters" class="ops-bad">1<' in html
