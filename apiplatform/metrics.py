@@ -48,8 +48,8 @@ from apiplatform.jobs.models import DeadLetter, JobRun
 from apiplatform.jobs.schedules import schedules_all
 from billing import metering
 from billing import selectors as billing_selectors
+from ingestion import selectors as ingestion_selectors
 from ingestion.coingecko.metrics import CALL_COUNTERS, COUNTERS, LATENCY_BUCKETS, ClientMetrics
-from ingestion.coingecko.ratelimit import RateBudget
 from ingestion.models import QualityFlag
 from marketdata import selectors as marketdata_selectors
 from marketdata.models import TIMEFRAME_DELTA, TIMEFRAMES
@@ -57,7 +57,7 @@ from marketdata.models import TIMEFRAME_DELTA, TIMEFRAMES
 logger = logging.getLogger(__name__)
 
 #: A coin is stale at a timeframe when its newest closed candle ended more than this many buckets ago.
-STALE_BUCKETS = 2
+STALE_BUCKETS = marketdata_selectors.LAG_BEHIND_BUCKETS
 #: kombu's Redis transport keeps a queue's messages of priority p > 0 in ``<queue>\x06\x16<p>``.
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 #: Upstream counter totals exposed as ``candlestack_upstream_events_total{event}``.
@@ -72,12 +72,12 @@ def _ts(value: datetime | None) -> float | None:
 def collect_ingestion(now: datetime) -> Iterator[Metric]:
     lag = GaugeMetricFamily(
         "candlestack_ingestion_lag_seconds",
-        "Now minus the end of the newest closed candle of any coin of the polled universe.",
+        "Now minus the end of the newest closed candle of any active coin.",
         labels=["timeframe"],
     )
     newest = GaugeMetricFamily(
         "candlestack_ingestion_newest_candle_end_timestamp_seconds",
-        "End of the newest closed candle of any coin of the polled universe (Unix time).",
+        "End of the newest closed candle of any active coin (Unix time).",
         labels=["timeframe"],
     )
     stale = GaugeMetricFamily(
@@ -90,18 +90,14 @@ def collect_ingestion(now: datetime) -> Iterator[Metric]:
         "candlestack_ingestion_bucket_seconds", "Length of a bucket of the timeframe.", labels=["timeframe"]
     )
     universe = 0
-    for tf in TIMEFRAMES:
-        delta = TIMEFRAME_DELTA[tf]
-        coins, stale_coins, newest_start = marketdata_selectors.candles_freshness(
-            timeframe=tf, now=now, stale_buckets=STALE_BUCKETS
-        )
-        universe = coins
-        bucket.add_metric([tf], delta.total_seconds())
-        stale.add_metric([tf], stale_coins)
-        if newest_start is not None:
-            end = newest_start + delta
-            newest.add_metric([tf], end.timestamp())
-            lag.add_metric([tf], (now - end).total_seconds())
+    readings = marketdata_selectors.candles_lag(now=now, behind_buckets=STALE_BUCKETS, timeframes=TIMEFRAMES)
+    for reading in readings:
+        universe = reading.coins
+        bucket.add_metric([reading.timeframe], TIMEFRAME_DELTA[reading.timeframe].total_seconds())
+        stale.add_metric([reading.timeframe], reading.coins_behind)
+        if reading.newest_end is not None:
+            newest.add_metric([reading.timeframe], reading.newest_end.timestamp())
+            lag.add_metric([reading.timeframe], (now - reading.newest_end).total_seconds())
     yield from (lag, newest, stale, bucket)
     yield GaugeMetricFamily(
         "candlestack_ingestion_universe_coins",
@@ -282,28 +278,24 @@ def collect_upstream(now: datetime) -> Iterator[Metric]:
     events = CounterMetricFamily(
         "candlestack_upstream_events", "CoinGecko client events (all endpoints and keys).", labels=["event"]
     )
-    totals = client_metrics.shared()
+    state = ingestion_selectors.upstream_state()
     for name in _UPSTREAM_EVENTS:
-        events.add_metric([name], totals.get(name, 0))
+        events.add_metric([name], state.totals.get(name, 0))
     yield events
-    budget = RateBudget(
-        r,
-        limit=settings.COINGECKO_RATE_LIMIT_PER_MIN,
-        window=settings.COINGECKO_RATE_WINDOW,
-        key=redis_access.key("cg", "budget"),
-    )
     yield GaugeMetricFamily(
         "candlestack_upstream_budget_used",
         "Upstream calls granted in the current budget window (all workers).",
-        value=budget.in_window(),
+        value=state.budget_used,
     )
     yield GaugeMetricFamily(
-        "candlestack_upstream_budget_limit", "Upstream calls allowed per budget window.", value=budget.limit
+        "candlestack_upstream_budget_limit",
+        "Upstream calls allowed per budget window.",
+        value=state.budget_limit,
     )
     yield GaugeMetricFamily(
         "candlestack_upstream_paused_seconds",
         "Seconds every worker still holds off after an upstream 429.",
-        value=budget.paused_for(),
+        value=state.paused_seconds,
     )
 
 

@@ -14,6 +14,7 @@ urlpatterns = [
     path("problems/", views.problem_types, name="problem-types"),
     path("problems/<slug:slug>", views.problem_type, name="problem-type"),
     path("admin/login/", limited_admin_login),  # the admin's login, rate limited like POST token
+    path("admin/operations/", include("apiplatform.ops.urls")),  # the operations console (staff)
     path("admin/", admin.site.urls),
     path("billing/stripe/webhook", stripe_webhook, name="stripe-webhook"),
     path("v1/schema/", apidocs.SchemaView.as_view(), name="schema"),

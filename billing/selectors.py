@@ -183,3 +183,88 @@ def stripe_webhook_state() -> StripeWebhookState:
         unapplied=Count("event_id", filter=Q(status=StripeEventStatus.RECEIVED)),
     )
     return StripeWebhookState(row["last"], row["failed"], row["oldest_unapplied"], row["unapplied"])
+
+
+# --- usage across tenants (the admin's operations console) -------------------------------------------
+def _day_range(start: date, end: date) -> tuple[datetime, datetime]:
+    return datetime.combine(start, time.min, tzinfo=UTC), datetime.combine(
+        end + timedelta(days=1), time.min, tzinfo=UTC
+    )
+
+
+class TenantUsage(NamedTuple):
+    organization_id: int
+    organization: str  # its name
+    requests: int
+    credits: int
+    by_status: dict[str, int]  # requests per status class
+
+
+def usage_top_organizations(*, start: date, end: date, limit: int = 10) -> list[TenantUsage]:
+    """The organizations with the most metered requests on the days ``start``..``end`` (UTC,
+    inclusive), most first, with their requests per status class (2 queries)."""
+    since, until = _day_range(start, end)
+    rows = UsageRecord.objects.filter(hour__gte=since, hour__lt=until, organization__isnull=False)
+    top = list(
+        rows.values_list("organization_id", "organization__name")
+        .annotate(requests=Sum("requests"), credits=Sum("credits"))
+        .order_by("-requests", "organization_id")[:limit]
+    )
+    by_status: dict[int, dict[str, int]] = {org: dict.fromkeys(STATUS_CLASSES, 0) for org, *_ in top}
+    for org, status, n in (
+        rows.filter(organization_id__in=by_status).values_list("organization_id", "status_class")
+        .annotate(n=Sum("requests")).order_by()
+    ):  # fmt: skip
+        by_status[org][status] = n
+    return [TenantUsage(org, name, req, cred, by_status[org]) for org, name, req, cred in top]
+
+
+def usage_daily(
+    *, start: date, end: date, organization_ids: list[int] | None = None
+) -> dict[int | None, dict[date, dict[str, int]]]:
+    """Metered requests per day and status class on the days ``start``..``end`` (UTC, inclusive):
+    ``{organization id: {day: {status class: requests}}}`` for ``organization_ids``, or
+    ``{None: ...}`` summed over every tenant (unauthenticated requests included) (1 query)."""
+    since, until = _day_range(start, end)
+    qs = UsageRecord.objects.filter(hour__gte=since, hour__lt=until).annotate(
+        day=TruncDay("hour", tzinfo=UTC)
+    )
+    out: dict[int | None, dict[date, dict[str, int]]] = {}
+    if organization_ids is None:
+        grouped = qs.values_list("day", "status_class").annotate(n=Sum("requests")).order_by()
+        for day, status, n in grouped:
+            out.setdefault(None, {}).setdefault(day.date(), dict.fromkeys(STATUS_CLASSES, 0))[status] = n
+        return out
+    grouped = (
+        qs.filter(organization_id__in=organization_ids)
+        .values_list("organization_id", "day", "status_class")
+        .annotate(n=Sum("requests"))
+        .order_by()
+    )
+    for org, day, status, n in grouped:
+        out.setdefault(org, {}).setdefault(day.date(), dict.fromkeys(STATUS_CLASSES, 0))[status] = n
+    return out
+
+
+class PlanMix(NamedTuple):
+    plan: str
+    display_name: str
+    price_cents_monthly: int
+    organizations: int  # every organization on the plan
+    active: int  # of which with status active (a subscription in force, or no subscription needed)
+    monthly_revenue_cents: int  # active x the plan's monthly price (list price: no overage, no trial)
+
+
+def plan_mix() -> list[PlanMix]:
+    """Organizations per plan and the monthly revenue their list prices make, cheapest plan first
+    (1 query)."""
+    plans = Plan.objects.annotate(
+        orgs=Count("organizations"),
+        active=Count("organizations", filter=Q(organizations__status=SubscriptionStatus.ACTIVE)),
+    ).order_by("price_cents_monthly", "name")
+    return [
+        PlanMix(
+            p.name, p.display_name, p.price_cents_monthly, p.orgs, p.active, p.active * p.price_cents_monthly
+        )
+        for p in plans
+    ]

@@ -95,3 +95,31 @@ def quality_flag_refetch_finished(*, flag_id: int, details: dict[str, Any] | Non
     if details:
         flag.details = {**flag.details, "refetch": jsonable(details)}
     flag.save(update_fields=["refetch_finished_at", "details"])
+
+
+@transaction.atomic
+def quality_refetch_request(
+    *,
+    coin_id: int,
+    timeframe: str,
+    range_start: datetime,
+    range_end: datetime,
+    requested_by: str,
+    now: datetime | None = None,
+) -> QualityFlag:
+    """An operator asks for a range of one series to be fetched again: the same path as a finding of
+    the quality check. A ``missing`` flag over the range is raised (or the open one starting there is
+    widened) with who asked, then `ingestion.refetch_range` is enqueued for it after commit (which
+    re-fetches at the finest timeframe upstream has history for; see `ingestion.tasks.refetch_plan`).
+    """
+    now = now or timezone.now()
+    flag, _ = quality_flag_raise(
+        coin_id=coin_id,
+        timeframe=timeframe,
+        kind=QualityFlag.Kind.MISSING,
+        range_start=range_start,
+        range_end=range_end,
+        details={"requested_by": requested_by[:200], "requested_at": now.isoformat()},
+        now=now,
+    )
+    return quality_flag_schedule_refetch(flag_id=flag.pk, now=now)

@@ -8,6 +8,7 @@ exactly the queries its docstring says, and the tests assert those counts.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -311,34 +312,6 @@ def market_caps_at(at: datetime, timeframe: str = "1h") -> dict[int, tuple[str, 
 
 
 # --- freshness (operators: GET /metrics, doctor) ---------------------------------------------------
-_FRESHNESS_SQL = """
-SELECT count(*), count(*) FILTER (WHERE newest IS NULL OR newest < %(stale_before)s), max(newest)
-FROM (
-    SELECT (SELECT k.bucket_start FROM marketdata_candle k
-            WHERE k.coin_id = c.id AND k.timeframe = %(tf)s AND k.closed
-            ORDER BY k.bucket_start DESC LIMIT 1) AS newest
-    FROM marketdata_coin c JOIN marketdata_marketsnapshot s ON s.coin_id = c.id
-    WHERE c.active
-) per_coin
-"""
-
-
-def candles_freshness(
-    *, timeframe: str, now: datetime, stale_buckets: int = 2
-) -> tuple[int, int, datetime | None]:
-    """Freshness of the ``timeframe`` candles across the polled universe (the active coins with a
-    market snapshot): (coins, coins whose newest closed candle ended more than ``stale_buckets``
-    buckets before ``now`` or that have none, start of the newest closed candle of any coin or
-    None). 1 query: one backward primary-key probe per coin (bounded by the universe's size)."""
-    delta = TIMEFRAME_DELTA[timeframe]
-    # a candle [start, start + delta) ended more than n buckets ago <=> start < now - (n + 1) * delta
-    params: dict[str, str | datetime] = {"tf": timeframe, "stale_before": now - (stale_buckets + 1) * delta}
-    with connection.cursor() as cur:
-        cur.execute(_FRESHNESS_SQL, params)
-        coins, stale, newest = cur.fetchone()
-    return int(coins), int(stale), newest
-
-
 # --- candles ---------------------------------------------------------------------------------------
 def candles_range(
     *,
@@ -693,13 +666,14 @@ LAG_BEHIND_BUCKETS = 2
 LAG_WINDOW_BUCKETS = 60
 
 # Per active coin, its newest closed candle at or after %(window)s: one backward scan of the primary key
-# (coin_id, timeframe, bucket_start) per coin, in the partitions the window reaches only.
+# (coin_id, timeframe, bucket_start) per coin, in the partitions the window reaches only. The polled
+# universe is the active coins with a market snapshot (the coins the ingestion ticks fetch).
 _LAG_SQL = """
 SELECT max(n.bucket_start),
-       count(*) FILTER (
-           WHERE c.first_seen < %(since)s AND (n.bucket_start IS NULL OR n.bucket_start < %(since)s)
-       )
+       count(s.coin_id),
+       count(s.coin_id) FILTER (WHERE n.bucket_start IS NULL OR n.bucket_start < %(since)s)
 FROM marketdata_coin c
+LEFT JOIN marketdata_marketsnapshot s ON s.coin_id = c.id
 LEFT JOIN LATERAL (
     SELECT k.bucket_start FROM marketdata_candle k
     WHERE k.coin_id = c.id AND k.timeframe = %(tf)s AND k.closed AND k.bucket_start >= %(window)s
@@ -710,31 +684,38 @@ WHERE c.active
 
 
 class CandleLag(NamedTuple):
-    """Ingestion lag of one timeframe."""
+    """Ingestion freshness of one timeframe."""
 
     timeframe: str
-    newest_end: datetime | None  # end of the newest closed candle across the universe
-    lag: timedelta | None  # now - newest_end (None: no closed candle at all)
-    coins_behind: int  # active coins without a closed candle in the last LAG_BEHIND_BUCKETS buckets
+    newest_end: datetime | None  # end of the newest closed candle of any active coin
+    lag: timedelta | None  # now - newest_end, never negative (None: no closed candle at all)
+    coins_behind: int  # coins of the universe without a closed candle ending in the last behind_buckets
+    coins: int  # the polled universe: active coins with a market snapshot
 
 
-def candles_lag(*, now: datetime) -> list[CandleLag]:
-    """Ingestion lag per timeframe (1 query per timeframe, 2 when its newest closed candle is older
-    than ``LAG_WINDOW_BUCKETS`` buckets): ``now`` minus the end of the newest closed candle of the
-    active coins (None when there is none), and the number of active coins (first seen before the
-    window) without a closed candle ending in the last ``LAG_BEHIND_BUCKETS`` buckets."""
+def candles_lag(
+    *, now: datetime, behind_buckets: int = LAG_BEHIND_BUCKETS, timeframes: Iterable[str] | None = None
+) -> list[CandleLag]:
+    """Ingestion freshness per timeframe (of ``timeframes``, all by default), the one reading behind
+    /metrics, ``manage.py doctor`` and the admin overview. 1 query per timeframe, 2 when its newest
+    closed candle is older than ``LAG_WINDOW_BUCKETS`` buckets: ``now`` minus the end of the newest
+    closed candle of the active coins (None when there is none), the polled universe's size and how
+    many of its coins have no closed candle ending in the last ``behind_buckets`` buckets (none at
+    all counts as behind)."""
     out = []
     with connection.cursor() as cur:
-        for tf, delta in TIMEFRAME_DELTA.items():
+        for tf in timeframes if timeframes is not None else TIMEFRAME_DELTA:
+            delta = TIMEFRAME_DELTA[tf]
             # a closed candle ending at or after now - N buckets starts at or after now - (N + 1) buckets
-            since = now - delta * (LAG_BEHIND_BUCKETS + 1)
-            params: dict[str, Any] = {"tf": tf, "since": since, "window": now - delta * LAG_WINDOW_BUCKETS}
+            since = now - delta * (behind_buckets + 1)
+            window = min(now - delta * LAG_WINDOW_BUCKETS, since)
+            params: dict[str, Any] = {"tf": tf, "since": since, "window": window}
             cur.execute(_LAG_SQL, params)
-            newest, behind = cur.fetchone()
+            newest, coins, behind = cur.fetchone()
             if newest is None:  # stalled for longer than the window (or never ran): look at everything
                 cur.execute(_LAG_SQL, {**params, "window": datetime.min.replace(tzinfo=UTC)})
                 newest = cur.fetchone()[0]
             newest_end = newest + delta if newest is not None else None
             lag = max(now - newest_end, timedelta(0)) if newest_end is not None else None
-            out.append(CandleLag(tf, newest_end, lag, behind))
+            out.append(CandleLag(tf, newest_end, lag, int(behind), int(coins)))
     return out

@@ -1,5 +1,5 @@
-"""Reads of the jobs app for operators (``manage.py doctor``, the metrics): dead letters waiting and
-the last tick of celery beat."""
+"""Reads of the jobs app for operators (``manage.py doctor``, the metrics, the admin's operations
+console): dead letters waiting, the last tick of celery beat, the schedules' last runs, failed runs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import NamedTuple
 from django.db.models import Count, Min
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from apiplatform.jobs.models import DeadLetter
+from apiplatform.jobs.models import DeadLetter, JobRun
+from apiplatform.jobs.schedules import schedules_all
 
 #: Schedules at least this frequent tell whether beat is alive (every-minute jobs).
 BEAT_PROBE_EVERY_SECONDS = 60
@@ -61,3 +62,53 @@ def beat_last_tick() -> BeatTick:
     ]
     stamps = [last for last in frequent if last is not None]
     return BeatTick(len(frequent), max(stamps) if stamps else None)
+
+
+class ScheduleState(NamedTuple):
+    name: str  # the PeriodicTask name
+    task: str
+    enabled: bool | None  # None: not set up in django_celery_beat (manage.py setup_schedules)
+    sent_at: datetime | None  # when beat last sent it (django_celery_beat last_run_at)
+    last_run: JobRun | None  # the newest recorded run of its task (jobs that record runs only)
+
+
+def schedules_state() -> list[ScheduleState]:
+    """Every declared schedule with beat's last send and the newest run of its task (2 queries: one
+    PeriodicTask read, one DISTINCT ON over the (job, -started_at) index)."""
+    specs = schedules_all()
+    beat = {
+        name: (enabled, last)
+        for name, enabled, last in PeriodicTask.objects.filter(name__in=[s.name for s in specs]).values_list(
+            "name", "enabled", "last_run_at"
+        )
+    }
+    runs = {
+        run.job: run
+        for run in JobRun.objects.filter(job__in={s.task for s in specs})
+        .order_by("job", "-started_at")
+        .distinct("job")
+        .defer("details")
+    }
+    out = []
+    for spec in specs:
+        enabled, sent_at = beat.get(spec.name, (None, None))
+        out.append(ScheduleState(spec.name, spec.task, enabled, sent_at, runs.get(spec.task)))
+    return out
+
+
+def job_runs_failed(*, since: datetime, limit: int = 50) -> tuple[int, list[JobRun]]:
+    """Runs that started at or after ``since`` and failed or were abandoned: (how many, the newest
+    ``limit``) (2 queries over the (outcome, -started_at) index)."""
+    qs = JobRun.objects.filter(
+        outcome__in=[JobRun.Outcome.FAILED, JobRun.Outcome.ABANDONED], started_at__gte=since
+    ).defer("details")
+    return qs.count(), list(qs.order_by("-started_at")[:limit])
+
+
+def dead_letters_pending(*, limit: int = 100) -> list[DeadLetter]:
+    """The pending dead letters, oldest failure first (1 query, at most ``limit``)."""
+    return list(
+        DeadLetter.objects.filter(status=DeadLetter.Status.PENDING)
+        .defer("traceback", "args", "kwargs")
+        .order_by("first_failed_at", "pk")[:limit]
+    )
