@@ -275,10 +275,10 @@ def _owner_with_data(make_org):
     return organization, owner
 
 
-def _log_in(page: Page, base: str, email: str) -> None:
+def _log_in(page: Page, base: str, email: str, *, password: str = PASSWORD) -> None:
     page.goto(f"{base}/login")
     page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(re.compile(r"/portal/$"))
 
@@ -292,6 +292,8 @@ PAGES = [
     ("team", "/portal/team"),
     ("billing", "/portal/billing"),
     ("docs", "/portal/docs"),
+    ("sessions", "/portal/sessions"),
+    ("password", "/portal/password"),
 ]
 
 
@@ -309,6 +311,8 @@ def test_every_page_passes_axe_and_fits_the_screen(width, live, browser, axe, ma
         ("signup", "/signup"),
         ("login", "/login"),
         ("verify-email-invalid", "/verify-email?token=x"),
+        ("password-reset", "/password/reset"),
+        ("password-reset-confirm", "/password/reset/confirm"),
     ]:
         page.goto(base + path)
         visit(page, axe, f"{width}-{name}")
@@ -386,4 +390,31 @@ def test_admin_and_the_api_docs_still_work_under_the_csp(live, browser):
     # only what drf-spectacular's Redoc page fetches from other hosts is refused (Google Fonts, the
     # cdn.redoc.ly logo): every asset is served by us
     assert [e for e in console.csp_violations() if "https://" not in e] == []
+    context.close()
+
+
+def test_forgotten_password_journey_through_the_emailed_link(live, browser, axe, make_org):
+    base, outbox = live
+    organization = make_org()
+    owner = Membership.objects.get(organization=organization, role="owner").user
+    context = browser.new_context()
+    console = Console(context)
+    page = context.new_page()
+    page.goto(f"{base}/login")
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label("Email address").fill(owner.email)
+    page.get_by_role("button", name="Send the link").click()
+    expect(page.get_by_text("If an account uses this address")).to_be_visible()
+    # the worker sends the email; its link keeps the token after "#"
+    text = wait_until(lambda: "\n".join(b.mails(outbox)), timeout=30, message="the reset email")
+    link = re.search(r"http\S+(/password/reset/confirm#\S+)", text).group(1)
+    page.goto(base + link)
+    assert page.evaluate("window.location.hash") == ""  # out of the address bar and history
+    expect(page.get_by_label("New password")).to_be_focused()
+    visit(page, axe, "password-reset-link")
+    page.get_by_label("New password").fill("a whole new passphrase")
+    page.get_by_role("button", name="Set the new password").click()
+    expect(page.get_by_role("heading", name="Password changed")).to_be_visible()
+    _log_in(page, base, owner.email, password="a whole new passphrase")
+    assert console.csp_violations() == []
     context.close()

@@ -448,3 +448,158 @@ def test_a_logged_in_user_is_sent_on_from_login_and_signup(make_org, login):
     client = login(owner_of(make_org()))
     assert client.get("/login?next=/portal/keys")["Location"] == "/portal/keys"
     assert client.get("/signup")["Location"] == "/portal/"
+
+
+# --- password change and reset ---------------------------------------------------------------------
+def _api_login(email: str, password: str = PASSWORD) -> dict:
+    response = Client().post(
+        "/v1/account/token", {"email": email, "password": password}, content_type="application/json"
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def _api_refresh_works(pair: dict) -> bool:
+    response = Client().post(
+        "/v1/account/token/refresh", {"refresh": pair["refresh"]}, content_type="application/json"
+    )
+    return response.status_code == 200
+
+
+def test_password_change_keeps_this_browser_and_logs_out_every_other_session(make_org, login):
+    user = owner_of(make_org())
+    pair = _api_login(user.email)
+    here, elsewhere = login(user), login(user)
+    assert elsewhere.get("/portal/").status_code == 200
+    wrong = here.post(
+        "/portal/password", {"current_password": "not it at all", "new_password": "a new one!!"}
+    )
+    assert wrong.status_code == 400 and b"Is not your current password" in wrong.content
+    weak = here.post("/portal/password", {"current_password": PASSWORD, "new_password": "password"})
+    assert weak.status_code == 400 and (b"too common" in weak.content or b"too short" in weak.content)
+    assert _api_refresh_works(pair)  # refusals change nothing
+
+    new = "a brand new passphrase"
+    done = here.post("/portal/password", {"current_password": PASSWORD, "new_password": new})
+    assert done.status_code == 302 and done["Location"] == "/portal/password?changed=1&ended=1"
+    assert b"Your password is changed" in here.get(done["Location"]).content  # still logged in
+    assert here.get("/portal/").status_code == 200
+    user.refresh_from_db()
+    assert user.check_password(new)
+    assert elsewhere.get("/portal/").status_code == 302  # Django's session hash: logged out
+    assert not _api_refresh_works(pair)  # the API session ended
+    assert Client().post("/login", {"email": user.email, "password": new}).status_code == 302
+
+
+def test_password_change_needs_a_login_and_is_limited_per_user(client, make_org, login, settings):
+    assert client.get("/portal/password")["Location"].startswith("/login?next=/portal/password")
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "RATE_PASSWORD_CHANGE_USER": "2/h"}
+    user = owner_of(make_org())
+    browser = login(user)
+    for _ in range(2):
+        browser.post("/portal/password", {"current_password": "wrong guess!!", "new_password": "whatever x1"})
+    refused = browser.post(
+        "/portal/password", {"current_password": PASSWORD, "new_password": "a new passphrase"}
+    )
+    assert refused.status_code == 429 and b"Too many attempts" in refused.content
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
+
+
+def test_password_reset_answers_the_same_and_the_link_opens_the_portal(client, make_org):
+    user = owner_of(make_org())
+    unknown = client.post("/password/reset", {"email": "nobody@example.test"})
+    known = client.post("/password/reset", {"email": user.email.upper()})
+    assert unknown.status_code == known.status_code == 200
+
+    def main(response) -> str:
+        text = response.content.decode()
+        return text[text.index("<main") : text.index("</main>")]
+
+    assert main(unknown) == main(known) and "If an account uses this address" in main(known)
+    (message,) = mail.outbox  # nothing for the unknown address
+    link = re.search(r"(http\S+/password/reset/confirm)#(\S+)", message.body)
+    assert link is not None and "?token=" not in message.body  # the token stays after "#"
+    assert "/v1/account/password/reset/confirm" in message.body  # the API way stays
+    token = link.group(2)
+    page = client.get("/password/reset/confirm")
+    assert page.status_code == 200 and b"data-token-fragment" in page.content
+
+    weak = client.post("/password/reset/confirm", {"token": token, "new_password": "12345678901"})
+    assert weak.status_code == 400 and b"entirely numeric" in weak.content
+    new = "reset to something new"
+    done = client.post("/password/reset/confirm", {"token": token, "new_password": new})
+    assert done.status_code == 200 and b"Password changed" in done.content
+    user.refresh_from_db()
+    assert user.check_password(new)
+    again = client.post("/password/reset/confirm", {"token": token, "new_password": "and yet another one"})
+    assert again.status_code == 400 and b"Ask for a new link" in again.content  # single-use
+    assert (
+        client.post("/password/reset/confirm", {"token": "forged.x", "new_password": new}).status_code == 400
+    )
+
+
+def test_password_reset_logs_out_the_users_portal_and_api_sessions(client, make_org, login):
+    user = owner_of(make_org())
+    pair = _api_login(user.email)
+    browser = login(user)
+    client.post("/password/reset", {"email": user.email})
+    token = re.search(r"/password/reset/confirm#(\S+)", mail.outbox[-1].body).group(1)
+    assert (
+        client.post(
+            "/password/reset/confirm", {"token": token, "new_password": "fresh start here"}
+        ).status_code
+        == 200
+    )
+    assert browser.get("/portal/").status_code == 302
+    assert not _api_refresh_works(pair)
+
+
+def test_password_reset_is_limited_per_address_with_the_apis_counters(client, make_org, settings):
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "RATE_PASSWORD_RESET_ACCOUNT": "2/h"}
+    user = owner_of(make_org())
+    for _ in range(2):
+        assert client.post("/password/reset", {"email": user.email}).status_code == 200
+    refused = client.post("/password/reset", {"email": user.email})
+    assert refused.status_code == 429 and b"Too many attempts" in refused.content
+    api = client.post("/v1/account/password/reset", {"email": user.email}, content_type="application/json")
+    assert api.status_code == 429  # one budget for pages and API
+    assert len(mail.outbox) == 2
+
+
+# --- sessions ---------------------------------------------------------------------------------------
+def test_sessions_page_lists_the_users_live_api_sessions_and_ends_one(make_org, login):
+    user, other = owner_of(make_org()), owner_of(make_org())
+    first, second = _api_login(user.email), _api_login(user.email)
+    theirs = _api_login(other.email)
+    Client().post("/v1/account/logout", HTTP_AUTHORIZATION=f"Bearer {second['access']}")
+    browser = login(user)
+    page = browser.get("/portal/sessions")
+    assert page.status_code == 200
+    text = page.content.decode()
+    from accounts.models import Session
+
+    live = Session.objects.get(user=user, revoked_at=None)
+    assert f"/portal/sessions/{live.pk}/end" in text and text.count('/end"') == 1  # the ended one is gone
+    assert "127.0.0.1" in text
+    other_session = Session.objects.get(user=other)
+    assert browser.post(f"/portal/sessions/{other_session.pk}/end").status_code == 404  # not theirs
+    assert _api_refresh_works(theirs)
+    ended = browser.post(f"/portal/sessions/{live.pk}/end")
+    assert ended.status_code == 302 and not _api_refresh_works(first)
+    assert "No API session is open" in browser.get("/portal/sessions").content.decode()
+
+
+def test_log_out_everywhere_ends_api_sessions_and_other_browsers_but_not_this_one(make_org, login):
+    user = owner_of(make_org())
+    pairs = [_api_login(user.email), _api_login(user.email)]
+    here, elsewhere = login(user), login(user)
+    assert here.get("/portal/sessions/everywhere").status_code == 405  # a POST only
+    done = here.post("/portal/sessions/everywhere")
+    assert done.status_code == 302 and "ended=2" in done["Location"]
+    assert b"Logged out everywhere: 2 API sessions ended" in here.get(done["Location"]).content
+    assert here.get("/portal/").status_code == 200
+    assert elsewhere.get("/portal/").status_code == 302
+    assert not any(_api_refresh_works(p) for p in pairs)
+    # the password is unchanged: logging in again works everywhere
+    assert Client().post("/login", {"email": user.email, "password": PASSWORD}).status_code == 302

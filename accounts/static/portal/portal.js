@@ -39,6 +39,14 @@
     history.replaceState(null, "", window.location.pathname);
     verify.requestSubmit();
   }
+  // The password-reset link does the same, but the person still types the new password.
+  var reset = document.querySelector("form[data-token-fragment]");
+  if (reset && window.location.hash.length > 1) {
+    reset.querySelector("input[name=token]").value = decodeURIComponent(window.location.hash.slice(1));
+    history.replaceState(null, "", window.location.pathname);
+    var password = reset.querySelector("input[type=password]");
+    if (password) password.focus();
+  }
   document.addEventListener("change", function (event) {
     if (event.target.matches("select[data-autosubmit]")) event.target.form.requestSubmit();
   });
