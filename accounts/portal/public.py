@@ -73,7 +73,9 @@ def _limited(
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated and request.method == "GET":
         return redirect("portal:dashboard")
-    invitation = request.GET.get("invitation", "")
+    invitation = request.GET.get("invitation", "")  # the old link's form (deprecated)
+    if not invitation and request.GET.get("join") == "1":  # from /invitation: the token is in the session
+        invitation = request.session.get(INVITATION_KEY, "")
     initial = {"invitation": invitation, "email": request.GET.get("email", "")}
     form = SignupForm(request.POST or None, initial=initial)
     message, status = "", 200
@@ -107,6 +109,7 @@ def signup(request: HttpRequest) -> HttpResponse:
                     if data["invitation"] and result.user is not None and result.membership is not None:
                         # the invitation proved the address: the member is in at once (as in the API)
                         login(request, result.user, backend="django.contrib.auth.backends.ModelBackend")
+                        request.session.pop(INVITATION_KEY, None)
                         request.session["portal_organization"] = result.membership.organization_id
                         return redirect(reverse("portal:dashboard") + "?joined=1")
                     # The same page whether or not the address was registered (its owner gets an
@@ -162,22 +165,34 @@ def verify_email(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/verify_email.html", {"ok": True, "email": user.email})
 
 
+INVITATION_KEY = "portal_invitation"
+
+
 @require_http_methods(["GET", "POST"])
 def invitation_accept_view(request: HttpRequest) -> HttpResponse:
-    """The invitation link: signed in, a button accepts it; signed out, log in or sign up first (sign-up
-    with the invited address joins the organization directly)."""
-    token = request.POST.get("token") or request.GET.get("token", "")
+    """The invitation link. It carries the token after ``#`` (never sent to a server, so never in an
+    access log); the page's script posts it (a pasted token works too, and the old ``?token=`` link
+    still does, deprecated). The token is then kept in the visitor's session, out of every URL, while
+    they log in or sign up: signed in, a button accepts it; signed out, log in (back here) or sign up
+    with the invited address (``/signup?join=1`` joins the organization directly)."""
+    token = (request.POST.get("token") or request.GET.get("token") or "").strip()
+    if token:
+        request.session[INVITATION_KEY] = token
+        return redirect("portal:invitation")  # drops a ?token= from the address bar
+    token = request.session.get(INVITATION_KEY, "")
+    if not token:
+        return render(request, "portal/invitation.html", {"ask": True})
     if not request.user.is_authenticated:
+        next_url = reverse("portal:invitation")
         if request.method == "POST":
-            return redirect_to_login(request.get_full_path())
-        return render(request, "portal/invitation.html", {"token": token, "next": request.get_full_path()})
+            return redirect_to_login(next_url)
+        return render(request, "portal/invitation.html", {"next": next_url})
     if request.method == "POST":
         try:
             membership = invitation_accept(token=token, user=request.user, ip_address=client_ip(request))
         except ProblemError as exc:
-            return render(
-                request, "portal/invitation.html", {"token": token, "message": sentence(exc)}, status=400
-            )
+            return render(request, "portal/invitation.html", {"message": sentence(exc)}, status=400)
+        request.session.pop(INVITATION_KEY, None)
         request.session["portal_organization"] = membership.organization_id
         return redirect(reverse("portal:dashboard") + "?joined=1")
-    return render(request, "portal/invitation.html", {"token": token})
+    return render(request, "portal/invitation.html", {})

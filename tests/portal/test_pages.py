@@ -277,13 +277,21 @@ def test_invite_accept_change_role_and_remove_showing_the_keys_first(make_org, m
     response = owner.post("/portal/team", {"email": "grace@example.test", "role": "developer"})
     assert response.status_code == 302
     invitation = Invitation.objects.get(organization=org, email="grace@example.test")
-    token = re.search(r'"token": "([^"]+)"', mail.outbox[-1].body).group(1)
+    link = re.search(r"http\S+/invitation#(\S+)", mail.outbox[-1].body)
+    assert link is not None and "?token=" not in mail.outbox[-1].body  # the token stays after "#"
+    token = link.group(1)
+    assert f'"token": "{token}"' in mail.outbox[-1].body  # the API way stays
 
     grace = make_user("grace@example.test")
     grace_client = login(grace)
-    assert b"Accept the invitation" in grace_client.get(f"/invitation?token={token}").content
-    joined = grace_client.post("/invitation", {"token": token})
-    assert joined.status_code == 302
+    asked = grace_client.get("/invitation")  # the link's page: its script posts the token after "#"
+    assert asked.status_code == 200 and b"data-verify-fragment" in asked.content
+    opened = grace_client.post("/invitation", {"token": token})  # kept in the session, out of URLs
+    assert opened.status_code == 302 and opened["Location"] == "/invitation"
+    page = grace_client.get("/invitation")
+    assert b"Accept the invitation" in page.content and token.encode() not in page.content
+    joined = grace_client.post("/invitation", {"accept": "1"})
+    assert joined.status_code == 302 and joined["Location"] == "/portal/?joined=1"
     invitation.refresh_from_db()
     assert invitation.accepted_at is not None
     membership = Membership.objects.get(organization=org, user=grace)
@@ -603,3 +611,38 @@ def test_log_out_everywhere_ends_api_sessions_and_other_browsers_but_not_this_on
     assert not any(_api_refresh_works(p) for p in pairs)
     # the password is unchanged: logging in again works everywhere
     assert Client().post("/login", {"email": user.email, "password": PASSWORD}).status_code == 302
+
+
+# --- invitations -----------------------------------------------------------------------------------
+def test_an_invited_stranger_signs_up_through_the_link_and_joins_without_the_token_in_any_url(
+    client, make_org, login
+):
+    org = make_org()
+    login(owner_of(org)).post("/portal/team", {"email": "hopper@example.test", "role": "developer"})
+    token = re.search(r"/invitation#(\S+)", mail.outbox[-1].body).group(1)
+    assert client.post("/invitation", {"token": token})["Location"] == "/invitation"
+    page = client.get("/invitation").content.decode()
+    assert 'href="/signup?join=1"' in page and 'href="/login?next=/invitation"' in page
+    assert token not in page
+    signup = client.get("/signup?join=1").content.decode()
+    assert "You are joining the organization that invited you" in signup
+    assert "joining" not in client.get("/signup").content.decode()  # a plain sign-up is not a join
+    joined = client.post(
+        "/signup", {"email": "hopper@example.test", "password": PASSWORD, "invitation": token}
+    )
+    assert joined.status_code == 302 and joined["Location"] == "/portal/?joined=1"
+    assert Membership.objects.filter(organization=org, user__email="hopper@example.test").exists()
+    assert "portal_invitation" not in client.session  # used up
+
+
+def test_an_old_invitation_link_with_the_token_in_the_query_still_works_and_a_bad_one_says_so(
+    make_org, make_user, login
+):
+    org = make_org()
+    login(owner_of(org)).post("/portal/team", {"email": "lovelace@example.test", "role": "billing"})
+    token = re.search(r"/invitation#(\S+)", mail.outbox[-1].body).group(1)
+    other = login(make_user("someone.else@example.test"))
+    assert other.get(f"/invitation?token={token}")["Location"] == "/invitation"  # off the address bar
+    wrong = other.post("/invitation", {"accept": "1"})
+    assert wrong.status_code == 400 and b"new invitation" in wrong.content  # not the invited address
+    assert not Membership.objects.filter(organization=org, user__email="someone.else@example.test").exists()

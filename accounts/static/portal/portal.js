@@ -31,8 +31,8 @@
     heading.setAttribute("tabindex", "-1");
     heading.focus();
   });
-  // The verification link carries its token after "#" (never sent to a server, so never logged):
-  // put it in the form and post it.
+  // The verification and invitation links carry their token after "#" (never sent to a server, so
+  // never logged): put it in the form and post it.
   var verify = document.querySelector("form[data-verify-fragment]");
   if (verify && window.location.hash.length > 1) {
     verify.querySelector("input[name=token]").value = decodeURIComponent(window.location.hash.slice(1));
