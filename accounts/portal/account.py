@@ -10,8 +10,10 @@ browser that changed it logged in. "Log out everywhere" does the same without a 
 
 from __future__ import annotations
 
+import base64
 import uuid
 
+import segno
 from django.conf import settings
 from django.contrib.auth import update_session_auth_hash
 from django.http import HttpRequest, HttpResponse
@@ -20,13 +22,26 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from rest_framework import exceptions as drf
 
+from accounts.authentication import client_ip
 from accounts.portal import limits
 from accounts.portal.errors import error_page, field_errors, sentence
-from accounts.portal.forms import PasswordChangeForm, PasswordResetConfirmForm, PasswordResetForm
+from accounts.portal.forms import (
+    PasswordChangeForm,
+    PasswordResetConfirmForm,
+    PasswordResetForm,
+    TwoFactorForm,
+)
 from accounts.portal.tenancy import PortalRequest, account_page
 from accounts.selectors import user_sessions_live
 from accounts.services.passwords import password_change, password_reset_confirm, password_reset_request
 from accounts.services.sessions import session_end, sessions_end_everywhere
+from accounts.services.two_factor import (
+    two_factor_disable,
+    two_factor_enabled,
+    two_factor_enrol_confirm,
+    two_factor_enrol_start,
+    two_factor_pending,
+)
 from apiplatform.problems import ProblemError
 
 RESET_SENT = (
@@ -171,3 +186,53 @@ def sessions_end_everywhere_view(request: PortalRequest) -> HttpResponse:
     ended = sessions_end_everywhere(user=request.user)
     _keep_this_session(request)
     return redirect(reverse("portal:sessions") + f"?ended={ended}&everywhere=1")
+
+
+def _setup(device) -> dict:
+    """What the app needs: the otpauth:// address as a QR code (inline SVG: no request, no script) and
+    the secret as text for typing in."""
+    secret = base64.b32encode(bytes(device.bin_key)).decode().rstrip("=")
+    qr = segno.make(device.config_url, error="m")
+    return {
+        "qr": qr.svg_inline(scale=4, border=2, title="QR code for your authenticator app"),
+        "secret": " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@account_page
+def two_factor_view(request: PortalRequest) -> HttpResponse:
+    """Two-factor authentication: set up (QR code and secret, confirmed with a code; the recovery codes
+    are shown once), or turn off with a code. ``action`` says which form was posted."""
+    user = request.user
+    form = TwoFactorForm(request.POST or None)
+    context: dict = {"form": form, "message": ""}
+    status = 200
+    action = request.POST.get("action", "")
+    if action == "start" and not two_factor_enabled(user=user):
+        two_factor_enrol_start(user=user)
+        form = TwoFactorForm()  # a fresh form: nothing was typed yet
+        context["form"] = form
+    elif action == "confirm" and form.is_valid():
+        codes = two_factor_enrol_confirm(
+            user=user, code=form.cleaned_data["code"], ip_address=client_ip(request)
+        )
+        if codes is not None:
+            response = render(request, "portal/two_factor_codes.html", {"codes": codes})
+            response["Cache-Control"] = "no-store"
+            return response
+        context["message"], status = "That code is not right. Type the one your app shows now.", 400
+    elif action == "disable" and form.is_valid():
+        if two_factor_disable(user=user, code=form.cleaned_data["code"], ip_address=client_ip(request)):
+            return redirect(reverse("portal:two-factor") + "?disabled=1")
+        context["message"], status = "That code is not right: two-factor authentication stays on.", 400
+    elif request.method == "POST":
+        status = 400
+    context["enabled"] = two_factor_enabled(user=user)
+    pending = None if context["enabled"] else two_factor_pending(user=user)
+    if pending is not None:
+        context.update(_setup(pending))
+    context["pending"] = pending is not None
+    response = render(request, "portal/two_factor.html", context, status=status)
+    response["Cache-Control"] = "no-store"  # the secret may be on it
+    return response

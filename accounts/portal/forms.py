@@ -84,6 +84,17 @@ class PasswordResetConfirmForm(PortalForm):
     )
 
 
+class TwoFactorForm(PortalForm):
+    code = forms.CharField(
+        label="Code",
+        max_length=20,
+        help_text="The 6 digits your authenticator app shows, or one of your recovery codes.",
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "text", "spellcheck": "false"}
+        ),
+    )
+
+
 EXPIRY_CHOICES = [
     ("", "Never"),
     ("7", "In 7 days"),

@@ -18,6 +18,7 @@ VERIFY_RESEND = "verify-resend"
 PASSWORD_CHANGE_USER = "accounts.password-change.user"  # noqa: S105
 PASSWORD_RESET_IP = "accounts.password-reset.ip"  # noqa: S105
 PASSWORD_RESET_ACCOUNT = "accounts.password-reset.account"  # noqa: S105
+TWO_FACTOR_USER = "accounts.two-factor.user"  # the login's code step (RATE_LOGIN_ACCOUNT)
 PASSWORD_RESET_CONFIRM_IP = "accounts.password-reset-confirm.ip"  # noqa: S105
 
 

@@ -296,6 +296,7 @@ PAGES = [
     ("docs", "/portal/docs"),
     ("sessions", "/portal/sessions"),
     ("password", "/portal/password"),
+    ("two-factor", "/portal/two-factor"),
 ]
 
 
@@ -419,5 +420,42 @@ def test_forgotten_password_journey_through_the_emailed_link(live, browser, axe,
     page.get_by_role("button", name="Set the new password").click()
     expect(page.get_by_role("heading", name="Password changed")).to_be_visible()
     _log_in(page, base, owner.email, password="a whole new passphrase")
+    assert console.csp_violations() == []
+    context.close()
+
+
+def test_two_factor_set_up_and_login_with_the_app_code(live, browser, axe, make_org):
+    import base64
+
+    from django_otp.oath import totp
+
+    base, _outbox = live
+    owner = Membership.objects.get(organization=make_org(), role="owner").user
+    context = browser.new_context(viewport=b.PHONE)
+    console = Console(context)
+    page = context.new_page()
+    _log_in(page, base, owner.email)
+    page.goto(f"{base}/portal/two-factor")
+    page.get_by_role("button", name="Set up two-factor authentication").click()
+    expect(page.locator(".qr svg")).to_be_visible()
+    visit(page, axe, "two-factor-setup")
+    assert b.fits_width(page)
+    secret = page.get_by_test_id("totp-secret").inner_text().replace(" ", "")
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    page.get_by_label("Code").fill(str(totp(key)).zfill(6))
+    page.get_by_role("button", name="Turn on").click()
+    expect(page.get_by_test_id("recovery-codes").locator("li")).to_have_count(10)
+    visit(page, axe, "two-factor-codes")
+    recovery = page.get_by_test_id("recovery-codes").locator("li").first.inner_text()
+    page.get_by_role("button", name="Log out").click()
+    page.goto(f"{base}/login")
+    page.get_by_label("Email address").fill(owner.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/login/two-factor$"))
+    visit(page, axe, "login-two-factor")
+    page.get_by_label("Code").fill(recovery)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/portal/$"))
     assert console.csp_violations() == []
     context.close()

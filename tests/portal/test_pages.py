@@ -646,3 +646,118 @@ def test_an_old_invitation_link_with_the_token_in_the_query_still_works_and_a_ba
     wrong = other.post("/invitation", {"accept": "1"})
     assert wrong.status_code == 400 and b"new invitation" in wrong.content  # not the invited address
     assert not Membership.objects.filter(organization=org, user__email="someone.else@example.test").exists()
+
+
+# --- two-factor authentication -------------------------------------------------------------------
+def _totp_code(device) -> str:
+    from django_otp.oath import totp
+
+    return str(totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits)).zfill(
+        device.digits
+    )
+
+
+def _enable_two_factor(browser, user) -> list[str]:
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    start = browser.post("/portal/two-factor", {"action": "start"})
+    assert start.status_code == 200 and b"<svg" in start.content and b"totp-secret" in start.content
+    assert start["Cache-Control"] == "no-store"
+    device = TOTPDevice.objects.get(user=user, confirmed=False)
+    done = browser.post("/portal/two-factor", {"action": "confirm", "code": _totp_code(device)})
+    assert done.status_code == 200 and "no-store" in done["Cache-Control"]
+    codes = re.findall(r"<li><code>([a-z0-9]+)</code></li>", done.content.decode())
+    assert len(codes) == 10
+    return codes
+
+
+def test_two_factor_set_up_shows_a_qr_code_and_recovery_codes_once_and_is_audited(make_org, login, settings):
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0  # a wrong code, then the right one at once
+    org = make_org()
+    user = owner_of(org)
+    browser = login(user)
+    page = browser.get("/portal/two-factor")
+    assert page.status_code == 200 and b"Set up two-factor authentication" in page.content
+    browser.post("/portal/two-factor", {"action": "start"})
+    wrong = browser.post("/portal/two-factor", {"action": "confirm", "code": "000000"})
+    assert wrong.status_code == 400 and b"not right" in wrong.content and b"<svg" in wrong.content
+    codes = _enable_two_factor(browser, user)  # starting again replaces the unconfirmed device
+    again = browser.get("/portal/two-factor").content.decode()
+    assert "<strong>On.</strong>" in again and not any(c in again for c in codes)  # shown once
+    event = AuditEvent.objects.get(organization=org, action="user.two_factor_enabled")
+    assert event.actor == user and "secret" not in str(event.data)
+
+
+def test_login_asks_for_the_code_and_a_recovery_code_works_once(make_org, login, client, settings):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0  # django-otp's delay after a failure (tested by django-otp)
+    settings.OTP_STATIC_THROTTLE_FACTOR = 0
+    user = owner_of(make_org())
+    codes = _enable_two_factor(login(user), user)
+    step = client.post("/login", {"email": user.email, "password": PASSWORD, "next": "/portal/keys"})
+    assert step.status_code == 302 and step["Location"] == "/login/two-factor"
+    assert client.get("/portal/").status_code == 302  # the password alone logs nobody in
+    bad = client.post("/login/two-factor", {"code": "123456"})
+    assert bad.status_code == 401 and client.get("/portal/").status_code == 302
+    device = TOTPDevice.objects.get(user=user)
+    device.last_t = -1  # simulate the next 30-second step (the set-up used this one's code)
+    device.save()
+    ok = client.post("/login/two-factor", {"code": _totp_code(device)})
+    assert ok.status_code == 302 and ok["Location"] == "/portal/keys"
+    assert client.get("/portal/").status_code == 200
+
+    other = Client()
+    other.post("/login", {"email": user.email, "password": PASSWORD})
+    assert other.post("/login/two-factor", {"code": codes[0]}).status_code == 302  # a recovery code
+    third = Client()
+    third.post("/login", {"email": user.email, "password": PASSWORD})
+    assert third.post("/login/two-factor", {"code": codes[0]}).status_code == 401  # used up
+
+
+def test_the_code_step_expires_and_is_limited_per_user(make_org, login, client, settings):
+    import time as time_module
+
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "RATE_LOGIN_ACCOUNT": "2/m"}
+    user = owner_of(make_org())
+    _enable_two_factor(login(user), user)
+    client.post("/login", {"email": user.email, "password": PASSWORD})
+    for _ in range(2):
+        client.post("/login/two-factor", {"code": "000000"})
+    assert client.post("/login/two-factor", {"code": "000000"}).status_code == 429
+    session = client.session
+    pending = session["portal_two_factor"]
+    session["portal_two_factor"] = {**pending, "at": time_module.time() - 301}  # simulated time
+    session.save()
+    expired = client.get("/login/two-factor")
+    assert expired.status_code == 302 and expired["Location"] == "/login?expired=1"
+    assert Client().get("/login/two-factor")["Location"] == "/login?expired=1"  # no password step
+
+
+def test_two_factor_is_turned_off_only_with_a_code_and_audited(make_org, login, client, settings):
+    settings.OTP_STATIC_THROTTLE_FACTOR = 0
+    org = make_org()
+    user = owner_of(org)
+    browser = login(user)
+    codes = _enable_two_factor(browser, user)
+    refused = browser.post("/portal/two-factor", {"action": "disable", "code": "99999999"})
+    assert refused.status_code == 400 and b"stays on" in refused.content
+    off = browser.post("/portal/two-factor", {"action": "disable", "code": codes[1]})
+    assert off.status_code == 302 and off["Location"] == "/portal/two-factor?disabled=1"
+    assert AuditEvent.objects.filter(organization=org, action="user.two_factor_disabled").exists()
+    login_again = client.post("/login", {"email": user.email, "password": PASSWORD})
+    assert login_again["Location"] == "/portal/"  # no code asked any more
+
+
+def test_a_wrong_code_delays_the_next_try_django_otps_throttle(make_org, login, client):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    user = owner_of(make_org())
+    _enable_two_factor(login(user), user)
+    client.post("/login", {"email": user.email, "password": PASSWORD})
+    assert client.post("/login/two-factor", {"code": "000000"}).status_code == 401
+    device = TOTPDevice.objects.get(user=user)
+    device.last_t = -1
+    device.save(update_fields=["last_t"])
+    # the right code at once is refused too: the device waits after a failure (brute force)
+    assert client.post("/login/two-factor", {"code": _totp_code(device)}).status_code == 401
