@@ -15,6 +15,7 @@ from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Permis
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 
 class UserManager(BaseUserManager["User"]):
@@ -45,6 +46,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     email_verified_at = models.DateTimeField(null=True, blank=True)
     date_joined = models.DateTimeField(default=timezone.now)
+    session_epoch = models.PositiveIntegerField(
+        default=0, help_text='Raised by "log out everywhere": ends the user\'s other portal sessions'
+    )
 
     objects = UserManager()
 
@@ -57,6 +61,14 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+    def _get_session_auth_hash(self, secret=None) -> str:
+        """Django's hash of the password that every session of the user carries (a session whose hash
+        differs is logged out), with ``session_epoch`` mixed in once it is raised: raising it ends the
+        user's portal sessions without a password change (accounts.services.sessions)."""
+        password = self.password if not self.session_epoch else f"{self.password}:{self.session_epoch}"
+        key_salt = "django.contrib.auth.models.AbstractBaseUser.get_session_auth_hash"
+        return salted_hmac(key_salt, password, secret=secret, algorithm="sha256").hexdigest()
 
 
 class Organization(models.Model):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from accounts import keycache
-from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization
+from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Session
 
 
 def memberships_of_user(*, user_id: int) -> QuerySet[Membership]:
@@ -50,3 +51,8 @@ def organization_audit_events(
     if before_id is not None:
         qs = qs.filter(id__lt=before_id)
     return list(qs[:limit])
+
+
+def user_sessions_live(*, user_id: int) -> QuerySet[Session]:
+    """The user's API sessions that still work, newest first (the portal's sessions page)."""
+    return Session.objects.filter(user_id=user_id, revoked_at__isnull=True, expires_at__gt=timezone.now())

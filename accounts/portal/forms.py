@@ -53,6 +53,48 @@ class LoginForm(PortalForm):
     )
 
 
+_NEW_PASSWORD_HELP = "At least 10 characters; not a common password, not like your email address."  # noqa: S105
+
+
+class PasswordChangeForm(PortalForm):
+    current_password = forms.CharField(
+        label="Current password", widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
+    new_password = forms.CharField(
+        label="New password",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=_NEW_PASSWORD_HELP,
+    )
+
+
+class PasswordResetForm(PortalForm):
+    email = forms.EmailField(label="Email address", max_length=254)
+
+
+class PasswordResetConfirmForm(PortalForm):
+    token = forms.CharField(
+        label="Reset code from the email",
+        max_length=200,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    new_password = forms.CharField(
+        label="New password",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=_NEW_PASSWORD_HELP,
+    )
+
+
+class TwoFactorForm(PortalForm):
+    code = forms.CharField(
+        label="Code",
+        max_length=20,
+        help_text="The 6 digits your authenticator app shows, or one of your recovery codes.",
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "text", "spellcheck": "false"}
+        ),
+    )
+
+
 EXPIRY_CHOICES = [
     ("", "Never"),
     ("7", "In 7 days"),

@@ -14,6 +14,12 @@ from accounts.authentication import client_ip
 # group names shared with accounts/views.py (SignupView); logins use accounts.login_limits itself
 SIGNUP_IP, SIGNUP_ACCOUNT = "accounts.signup.ip", "accounts.signup.account"
 VERIFY_RESEND = "verify-resend"
+# accounts/session_views.py's groups (password change and reset); names, not secrets (S105)
+PASSWORD_CHANGE_USER = "accounts.password-change.user"  # noqa: S105
+PASSWORD_RESET_IP = "accounts.password-reset.ip"  # noqa: S105
+PASSWORD_RESET_ACCOUNT = "accounts.password-reset.account"  # noqa: S105
+TWO_FACTOR_USER = "accounts.two-factor.user"  # the login's code step (RATE_LOGIN_ACCOUNT)
+PASSWORD_RESET_CONFIRM_IP = "accounts.password-reset-confirm.ip"  # noqa: S105
 
 
 def over_limit(request: HttpRequest, *, group: str, rate_setting: str, key: str) -> int | None:

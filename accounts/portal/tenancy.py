@@ -78,6 +78,20 @@ def choose(request: HttpRequest, organization_slug: str) -> bool:
     return False
 
 
+def account_page(view: Callable) -> Callable:
+    """Decorate a page about the user's own account (password, sessions): login required; the
+    organization resolved for the header when the user has one (``request.portal`` may be None)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        request.portal = resolve(request)  # type: ignore[attr-defined]
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 def portal_page(
     view: Callable | None = None, *, read: str = roles.ORG_READ, write: str | None = None
 ) -> Callable:

@@ -3,7 +3,7 @@ are relied on: problem documents' ``upgrade_url`` points at /pricing)."""
 
 from django.urls import path, re_path
 
-from accounts.portal import billing, dashboard, keys, public, team
+from accounts.portal import account, billing, dashboard, keys, public, team
 
 app_name = "portal"
 
@@ -12,9 +12,12 @@ urlpatterns = [
     path("pricing", public.pricing, name="pricing"),
     path("signup", public.signup, name="signup"),
     path("login", public.login_view, name="login"),
+    path("login/two-factor", public.login_two_factor, name="login-two-factor"),
     path("logout", public.logout_view, name="logout"),
     path("verify-email", public.verify_email, name="verify-email"),
     path("invitation", public.invitation_accept_view, name="invitation"),
+    path("password/reset", account.password_reset_view, name="password-reset"),
+    path("password/reset/confirm", account.password_reset_confirm_view, name="password-reset-confirm"),
     path("changelog", dashboard.changelog, name="changelog"),
     path("portal/", dashboard.dashboard, name="dashboard"),
     path("portal/organization", dashboard.switch_organization, name="switch"),
@@ -31,6 +34,11 @@ urlpatterns = [
         team.invitation_withdraw,
         name="invitation-withdraw",
     ),
+    path("portal/password", account.password_change_view, name="password"),
+    path("portal/sessions", account.sessions_view, name="sessions"),
+    path("portal/two-factor", account.two_factor_view, name="two-factor"),
+    path("portal/sessions/everywhere", account.sessions_end_everywhere_view, name="sessions-end-all"),
+    path("portal/sessions/<uuid:session_id>/end", account.session_end_view, name="session-end"),
     path("portal/billing", billing.billing, name="billing"),
     path("portal/billing/checkout", billing.checkout, name="checkout"),
     path("portal/billing/manage", billing.manage, name="billing-manage"),

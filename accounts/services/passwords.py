@@ -88,8 +88,11 @@ def password_reset_send(*, email: str) -> bool:
         subject="Reset your Candlestack password",
         message=(
             "Someone (hopefully you) asked to reset the password of this Candlestack account.\n\n"
-            f"Your reset token (valid for {minutes} minutes, usable once):\n{token}\n\n"
-            f"Choose a new password with: curl -X POST {base}/v1/account/password/reset/confirm "
+            f"Choose a new password here (valid for {minutes} minutes, usable once):\n"
+            f"{base}/password/reset/confirm#{token}\n\n"
+            "(The code after # stays in your browser.) Or with the API, with this reset token:\n"
+            f"{token}\n\n"
+            f"curl -X POST {base}/v1/account/password/reset/confirm "
             f"-H 'Content-Type: application/json' "
             f'-d \'{{"token": "{token}", "new_password": "<new password>"}}\'\n\n'
             "Every session of the account is logged out when the password changes. If you did not "

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.tokens import AccessToken, Token
@@ -153,6 +153,15 @@ def sessions_end_all(
     if keep is not None:
         sessions = sessions.exclude(pk=keep)
     return _end(sessions, reason)
+
+
+def sessions_end_everywhere(*, user: User) -> int:
+    """ "Log out everywhere" from the portal: end every API session of ``user`` and every portal (Django)
+    session: raising ``session_epoch`` changes the hash each Django session of the user carries
+    (``User._get_session_auth_hash``), so Django logs them out at their next request. The caller
+    keeps its own portal session with ``update_session_auth_hash``. The number of API sessions ended."""
+    User.objects.filter(pk=user.pk).update(session_epoch=F("session_epoch") + 1)
+    return sessions_end_all(user=user, reason=Session.EndReason.LOGOUT_ALL)
 
 
 def sessions_purge() -> int:

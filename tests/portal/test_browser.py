@@ -211,11 +211,13 @@ def test_journey_signup_key_call_dashboard_upgrade_invite_remove(live, browser, 
     expect(page.get_by_text("Invitation sent.")).to_be_visible()
     visit(page, axe, "10-team-invited")
     invitation_mail = next(m for m in b.mails(outbox) if "grace@example.test" in m and "invited you" in m)
-    invite_token = re.search(r'"token": "([^"]+)"', invitation_mail).group(1)
+    invite_link = re.search(r"http\S+(/invitation#\S+)", invitation_mail).group(1)
 
     mate_context = browser.new_context(viewport=b.DESKTOP)
     mate = mate_context.new_page()
-    mate.goto(f"{base}/invitation?token={invite_token}")
+    mate.goto(base + invite_link)  # the script posts the token after "#"; the page drops it
+    expect(mate.get_by_role("link", name="Sign up and join")).to_be_visible()
+    assert mate.url == f"{base}/invitation"
     visit(mate, axe, "11-invitation")
     mate.get_by_role("link", name="Sign up and join").click()
     mate.get_by_label("Email address").fill("grace@example.test")
@@ -275,10 +277,10 @@ def _owner_with_data(make_org):
     return organization, owner
 
 
-def _log_in(page: Page, base: str, email: str) -> None:
+def _log_in(page: Page, base: str, email: str, *, password: str = PASSWORD) -> None:
     page.goto(f"{base}/login")
     page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(re.compile(r"/portal/$"))
 
@@ -292,6 +294,9 @@ PAGES = [
     ("team", "/portal/team"),
     ("billing", "/portal/billing"),
     ("docs", "/portal/docs"),
+    ("sessions", "/portal/sessions"),
+    ("password", "/portal/password"),
+    ("two-factor", "/portal/two-factor"),
 ]
 
 
@@ -309,6 +314,9 @@ def test_every_page_passes_axe_and_fits_the_screen(width, live, browser, axe, ma
         ("signup", "/signup"),
         ("login", "/login"),
         ("verify-email-invalid", "/verify-email?token=x"),
+        ("password-reset", "/password/reset"),
+        ("password-reset-confirm", "/password/reset/confirm"),
+        ("invitation-ask", "/invitation"),
     ]:
         page.goto(base + path)
         visit(page, axe, f"{width}-{name}")
@@ -386,4 +394,68 @@ def test_admin_and_the_api_docs_still_work_under_the_csp(live, browser):
     # only what drf-spectacular's Redoc page fetches from other hosts is refused (Google Fonts, the
     # cdn.redoc.ly logo): every asset is served by us
     assert [e for e in console.csp_violations() if "https://" not in e] == []
+    context.close()
+
+
+def test_forgotten_password_journey_through_the_emailed_link(live, browser, axe, make_org):
+    base, outbox = live
+    organization = make_org()
+    owner = Membership.objects.get(organization=organization, role="owner").user
+    context = browser.new_context()
+    console = Console(context)
+    page = context.new_page()
+    page.goto(f"{base}/login")
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label("Email address").fill(owner.email)
+    page.get_by_role("button", name="Send the link").click()
+    expect(page.get_by_text("If an account uses this address")).to_be_visible()
+    # the worker sends the email; its link keeps the token after "#"
+    text = wait_until(lambda: "\n".join(b.mails(outbox)), timeout=30, message="the reset email")
+    link = re.search(r"http\S+(/password/reset/confirm#\S+)", text).group(1)
+    page.goto(base + link)
+    assert page.evaluate("window.location.hash") == ""  # out of the address bar and history
+    expect(page.get_by_label("New password")).to_be_focused()
+    visit(page, axe, "password-reset-link")
+    page.get_by_label("New password").fill("a whole new passphrase")
+    page.get_by_role("button", name="Set the new password").click()
+    expect(page.get_by_role("heading", name="Password changed")).to_be_visible()
+    _log_in(page, base, owner.email, password="a whole new passphrase")
+    assert console.csp_violations() == []
+    context.close()
+
+
+def test_two_factor_set_up_and_login_with_the_app_code(live, browser, axe, make_org):
+    import base64
+
+    from django_otp.oath import totp
+
+    base, _outbox = live
+    owner = Membership.objects.get(organization=make_org(), role="owner").user
+    context = browser.new_context(viewport=b.PHONE)
+    console = Console(context)
+    page = context.new_page()
+    _log_in(page, base, owner.email)
+    page.goto(f"{base}/portal/two-factor")
+    page.get_by_role("button", name="Set up two-factor authentication").click()
+    expect(page.locator(".qr svg")).to_be_visible()
+    visit(page, axe, "two-factor-setup")
+    assert b.fits_width(page)
+    secret = page.get_by_test_id("totp-secret").inner_text().replace(" ", "")
+    key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+    page.get_by_label("Code").fill(str(totp(key)).zfill(6))
+    page.get_by_role("button", name="Turn on").click()
+    expect(page.get_by_test_id("recovery-codes").locator("li")).to_have_count(10)
+    visit(page, axe, "two-factor-codes")
+    recovery = page.get_by_test_id("recovery-codes").locator("li").first.inner_text()
+    page.get_by_role("button", name="Log out").click()
+    page.goto(f"{base}/login")
+    page.get_by_label("Email address").fill(owner.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/login/two-factor$"))
+    visit(page, axe, "login-two-factor")
+    page.get_by_label("Code").fill(recovery)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/portal/$"))
+    assert console.csp_violations() == []
     context.close()

@@ -277,13 +277,21 @@ def test_invite_accept_change_role_and_remove_showing_the_keys_first(make_org, m
     response = owner.post("/portal/team", {"email": "grace@example.test", "role": "developer"})
     assert response.status_code == 302
     invitation = Invitation.objects.get(organization=org, email="grace@example.test")
-    token = re.search(r'"token": "([^"]+)"', mail.outbox[-1].body).group(1)
+    link = re.search(r"http\S+/invitation#(\S+)", mail.outbox[-1].body)
+    assert link is not None and "?token=" not in mail.outbox[-1].body  # the token stays after "#"
+    token = link.group(1)
+    assert f'"token": "{token}"' in mail.outbox[-1].body  # the API way stays
 
     grace = make_user("grace@example.test")
     grace_client = login(grace)
-    assert b"Accept the invitation" in grace_client.get(f"/invitation?token={token}").content
-    joined = grace_client.post("/invitation", {"token": token})
-    assert joined.status_code == 302
+    asked = grace_client.get("/invitation")  # the link's page: its script posts the token after "#"
+    assert asked.status_code == 200 and b"data-verify-fragment" in asked.content
+    opened = grace_client.post("/invitation", {"token": token})  # kept in the session, out of URLs
+    assert opened.status_code == 302 and opened["Location"] == "/invitation"
+    page = grace_client.get("/invitation")
+    assert b"Accept the invitation" in page.content and token.encode() not in page.content
+    joined = grace_client.post("/invitation", {"accept": "1"})
+    assert joined.status_code == 302 and joined["Location"] == "/portal/?joined=1"
     invitation.refresh_from_db()
     assert invitation.accepted_at is not None
     membership = Membership.objects.get(organization=org, user=grace)
@@ -448,3 +456,308 @@ def test_a_logged_in_user_is_sent_on_from_login_and_signup(make_org, login):
     client = login(owner_of(make_org()))
     assert client.get("/login?next=/portal/keys")["Location"] == "/portal/keys"
     assert client.get("/signup")["Location"] == "/portal/"
+
+
+# --- password change and reset ---------------------------------------------------------------------
+def _api_login(email: str, password: str = PASSWORD) -> dict:
+    response = Client().post(
+        "/v1/account/token", {"email": email, "password": password}, content_type="application/json"
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def _api_refresh_works(pair: dict) -> bool:
+    response = Client().post(
+        "/v1/account/token/refresh", {"refresh": pair["refresh"]}, content_type="application/json"
+    )
+    return response.status_code == 200
+
+
+def test_password_change_keeps_this_browser_and_logs_out_every_other_session(make_org, login):
+    user = owner_of(make_org())
+    pair = _api_login(user.email)
+    here, elsewhere = login(user), login(user)
+    assert elsewhere.get("/portal/").status_code == 200
+    wrong = here.post(
+        "/portal/password", {"current_password": "not it at all", "new_password": "a new one!!"}
+    )
+    assert wrong.status_code == 400 and b"Is not your current password" in wrong.content
+    weak = here.post("/portal/password", {"current_password": PASSWORD, "new_password": "password"})
+    assert weak.status_code == 400 and (b"too common" in weak.content or b"too short" in weak.content)
+    assert _api_refresh_works(pair)  # refusals change nothing
+
+    new = "a brand new passphrase"
+    done = here.post("/portal/password", {"current_password": PASSWORD, "new_password": new})
+    assert done.status_code == 302 and done["Location"] == "/portal/password?changed=1&ended=1"
+    assert b"Your password is changed" in here.get(done["Location"]).content  # still logged in
+    assert here.get("/portal/").status_code == 200
+    user.refresh_from_db()
+    assert user.check_password(new)
+    assert elsewhere.get("/portal/").status_code == 302  # Django's session hash: logged out
+    assert not _api_refresh_works(pair)  # the API session ended
+    assert Client().post("/login", {"email": user.email, "password": new}).status_code == 302
+
+
+def test_password_change_needs_a_login_and_is_limited_per_user(client, make_org, login, settings):
+    assert client.get("/portal/password")["Location"].startswith("/login?next=/portal/password")
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "RATE_PASSWORD_CHANGE_USER": "2/h"}
+    user = owner_of(make_org())
+    browser = login(user)
+    for _ in range(2):
+        browser.post("/portal/password", {"current_password": "wrong guess!!", "new_password": "whatever x1"})
+    refused = browser.post(
+        "/portal/password", {"current_password": PASSWORD, "new_password": "a new passphrase"}
+    )
+    assert refused.status_code == 429 and b"Too many attempts" in refused.content
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
+
+
+def test_password_reset_answers_the_same_and_the_link_opens_the_portal(client, make_org):
+    user = owner_of(make_org())
+    unknown = client.post("/password/reset", {"email": "nobody@example.test"})
+    known = client.post("/password/reset", {"email": user.email.upper()})
+    assert unknown.status_code == known.status_code == 200
+
+    def main(response) -> str:
+        text = response.content.decode()
+        return text[text.index("<main") : text.index("</main>")]
+
+    assert main(unknown) == main(known) and "If an account uses this address" in main(known)
+    (message,) = mail.outbox  # nothing for the unknown address
+    link = re.search(r"(http\S+/password/reset/confirm)#(\S+)", message.body)
+    assert link is not None and "?token=" not in message.body  # the token stays after "#"
+    assert "/v1/account/password/reset/confirm" in message.body  # the API way stays
+    token = link.group(2)
+    page = client.get("/password/reset/confirm")
+    assert page.status_code == 200 and b"data-token-fragment" in page.content
+
+    weak = client.post("/password/reset/confirm", {"token": token, "new_password": "12345678901"})
+    assert weak.status_code == 400 and b"entirely numeric" in weak.content
+    new = "reset to something new"
+    done = client.post("/password/reset/confirm", {"token": token, "new_password": new})
+    assert done.status_code == 200 and b"Password changed" in done.content
+    user.refresh_from_db()
+    assert user.check_password(new)
+    again = client.post("/password/reset/confirm", {"token": token, "new_password": "and yet another one"})
+    assert again.status_code == 400 and b"Ask for a new link" in again.content  # single-use
+    assert (
+        client.post("/password/reset/confirm", {"token": "forged.x", "new_password": new}).status_code == 400
+    )
+
+
+def test_password_reset_logs_out_the_users_portal_and_api_sessions(client, make_org, login):
+    user = owner_of(make_org())
+    pair = _api_login(user.email)
+    browser = login(user)
+    client.post("/password/reset", {"email": user.email})
+    token = re.search(r"/password/reset/confirm#(\S+)", mail.outbox[-1].body).group(1)
+    assert (
+        client.post(
+            "/password/reset/confirm", {"token": token, "new_password": "fresh start here"}
+        ).status_code
+        == 200
+    )
+    assert browser.get("/portal/").status_code == 302
+    assert not _api_refresh_works(pair)
+
+
+def test_password_reset_is_limited_per_address_with_the_apis_counters(client, make_org, settings):
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "RATE_PASSWORD_RESET_ACCOUNT": "2/h"}
+    user = owner_of(make_org())
+    for _ in range(2):
+        assert client.post("/password/reset", {"email": user.email}).status_code == 200
+    refused = client.post("/password/reset", {"email": user.email})
+    assert refused.status_code == 429 and b"Too many attempts" in refused.content
+    api = client.post("/v1/account/password/reset", {"email": user.email}, content_type="application/json")
+    assert api.status_code == 429  # one budget for pages and API
+    assert len(mail.outbox) == 2
+
+
+# --- sessions ---------------------------------------------------------------------------------------
+def test_sessions_page_lists_the_users_live_api_sessions_and_ends_one(make_org, login):
+    user, other = owner_of(make_org()), owner_of(make_org())
+    first, second = _api_login(user.email), _api_login(user.email)
+    theirs = _api_login(other.email)
+    Client().post("/v1/account/logout", HTTP_AUTHORIZATION=f"Bearer {second['access']}")
+    browser = login(user)
+    page = browser.get("/portal/sessions")
+    assert page.status_code == 200
+    text = page.content.decode()
+    from accounts.models import Session
+
+    live = Session.objects.get(user=user, revoked_at=None)
+    assert f"/portal/sessions/{live.pk}/end" in text and text.count('/end"') == 1  # the ended one is gone
+    assert "127.0.0.1" in text
+    other_session = Session.objects.get(user=other)
+    assert browser.post(f"/portal/sessions/{other_session.pk}/end").status_code == 404  # not theirs
+    assert _api_refresh_works(theirs)
+    ended = browser.post(f"/portal/sessions/{live.pk}/end")
+    assert ended.status_code == 302 and not _api_refresh_works(first)
+    assert "No API session is open" in browser.get("/portal/sessions").content.decode()
+
+
+def test_log_out_everywhere_ends_api_sessions_and_other_browsers_but_not_this_one(make_org, login):
+    user = owner_of(make_org())
+    pairs = [_api_login(user.email), _api_login(user.email)]
+    here, elsewhere = login(user), login(user)
+    assert here.get("/portal/sessions/everywhere").status_code == 405  # a POST only
+    done = here.post("/portal/sessions/everywhere")
+    assert done.status_code == 302 and "ended=2" in done["Location"]
+    assert b"Logged out everywhere: 2 API sessions ended" in here.get(done["Location"]).content
+    assert here.get("/portal/").status_code == 200
+    assert elsewhere.get("/portal/").status_code == 302
+    assert not any(_api_refresh_works(p) for p in pairs)
+    # the password is unchanged: logging in again works everywhere
+    assert Client().post("/login", {"email": user.email, "password": PASSWORD}).status_code == 302
+
+
+# --- invitations -----------------------------------------------------------------------------------
+def test_an_invited_stranger_signs_up_through_the_link_and_joins_without_the_token_in_any_url(
+    client, make_org, login
+):
+    org = make_org()
+    login(owner_of(org)).post("/portal/team", {"email": "hopper@example.test", "role": "developer"})
+    token = re.search(r"/invitation#(\S+)", mail.outbox[-1].body).group(1)
+    assert client.post("/invitation", {"token": token})["Location"] == "/invitation"
+    page = client.get("/invitation").content.decode()
+    assert 'href="/signup?join=1"' in page and 'href="/login?next=/invitation"' in page
+    assert token not in page
+    signup = client.get("/signup?join=1").content.decode()
+    assert "You are joining the organization that invited you" in signup
+    assert "joining" not in client.get("/signup").content.decode()  # a plain sign-up is not a join
+    joined = client.post(
+        "/signup", {"email": "hopper@example.test", "password": PASSWORD, "invitation": token}
+    )
+    assert joined.status_code == 302 and joined["Location"] == "/portal/?joined=1"
+    assert Membership.objects.filter(organization=org, user__email="hopper@example.test").exists()
+    assert "portal_invitation" not in client.session  # used up
+
+
+def test_an_old_invitation_link_with_the_token_in_the_query_still_works_and_a_bad_one_says_so(
+    make_org, make_user, login
+):
+    org = make_org()
+    login(owner_of(org)).post("/portal/team", {"email": "lovelace@example.test", "role": "billing"})
+    token = re.search(r"/invitation#(\S+)", mail.outbox[-1].body).group(1)
+    other = login(make_user("someone.else@example.test"))
+    assert other.get(f"/invitation?token={token}")["Location"] == "/invitation"  # off the address bar
+    wrong = other.post("/invitation", {"accept": "1"})
+    assert wrong.status_code == 400 and b"new invitation" in wrong.content  # not the invited address
+    assert not Membership.objects.filter(organization=org, user__email="someone.else@example.test").exists()
+
+
+# --- two-factor authentication -------------------------------------------------------------------
+def _totp_code(device) -> str:
+    from django_otp.oath import totp
+
+    return str(totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits)).zfill(
+        device.digits
+    )
+
+
+def _enable_two_factor(browser, user) -> list[str]:
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    start = browser.post("/portal/two-factor", {"action": "start"})
+    assert start.status_code == 200 and b"<svg" in start.content and b"totp-secret" in start.content
+    assert start["Cache-Control"] == "no-store"
+    device = TOTPDevice.objects.get(user=user, confirmed=False)
+    done = browser.post("/portal/two-factor", {"action": "confirm", "code": _totp_code(device)})
+    assert done.status_code == 200 and "no-store" in done["Cache-Control"]
+    codes = re.findall(r"<li><code>([a-z0-9]+)</code></li>", done.content.decode())
+    assert len(codes) == 10
+    return codes
+
+
+def test_two_factor_set_up_shows_a_qr_code_and_recovery_codes_once_and_is_audited(make_org, login, settings):
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0  # a wrong code, then the right one at once
+    org = make_org()
+    user = owner_of(org)
+    browser = login(user)
+    page = browser.get("/portal/two-factor")
+    assert page.status_code == 200 and b"Set up two-factor authentication" in page.content
+    browser.post("/portal/two-factor", {"action": "start"})
+    wrong = browser.post("/portal/two-factor", {"action": "confirm", "code": "000000"})
+    assert wrong.status_code == 400 and b"not right" in wrong.content and b"<svg" in wrong.content
+    codes = _enable_two_factor(browser, user)  # starting again replaces the unconfirmed device
+    again = browser.get("/portal/two-factor").content.decode()
+    assert "<strong>On.</strong>" in again and not any(c in again for c in codes)  # shown once
+    event = AuditEvent.objects.get(organization=org, action="user.two_factor_enabled")
+    assert event.actor == user and "secret" not in str(event.data)
+
+
+def test_login_asks_for_the_code_and_a_recovery_code_works_once(make_org, login, client, settings):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0  # django-otp's delay after a failure (tested by django-otp)
+    settings.OTP_STATIC_THROTTLE_FACTOR = 0
+    user = owner_of(make_org())
+    codes = _enable_two_factor(login(user), user)
+    step = client.post("/login", {"email": user.email, "password": PASSWORD, "next": "/portal/keys"})
+    assert step.status_code == 302 and step["Location"] == "/login/two-factor"
+    assert client.get("/portal/").status_code == 302  # the password alone logs nobody in
+    bad = client.post("/login/two-factor", {"code": "123456"})
+    assert bad.status_code == 401 and client.get("/portal/").status_code == 302
+    device = TOTPDevice.objects.get(user=user)
+    device.last_t = -1  # simulate the next 30-second step (the set-up used this one's code)
+    device.save()
+    ok = client.post("/login/two-factor", {"code": _totp_code(device)})
+    assert ok.status_code == 302 and ok["Location"] == "/portal/keys"
+    assert client.get("/portal/").status_code == 200
+
+    other = Client()
+    other.post("/login", {"email": user.email, "password": PASSWORD})
+    assert other.post("/login/two-factor", {"code": codes[0]}).status_code == 302  # a recovery code
+    third = Client()
+    third.post("/login", {"email": user.email, "password": PASSWORD})
+    assert third.post("/login/two-factor", {"code": codes[0]}).status_code == 401  # used up
+
+
+def test_the_code_step_expires_and_is_limited_per_user(make_org, login, client, settings):
+    import time as time_module
+
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "RATE_LOGIN_ACCOUNT": "2/m"}
+    user = owner_of(make_org())
+    _enable_two_factor(login(user), user)
+    client.post("/login", {"email": user.email, "password": PASSWORD})
+    for _ in range(2):
+        client.post("/login/two-factor", {"code": "000000"})
+    assert client.post("/login/two-factor", {"code": "000000"}).status_code == 429
+    session = client.session
+    pending = session["portal_two_factor"]
+    session["portal_two_factor"] = {**pending, "at": time_module.time() - 301}  # simulated time
+    session.save()
+    expired = client.get("/login/two-factor")
+    assert expired.status_code == 302 and expired["Location"] == "/login?expired=1"
+    assert Client().get("/login/two-factor")["Location"] == "/login?expired=1"  # no password step
+
+
+def test_two_factor_is_turned_off_only_with_a_code_and_audited(make_org, login, client, settings):
+    settings.OTP_STATIC_THROTTLE_FACTOR = 0
+    org = make_org()
+    user = owner_of(org)
+    browser = login(user)
+    codes = _enable_two_factor(browser, user)
+    refused = browser.post("/portal/two-factor", {"action": "disable", "code": "99999999"})
+    assert refused.status_code == 400 and b"stays on" in refused.content
+    off = browser.post("/portal/two-factor", {"action": "disable", "code": codes[1]})
+    assert off.status_code == 302 and off["Location"] == "/portal/two-factor?disabled=1"
+    assert AuditEvent.objects.filter(organization=org, action="user.two_factor_disabled").exists()
+    login_again = client.post("/login", {"email": user.email, "password": PASSWORD})
+    assert login_again["Location"] == "/portal/"  # no code asked any more
+
+
+def test_a_wrong_code_delays_the_next_try_django_otps_throttle(make_org, login, client):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    user = owner_of(make_org())
+    _enable_two_factor(login(user), user)
+    client.post("/login", {"email": user.email, "password": PASSWORD})
+    assert client.post("/login/two-factor", {"code": "000000"}).status_code == 401
+    device = TOTPDevice.objects.get(user=user)
+    device.last_t = -1
+    device.save(update_fields=["last_t"])
+    # the right code at once is refused too: the device waits after a failure (brute force)
+    assert client.post("/login/two-factor", {"code": _totp_code(device)}).status_code == 401

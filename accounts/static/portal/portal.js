@@ -31,13 +31,21 @@
     heading.setAttribute("tabindex", "-1");
     heading.focus();
   });
-  // The verification link carries its token after "#" (never sent to a server, so never logged):
-  // put it in the form and post it.
+  // The verification and invitation links carry their token after "#" (never sent to a server, so
+  // never logged): put it in the form and post it.
   var verify = document.querySelector("form[data-verify-fragment]");
   if (verify && window.location.hash.length > 1) {
     verify.querySelector("input[name=token]").value = decodeURIComponent(window.location.hash.slice(1));
     history.replaceState(null, "", window.location.pathname);
     verify.requestSubmit();
+  }
+  // The password-reset link does the same, but the person still types the new password.
+  var reset = document.querySelector("form[data-token-fragment]");
+  if (reset && window.location.hash.length > 1) {
+    reset.querySelector("input[name=token]").value = decodeURIComponent(window.location.hash.slice(1));
+    history.replaceState(null, "", window.location.pathname);
+    var password = reset.querySelector("input[type=password]");
+    if (password) password.focus();
   }
   document.addEventListener("change", function (event) {
     if (event.target.matches("select[data-autosubmit]")) event.target.form.requestSubmit();
