@@ -162,3 +162,11 @@ KEY_ALREADY_EXPIRED = register(
     "This API key is past its expiry time; rotating it would issue a replacement that outlives it. "
     "Create a new key instead.",
 )
+TWO_FACTOR_REQUIRED = register(
+    "two-factor-required",
+    401,
+    "Two-factor code required",
+    "This account has two-factor authentication on: send `otp_code` (the 6-digit code of the "
+    "authenticator app, or an unused recovery code) with the email and password. A wrong code is "
+    "answered like a wrong password.",
+)

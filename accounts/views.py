@@ -37,6 +37,7 @@ from accounts.services.memberships import (
 )
 from accounts.services.organizations import organization_update
 from accounts.services.sessions import session_refresh, session_start
+from accounts.services.two_factor import two_factor_enabled, two_factor_verify
 from accounts.services.users import email_verification_resend, user_signup, user_verify_email
 from accounts.tenancy import JWTView, NoStoreMixin, OrganizationScopedView
 from apiplatform.problems import (
@@ -166,7 +167,18 @@ class TokenObtainView(PublicAccountView):
         tags=[TAG],
         summary="Log in with email and password: JWT access + refresh token",
         request=s.TokenIn,
-        responses={200: s.TokenOut, 401: p.INVALID_CREDENTIALS, 429: RATE_LIMITED},
+        responses={
+            200: s.TokenOut,
+            401: [
+                p.INVALID_CREDENTIALS,
+                problem(
+                    p.TWO_FACTOR_REQUIRED,
+                    "The password is right and the account has two-factor authentication on: send "
+                    "`otp_code` too.",
+                ),
+            ],
+            429: RATE_LIMITED,
+        },
     )
     def post(self, request):
         _too_many(login_limits.ip_limit(request._request))
@@ -177,6 +189,12 @@ class TokenObtainView(PublicAccountView):
         user = authenticate(request._request, email=email, password=data.validated_data["password"])
         if user is None or not user.is_active:
             raise ProblemError(p.INVALID_CREDENTIALS)
+        if two_factor_enabled(user=user):  # the portal's second factor guards the API login too
+            code = data.validated_data.get("otp_code", "")
+            if not code:
+                raise ProblemError(p.TWO_FACTOR_REQUIRED)
+            if two_factor_verify(user=user, code=code) is None:
+                raise ProblemError(p.INVALID_CREDENTIALS)
         return Response(session_start(user=user, ip_address=client_ip(request)).as_dict())
 
 
