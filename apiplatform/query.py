@@ -14,11 +14,12 @@ def known_only(query, allowed: set[str] | frozenset[str]) -> None:
 
 
 class QuerySerializer(serializers.Serializer):
-    """A serializer of query parameters that refuses an explicitly empty value (``?cursor=``): DRF
-    treats it as absent, like an HTML form's empty field, while the schema says the parameter is a
-    non-empty string."""
+    """A serializer of query parameters that refuses unknown parameters (:func:`known_only`) and an
+    explicitly empty value (``?cursor=``): DRF treats that as absent, like an HTML form's empty
+    field, while the schema says the parameter is a non-empty string."""
 
     def to_internal_value(self, data):
+        known_only(data, frozenset(self.fields))
         blank = [name for name in self.fields if name in data and data.get(name) == ""]
         if blank:
             raise ValidationError({name: ["This field may not be blank."] for name in blank})

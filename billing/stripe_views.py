@@ -21,7 +21,7 @@ from accounts.schema import problem
 from accounts.tenancy import OrganizationScopedView
 from apiplatform.exceptions import problem_http_response
 from apiplatform.problems import VALIDATION_ERROR, ProblemError
-from apiplatform.query import QuerySerializer, known_only
+from apiplatform.query import QuerySerializer
 from billing import problems as bp
 from billing import stripe_api, subscriptions, webhooks
 
@@ -257,7 +257,6 @@ class BillingInvoicesView(BillingView):
         },
     )
     def get(self, request):
-        known_only(request.query_params, frozenset(InvoicesQuery().fields))
         query = InvoicesQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         try:

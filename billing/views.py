@@ -15,7 +15,7 @@ from accounts.schema import problem
 from accounts.tenancy import OrganizationScopedView
 from apiplatform.gateway import PublicAPIView
 from apiplatform.problems import VALIDATION_ERROR
-from apiplatform.query import QuerySerializer, known_only
+from apiplatform.query import QuerySerializer
 from apiplatform.schema import problem_response
 from billing import selectors
 
@@ -328,7 +328,6 @@ class UsageView(OrganizationScopedView):
         ],
     )
     def get(self, request):
-        known_only(request.query_params, frozenset(UsageQuery().fields))
         query = UsageQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         q = query.validated_data

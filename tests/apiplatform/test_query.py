@@ -27,6 +27,11 @@ def test_an_explicitly_empty_parameter_is_refused_not_taken_as_absent():
     ).is_valid()
 
 
+def test_a_query_serializer_refuses_unknown_parameters():
+    query = _Query(data=QueryDict("limt=5"))
+    assert not query.is_valid() and "limt" in query.errors
+
+
 def test_unknown_parameters_are_refused():
     known_only(QueryDict("limit=5"), {"limit"})
     with pytest.raises(ValidationError) as refused:
