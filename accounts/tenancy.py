@@ -32,6 +32,7 @@ from accounts import roles
 from accounts.models import Membership, Organization
 from accounts.schema import ORGANIZATION_HEADER, ManagementSchema, OrganizationScopedSchema
 from accounts.session_auth import SessionJWTAuthentication
+from apiplatform.context import organization_known
 from apiplatform.problems import ProblemError
 
 M = TypeVar("M", bound=Model)
@@ -92,6 +93,7 @@ class OrganizationScopedView(JWTView):
             self.membership = resolve_membership(request)
             return
         self.membership = resolve_membership(request)
+        organization_known(self.membership.organization_id)
         permission = self.required_permissions.get(method)
         if permission is None or not roles.has_permission(self.membership.role, permission):
             raise ProblemError(p.ROLE_FORBIDDEN, extra={"required_permission": permission or method})

@@ -42,6 +42,7 @@ from rest_framework.views import APIView
 from accounts.authentication import ApiKeyAuthentication
 from accounts.permissions import HasMarketDataRead
 from apiplatform import problems, telemetry
+from apiplatform.context import organization_known
 from apiplatform.problems import ProblemError
 from apiplatform.schema import ProblemAutoSchema, problem_response
 from billing import gate, limits, metering
@@ -232,6 +233,7 @@ class PublicAPIView(APIView):
         principal = request.auth
         if principal is None:  # a subclass that allows anonymous calls: nothing to limit it by
             return
+        organization_known(principal.organization_id)
         cost = max(0, int(self.get_credit_cost(request)))
         endpoint = self.endpoint_name if self.plan_gated else ""
         result = gate.admit(
@@ -243,6 +245,12 @@ class PublicAPIView(APIView):
         )
         self.gate_result = result
         telemetry.gateway_decision(plan=result.plan.name, status=result.status, degraded=result.degraded)
+        if logger.isEnabledFor(logging.DEBUG):  # LOG_LEVEL=DEBUG: every decision (off: one check)
+            logger.debug(
+                "gateway decision endpoint=%s plan=%s status=%s cost=%s credits_used=%s degraded=%s",
+                self.endpoint_name, result.plan.name, result.status, cost, result.credits_used,
+                result.degraded,
+            )  # fmt: skip
         error = refusal(result, self.endpoint_name)
         if error is not None:
             raise error

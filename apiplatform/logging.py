@@ -1,4 +1,5 @@
-"""Logging filters: every record gets the current request id and Celery task id (``ContextFilter``),
+"""Logging filters: every record gets the current request id, Celery task id and the organization
+the request acts for (``ContextFilter``),
 and secrets that slip into a message are masked (``RedactSecretsFilter``)."""
 
 from __future__ import annotations
@@ -6,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 
-from apiplatform.context import request_id_var
+from apiplatform.context import organization_id_var, request_id_var
 
 
 def _current_task_id() -> str | None:
@@ -26,6 +27,9 @@ class ContextFilter(logging.Filter):
             record.request_id = request_id_var.get() or "-"
         if not hasattr(record, "task_id"):
             record.task_id = _current_task_id() or "-"
+        if not hasattr(record, "organization_id"):
+            organization_id = organization_id_var.get()
+            record.organization_id = organization_id if organization_id is not None else "-"
         return True
 
 

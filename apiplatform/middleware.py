@@ -23,7 +23,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.text import compress_sequence
 
 from apiplatform import problems
-from apiplatform.context import request_id_var
+from apiplatform.context import organization_id_var, request_id_var
 from apiplatform.exceptions import problem_http_response
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -44,9 +44,11 @@ class RequestIdMiddleware:
         request_id = normalise_request_id(request.META.get("HTTP_X_REQUEST_ID"))
         request.request_id = request_id
         token = request_id_var.set(request_id)
+        organization_token = organization_id_var.set(None)
         try:
             response = self.get_response(request)
         finally:
+            organization_id_var.reset(organization_token)
             request_id_var.reset(token)
         response[REQUEST_ID_HEADER] = request_id
         return response

@@ -417,11 +417,13 @@ LOGGING = {
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(task_id)s",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(task_id)s "
+            "%(organization_id)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
         "text": {
-            "format": "%(asctime)s %(levelname)s [%(name)s] req=%(request_id)s task=%(task_id)s %(message)s"
+            "format": "%(asctime)s %(levelname)s [%(name)s] req=%(request_id)s task=%(task_id)s "
+            "org=%(organization_id)s %(message)s"
         },
     },
     "handlers": {
