@@ -104,6 +104,16 @@ def count(request, *, group: str, key, rate: str) -> dict | None:
     return usage
 
 
+def over_rate(request, *, group: str, key: str, rate: str) -> int | None:
+    """Count one attempt of ``key`` in ``group``; the seconds to wait when it is over ``rate``, else
+    None (also while the cache is unreachable: :func:`count` fails open). The one rule behind the
+    sign-up, login, password, invitation and documentation limits."""
+    usage = count(request, group=group, key=lambda _g, _r: key, rate=rate)
+    if usage is not None and usage["should_limit"]:
+        return max(1, int(usage["time_left"]))
+    return None
+
+
 def record_failure(request, bucket: str | None) -> int | None:
     """Count one failed authentication of ``bucket``. Returns the seconds until the window ends if
     this failure is beyond the budget (the caller answers 429), else None. Never raises."""

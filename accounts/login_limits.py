@@ -29,17 +29,10 @@ PAIR_GROUP = "accounts.login.account-client"
 ACCOUNT_GROUP = "accounts.login.account"
 
 
-def _over(request, *, group: str, key: str, rate: str) -> int | None:
-    usage = failures.count(request, group=group, key=lambda _g, _r: key, rate=rate)
-    if usage is not None and usage["should_limit"]:
-        return max(1, int(usage["time_left"]))
-    return None
-
-
 def ip_limit(request) -> int | None:
     """Count a login attempt of this client; seconds to wait if it is over ``RATE_LOGIN_IP``."""
     bucket = failures.client_bucket(client_ip(request)) or "unknown"
-    return _over(request, group=IP_GROUP, key=bucket, rate=settings.ACCOUNTS["RATE_LOGIN_IP"])
+    return failures.over_rate(request, group=IP_GROUP, key=bucket, rate=settings.ACCOUNTS["RATE_LOGIN_IP"])
 
 
 def account_limit(request, *, email: str) -> int | None:
@@ -48,10 +41,14 @@ def account_limit(request, *, email: str) -> int | None:
     account = email.strip().lower()
     bucket = failures.client_bucket(client_ip(request)) or "unknown"
     limits = settings.ACCOUNTS
-    waited = _over(request, group=PAIR_GROUP, key=f"{account}|{bucket}", rate=limits["RATE_LOGIN_ACCOUNT"])
+    waited = failures.over_rate(
+        request, group=PAIR_GROUP, key=f"{account}|{bucket}", rate=limits["RATE_LOGIN_ACCOUNT"]
+    )
     if waited is not None:
         return waited
-    return _over(request, group=ACCOUNT_GROUP, key=account, rate=limits["RATE_LOGIN_ACCOUNT_CEILING"])
+    return failures.over_rate(
+        request, group=ACCOUNT_GROUP, key=account, rate=limits["RATE_LOGIN_ACCOUNT_CEILING"]
+    )
 
 
 def login_limit(request, *, email: str) -> int | None:

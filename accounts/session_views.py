@@ -78,7 +78,7 @@ class PasswordChangeView(JWTView):
             request,
             group="accounts.password-change.user",
             rate=settings.ACCOUNTS["RATE_PASSWORD_CHANGE_USER"],
-            key=lambda _g, _r: user_key,
+            key=user_key,
         )
         data = s.PasswordChangeIn(data=request.data)
         data.is_valid(raise_exception=True)

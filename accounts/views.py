@@ -64,23 +64,21 @@ def _too_many(retry_after: int | None) -> None:
         )
 
 
-def _limit(request, *, group: str, rate: str, key) -> None:
+def _limit(request, *, group: str, rate: str, key: str) -> None:
     """Count one attempt; 429 problem with Retry-After when over ``rate`` for this key. Fails open
-    (counts nothing, refuses nothing) while the cache is unreachable (accounts.failures.count)."""
-    usage = failures.count(request._request, group=group, key=key, rate=rate)
-    if usage is not None and usage["should_limit"]:
-        _too_many(max(1, int(usage["time_left"])))
+    (counts nothing, refuses nothing) while the cache is unreachable (accounts.failures.over_rate)."""
+    _too_many(failures.over_rate(request._request, group=group, key=key, rate=rate))
 
 
 def _limit_ip(request, group: str, rate_setting: str) -> None:
     # The client as accounts sees it everywhere: TRUSTED_PROXY_DEPTH honoured, IPv6 per /64.
     bucket = failures.client_bucket(client_ip(request)) or "unknown"
-    _limit(request, group=group, rate=settings.ACCOUNTS[rate_setting], key=lambda _g, _r: bucket)
+    _limit(request, group=group, rate=settings.ACCOUNTS[rate_setting], key=bucket)
 
 
 def _limit_account(request, group: str, rate_setting: str, email: str) -> None:
     normalized = email.strip().lower()
-    _limit(request, group=group, rate=settings.ACCOUNTS[rate_setting], key=lambda _g, _r: normalized)
+    _limit(request, group=group, rate=settings.ACCOUNTS[rate_setting], key=normalized)
 
 
 class PublicAccountView(NoStoreMixin, APIView):
@@ -288,7 +286,7 @@ class VerifyEmailResendView(JWTView):
             request,
             group="verify-resend",
             rate=settings.ACCOUNTS["RATE_VERIFY_RESEND_USER"],
-            key=lambda _g, _r: user_key,
+            key=user_key,
         )
         queued = email_verification_resend(user=request.user)
         return Response(
@@ -559,13 +557,13 @@ class InvitationListView(OrganizationScopedView):
             request,
             group="accounts.invite.organization",
             rate=settings.ACCOUNTS["RATE_INVITE_ORGANIZATION"],
-            key=lambda _g, _r: org_key,
+            key=org_key,
         )
         _limit(
             request,
             group="accounts.invite.user",
             rate=settings.ACCOUNTS["RATE_INVITE_USER"],
-            key=lambda _g, _r: user_key,
+            key=user_key,
         )
         invitation, _token = invitation_create(
             organization=self.organization,

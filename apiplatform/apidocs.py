@@ -69,10 +69,9 @@ def clear() -> None:
 def limited(request: HttpRequest) -> HttpResponse | None:
     """Count one call of this client address; a 429 problem with Retry-After when over budget."""
     bucket = failures.client_bucket(client_ip(request)) or "unknown"
-    usage = failures.count(request, group=GROUP, key=lambda _g, _r: bucket, rate=settings.DOCS_RATE_IP)
-    if usage is None or not usage["should_limit"]:
+    retry_after = failures.over_rate(request, group=GROUP, key=bucket, rate=settings.DOCS_RATE_IP)
+    if retry_after is None:
         return None
-    retry_after = max(1, int(usage["time_left"]))
     response = problem_http_response(
         request,
         RATE_LIMITED,

@@ -24,10 +24,7 @@ PASSWORD_RESET_CONFIRM_IP = "accounts.password-reset-confirm.ip"  # noqa: S105
 
 def over_limit(request: HttpRequest, *, group: str, rate_setting: str, key: str) -> int | None:
     """Count one attempt; the seconds to wait when over the rate, else None."""
-    usage = failures.count(request, group=group, key=lambda _g, _r: key, rate=settings.ACCOUNTS[rate_setting])
-    if usage is not None and usage["should_limit"]:
-        return max(1, int(usage["time_left"]))
-    return None
+    return failures.over_rate(request, group=group, key=key, rate=settings.ACCOUNTS[rate_setting])
 
 
 def ip_key(request: HttpRequest) -> str:
