@@ -5,7 +5,6 @@ checked at phone width; a page's console must show no CSP violation."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -14,16 +13,15 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from django.core.management import call_command
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from accounts.models import ApiKey, Membership, User
 from billing import selectors as billing_selectors
 from billing.metering import usage_flush
-from tests.conftest import web_process
-from tests.ingestion_tasks.conftest import Worker, purge_broker, wait_until
+from tests.ingestion_tasks.conftest import wait_until
 from tests.portal import browser as b
 from tests.portal.conftest import PASSWORD
+from tests.stripe_billing.processes import platform_with_stripe
 from tests.stripe_standin.fixtures import TEST_WEBHOOK_SECRET
 from tests.stripe_standin.webhooks import event, signature_header
 
@@ -67,25 +65,14 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def live(plans, stripe_env, tmp_path):
     """gunicorn + a Celery worker on the test database, email to files, Stripe = the stand-in."""
-    call_command("stripe_sync", stdout=io.StringIO())
     outbox = tmp_path / "mail"
     outbox.mkdir()
-    env = {
+    email = {
         "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
         "EMAIL_FILE_PATH": str(outbox),
-        "STRIPE_API_BASE": stripe_env.base,
-        "STRIPE_SECRET_KEY": "sk_test_candlestack",
-        "STRIPE_WEBHOOK_SECRET": TEST_WEBHOOK_SECRET,
     }
-    purge_broker()
-    worker = Worker(tmp_path, env=env)
-    try:
-        worker.wait_ready()
-        with web_process(tmp_path, settings_module="apiplatform.settings", env=env) as (base, _proc):
-            yield base, outbox
-    finally:
-        worker.stop()
-        purge_broker()
+    with platform_with_stripe(stripe_env, tmp_path, env=email) as (base, _worker):
+        yield base, outbox
 
 
 class Console:

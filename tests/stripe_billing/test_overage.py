@@ -21,6 +21,7 @@ from billing import overage
 from billing.models import OrganizationPlan, OverageDrift, OverageReport, Plan, UsageRecord
 from billing.services import organization_plan_set, plan_update
 from tests.conftest import REPO_ROOT, test_database_url
+from tests.stripe_billing.processes import stripe_process_env
 
 INCLUDED = 1000
 
@@ -198,8 +199,7 @@ def test_a_reporter_killed_mid_run_and_rerun_leaves_each_hour_exactly_once(
         env={
             **os.environ,
             "DATABASE_URL": test_database_url(),
-            "STRIPE_SECRET_KEY": "sk_test_candlestack",
-            "STRIPE_API_BASE": stripe_env.base,
+            **stripe_process_env(stripe_env),
             "STRIPE_TIMEOUT_SECONDS": "30",
         },
         stdout=log,

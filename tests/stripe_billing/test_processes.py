@@ -3,18 +3,16 @@ them, and the plan seen through the gateway follows — duplicated and reordered
 
 from __future__ import annotations
 
-import io
 import json
 import time
 
 import httpx
 import pytest
-from django.core.management import call_command
 
 from accounts.services.sessions import session_start
 from billing.models import StripeEvent
-from tests.conftest import web_process
-from tests.ingestion_tasks.conftest import Worker, purge_broker, wait_until
+from tests.ingestion_tasks.conftest import wait_until
+from tests.stripe_billing.processes import platform_with_stripe
 from tests.stripe_standin.fixtures import TEST_WEBHOOK_SECRET
 from tests.stripe_standin.webhooks import event, signature_header
 
@@ -23,21 +21,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def processes(stripe_env, plans, tmp_path, django_db_blocker):
-    call_command("stripe_sync", stdout=io.StringIO())
-    env = {
-        "STRIPE_API_BASE": stripe_env.base,
-        "STRIPE_SECRET_KEY": "sk_test_candlestack",
-        "STRIPE_WEBHOOK_SECRET": TEST_WEBHOOK_SECRET,
-    }
-    purge_broker()
-    worker = Worker(tmp_path, env=env)
-    try:
-        worker.wait_ready()
-        with web_process(tmp_path, settings_module="apiplatform.settings", env=env) as (base, _proc):
-            yield base, worker
-    finally:
-        worker.stop()
-        purge_broker()
+    with platform_with_stripe(stripe_env, tmp_path) as running:
+        yield running
 
 
 def _deliver(base: str, obj: dict, type_: str, *, created: int | None = None, id: str | None = None):  # noqa: A002
