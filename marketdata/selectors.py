@@ -73,6 +73,26 @@ def coin_refs(upstream_ids: list[str]) -> dict[str, int]:
         return dict(cur.fetchall())
 
 
+def coin_refs_many(upstream_ids: list[str]) -> dict[str, tuple[int, str, str]]:
+    """upstream id → (id, symbol, name) of the known ones among ``upstream_ids``, through the same
+    per-process memo as :func:`coin_ref`: 0 queries when all are known to this process, else 1."""
+    out = {u: ref for u in upstream_ids if (ref := _coin_memo.get(u)) is not None}
+    rest = [u for u in upstream_ids if u not in out]
+    if not rest:
+        return out
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT upstream_id, id, symbol, name FROM marketdata_coin WHERE upstream_id = ANY(%s)", [rest]
+        )
+        rows = cur.fetchall()
+    with _coin_memo_lock:
+        if len(_coin_memo) > 100_000:
+            _coin_memo.clear()
+        for upstream_id, pk, symbol, name in rows:
+            _coin_memo[upstream_id] = out[upstream_id] = (pk, symbol, name)
+    return out
+
+
 def coins_count() -> int:
     """How many coins are stored, active or not (1 query)."""
     return Coin.objects.count()
@@ -383,6 +403,154 @@ def candles_page_json(
         cur.execute(sql, [coin_id, timeframe, *args, limit + 1, limit, limit, limit, limit])
         more, closed, last, text = cur.fetchone()
     return more, closed, last, text
+
+
+def candles_multi_page_json(
+    *,
+    coins: list[tuple[int, str]],
+    timeframe: str,
+    start: datetime | None,
+    end: datetime | None,
+    after: tuple[int, datetime] | None,
+    order: str,
+    limit: int,
+) -> tuple[bool, bool, tuple[str, datetime] | None, str]:
+    """One page of the candles of several coins, rendered as a JSON array by PostgreSQL (1 query).
+
+    ``coins`` are (coin id, upstream id) in the order the rows come: all candles of the first coin
+    (in ``order`` of bucket_start), then of the second, … ``after`` = (1-based position in ``coins``,
+    bucket_start) of the last row of the previous page. Each row is the single-coin row
+    (:func:`candles_page_json`'s ``_CANDLE_JSON``, whatever columns it has) with ``"coin"`` first.
+    One backward (or forward) primary-key scan per coin, each stopping after ``limit + 1`` rows, run
+    coin after coin until the page is full: a page reads at most ``limit + 1`` candles. The page is
+    ordered by the coin's position only, which the nested loop over ``unnest … WITH ORDINALITY``
+    already delivers (no sort: the LIMIT stops the loop early); within a coin its rows come in the
+    order of the LATERAL scan's ORDER BY, and ``row_number`` numbers them by (position, time) anyway.
+
+    Returns (more rows exist, every row is closed, (upstream id, bucket_start) of the last row,
+    JSON array text).
+    """
+    bounds, args = _bounds_sql(start, end, None, order)
+    direction, op, unbounded = ("ASC", ">", "-infinity") if order == "asc" else ("DESC", "<", "infinity")
+    after_ord, after_at = after if after is not None else (0, None)
+    row = f"'{{\"coin\":' || to_json(w_coin)::text || ',' || substr(({_CANDLE_JSON})::text, 2)"
+    sql = (
+        "WITH want AS (SELECT w.pk AS w_pk, w.uid AS w_coin, w.ord AS w_ord "  # noqa: S608 - constant pieces
+        "FROM unnest(%s::int8[], %s::text[]) WITH ORDINALITY AS w(pk, uid, ord) "
+        "WHERE w.ord >= %s ORDER BY w.ord), "
+        "page AS (SELECT want.w_coin, want.w_ord, k.* FROM want CROSS JOIN LATERAL ("
+        f"SELECT * FROM marketdata_candle WHERE coin_id = want.w_pk AND timeframe = %s{bounds} "
+        f"AND bucket_start {op} (CASE WHEN want.w_ord = %s THEN %s::timestamptz "
+        f"ELSE '{unbounded}'::timestamptz END) ORDER BY bucket_start {direction} LIMIT %s) k "
+        "ORDER BY want.w_ord LIMIT %s), "
+        f"numbered AS (SELECT row_number() OVER (ORDER BY w_ord, bucket_start {direction}) AS n, * "
+        "FROM page) "
+        "SELECT count(*) > %s, COALESCE(bool_and(closed) FILTER (WHERE n <= %s), true), "
+        "max(w_coin) FILTER (WHERE n = %s), max(bucket_start) FILTER (WHERE n = %s), "
+        f"'[' || COALESCE(string_agg({row}, ',' ORDER BY n) FILTER (WHERE n <= %s), '') || ']' "
+        "FROM numbered"
+    )
+    query_args: list[Any] = [[c for c, _ in coins], [u for _, u in coins], after_ord, timeframe, *args]
+    query_args += [after_ord, after_at, limit + 1, limit + 1, limit, limit, limit, limit, limit]
+    with connection.cursor() as cur:
+        cur.execute(sql, query_args)
+        more, closed, last_coin, last_at, text = cur.fetchone()
+    last = (last_coin, last_at) if last_coin is not None else None
+    return more, closed, last, text
+
+
+_DAY = timedelta(days=1)
+#: Timeframes whose buckets tile a UTC day (a day's close can be read from them), coarsest first.
+DAY_TIMEFRAMES: tuple[str, ...] = tuple(
+    sorted(
+        (
+            tf
+            for tf, d in TIMEFRAME_DELTA.items()
+            if d <= timedelta(days=1) and timedelta(days=1) % d == timedelta(0)
+        ),
+        key=lambda tf: TIMEFRAME_DELTA[tf],
+        reverse=True,
+    )
+)
+
+
+def _close_time_sql(bucket: str, width: str, closed: str, updated: str) -> str:
+    """SQL: the time a candle's close (and market cap, 24 h volume) holds at — its bucket's end when
+    closed; for the open bucket its last write (never after the bucket's end)."""
+    return f"(CASE WHEN {closed} THEN {bucket} + {width} ELSE LEAST({bucket} + {width}, {updated}) END)"
+
+
+def day_close(
+    *, coin_id: int, day: datetime
+) -> tuple[str, datetime, float, float | None, float | None, bool] | None:
+    """The values of one coin at the close of the UTC day starting at ``day`` (1 query): of the last
+    candle of each of :data:`DAY_TIMEFRAMES` inside the day, the one whose close holds latest (the
+    coarser on a tie: the 1d candle of a finished day). Returns (timeframe, time the values hold at,
+    close, market cap, 24 h volume, closed), None when the day has no candle."""
+    at = _close_time_sql("k.bucket_start", "t.width", "k.closed", "k.updated_at")
+    sql = (
+        f"SELECT t.tf, {at} AS at, k.close, k.market_cap, k.volume_24h, k.closed "  # noqa: S608
+        "FROM unnest(%s::text[], %s::interval[]) AS t(tf, width) CROSS JOIN LATERAL ("
+        "SELECT bucket_start, close, market_cap, volume_24h, closed, updated_at FROM marketdata_candle "
+        "WHERE coin_id = %s AND timeframe = t.tf AND bucket_start >= %s AND bucket_start < %s "
+        "ORDER BY bucket_start DESC LIMIT 1) k ORDER BY at DESC, t.width DESC LIMIT 1"
+    )
+    widths = [TIMEFRAME_DELTA[tf] for tf in DAY_TIMEFRAMES]
+    query_args: list[Any] = [list(DAY_TIMEFRAMES), widths, coin_id, day, day + timedelta(days=1)]
+    with connection.cursor() as cur:
+        cur.execute(sql, query_args)
+        return cur.fetchone()
+
+
+def candles_span(
+    *, coin_id: int, timeframes: Iterable[str] = DAY_TIMEFRAMES
+) -> tuple[datetime | None, datetime | None]:
+    """(first, last) bucket_start of one coin's candles in any of ``timeframes`` (None, None without
+    any) (1 query: two primary-key probes per timeframe)."""
+    sql = (
+        "SELECT min(f.b), max(l.b) FROM unnest(%s::text[]) AS t(tf) "
+        "LEFT JOIN LATERAL (SELECT bucket_start AS b FROM marketdata_candle WHERE coin_id = %s "
+        "AND timeframe = t.tf ORDER BY bucket_start LIMIT 1) f ON true "
+        "LEFT JOIN LATERAL (SELECT bucket_start AS b FROM marketdata_candle WHERE coin_id = %s "
+        "AND timeframe = t.tf ORDER BY bucket_start DESC LIMIT 1) l ON true"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [list(timeframes), coin_id, coin_id])
+        first, last = cur.fetchone()
+    return first, last
+
+
+def market_chart_json(
+    *, coin_id: int, timeframe: str, start: datetime, end: datetime | None, limit: int
+) -> tuple[int, bool, str]:
+    """Price (close), market cap and 24 h volume of one coin's ``timeframe`` candles whose close holds
+    at a time in [start, end] (``end`` None: open), oldest first, at most ``limit``, as a JSON array
+    of {time, price, market_cap, volume_24h} rendered by PostgreSQL (1 query, one index range scan).
+    ``time`` is when the values hold (:func:`_close_time_sql`). Returns (rows, every row closed,
+    JSON array text)."""
+    width = TIMEFRAME_DELTA[timeframe]
+    # a constant of TIMEFRAME_DELTA, not input
+    at = _close_time_sql(
+        "bucket_start", f"interval '{width.total_seconds():.0f} seconds'", "closed", "updated_at"
+    )
+    upper = ""
+    args: list[Any] = [coin_id, timeframe, start - width, start]
+    if end is not None:
+        upper = f" AND bucket_start < %s AND {at} <= %s"
+        args += [end, end]
+    sql = (
+        f"SELECT count(*), COALESCE(bool_and(closed), true), COALESCE(json_agg(json_build_object("  # noqa: S608
+        f"'time', {_iso_sql('at')}, 'price', close, 'market_cap', market_cap, 'volume_24h', volume_24h) "
+        "ORDER BY bucket_start), '[]')::text "
+        f"FROM (SELECT bucket_start, close, market_cap, volume_24h, closed, {at} AS at "
+        "FROM marketdata_candle "
+        f"WHERE coin_id = %s AND timeframe = %s AND bucket_start >= %s AND {at} >= %s{upper} "
+        "ORDER BY bucket_start LIMIT %s) p"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [*args, limit])
+        count, closed, text = cur.fetchone()
+    return count, closed, text
 
 
 _SERIES_COLUMNS = (

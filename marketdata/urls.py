@@ -13,6 +13,10 @@ urlpatterns = [
     path("coins/<str:coin_id>/candles.csv", views.CandleCSVView.as_view(), name="candles-csv"),
     path("coins/<str:coin_id>", views.CoinDetailView.as_view(), name="coin"),
     path("coins/<str:coin_id>/candles", views.CandleListView.as_view(), name="candles"),
+    path("coins/<str:coin_id>/history", views.CoinHistoryView.as_view(), name="coin-history"),
+    path("coins/<str:coin_id>/market_chart", views.MarketChartView.as_view(), name="market-chart"),
+    path("candles", views.MultiCandleListView.as_view(), name="candles-multi"),
+    path("candles.csv", views.MultiCandleCSVView.as_view(), name="candles-multi-csv"),
     *[
         path(f"coins/<str:coin_id>/indicators/{name}", view.as_view(), name=f"indicator-{name}")
         for name, view in views.INDICATOR_VIEWS.items()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -54,8 +54,10 @@ def _entry_key(name: str, parts: tuple) -> str:
     return redis_access.key("resp", name, digest)
 
 
-def lookup(name: str, parts: tuple, version_key: str) -> tuple[str, Cached | None]:
-    """Return (current version, cached answer or None) in one round trip.
+def lookup(name: str, parts: tuple, version_key: str | Sequence[str]) -> tuple[str, Cached | None]:
+    """Return (current version, cached answer or None) in one round trip. An answer computed from
+    several series (several coins, several timeframes) passes all their version keys: its version is
+    theirs together, so a write to any of them makes the entry unreachable.
 
     ``MARKETDATA_RESPONSE_CACHE = False`` (setting; the benchmark's "uncached" variant) turns the
     cache off: every answer is computed, as while Redis is unavailable or backing off.
@@ -65,13 +67,14 @@ def lookup(name: str, parts: tuple, version_key: str) -> tuple[str, Cached | Non
     try:
         with redis_access.breaker("default").guard():
             # the "default" connection does not decode replies: bytes, where redis-py says bytes | str
-            version, raw = cast(
+            keys = [version_key] if isinstance(version_key, str) else list(version_key)
+            *versions, raw = cast(
                 "list[bytes | None]",
-                redis_access.client("default").mget([version_key, _entry_key(name, parts)]),
+                redis_access.client("default").mget([*keys, _entry_key(name, parts)]),
             )
     except redis_access.ERRORS:
         return "x", None
-    current = (version or b"0").decode()
+    current = ".".join((v or b"0").decode() for v in versions)
     if raw is None:
         return current, None
     try:
@@ -147,12 +150,14 @@ class ResponseCacheMixin:
 
     ``cache_name`` names the entries (``…:resp:<cache_name>:<digest of parts>``); ``parts`` are the
     endpoint's normalised parameters, ``version_key`` the data version the answer depends on
-    (``marketdata.cache.candles_key`` / ``snapshots_key``, :func:`screener_key`).
+    (``marketdata.cache.candles_key`` / ``snapshots_key``, :func:`screener_key`; or several keys).
     """
 
     cache_name: str
 
-    def cached(self, *, parts: tuple, version_key: str, compute: Callable[[], Cached]) -> Cached:
+    def cached(
+        self, *, parts: tuple, version_key: str | Sequence[str], compute: Callable[[], Cached]
+    ) -> Cached:
         version, hit = lookup(self.cache_name, parts, version_key)
         if hit is None:
             hit = compute()

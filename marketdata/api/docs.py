@@ -15,7 +15,7 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
-from apiplatform.schema import PROBLEM_CONTENT_TYPE, problem_response
+from apiplatform.schema import PROBLEM_CONTENT_TYPE, Problem, problem_response
 from marketdata import indicators, screener
 from marketdata.api import params
 from marketdata.models import TIMEFRAMES
@@ -282,6 +282,10 @@ class _Bool(_Example, serializers.BooleanField):
 
 
 class _DateTime(_Example, serializers.DateTimeField):
+    pass
+
+
+class _Date(_Example, serializers.DateField):
     pass
 
 
@@ -556,4 +560,167 @@ IDS_REQUIRED = OpenApiParameter(
     style="form",
     explode=False,
     examples=IDS.examples,
+)
+
+
+# --- reads over the stored candles: several coins, a day's close, market charts -------------------
+CANDLE_IDS = OpenApiParameter(
+    "ids",
+    {
+        "type": "array",
+        "items": {"type": "string", "pattern": params.ID_PATTERN},
+        "minItems": 1,
+        "maxItems": params.MAX_CANDLE_IDS,
+    },
+    Q,
+    required=True,
+    description=f"Coin ids (CoinGecko ids), comma-separated (`bitcoin,ethereum`), at most "
+    f"{params.MAX_CANDLE_IDS}; repeating the parameter works too. Rows come coin by coin in this order. "
+    "Every id must exist (404 `not-found` listing the unknown ones in `missing`).",
+    style="form",
+    explode=False,
+    examples=[OpenApiExample("two", value=["bitcoin", "ethereum"])],
+)
+#: The parameters of the multi-coin candle operations, in order.
+MULTI_CANDLE_RANGE = [CANDLE_IDS, TIMEFRAME, START, END, LIMIT_CANDLES, ORDER, CURSOR]
+
+CoinCandle = _serializer(
+    "CoinCandle",
+    {"coin": string("bitcoin", "CoinGecko id."), **Candle._declared_fields},
+    "One OHLCV candle of one coin: the row of the single-coin candles with the coin id.",
+)
+MultiCandleList = _serializer(
+    "MultiCandleList",
+    {
+        "timeframe": timeframe_field(),
+        "ids": serializers.ListField(child=string("bitcoin"), help_text="The coins asked for, in row order."),
+        "data": CoinCandle(many=True),
+        "next_cursor": next_cursor(),
+    },
+    "A page of the candles of several coins.",
+)
+
+
+class UnknownCoinsProblem(Problem):
+    """RFC 9457 problem details (see /problems/) naming the unknown coin ids of a multi-coin call."""
+
+    missing = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="The ids of `ids` that are no coin."
+    )
+
+
+class NoDataProblem(Problem):
+    """RFC 9457 problem details (see /problems/) with the dates that have data."""
+
+    earliest_date = serializers.DateField(
+        required=False, allow_null=True, help_text="no-data only: the first date with data (null: none)."
+    )
+    latest_date = serializers.DateField(
+        required=False, allow_null=True, help_text="no-data only: the last date with data (null: none)."
+    )
+
+
+UNKNOWN_IDS_404 = OpenApiResponse(
+    UnknownCoinsProblem,
+    description="One or more ids are no coin (`not-found`; `missing` lists them).",
+    examples=[
+        OpenApiExample(
+            "unknown",
+            response_only=True,
+            value={
+                **_NOT_FOUND_EXAMPLE,
+                "detail": "No coin with id 'nope'.",
+                "instance": "/v1/candles",
+                "missing": ["nope"],
+            },
+        )
+    ],
+)
+NO_DATA_404 = OpenApiResponse(
+    NoDataProblem,
+    description="No coin with this id (`not-found`), or no data for the date (`no-data`, with "
+    "`earliest_date` and `latest_date`).",
+    examples=[
+        OpenApiExample(
+            "no data",
+            response_only=True,
+            value={
+                "type": "http://127.0.0.1:8000/problems/no-data",
+                "title": "No data for this date",
+                "status": 404,
+                "detail": "No data for bitcoin on 2013-01-01: data starts on 2013-04-28 "
+                "(latest: 2026-11-24).",
+                "instance": "/v1/coins/bitcoin/history",
+                "request_id": "5f0c7e0e3b9a4d0f9b6f2f1f6f7e8a9b",
+                "earliest_date": "2013-04-28",
+                "latest_date": "2026-11-24",
+            },
+        )
+    ],
+)
+
+DATE = param(
+    "date",
+    {"type": "string", "format": "date"},
+    "The UTC day, YYYY-MM-DD.",
+    required=True,
+    examples=[OpenApiExample("day", value="2026-11-20")],
+)
+History = _serializer(
+    "History",
+    {
+        **{k: v for k, v in coin_fields().items() if k in ("id", "symbol", "name")},
+        "date": _Date(example="2026-11-20", help_text="The UTC day asked for."),
+        "price": num(91234.5, "Close, USD.", null=False),
+        "market_cap": num(1.81e12, "USD, at the same time."),
+        "volume_24h": num(3.2e10, "Rolling 24h volume, USD, at the same time."),
+        "as_of": when("2026-11-21T00:00:00Z", "When these values hold: the day's end once it is over."),
+        "timeframe": timeframe_field(),
+        "closed": boolean(True, "false while the day (or its last candle) is still open."),
+    },
+    "A coin's price, market cap and 24h volume at the close of a UTC day.",
+)
+
+INTERVAL = param(
+    "interval",
+    enum_schema(
+        ["auto", *TIMEFRAMES], default="auto", names=["AUTO", *[timeframe_varname(t) for t in TIMEFRAMES]]
+    ),
+    "Candle width of the points. `auto` (default): 5m for ranges up to 1 day, 1h up to 90 days, 1d "
+    "beyond (coarser where the finer candles are past their retention). 1m may need a paid plan.",
+)
+CHART_START = param(
+    "start",
+    TIME_SCHEMA,
+    "Earliest point time, inclusive; default: 1 day before `end`." + _TIME_NOTE,
+    examples=[OpenApiExample("iso", value="2026-11-01T00:00:00Z")],
+)
+CHART_END = param(
+    "end",
+    TIME_SCHEMA,
+    "Latest point time, inclusive; default: now (the open candle's latest values included)." + _TIME_NOTE,
+    examples=[OpenApiExample("iso", value="2026-11-02T00:00:00Z")],
+)
+ChartPoint = _serializer(
+    "ChartPoint",
+    {
+        "time": when(
+            "2026-11-24T05:00:00Z", "When the values hold: the candle's end (the open one: its last update)."
+        ),
+        "price": num(91234.5, "Close, USD.", null=False),
+        "market_cap": num(1.81e12, "USD."),
+        "volume_24h": num(3.2e10, "Rolling 24h volume, USD."),
+    },
+    "Price, market cap and 24h volume at one time.",
+)
+MarketChart = _serializer(
+    "MarketChart",
+    {
+        "coin": string("bitcoin", "CoinGecko id."),
+        "interval": timeframe_field(),
+        "start": when("2026-11-23T05:00:00Z", "The range's start (inclusive)."),
+        "end": when("2026-11-24T05:00:00Z", "The range's end (inclusive); null: up to now.", null=True),
+        "data": ChartPoint(many=True),
+    },
+    "Price, market cap and 24h volume series of one coin, oldest first.",
 )

@@ -14,7 +14,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, NoReturn
 
 import orjson
@@ -27,6 +27,10 @@ MAX_CANDLES = 5000
 DEFAULT_CANDLES = 500
 MAX_OFFSET = 100_000
 MAX_IDS = 250
+#: Coins per call of the multi-coin candles (``GET /v1/candles``).
+MAX_CANDLE_IDS = 50
+#: Points per answer of ``market_chart`` (a longer range needs a coarser interval).
+MAX_CHART_POINTS = 10_000
 MAX_Q = 100
 #: Earliest and latest times looked at: earlier or later times are clamped to these (no data exists
 #: outside them), which keeps every value inside PostgreSQL's and Python's range.
@@ -98,6 +102,19 @@ def time_value(query, name: str) -> datetime | None:
         return _clamp(parsed.astimezone(UTC))
     except OverflowError:  # year 1 or 9999 with an offset that leaves the calendar
         return MIN_TIME if parsed.year < 2000 else MAX_TIME
+
+
+def date_value(query, name: str) -> date:
+    """A required calendar date, ``YYYY-MM-DD`` (a UTC day)."""
+    raw = _get(query, name)
+    if raw is None:
+        fail(name, "is required: a date, YYYY-MM-DD (a UTC day)")
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
+    except ValueError:
+        fail(name, f"{raw[:30]!r} is not a date: send YYYY-MM-DD (e.g. 2026-11-01)")
 
 
 def time_range(query) -> tuple[datetime | None, datetime | None]:

@@ -9,9 +9,11 @@ the parameter.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import orjson
@@ -23,11 +25,14 @@ from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 
 from apiplatform.gateway import PublicAPIView, charge, page_credits
+from apiplatform.problems import NOT_FOUND, ProblemError
 from apiplatform.query import known_only
 from apiplatform.renderers import ORJSONRenderer, dumps
 from marketdata import cache as versions
-from marketdata import indicators, screener, selectors
+from marketdata import indicators, partitions, screener, selectors
 from marketdata.api import caching, docs, params
+from marketdata.models import TIMEFRAME_DELTA, TIMEFRAMES
+from marketdata.problems import NO_DATA
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -508,31 +513,38 @@ class CandleListView(caching.ResponseCacheMixin, MarketDataView):
         return response
 
     def _csv(self, request, hit: caching.Cached):
-        etag = hit.etag[:-1] + '-csv"'
-        if caching.if_none_match(request, etag):
-            return caching.respond(request, hit, etag=etag)
-        doc = orjson.loads(hit.body)
-        cols = selectors.CANDLE_COLUMNS
+        return _csv_answer(
+            request, hit, selectors.CANDLE_COLUMNS, lambda doc: f"{doc['coin']}-{doc['timeframe']}.csv"
+        )
 
-        def rows():
-            buf = io.StringIO()
-            writer = csv.writer(buf, lineterminator="\n")
-            writer.writerow(cols)
-            for i, item in enumerate(doc["data"], 1):
-                writer.writerow(["" if item[c] is None else _csv_value(item[c]) for c in cols])
-                if i % 500 == 0:
-                    yield buf.getvalue().encode()
-                    buf.seek(0)
-                    buf.truncate()
-            yield buf.getvalue().encode()
 
-        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-        response["ETag"] = etag
-        response["Cache-Control"] = hit.cache_control
-        response["Vary"] = caching.VARY
-        response["Content-Disposition"] = f'inline; filename="{doc["coin"]}-{doc["timeframe"]}.csv"'
-        _link_next(request, doc.get("next_cursor"), response)
-        return response
+def _csv_answer(request, hit: caching.Cached, cols: tuple[str, ...], filename: Callable[[dict], str]):
+    """The rows of a cached JSON candle page (``data``) streamed as CSV with a header row of ``cols``,
+    its own strong ETag, the page's Cache-Control and ``Link: rel="next"``."""
+    etag = hit.etag[:-1] + '-csv"'
+    if caching.if_none_match(request, etag):
+        return caching.respond(request, hit, etag=etag)
+    doc = orjson.loads(hit.body)
+
+    def rows():
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(cols)
+        for i, item in enumerate(doc["data"], 1):
+            writer.writerow(["" if item[c] is None else _csv_value(item[c]) for c in cols])
+            if i % 500 == 0:
+                yield buf.getvalue().encode()
+                buf.seek(0)
+                buf.truncate()
+        yield buf.getvalue().encode()
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["ETag"] = etag
+    response["Cache-Control"] = hit.cache_control
+    response["Vary"] = caching.VARY
+    response["Content-Disposition"] = f'inline; filename="{filename(doc)}"'
+    _link_next(request, doc.get("next_cursor"), response)
+    return response
 
 
 def _csv_value(value):
@@ -964,3 +976,389 @@ class ScreenerView(caching.ResponseCacheMixin, MarketDataView):
         parts = (timeframe, sort, limit, None if after is None else tuple(after), offset, tuple(filters))
         hit = self.cached(parts=parts, version_key=caching.screener_key(timeframe), compute=compute)
         return _paged(request, hit)
+
+
+# --- reads over the stored candles: several coins, a day's close, market charts ------------------
+
+
+def _ids_digest(ids: list[str]) -> str:
+    """What a multi-coin cursor remembers of ``ids`` (the full list would not fit in a cursor)."""
+    return hashlib.blake2b(",".join(ids).encode(), digest_size=8).hexdigest()
+
+
+def _multi_rows_of(hit: caching.Cached) -> int:
+    """Rows in a cached multi-coin candle body: each row, and nothing else, starts with ``{"coin":``."""
+    return hit.body.count(b'{"coin":')
+
+
+def _us(t: datetime) -> int:
+    return (t - EPOCH) // timedelta(microseconds=1)
+
+
+_MULTI_EXAMPLE = {
+    "timeframe": "1h",
+    "ids": ["bitcoin", "ethereum"],
+    "data": [
+        {
+            "coin": "bitcoin",
+            "time": "2026-11-24T04:00:00Z",
+            "open": 91000.0,
+            "high": 91500.0,
+            "low": 90800.0,
+            "close": 91234.5,
+            "volume": None,
+            "volume_24h": 3.2e10,
+            "closed": False,
+            "filled": False,
+        },
+        {
+            "coin": "ethereum",
+            "time": "2026-11-24T04:00:00Z",
+            "open": 3010.0,
+            "high": 3030.0,
+            "low": 2990.0,
+            "close": 3021.5,
+            "volume": None,
+            "volume_24h": 1.1e10,
+            "closed": False,
+            "filled": False,
+        },
+    ],
+    "next_cursor": None,
+}
+_MULTI_DESCRIPTION = (
+    f"Candles of up to {params.MAX_CANDLE_IDS} coins in one call: the rows of "
+    "`GET /v1/coins/{coin_id}/candles` with the coin id first, coin by coin in the order of `ids`, each "
+    "coin's candles with `start <= time < end` newest first (`order=desc`, default) or oldest first. "
+    f"Up to `limit` ({params.MAX_CANDLES} max) rows per page in all; follow `next_cursor` (or the `Link` "
+    "header) for the rest. Every id must be a coin (404 `not-found` with the unknown ones in `missing`, "
+    "costing nothing); a coin without candles in the range simply has no rows. "
+    "Credits: 1 per started 1,000 rows returned (min. 1); a 304 costs 0. "
+)
+
+
+class MultiCandleListView(caching.ResponseCacheMixin, MarketDataView):
+    endpoint_name = "candles_multi"
+    cache_name = "candles_multi"
+    credit_cost = 1
+    allowed_params = frozenset({"ids", "timeframe", "start", "end", "limit", "order", "cursor"})
+
+    def get_credit_cost(self, request) -> int:
+        return _page_cost(request)
+
+    @extend_schema(
+        operation_id="candles_multi_list",
+        summary="OHLCV candles of several coins",
+        description=_MULTI_DESCRIPTION + "CSV: `GET /v1/candles.csv`. " + docs.RESPONSE_HEADERS_DOC,
+        tags=["candles"],
+        parameters=[*docs.MULTI_CANDLE_RANGE, docs.IF_NONE_MATCH],
+        responses={
+            200: docs.MultiCandleList,
+            **docs.errors(not_modified=True),
+            (404, docs.PROBLEM_JSON): docs.UNKNOWN_IDS_404,
+        },
+        examples=[OpenApiExample("two coins", response_only=True, value=_MULTI_EXAMPLE)],
+    )
+    def get(self, request):
+        query = self.query(request)
+        ids = params.id_list(query, "ids", maximum=params.MAX_CANDLE_IDS, required=True)
+        assert ids is not None  # required: id_list refuses an absent or empty ids
+        timeframe = params.timeframe(query)
+        start, end = params.time_range(query)
+        limit = params.integer(
+            query, "limit", default=params.DEFAULT_CANDLES, minimum=1, maximum=params.MAX_CANDLES
+        )
+        order = params.choice(query, "order", choices=("desc", "asc"), default="desc")
+        context = [order, _ids_digest(ids)]
+        key = params.key_cursor(query, kind="candles", context=context, spec=("id", "int"))
+        after = None
+        if key is not None:
+            if key[0] not in ids or not params.MIN_TIME <= _time(key[1]) <= params.MAX_TIME:
+                params.fail("cursor", params.NOT_A_CURSOR)
+            after = (ids.index(key[0]) + 1, _time(key[1]))
+        refs = selectors.coin_refs_many(ids)
+        missing = [i for i in ids if i not in refs]
+        if missing:
+            names = ", ".join(repr(i) for i in missing[:10]) + (" …" if len(missing) > 10 else "")
+            raise ProblemError(
+                NOT_FOUND,
+                f"No coin with id {names}." if len(missing) == 1 else f"No coins with ids {names}.",
+                extra={"missing": missing},
+            )
+        self.require_timeframe(request, timeframe)
+        coins = [(refs[i][0], i) for i in ids]
+
+        def compute() -> caching.Cached:
+            more, rows_closed, last, data_json = selectors.candles_multi_page_json(
+                coins=coins, timeframe=timeframe, start=start, end=end, after=after, order=order, limit=limit
+            )
+            cursor = None
+            if more and last is not None:
+                cursor = params.encode_key_cursor("candles", context, [last[0], _us(last[1])])
+            head = dumps({"timeframe": timeframe, "ids": ids})[:-1]
+            body = head + b',"data":' + data_json.encode() + b',"next_cursor":' + dumps(cursor) + b"}"
+            return caching.answer(body, long=_range_is_closed(timeframe, end, rows_closed, timezone.now()))
+
+        parts = (tuple(ids), timeframe, start, end, limit, order, after)
+        hit = self.cached(
+            parts=parts,
+            version_key=[versions.candles_key(pk, timeframe) for pk, _ in coins],
+            compute=compute,
+        )
+        charge(request, page_credits(_multi_rows_of(hit)))
+        if request.accepted_renderer.format == "csv":
+            return _csv_answer(
+                request,
+                hit,
+                ("coin", *selectors.CANDLE_COLUMNS),
+                lambda doc: f"candles-{doc['timeframe']}.csv",
+            )
+        response = caching.respond(request, hit)
+        _link_next(request, _cursor_of(hit), response)
+        return response
+
+
+class MultiCandleCSVView(MultiCandleListView):
+    """The candles of ``MultiCandleListView`` as CSV (its own operation, as for one coin)."""
+
+    renderer_classes = [CSVRenderer]
+
+    @extend_schema(
+        operation_id="candles_multi_csv",
+        summary="OHLCV candles of several coins as CSV",
+        description=(
+            "The rows of `GET /v1/candles` as `text/csv` with a header row "
+            f"(coin, {', '.join(selectors.CANDLE_COLUMNS)}); booleans as `true`/`false`, null as an empty "
+            'field. Same parameters, paging (`Link: rel="next"` header), caching and credits. Errors stay '
+            "`application/problem+json`."
+        ),
+        tags=["candles"],
+        parameters=[*docs.MULTI_CANDLE_RANGE, docs.IF_NONE_MATCH],
+        responses={
+            (200, "text/csv"): OpenApiResponse(
+                {
+                    "type": "string",
+                    "example": "coin," + ",".join(selectors.CANDLE_COLUMNS) + "\n",
+                },
+                description="CSV with a header row.",
+            ),
+            **docs.errors(not_modified=True),
+            (404, docs.PROBLEM_JSON): docs.UNKNOWN_IDS_404,
+        },
+    )
+    def get(self, request):
+        return super().get(request)
+
+
+class CoinHistoryView(caching.ResponseCacheMixin, MarketDataView):
+    endpoint_name = "coin_history"
+    cache_name = "coin_history"
+    credit_cost = 1
+    allowed_params = frozenset({"date"})
+
+    @extend_schema(
+        operation_id="coins_history_retrieve",
+        summary="Price, market cap and 24h volume of a coin at a day's close",
+        description=(
+            "The values at the close of the UTC day `date`: from the day's 1d candle, or — where there is "
+            "none (yet) — from the last candle of that day (`timeframe` says which, `as_of` when the values "
+            "hold: the day's end once it is over and complete). Today answers the latest values so far "
+            "(`closed: false`). A date without data — before the coin's first candle, after its latest, "
+            "in the future or in a gap — is a 404 `no-data` naming the dates that have data "
+            "(`earliest_date`, `latest_date`). 1 credit."
+        ),
+        tags=["coins"],
+        parameters=[docs.COIN_ID, docs.DATE],
+        responses={
+            200: docs.History,
+            **docs.errors(not_modified=True),
+            (404, docs.PROBLEM_JSON): docs.NO_DATA_404,
+        },
+        examples=[
+            OpenApiExample(
+                "a past day",
+                response_only=True,
+                value={
+                    "id": "bitcoin",
+                    "symbol": "btc",
+                    "name": "Bitcoin",
+                    "date": "2026-11-20",
+                    "price": 91234.5,
+                    "market_cap": 1.81e12,
+                    "volume_24h": 3.2e10,
+                    "as_of": "2026-11-21T00:00:00Z",
+                    "timeframe": "1d",
+                    "closed": True,
+                },
+            )
+        ],
+    )
+    def get(self, request, coin_id: str):
+        query = self.query(request)
+        coin_pk, symbol, name = self.coin_or_404(coin_id)
+        day = params.date_value(query, "date")
+        now = timezone.now()
+
+        def compute() -> caching.Cached:
+            row = None
+            day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            if params.MIN_TIME <= day_start <= now:
+                row = selectors.day_close(coin_id=coin_pk, day=day_start)
+            if row is None:
+                raise _no_data(coin_id, coin_pk, day, now)
+            timeframe, at, close, market_cap, volume_24h, closed = row
+            body = dumps(
+                {
+                    "id": coin_id,
+                    "symbol": symbol,
+                    "name": name,
+                    "date": day,
+                    "price": close,
+                    "market_cap": market_cap,
+                    "volume_24h": volume_24h,
+                    "as_of": at,
+                    "timeframe": timeframe,
+                    "closed": closed,
+                }
+            )
+            return caching.answer(body, long=closed and at == day_start + timedelta(days=1))
+
+        hit = self.cached(
+            parts=(coin_pk, day),
+            version_key=[versions.candles_key(coin_pk, tf) for tf in selectors.DAY_TIMEFRAMES],
+            compute=compute,
+        )
+        return caching.respond(request, hit)
+
+
+def _no_data(coin_id: str, coin_pk: int, day: date, now: datetime) -> ProblemError:
+    """The ``no-data`` problem of a date without data, naming the dates that have data (1 query)."""
+    first, last = selectors.candles_span(coin_id=coin_pk)
+    first_day = first.date() if first is not None else None
+    last_day = last.date() if last is not None else None
+    if first_day is None or last_day is None:
+        detail = f"No data for {coin_id} yet."
+    elif day > now.date():
+        detail = f"{day} is in the future: data for {coin_id} runs from {first_day} to {last_day}."
+    elif day < first_day:
+        detail = f"No data for {coin_id} on {day}: data starts on {first_day} (latest: {last_day})."
+    else:
+        detail = f"No data for {coin_id} on {day} (a gap): data runs from {first_day} to {last_day}."
+    return ProblemError(NO_DATA, detail, extra={"earliest_date": first_day, "latest_date": last_day})
+
+
+#: ``interval=auto``: the finest timeframe for a range up to this long (CoinGecko's steps).
+AUTO_INTERVALS: tuple[tuple[str, timedelta | None], ...] = (
+    ("5m", timedelta(days=1)),
+    ("1h", timedelta(days=90)),
+    ("1d", None),
+)
+
+
+def auto_interval(start: datetime, end: datetime | None, now: datetime) -> str:
+    """The timeframe of ``interval=auto``: by the range's length (:data:`AUTO_INTERVALS`), then coarser
+    while the candles of that timeframe no longer reach back to ``start`` (``CANDLE_RETENTION_DAYS``)."""
+    span = (end or now) - start
+    keep = partitions.retention()
+    steps = [tf for tf, upto in AUTO_INTERVALS if upto is None or span <= upto]
+    for tf in steps:
+        kept = keep.get(tf)
+        if kept is None or start >= now - kept:
+            return tf
+    return steps[-1]
+
+
+def _chart_range(query, now: datetime) -> tuple[datetime, datetime | None, str]:
+    """(start, end or None, timeframe) of a market chart request."""
+    start, end = params.time_range(query)
+    interval = params.choice(query, "interval", choices=("auto", *TIMEFRAMES), default="auto")
+    span_end = end
+    if start is None:  # a day before the end (to the minute, so that repeated calls share an answer)
+        span_end = (end or now).replace(second=0, microsecond=0)
+        start = max(span_end - timedelta(days=1), params.MIN_TIME)
+    timeframe = auto_interval(start, span_end, now) if interval == "auto" else interval
+    return start, end, timeframe
+
+
+class MarketChartView(caching.ResponseCacheMixin, MarketDataView):
+    endpoint_name = "market_chart"
+    cache_name = "market_chart"
+    credit_cost = 1
+    allowed_params = frozenset({"start", "end", "interval"})
+
+    def get_credit_cost(self, request) -> int:
+        """The most points the range can hold (every bucket present), priced like candle rows."""
+        now = timezone.now()
+        try:
+            start, end, timeframe = _chart_range(request.query_params, now)
+        except ValidationError:
+            return 1  # refused by the view: costs nothing
+        buckets = max(0, ((end or now) - start) // TIMEFRAME_DELTA[timeframe]) + 2
+        return page_credits(min(buckets, params.MAX_CHART_POINTS))
+
+    @extend_schema(
+        operation_id="coins_market_chart_retrieve",
+        summary="Price, market cap and 24h volume series of a coin",
+        description=(
+            "Price (the close), market cap and rolling 24h volume of the stored candles of `interval`, "
+            "one point per candle whose values hold at a time in `start` … `end` (both inclusive), oldest "
+            "first. A point's `time` is when its values hold: its candle's end (the open candle's: its "
+            "last update). `interval=auto` (default) picks the candle width by the range's length like "
+            "CoinGecko's market_chart: 5m up to 1 day, 1h up to 90 days, 1d beyond (`interval` in the "
+            "answer says which). At most "
+            f"{params.MAX_CHART_POINTS:,} points: a range holding more at the chosen interval is a 400 "
+            "naming `interval` (shorten the range or choose a coarser interval). "
+            "Credits: 1 per started 1,000 points returned (min. 1); a 304 costs 0."
+        ),
+        tags=["coins"],
+        parameters=[docs.COIN_ID, docs.CHART_START, docs.CHART_END, docs.INTERVAL, docs.IF_NONE_MATCH],
+        responses={200: docs.MarketChart, **docs.errors(not_found=True, not_modified=True)},
+        examples=[
+            OpenApiExample(
+                "hourly",
+                response_only=True,
+                value={
+                    "coin": "bitcoin",
+                    "interval": "1h",
+                    "start": "2026-11-23T05:00:00Z",
+                    "end": None,
+                    "data": [
+                        {
+                            "time": "2026-11-23T06:00:00Z",
+                            "price": 91234.5,
+                            "market_cap": 1.81e12,
+                            "volume_24h": 3.2e10,
+                        }
+                    ],
+                },
+            )
+        ],
+    )
+    def get(self, request, coin_id: str):
+        query = self.query(request)
+        coin_pk, _, _ = self.coin_or_404(coin_id)
+        now = timezone.now()
+        start, end, timeframe = _chart_range(query, now)
+        self.require_timeframe(request, timeframe)
+
+        def compute() -> caching.Cached:
+            count, rows_closed, data_json = selectors.market_chart_json(
+                coin_id=coin_pk, timeframe=timeframe, start=start, end=end, limit=params.MAX_CHART_POINTS + 1
+            )
+            if count > params.MAX_CHART_POINTS:
+                params.fail(
+                    "interval",
+                    f"the range holds more than {params.MAX_CHART_POINTS} points at {timeframe}: shorten it "
+                    "or choose a coarser interval",
+                )
+            head = dumps({"coin": coin_id, "interval": timeframe, "start": start, "end": end})[:-1]
+            body = head + b',"data":' + data_json.encode() + b"}"
+            return caching.answer(body, long=_range_is_closed(timeframe, end, rows_closed, now))
+
+        hit = self.cached(
+            parts=(coin_pk, timeframe, start, end),
+            version_key=versions.candles_key(coin_pk, timeframe),
+            compute=compute,
+        )
+        charge(request, page_credits(_rows_of(hit)))
+        return caching.respond(request, hit)

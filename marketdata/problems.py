@@ -1,0 +1,12 @@
+"""Problem types of the market data API (RFC 9457). Listed at /problems/ and in docs/errors.md."""
+
+from apiplatform.problems import register
+
+NO_DATA = register(
+    "no-data",
+    404,
+    "No data for this date",
+    "The coin exists but no stored candle covers the date asked for: before its first data, after its "
+    "latest, in the future, or in a gap. `earliest_date` and `latest_date` give the range that has data "
+    "(null when the coin has none yet).",
+)
