@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import UTC, datetime
 
 import pytest
 from drf_spectacular.generators import SchemaGenerator
@@ -15,7 +16,7 @@ from drf_spectacular.generators import SchemaGenerator
 from marketdata import indicators, services
 from marketdata.api import params
 
-PUBLIC_PREFIXES = ("/v1/coins", "/v1/markets", "/v1/prices", "/v1/rankings", "/v1/screener")
+PUBLIC_PREFIXES = ("/v1/coins", "/v1/markets", "/v1/prices", "/v1/rankings", "/v1/screener", "/v1/candles")
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,13 @@ def _url(path: str) -> str:
     return path.replace("{coin_id}", "bitcoin")
 
 
-REQUEST_PARAMS = {"/v1/prices": {"ids": "bitcoin,ethereum,dogecoin"}, "/v1/screener": {"timeframe": "1h"}}
+REQUEST_PARAMS = {
+    "/v1/prices": {"ids": "bitcoin,ethereum,dogecoin"},
+    "/v1/screener": {"timeframe": "1h"},
+    "/v1/candles": {"ids": "bitcoin,ethereum,dogecoin"},
+    "/v1/candles.csv": {"ids": "bitcoin,ethereum"},
+    "/v1/coins/{coin_id}/history": {"date": datetime.now(UTC).date().isoformat()},  # the data's last day
+}
 
 
 def test_every_public_operation_documents_what_the_server_returns(openapi, client, market):

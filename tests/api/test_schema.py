@@ -8,6 +8,8 @@ items, still a valid coin id once serialised) as accepted negative data.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 import schemathesis
 from django.core import signals
@@ -38,6 +40,10 @@ MARKET_PATHS = [
     "/v1/prices",
     "/v1/rankings",
     "/v1/screener",
+    "/v1/candles",
+    "/v1/candles.csv",
+    "/v1/coins/{coin_id}/history",
+    "/v1/coins/{coin_id}/market_chart",
 ]
 
 
@@ -99,6 +105,11 @@ def test_schemathesis_finds_no_failure(path, openapi, api_key, market, keep_db_c
         def run(case):
             if mode == schemathesis.GenerationMode.POSITIVE and "coin_id" in (case.path_parameters or {}):  # noqa: B023 - run() is called within the iteration
                 case.path_parameters["coin_id"] = "bitcoin"  # a coin with data; negative cases keep theirs
+            if mode == schemathesis.GenerationMode.POSITIVE and isinstance(case.query, dict):  # noqa: B023
+                if "ids" in case.query and path.startswith("/v1/candles"):
+                    case.query["ids"] = ["bitcoin", "ethereum"]  # coins that exist, as for coin_id
+                if "date" in case.query:
+                    case.query["date"] = datetime.now(UTC).date().isoformat()  # a day with data
             if mode == schemathesis.GenerationMode.POSITIVE and case.query:  # noqa: B023 - as above
                 # A cursor is valid only when the API issued it: no schema can generate one (its pattern
                 # only bounds the alphabet), so positive cases page from the start.

@@ -13,6 +13,7 @@ the assertion message lists every failing operation with its cause."""
 
 from __future__ import annotations
 
+import datetime
 import enum
 import importlib
 import inspect
@@ -271,6 +272,27 @@ def test_every_public_operation_answers_in_its_declared_models(generated, platfo
         api.failures.setdefault("candles_csv", []).append(
             f"the parsed answer is not the CSV text with its header row: {csv.parsed!r:.200}"
         )
+    ids = ",".join(listed[:2]) or "bitcoin,ethereum"
+    ids_type = api.parameter_type("candles_multi_list", "ids")
+    ids_arg = ids.split(",") if "list" in str(ids_type) else ids
+    multi = api.call("candles_multi_list", 200, auth=key, ids=ids_arg, timeframe="1h", limit=50)
+    if cursor := _get(multi, "next_cursor"):
+        api.call("candles_multi_list", 200, auth=key, label="next page", ids=ids_arg, timeframe="1h",
+                 limit=50, cursor=cursor)  # fmt: skip
+    multi_csv = api.call("candles_multi_csv", 200, auth=key, ids=ids_arg, timeframe="1h", limit=50)
+    header = multi_csv.parsed.splitlines()[:1] if isinstance(multi_csv.parsed, str) else None
+    if multi_csv.status == 200 and header != ["coin," + CSV_HEADER]:
+        api.failures.setdefault("candles_multi_csv", []).append(
+            f"the parsed answer is not the CSV text with its header row: {multi_csv.parsed!r:.200}"
+        )
+    api.call("candles_multi_list", 404, auth=key, label="unknown id", ids=["no-such-coin"]
+             if "list" in str(ids_type) else "no-such-coin")  # fmt: skip
+    today = datetime.datetime.now(datetime.UTC).date()  # the platform's bitcoin has hourly candles up to now
+    api.call("coins_history_retrieve", 200, auth=key, coin_id=coin, date=today)
+    api.call("coins_history_retrieve", 404, auth=key, label="no data", coin_id=coin,
+             date=datetime.date(2001, 1, 1))  # fmt: skip
+    api.call("coins_market_chart_retrieve", 200, auth=key, coin_id=coin)
+    api.call("coins_market_chart_retrieve", 200, auth=key, label="interval=1h", coin_id=coin, interval="1h")
     indicators = sorted(op for op in operation_ids(schema, PUBLIC) if op.startswith("indicators_"))
     assert indicators == sorted(f"indicators_{name}" for name in INDICATOR_VIEWS), indicators
     for operation_id in indicators:

@@ -50,6 +50,8 @@ CURSOR_OPERATIONS = [
     "GET /v1/screener",
     "GET /v1/coins/{coin_id}/candles",
     "GET /v1/coins/{coin_id}/candles.csv",
+    "GET /v1/candles",
+    "GET /v1/candles.csv",
     "GET /v1/account/audit-events",
     *(f"GET /v1/coins/{{coin_id}}/indicators/{name}" for name in INDICATOR_VIEWS),
 ]
