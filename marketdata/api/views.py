@@ -1073,7 +1073,7 @@ class MultiCandleListView(caching.ResponseCacheMixin, MarketDataView):
         key = params.key_cursor(query, kind="candles", context=context, spec=("id", "int"))
         after = None
         if key is not None:
-            if key[0] not in ids or not params.MIN_TIME <= _time(key[1]) <= params.MAX_TIME:
+            if key[0] not in ids or not _us(params.MIN_TIME) <= key[1] <= _us(params.MAX_TIME):
                 params.fail("cursor", params.NOT_A_CURSOR)
             after = (ids.index(key[0]) + 1, _time(key[1]))
         refs = selectors.coin_refs_many(ids)

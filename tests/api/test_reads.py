@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from marketdata import selectors, services
 from marketdata.api import params
-from marketdata.api.views import auto_interval
+from marketdata.api.views import _ids_digest, auto_interval
 from tests.gateway.conftest import parse_ratelimit
 
 ISO = "%Y-%m-%dT%H:%M:%SZ"
@@ -75,10 +75,21 @@ def test_multi_coin_cursor_is_bound_to_its_ids_and_order(client, market):
     r = client.get("/v1/candles", {"ids": "bitcoin,ethereum", "limit": 3})
     cursor = r.json()["next_cursor"]
     assert cursor
+    context = ["desc", _ids_digest(["bitcoin", "ethereum"])]  # forged cursors with the right context
+
+    def forged(key: list) -> str:
+        return params.encode_key_cursor("candles", context, key)
+
     for query in (
         {"ids": "ethereum,bitcoin", "cursor": cursor},
         {"ids": "bitcoin,ethereum", "order": "asc", "cursor": cursor},
         {"ids": "bitcoin,ethereum", "cursor": "garbage!"},
+        {
+            "ids": "bitcoin,ethereum",
+            "cursor": forged(["bitcoin", 2**62]),
+        },
+        {"ids": "bitcoin,ethereum", "cursor": forged(["ethereum", -1])},
+        {"ids": "bitcoin,ethereum", "cursor": forged(["dogecoin", 0])},
     ):
         bad = client.get("/v1/candles", query)
         assert bad.status_code == 400, bad.content
