@@ -260,12 +260,17 @@ def fill(
         summary.rows_written += fetched.result.written
         summary.rejects += fetched.result.rejected
         size = TIMEFRAME_DELTA[work.timeframe]
-        check_end = min(work.end + size, bucket_floor(work.timeframe, now - quality.grace()))
-        progress.gaps += quality.check_range(
-            coin_id=work.coin_id, timeframe=work.timeframe, start=work.start, end=check_end, now=now
-        )
         mark = selectors.SeriesMark(work.start, work.end, fetched.start_reached)
         nxt = next_range(work.timeframe, mark, now=now)
+        # the oldest range of a series filled down to its target (not to the coin's first data, where
+        # a later first bucket is the listing): the series must begin at the range's start
+        first = fetched.first_bucket
+        expected = work.start if nxt is None and first is not None and first - work.start < 2 * size else None
+        check_end = min(work.end + size, bucket_floor(work.timeframe, now - quality.grace()))
+        progress.gaps += quality.check_range(
+            coin_id=work.coin_id, timeframe=work.timeframe, start=work.start, end=check_end, now=now,
+            expected_start=expected,
+        )  # fmt: skip
         if nxt is None:
             progress.completed += 1
         else:

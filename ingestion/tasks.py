@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import types
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -149,6 +150,9 @@ def backfill(self, coins: list[str], timeframe: str, days: int) -> dict[str, Any
 # --- history -----------------------------------------------------------------------------------------
 #: How often a running history fill logs its progress (seconds).
 HISTORY_LOG_EVERY = 15.0
+#: How often a history fill that wrote candles has the screener of the history timeframes recomputed
+#: (seconds), so the 1h/1d screener shows the new history before its 5-minute schedule comes round.
+HISTORY_SCREENER_EVERY = 60.0
 
 
 @project_task(
@@ -173,10 +177,20 @@ def fill_history(self, top: int | None = None, seconds: float | None = None) -> 
             logger.info("fill_history: another history run is working: nothing to do")
             return {"skipped": "another run holds the history lock"}
         with job_run_record(job=self.name, task_id=task_id) as run:
-            started = last_log = time.monotonic()
+            started = last_log = last_screener = time.monotonic()
+            screened = 0  # candles written when the screener was last refreshed
+
+            def screener_refresh(progress: Any) -> None:
+                nonlocal last_screener, screened
+                from marketdata.tasks import refresh_screener
+
+                last_screener, screened = time.monotonic(), progress.candles
+                refresh_screener.apply_async(kwargs={"timeframes": list(history.TIMEFRAMES)})
 
             def log_progress(progress: Any, left: int) -> None:
                 nonlocal last_log
+                if progress.candles > screened and time.monotonic() - last_screener >= HISTORY_SCREENER_EVERY:
+                    screener_refresh(progress)
                 if time.monotonic() - last_log >= HISTORY_LOG_EVERY:
                     last_log = time.monotonic()
                     logger.info(
@@ -187,7 +201,10 @@ def fill_history(self, top: int | None = None, seconds: float | None = None) -> 
                     )  # fmt: skip
 
             with history.history_client() as client:
-                run.add(history.fill(client, top=top, seconds=run_seconds, on_progress=log_progress))
+                summary = history.fill(client, top=top, seconds=run_seconds, on_progress=log_progress)
+            run.add(summary)
+            if summary.details.get("candles", 0) > screened:
+                screener_refresh(types.SimpleNamespace(candles=summary.details["candles"]))
             run.partial = bool(run.details.get("failed"))
             logger.info("fill_history %s: %s", task_id, run.details)
     return run.details

@@ -62,7 +62,8 @@ class Command(BaseCommand):
         bar.close()
         d = summary.details
         self.stdout.write(
-            f"history: {d.get('ranges', 0)} ranges, {summary.calls} calls, {summary.rows_written} rows written, "
+            f"history: {d.get('ranges', 0)} ranges, {summary.calls} calls, "
+            f"{summary.rows_written} rows written, "
             f"{d.get('series_completed', 0)} series completed, {d.get('gaps_flagged', 0)} gaps flagged; "
             f"left in plan: {d.get('series_left_in_plan', 0)}; failed: {d.get('failed') or 'none'}"
         )
