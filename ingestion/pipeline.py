@@ -344,8 +344,8 @@ def backfill_range(
     /market_chart/range (one call). 1h history is rolled up into the higher timeframes. The fetched
     range extends the series' history watermark (``marketdata.services.series_watermark_extend``)
     when it touches it; ``start_reached`` when upstream has nothing older: ``start`` is at or before
-    ``floor`` (the oldest upstream history), the range holds no candle although it lies in the
-    past, or its first candle starts two buckets or more after ``start`` (the coin's listing).
+    ``floor`` (the oldest upstream history), or the range holds no candle although it lies in the
+    past (the range before the coin's listing).
     """
     interval, _ = BACKFILL_INTERVALS[timeframe]
     size = TIMEFRAME_DELTA[timeframe]
@@ -384,10 +384,9 @@ def backfill_range(
     result = services.candles_upsert(rows=rows, source=HISTORY_SOURCE, now=now)
     if result.spans:
         services.candles_rollup_result(result, now=now)
-    start_reached = (
-        (floor is not None and lo <= floor)
-        or (first_bucket is None and not ohlc.rejects and hi <= now - size)
-        or (first_bucket is not None and first_bucket - lo >= 2 * size)
+    # a late first candle is no proof (upstream has holes): the next, older range shows it empty
+    start_reached = (floor is not None and lo <= floor) or (
+        first_bucket is None and not ohlc.rejects and hi <= now - size
     )
     services.series_watermark_extend(
         coin_id=coin_id,

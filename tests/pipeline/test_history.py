@@ -132,9 +132,15 @@ def test_daily_history_stops_at_the_coins_first_data(db, settings):
     assert mark.start_reached and mark.since <= first_day
     days = selectors.candles_range(coin_id=coin_id, timeframe="1d", limit=100_000, newest_first=False)
     assert days[0][0] == first_day
-    # ranges down to the listing and no further (the range holding it shows where the data starts)
-    ranges = -(-(NOW - first_day) // pipeline.backfill_chunk_size("1d"))
-    assert summary.details["ranges"] in (ranges, ranges + 1)
+    # ranges down to the listing, then the one empty range before it, and no further
+    expected, mark_ = 0, None
+    while (rng := history.next_range("1d", mark_, now=NOW)) is not None:
+        expected += 1
+        if rng[1] <= first_day:
+            break
+        mark_ = selectors.SeriesMark(rng[0], NOW, False)
+    assert summary.details["ranges"] == expected and summary.calls == 2 * expected
+    assert mark.since < first_day
     marks = selectors.series_marks(source="history", coin_ids=[coin_id])
     assert history.next_range("1d", marks[(coin_id, "1d")], now=NOW) is None
 
