@@ -114,9 +114,9 @@ def _brownian_one_key(key: np.uint64, k: np.ndarray) -> np.ndarray:
         b_mid = 0.5 * (b_lo + b_hi) + np.sqrt(half / 2.0) * normal(
             np.full(mid.shape, key, dtype=np.uint64), mid
         )
-        at_lo, at_mid, after_hi = (
-            np.searchsorted(ks, x, side) for x, side in ((lo, "left"), (mid, "left"), (hi, "right"))
-        )
+        at_lo = np.searchsorted(ks, lo, "left")
+        at_mid = np.searchsorted(ks, mid, "left")
+        after_hi = np.searchsorted(ks, hi, "right")
         keep = np.stack(
             [at_mid > at_lo, after_hi > at_mid], axis=1
         ).ravel()  # left [lo, mid), right [mid, hi]
