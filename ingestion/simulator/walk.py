@@ -61,7 +61,7 @@ def normal(keys: np.ndarray, counter: np.ndarray) -> np.ndarray:
 
 
 #: From this many indices of one key on, :func:`brownian` descends the tree once per distinct node.
-SHARED_TREE_MIN = 64
+SHARED_TREE_MIN = 4096
 
 
 def brownian(keys: np.ndarray, index: np.ndarray) -> np.ndarray:
