@@ -7,8 +7,9 @@ What a scrape returns (docs/operations.md, "Metrics", lists every metric with it
 * state read at scrape time from PostgreSQL and Redis (:class:`StateCollector`), right whatever
   process (web or Celery worker) produced it: ingestion lag per timeframe, dead letters, open
   quality flags, Celery queue depths, last runs of the schedules, usage flush lag, Stripe webhook
-  backlog, the CoinGecko client's shared counters and budget, and the shared event counters
-  (candles written/rejected, ticks rejected as implausible jumps).
+  backlog, the CoinGecko client's shared counters and budget, the history job's progress per
+  timeframe, and the shared event counters (candles written/rejected, ticks rejected as implausible
+  jumps).
 
 Each part of the state is collected on its own: a part that fails (e.g. the broker is down) is
 logged and reported as ``candlestack_metrics_collector_up{collector="..."} 0``; the rest is served.
@@ -48,6 +49,7 @@ from apiplatform.jobs.models import DeadLetter, JobRun
 from apiplatform.jobs.schedules import schedules_all
 from billing import metering
 from billing import selectors as billing_selectors
+from ingestion import history as ingestion_history
 from ingestion import selectors as ingestion_selectors
 from ingestion.coingecko.metrics import CALL_COUNTERS, COUNTERS, LATENCY_BUCKETS, ClientMetrics
 from ingestion.models import QualityFlag
@@ -299,6 +301,35 @@ def collect_upstream(now: datetime) -> Iterator[Metric]:
     )
 
 
+def collect_history(now: datetime) -> Iterator[Metric]:
+    families = {
+        "coins": GaugeMetricFamily(
+            "candlestack_history_series", "Active coins: series the history job fills.", labels=["timeframe"]
+        ),
+        "complete": GaugeMetricFamily(
+            "candlestack_history_series_complete",
+            "Series filled back to the history target (or to the coin's first upstream data).",
+            labels=["timeframe"],
+        ),
+        "buckets": GaugeMetricFamily(
+            "candlestack_history_remaining_candles",
+            "Candles the history job has still to fetch (an upper bound).",
+            labels=["timeframe"],
+        ),
+        "calls": GaugeMetricFamily(
+            "candlestack_history_remaining_calls",
+            "Upstream calls the history job has still to make (an upper bound; 2 per range).",
+            labels=["timeframe"],
+        ),
+    }
+    for p in ingestion_history.progress_all(now=now):
+        families["coins"].add_metric([p.timeframe], p.coins)
+        families["complete"].add_metric([p.timeframe], p.complete)
+        families["buckets"].add_metric([p.timeframe], p.remaining_buckets)
+        families["calls"].add_metric([p.timeframe], 2 * p.remaining_chunks)
+    yield from families.values()
+
+
 def collect_events(now: datetime) -> Iterator[Metric]:
     counts = telemetry.shared_counts()
     written = CounterMetricFamily(
@@ -327,6 +358,7 @@ COLLECTORS: dict[str, Callable[[datetime], Iterable[Metric]]] = {
     "queues": collect_queues,
     "billing": collect_billing,
     "upstream": collect_upstream,
+    "history": collect_history,
     "events": collect_events,
 }
 

@@ -401,6 +401,16 @@ INGESTION_QUALITY_JUMP_MIN = env_float("INGESTION_QUALITY_JUMP_MIN", 0.05)
 INGESTION_QUALITY_STALE_MINUTES = env_int("INGESTION_QUALITY_STALE_MINUTES", 30)
 INGESTION_REFETCH_RETRY_MINUTES = env_int("INGESTION_REFETCH_RETRY_MINUTES", 60)
 INGESTION_REFETCH_MAX = env_int("INGESTION_REFETCH_MAX", 3)
+# History (docs/ingestion.md, "History"): daily candles since INGESTION_HISTORY_START (CoinGecko's
+# oldest /ohlc/range data) and hourly ones for the last INGESTION_HISTORY_HOURLY_DAYS, filled newest
+# first for every active coin; tiers of market-cap rank ("100,1000": the top 100 first, then the top
+# 1,000, then the rest); calls per budget window kept for the live work (0 = automatic); how long one
+# run of the scheduled job works before it hands over to the next.
+INGESTION_HISTORY_START = env_str("INGESTION_HISTORY_START", "2018-02-09")
+INGESTION_HISTORY_HOURLY_DAYS = env_int("INGESTION_HISTORY_HOURLY_DAYS", 90)
+INGESTION_HISTORY_TIERS = env_str("INGESTION_HISTORY_TIERS", "100,1000")
+INGESTION_HISTORY_RESERVE = env_int("INGESTION_HISTORY_RESERVE", 0)
+INGESTION_HISTORY_RUN_SECONDS = env_int("INGESTION_HISTORY_RUN_SECONDS", 240)
 # A tick more than this factor (either way) from the coin's last accepted price is rejected as a jump.
 PIPELINE_MAX_TICK_JUMP = env_float("PIPELINE_MAX_TICK_JUMP", 5.0)
 

@@ -1,4 +1,5 @@
-"""Operational records of the ingestion pipeline: data-quality flags.
+"""Operational records of the ingestion pipeline: data-quality flags, and the history job's progress
+(a view of marketdata's series watermarks).
 
 Every data-quality finding is a `QualityFlag` that stays visible until it is resolved. (The run of
 every periodic job is an `apiplatform.jobs.models.JobRun`; a task that gives up writes a
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 from django.db import models
 from django.utils import timezone
+
+from marketdata.models import SeriesWatermark
 
 
 class QualityFlag(models.Model):
@@ -59,3 +62,13 @@ class QualityFlag(models.Model):
     @property
     def is_open(self) -> bool:
         return self.resolved_at is None
+
+
+class HistoryProgress(SeriesWatermark):
+    """The history job's watermarks (source ``history``) as the admin shows them: per coin and
+    timeframe, how far back the fill reached and what is left (``ingestion.history``)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "history progress"
+        verbose_name_plural = "history progress"

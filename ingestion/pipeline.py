@@ -203,6 +203,13 @@ def sync_universe(client, *, now: datetime | None = None) -> Summary:
 # --- backfill ----------------------------------------------------------------------------------------
 #: timeframe → (/ohlc/range interval, largest range per call in days)
 BACKFILL_INTERVALS = {"1h": ("hourly", 31), "1d": ("daily", 180)}
+#: The source of candles and watermarks fetched from upstream history (/ohlc/range).
+HISTORY_SOURCE = "history"
+
+
+def backfill_chunk_size(timeframe: str) -> timedelta:
+    """The largest range one /ohlc/range call may ask for at ``timeframe``."""
+    return timedelta(days=BACKFILL_INTERVALS[timeframe][1])
 
 
 def backfill(
@@ -218,11 +225,11 @@ def backfill(
 ) -> Summary:
     """Fetch candle history of ``coins`` (upstream ids) at ``timeframe`` (1h or 1d).
 
-    The range is [start, end) or the last ``days`` days. Without an explicit ``start`` a series
-    resumes from its watermark (everything before it was fetched already); with one (a quality
-    re-fetch) the range is fetched again. OHLC timestamps are candle CLOSE times: the bucket start
-    is close - size. 24h volume and market cap at each close come from /market_chart/range. 1h
-    history is rolled up into 1d. Written through the candle write path: re-running is harmless.
+    The range is [start, end) or the last ``days`` days. Without an explicit ``start`` the part the
+    series' history watermark already covers is skipped (resumable: an interrupted run fetches
+    nothing twice); with one (a quality re-fetch) the range is fetched again. Each call goes
+    through :func:`backfill_range`, the one fetch-and-write step the history job
+    (:mod:`ingestion.history`) uses too.
     """
     now = now or timezone.now()
     if timeframe not in BACKFILL_INTERVALS:
@@ -232,8 +239,7 @@ def backfill(
                 "(1m/5m/15m candles are built live from ticks)"
             )
         return _rebuild_from_ticks(coins=coins, start=start, end=min(end or now, now), now=now)
-    interval, max_days = BACKFILL_INTERVALS[timeframe]
-    size = TIMEFRAME_DELTA[timeframe]
+    chunk = backfill_chunk_size(timeframe)
     explicit = start is not None
     end = min(end or now, now)
     start = start or end - timedelta(days=days or 30)
@@ -243,30 +249,52 @@ def backfill(
     unknown = [c for c in coins if c not in known]
     if unknown:
         summary.details["unknown_coins"] = unknown
+    marks = {} if explicit else selectors.series_marks(source=HISTORY_SOURCE, coin_ids=list(known.values()))
     failed: list[str] = []
     written = services.UpsertResult()
     for upstream_id in tqdm(coins, desc=f"backfill {timeframe}", unit="coin", disable=not progress):
         coin_id = known.get(upstream_id)
         if coin_id is None:
             continue
-        mark = selectors.watermark_until(coin_id=coin_id, timeframe=timeframe, source="ohlc")
-        lo = start if explicit or mark is None else max(start, mark)
-        while lo < end:
-            hi = min(lo + timedelta(days=max_days), end)
-            try:
-                result = _backfill_chunk(
-                    client, coin_id, upstream_id, timeframe, interval, size, lo, hi, now, summary
-                )
-            except CoinGeckoError as exc:
-                logger.warning("backfill %s %s [%s, %s) failed: %s", upstream_id, timeframe, lo, hi, exc)
-                failed.append(upstream_id)
-                break
-            written.merge(result)
-            lo = hi
+        mark = marks.get((coin_id, timeframe))
+        try:
+            for lo, hi in _missing_chunks(start, end, chunk, mark):
+                written.merge(
+                    backfill_range(
+                        client, coin_id=coin_id, upstream_id=upstream_id, timeframe=timeframe,
+                        start=lo, end=hi, now=now, summary=summary,
+                    ).result
+                )  # fmt: skip
+        except CoinGeckoError as exc:
+            logger.warning("backfill %s %s failed: %s", upstream_id, timeframe, exc)
+            failed.append(upstream_id)
     summary.rows_written = written.written
     summary.rejects += written.rejected
     summary.details.update(candles=written.as_dict(), failed=failed)
     return summary
+
+
+def _missing_chunks(
+    start: datetime, end: datetime, chunk: timedelta, mark
+) -> list[tuple[datetime, datetime]]:
+    """[start, end) less what the watermark covers, as ranges of at most ``chunk``: the newer part
+    oldest first, then the older part newest first — each range touches the covered one, so every
+    fetched range extends the watermark."""
+    if mark is None or mark.since is None:
+        newer, older = [(start, end)], []
+    else:
+        newer = [(max(start, mark.until), end)] if end > mark.until else []
+        older = [(start, min(end, mark.since))] if start < mark.since else []
+    out: list[tuple[datetime, datetime]] = []
+    for lo, hi in newer:
+        while lo < hi:
+            out.append((lo, min(lo + chunk, hi)))
+            lo = out[-1][1]
+    for lo, hi in older:
+        while hi > lo:
+            out.append((max(hi - chunk, lo), hi))
+            hi = out[-1][0]
+    return out
 
 
 def _rebuild_from_ticks(*, coins: Iterable[str], start: datetime, end: datetime, now: datetime) -> Summary:
@@ -283,8 +311,45 @@ def _rebuild_from_ticks(*, coins: Iterable[str], start: datetime, end: datetime,
     return summary
 
 
+@dataclass
+class RangeFetched:
+    """What :func:`backfill_range` did: the write's result, the buckets upstream returned (first one
+    and count), and whether upstream has nothing before ``start`` (the series' first data)."""
+
+    result: services.UpsertResult
+    candles: int
+    first_bucket: datetime | None
+    start_reached: bool
+
+
 @transaction.atomic
-def _backfill_chunk(client, coin_id, upstream_id, timeframe, interval, size, lo, hi, now, summary):
+def backfill_range(
+    client,
+    *,
+    coin_id: int,
+    upstream_id: str,
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    summary: Summary,
+    floor: datetime | None = None,
+) -> RangeFetched:
+    """Fetch [start, end) of one series (at most one /ohlc/range call: ``backfill_chunk_size``) and
+    write it through the candle write path (source ``history``), in one transaction with its
+    watermark.
+
+    OHLC timestamps are candle CLOSE times: the bucket start is close - size; a candle whose close
+    is in the future is stored open. ``volume_24h`` and ``market_cap`` at each close come from
+    /market_chart/range (one call). 1h history is rolled up into the higher timeframes. The fetched
+    range extends the series' history watermark (``marketdata.services.series_watermark_extend``)
+    when it touches it; ``start_reached`` when upstream has nothing older: ``start`` is at or before
+    ``floor`` (the oldest upstream history), or the range holds no candle although it lies in the
+    past (the range before the coin's listing).
+    """
+    interval, _ = BACKFILL_INTERVALS[timeframe]
+    size = TIMEFRAME_DELTA[timeframe]
+    lo, hi = start, end
     summary.calls += 2
     ohlc = client.ohlc_range(upstream_id, lo, hi, interval=interval)
     chart = client.market_chart_range(upstream_id, lo - size, hi)
@@ -292,7 +357,7 @@ def _backfill_chunk(client, coin_id, upstream_id, timeframe, interval, size, lo,
     points = sorted(chart.records, key=lambda p: p.time)
     times = [p.time for p in points]
     rows = []
-    last_closed = None
+    first_bucket: datetime | None = None
     for rec in ohlc.records:
         close_time = rec.close_time
         bucket = ohlc_bucket_start(close_time, size)
@@ -300,7 +365,6 @@ def _backfill_chunk(client, coin_id, upstream_id, timeframe, interval, size, lo,
             continue
         i = bisect.bisect_right(times, close_time) - 1  # the last point at or before the close
         point = points[i] if i >= 0 and close_time - times[i] <= size else None
-        closed = close_time <= now
         rows.append(
             services.CandleRow(
                 coin_id,
@@ -313,22 +377,23 @@ def _backfill_chunk(client, coin_id, upstream_id, timeframe, interval, size, lo,
                 None,  # CoinGecko has no traded volume per candle
                 point.total_volume if point else None,
                 point.market_cap if point else None,
-                closed,
+                close_time <= now,
             )
         )
-        if closed:
-            last_closed = max(last_closed or close_time, close_time)
-    result = services.candles_upsert(rows=rows, source="ohlc", now=now)
-    if timeframe == "1h" and result.spans:
+        first_bucket = bucket if first_bucket is None else min(first_bucket, bucket)
+    result = services.candles_upsert(rows=rows, source=HISTORY_SOURCE, now=now)
+    if result.spans:
         services.candles_rollup_result(result, now=now)
-    # resume point: the end of the last closed candle fetched; a chunk without any candle that lies
-    # wholly in the past has nothing upstream (e.g. before listing) and is passed; a chunk holding
-    # only the open candle keeps the watermark where it is.
-    if last_closed is not None:
-        until = min(last_closed, hi)
-    elif not ohlc.records and hi <= now - size:
-        until = hi
-    else:
-        return result
-    services.series_watermark_advance(coin_id=coin_id, timeframe=timeframe, source="ohlc", until=until)
-    return result
+    # a late first candle is no proof (upstream has holes): the next, older range shows it empty
+    start_reached = (floor is not None and lo <= floor) or (
+        first_bucket is None and not ohlc.rejects and hi <= now - size
+    )
+    services.series_watermark_extend(
+        coin_id=coin_id,
+        timeframe=timeframe,
+        source=HISTORY_SOURCE,
+        since=lo,
+        until=min(hi, now),
+        start_reached=start_reached,
+    )
+    return RangeFetched(result, len(rows), first_bucket, start_reached)

@@ -125,6 +125,53 @@ def find_missing(*, now: datetime, coin_ids: list[int], timeframe: str, lookback
     ]
 
 
+def check_range(
+    *,
+    coin_id: int,
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    expected_start: datetime | None = None,
+) -> int:
+    """Missing buckets of one series in [start, end), found right after the history job wrote that
+    range (the periodic check looks back only ``missing_lookback()``; history goes back years). Each
+    gap is flagged and its re-fetch scheduled like the periodic check's. Buckets before the range's
+    first stored one are no gap (the series' start, or covered by the check of the older range,
+    which overlaps this one by a bucket) unless ``expected_start`` says where the series must begin
+    (the oldest range of a fill that ended at its target, not at the coin's first data). Returns
+    the number of gaps found."""
+    if end <= start:
+        return 0
+    step = TIMEFRAME_DELTA[timeframe]
+    rows = selectors.candle_gaps(
+        coin_ids=[coin_id], timeframe=timeframe, start=start, end=end, anchor_from=start
+    )
+    if expected_start is not None:
+        first = selectors.candles_range(
+            coin_id=coin_id, timeframe=timeframe, start=expected_start, end=end, limit=1,
+            newest_first=False, fields=("bucket_start",),
+        )  # fmt: skip
+        head = first[0][0] if first else end
+        if head > expected_start:
+            rows = [(coin_id, expected_start, head), *[r for r in rows if r[1] >= head]]
+    for _, gap_start, gap_end in rows:
+        flag, _ = quality_flag_raise(
+            coin_id=coin_id,
+            timeframe=timeframe,
+            kind=QualityFlag.Kind.MISSING,
+            range_start=gap_start,
+            range_end=gap_end,
+            details={"buckets": int((gap_end - gap_start) / step), "found_by": "history"},
+            now=now,
+        )
+        if _refetch_due(flag, now):
+            quality_flag_schedule_refetch(flag_id=flag.pk, now=now)
+    if rows:
+        logger.info("history gaps: coin %s %s: %d missing range(s) flagged", coin_id, timeframe, len(rows))
+    return len(rows)
+
+
 def range_is_complete(*, coin_id: int, timeframe: str, start: datetime, end: datetime) -> bool:
     step = TIMEFRAME_DELTA[timeframe]
     expected = int((end - start) / step)

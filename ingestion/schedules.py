@@ -28,6 +28,15 @@ SCHEDULES: tuple[Schedule, ...] = (
         description="Missing buckets, implausible jumps, stale coins; schedules exact-range re-fetches.",
     ),
     Schedule(
+        "ingestion: history fill (every minute)",
+        "ingestion.fill_history",
+        every_seconds=60,
+        expire_seconds=55,
+        description="Daily candles since each coin's first data and 90 days of hourly ones, newest first, "
+        "in the upstream budget the live refresh leaves; resumable. A run works "
+        "INGESTION_HISTORY_RUN_SECONDS; ticks while one works return at once.",
+    ),
+    Schedule(
         "ingestion: coin universe sync (daily)",
         "ingestion.sync_universe",
         crontab={"minute": "17", "hour": "3"},

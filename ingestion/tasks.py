@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
+import types
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from apiplatform.jobs.base import (
@@ -141,6 +144,69 @@ def backfill(self, coins: list[str], timeframe: str, days: int) -> dict[str, Any
     with job_run_record(job=self.name, task_id=self.request.id or "") as run:
         _call_pipeline(run, pipeline.backfill, coins=coins, timeframe=timeframe, days=days, progress=False)
         _raise_if_upstream_failed(run)
+    return run.details
+
+
+# --- history -----------------------------------------------------------------------------------------
+#: How often a running history fill logs its progress (seconds).
+HISTORY_LOG_EVERY = 15.0
+#: How often a history fill that wrote candles has the screener of the history timeframes recomputed
+#: (seconds), so the 1h/1d screener shows the new history before its 5-minute schedule comes round.
+HISTORY_SCREENER_EVERY = 60.0
+
+
+@project_task(
+    name="ingestion.fill_history",
+    retry_on=UPSTREAM_RETRY_ON,
+    queue=QUEUE_BACKFILL,
+    soft_time_limit=3000,
+    time_limit=3300,
+    max_retries=1,
+)
+def fill_history(self, top: int | None = None, seconds: float | None = None) -> dict[str, Any]:
+    """Daily and hourly history for every active coin (the top ``top`` only, if given), newest first,
+    within the budget the live refresh leaves, for ``seconds`` (``INGESTION_HISTORY_RUN_SECONDS``
+    by default); resumable: the next run goes on from the watermarks (``ingestion.history``). A run
+    that finds another one working returns at once."""
+    from ingestion import history
+
+    task_id = self.request.id or ""
+    run_seconds = float(seconds if seconds is not None else settings.INGESTION_HISTORY_RUN_SECONDS)
+    with history.exclusive(run_seconds + 300) as held:
+        if not held:
+            logger.info("fill_history: another history run is working: nothing to do")
+            return {"skipped": "another run holds the history lock"}
+        with job_run_record(job=self.name, task_id=task_id) as run:
+            started = last_log = last_screener = time.monotonic()
+            screened = 0  # candles written when the screener was last refreshed
+
+            def screener_refresh(progress: Any) -> None:
+                nonlocal last_screener, screened
+                from marketdata.tasks import refresh_screener
+
+                last_screener, screened = time.monotonic(), progress.candles
+                refresh_screener.apply_async(kwargs={"timeframes": list(history.TIMEFRAMES)})
+
+            def log_progress(progress: Any, left: int) -> None:
+                nonlocal last_log
+                if progress.candles > screened and time.monotonic() - last_screener >= HISTORY_SCREENER_EVERY:
+                    screener_refresh(progress)
+                if time.monotonic() - last_log >= HISTORY_LOG_EVERY:
+                    last_log = time.monotonic()
+                    logger.info(
+                        "fill_history %s: %d ranges, %d calls, %d candles, %d series completed, "
+                        "%d series to go in this run's plan (%.0f s)",
+                        task_id, progress.ranges, progress.calls, progress.candles, progress.completed,
+                        left, last_log - started,
+                    )  # fmt: skip
+
+            with history.history_client() as client:
+                summary = history.fill(client, top=top, seconds=run_seconds, on_progress=log_progress)
+            run.add(summary)
+            if summary.details.get("candles", 0) > screened:
+                screener_refresh(types.SimpleNamespace(candles=summary.details["candles"]))
+            run.partial = bool(run.details.get("failed"))
+            logger.info("fill_history %s: %s", task_id, run.details)
     return run.details
 
 

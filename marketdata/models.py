@@ -163,12 +163,23 @@ class Candle(models.Model):
 
 
 class SeriesWatermark(models.Model):
-    """Per (coin, timeframe, source) series: the newest bucket fetched from upstream (delta updates)."""
+    """Per (coin, timeframe, source) series: what was fetched from upstream.
+
+    A forward-only series (delta updates) has ``until`` only. A series filled newest first (the
+    history job, source ``history``) also has ``since``: everything in [since, until) was fetched,
+    and ``start_reached`` says upstream has nothing older (the coin's first data).
+    """
 
     coin = models.ForeignKey(Coin, on_delete=models.CASCADE, related_name="+")
     timeframe = models.CharField(max_length=3, choices=Timeframe.choices)
     source = models.CharField(max_length=16)
     until = models.DateTimeField(help_text="Everything before this time has been fetched.")
+    since = models.DateTimeField(
+        null=True, blank=True, help_text="Filled back to: everything from here to `until` was fetched."
+    )
+    start_reached = models.BooleanField(
+        default=False, help_text="Upstream has nothing before `since` (the series' first data)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

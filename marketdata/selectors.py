@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from django.db import connection
-from django.db.models import Q
+from django.db.models import F, Q
 
 from marketdata.models import TIMEFRAME_DELTA, Candle, Coin, SeriesWatermark
 from marketdata.screener import FIELDS as SCREENER_FIELDS
@@ -887,3 +887,79 @@ def candles_lag(
             lag = max(now - newest_end, timedelta(0)) if newest_end is not None else None
             out.append(CandleLag(tf, newest_end, lag, int(behind), int(coins)))
     return out
+
+
+# --- history (newest-first fills: ingestion.history) --------------------------------------------------
+class SeriesMark(NamedTuple):
+    since: datetime | None
+    until: datetime
+    start_reached: bool
+
+
+def coins_by_rank(
+    *, limit: int | None = None, upstream_ids: list[str] | None = None
+) -> list[tuple[int, str, int | None]]:
+    """Active coins as (coin id, upstream id, market-cap rank or None), by rank (unranked last, then
+    by id), the first ``limit`` (of ``upstream_ids`` if given) (1 query)."""
+    qs = Coin.objects.filter(active=True)
+    if upstream_ids is not None:
+        qs = qs.filter(upstream_id__in=upstream_ids)
+    rows = qs.order_by(F("snapshot__rank").asc(nulls_last=True), "pk").values_list(
+        "pk", "upstream_id", "snapshot__rank"
+    )
+    return list(rows[:limit] if limit is not None else rows)
+
+
+def series_marks(*, source: str, coin_ids: list[int]) -> dict[tuple[int, str], SeriesMark]:
+    """(coin id, timeframe) → the watermark of ``source`` of those coins (1 query)."""
+    rows = SeriesWatermark.objects.filter(source=source, coin_id__in=coin_ids).values_list(
+        "coin_id", "timeframe", "since", "until", "start_reached"
+    )
+    return {(c, tf): SeriesMark(since, until, reached) for c, tf, since, until, reached in rows}
+
+
+class HistoryProgress(NamedTuple):
+    timeframe: str
+    coins: int  # active coins
+    started: int  # series with a watermark
+    complete: int  # series filled back to the target (or to their first data)
+    remaining_buckets: int  # at most this many buckets left to fetch (not started: from now)
+    remaining_chunks: int  # at most this many range requests left (each of at most ``chunk``)
+
+
+_HISTORY_PROGRESS_SQL = """
+WITH s AS (
+    SELECT w.coin_id IS NOT NULL AS started,
+           w.coin_id IS NOT NULL AND (w.start_reached OR w.since <= %(target)s) AS complete,
+           greatest(0, extract(epoch FROM CASE WHEN w.coin_id IS NULL THEN %(now)s - %(target)s
+                                              ELSE w.since - %(target)s END)) AS left_s
+    FROM marketdata_coin c
+    LEFT JOIN marketdata_serieswatermark w
+      ON w.coin_id = c.id AND w.timeframe = %(tf)s AND w.source = %(source)s AND w.since IS NOT NULL
+    WHERE c.active
+)
+SELECT count(*), count(*) FILTER (WHERE started), count(*) FILTER (WHERE complete),
+       coalesce(sum(ceil(left_s / %(step)s)) FILTER (WHERE NOT complete), 0),
+       coalesce(sum(ceil(left_s / %(chunk)s)) FILTER (WHERE NOT complete), 0)
+FROM s
+"""
+
+
+def history_progress(
+    *, source: str, timeframe: str, target: datetime, now: datetime, chunk: timedelta
+) -> HistoryProgress:
+    """How far the newest-first fill of ``timeframe`` from ``source`` is over the active coins,
+    with ``target`` the oldest time wanted (1 query). Remaining counts are upper bounds: a coin's
+    first data is unknown until its fill reaches it."""
+    params: dict[str, Any] = {
+        "tf": timeframe,
+        "source": source,
+        "target": target,
+        "now": now,
+        "step": TIMEFRAME_DELTA[timeframe].total_seconds(),
+        "chunk": chunk.total_seconds(),
+    }
+    with connection.cursor() as cur:
+        cur.execute(_HISTORY_PROGRESS_SQL, params)
+        coins, started, complete, buckets, chunks = cur.fetchone()
+    return HistoryProgress(timeframe, coins, started, complete, int(buckets), int(chunks))

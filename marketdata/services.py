@@ -728,3 +728,55 @@ def series_watermark_advance(*, coin_id: int, timeframe: str, source: str, until
         mark.save(update_fields=["until", "updated_at"])
         return True
     return False
+
+
+@transaction.atomic
+def series_watermark_extend(
+    *,
+    coin_id: int,
+    timeframe: str,
+    source: str,
+    since: datetime,
+    until: datetime,
+    start_reached: bool = False,
+) -> bool:
+    """Record that [since, until) of the (coin, timeframe, source) series was fetched, for a series
+    filled newest first (``since``/``start_reached``; :func:`series_watermark_advance` is the
+    forward-only variant).
+
+    The recorded range grows when the fetched one touches or overlaps it (``since`` moves back,
+    ``until`` forward); a range that does not touch it changes nothing (it would leave a hole).
+    ``start_reached``: upstream has nothing before ``since`` — kept once the recorded range starts
+    there. Returns whether the watermark was created or changed.
+    """
+    mark = (
+        SeriesWatermark.objects.select_for_update()
+        .filter(coin_id=coin_id, timeframe=timeframe, source=source)
+        .first()
+    )
+    if mark is None:
+        SeriesWatermark.objects.create(
+            coin_id=coin_id,
+            timeframe=timeframe,
+            source=source,
+            since=since,
+            until=until,
+            start_reached=start_reached,
+        )
+        return True
+    lo = mark.since if mark.since is not None else mark.until
+    if until < lo or since > mark.until:
+        return False
+    changed: list[str] = []
+    if since < lo or mark.since is None:
+        mark.since = min(since, lo)
+        changed.append("since")
+    if until > mark.until:
+        mark.until = until
+        changed.append("until")
+    if start_reached and since <= mark.since and not mark.start_reached:
+        mark.start_reached = True
+        changed.append("start_reached")
+    if changed:
+        mark.save(update_fields=[*changed, "updated_at"])
+    return bool(changed)

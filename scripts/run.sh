@@ -60,7 +60,10 @@ log "Starting web on http://$WEB_HOST:$WEB_PORT, Celery worker and beat"
 start "$VENV/bin/gunicorn" apiplatform.wsgi:application --bind "$WEB_HOST:$WEB_PORT" \
   --workers "$WEB_WORKERS" --threads "$WEB_THREADS" --access-logfile - --graceful-timeout 5
 start "$VENV/bin/celery" -A apiplatform worker --loglevel INFO --concurrency "${CELERY_CONCURRENCY:-2}" \
-  -Q default,ingestion,backfill
+  -Q default,ingestion -n "live@%h"
+# History and re-fetches on a worker of their own: a long history run never holds a slot the
+# per-minute refresh needs (as the deploy/ topology does with one worker per queue).
+start "$VENV/bin/celery" -A apiplatform worker --loglevel INFO --concurrency 1 -Q backfill -n "backfill@%h"
 start "$VENV/bin/celery" -A apiplatform beat --loglevel INFO
 
 for _ in $(seq 1 60); do
@@ -71,6 +74,14 @@ done
 # First market data now (beat repeats it every minute), so the demo call below has data.
 log "Fetching the first market data (one refresh cycle)"
 "$PY" manage.py refresh_markets || log "the first refresh failed; beat retries every minute"
+# History right away for the top coins (the scheduled ingestion.fill_history then does the rest of the
+# universe): newest first, so within a minute the top 100 have 180 days of daily and 31 days of
+# hourly candles (indicators, the 1h/1d screener and past rankings have values), then all of it.
+if [[ "${DEMO_HISTORY_TOP:-100}" != "0" ]]; then
+  log "Filling the top ${DEMO_HISTORY_TOP:-100} coins' history in the background (worker 'backfill'; progress: admin → History progress)"
+  "$PY" manage.py fill_history --top "${DEMO_HISTORY_TOP:-100}" --seconds 1800 --enqueue \
+    || log "could not enqueue the history fill; the scheduled job fills history every minute"
+fi
 
 # Demo tenant and key: reuse the saved key while it works, else issue a new one (shown once).
 BASE="http://$WEB_HOST:$WEB_PORT"

@@ -176,6 +176,7 @@ class CoinGeckoClient:
         budget: RateBudget | None = None,
         budget_key: str = "cg:budget",
         budget_max_wait: float = 120.0,
+        budget_reserve: int = 0,
         disabled_keys_key: str = "cg:keys:disabled",
         metrics_key: str = "cg:metrics",
         retry: RetryPolicy | None = None,
@@ -197,6 +198,7 @@ class CoinGeckoClient:
             window=rate_window,
             key=budget_key,
             max_wait=budget_max_wait,
+            reserve=budget_reserve,
         )  # waits for budget are real sleeps even when ``sleep`` is a test double
         self.retry = retry or RetryPolicy()
         self.metrics = metrics or ClientMetrics(redis, metrics_key)

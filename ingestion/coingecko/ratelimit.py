@@ -5,6 +5,12 @@ A sliding-window log: a call is granted only if fewer than ``limit`` calls were 
 that is refused waits the exact time until the oldest grant leaves the window, then tries again:
 N workers together never exceed the plan's calls per window. A 429 from upstream can pause every
 worker at once (``pause``).
+
+Priority: a budget with a ``reserve`` is granted a call only while fewer than ``limit - reserve``
+calls were granted in the window, so the last ``reserve`` calls of every window stay free for the
+callers without one. The history job (``ingestion.history``) takes its calls this way; the live
+refresh takes them without a reserve. As long as the live work needs at most ``reserve`` calls
+per window, it never waits because of history (docs/ingestion.md, "History").
 """
 
 from __future__ import annotations
@@ -27,12 +33,16 @@ local pause = redis.call('PTTL', KEYS[2])
 if pause > 0 then return {pause, now} end
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+local allowed = tonumber(ARGV[1])
+local used = redis.call('ZCARD', KEYS[1])
+if used < allowed then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], window + 1000)
   return {0, now}
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+-- the grant whose expiry brings the count below ``allowed`` (the oldest one without a reserve)
+local idx = used - math.max(allowed, 1)
+local oldest = redis.call('ZRANGE', KEYS[1], idx, idx, 'WITHSCORES')
 return {math.max(1, tonumber(oldest[2]) + window - now + 1), now}
 """
 
@@ -48,6 +58,8 @@ class RateBudget:
 
     ``acquire()`` blocks until a call may be made (at most ``max_wait`` seconds, else
     ``BudgetTimeout``) and returns the grant time in epoch milliseconds (Redis clock).
+    ``reserve``: calls per window this caller leaves to callers without a reserve (it is granted
+    only while fewer than ``limit - reserve`` calls were granted in the window; 0 = no priority).
     ``redis=None`` keeps the budget in this process only (tests/tools; not shared).
     """
 
@@ -60,15 +72,19 @@ class RateBudget:
         key: str = "cg:budget",
         max_wait: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
+        reserve: int = 0,
     ):
         if limit <= 0:
             raise ValueError("limit must be positive")
+        if not 0 <= reserve < limit:
+            raise ValueError("reserve must be at least 0 and below the limit")
         self.redis = redis
         self.limit = int(limit)
         self.window = float(window)
         self.key = key
         self.pause_key = f"{key}:pause"
         self.max_wait = max_wait
+        self.reserve = int(reserve)
         self._sleep = sleep
         self._script = redis.register_script(_ACQUIRE) if redis is not None else None
         self._pause_script = redis.register_script(_PAUSE) if redis is not None else None
@@ -81,7 +97,8 @@ class RateBudget:
         """One attempt: (seconds to wait, grant/now ms). 0 seconds means granted."""
         if self._script is not None:
             wait_ms, now_ms = self._script(
-                keys=[self.key, self.pause_key], args=[self.limit, int(self.window * 1000), uuid.uuid4().hex]
+                keys=[self.key, self.pause_key],
+                args=[self.allowed, int(self.window * 1000), uuid.uuid4().hex],
             )
             return int(wait_ms) / 1000.0, int(now_ms)
         with self._lock:
@@ -90,10 +107,16 @@ class RateBudget:
                 return self._local_pause_until - now, int(now * 1000)
             while self._local and self._local[0] <= now - self.window:
                 self._local.popleft()
-            if len(self._local) < self.limit:
+            if len(self._local) < self.allowed:
                 self._local.append(now)
                 return 0.0, int(now * 1000)
-            return max(0.001, self._local[0] + self.window - now), int(now * 1000)
+            oldest = self._local[len(self._local) - self.allowed]
+            return max(0.001, oldest + self.window - now), int(now * 1000)
+
+    @property
+    def allowed(self) -> int:
+        """Calls per window this caller may be granted: the limit less its reserve."""
+        return max(1, self.limit - self.reserve)
 
     def acquire(self, max_wait: float | None = None) -> int:
         limit = self.max_wait if max_wait is None else max_wait
@@ -104,7 +127,10 @@ class RateBudget:
                 return now_ms
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise BudgetTimeout(f"no upstream budget within {limit:.1f}s ({self.limit}/{self.window:g}s)")
+                raise BudgetTimeout(
+                    f"no upstream budget within {limit:.1f}s ({self.allowed}/{self.window:g}s "
+                    f"of {self.limit}, {self.reserve} reserved)"
+                )
             pause = min(wait, remaining)
             self.waited_seconds += pause
             self._sleep(pause)

@@ -60,16 +60,25 @@ def normal(keys: np.ndarray, counter: np.ndarray) -> np.ndarray:
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
 
+#: From this many indices of one key on, :func:`brownian` descends the tree once per distinct node.
+SHARED_TREE_MIN = 4096
+
+
 def brownian(keys: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Standard Brownian motion B(index) for each (key, index) pair; B(0) = 0.
 
     ``keys`` and ``index`` broadcast together; ``index`` must be integers in ``[0, 2**LEVELS]``.
+    Many indices of one key (a coin's candles over months) share the tree's upper nodes: they are
+    computed once each (:func:`_brownian_one_key`), with the same arithmetic, so the values are the
+    same to the bit.
     """
     keys, index = np.broadcast_arrays(np.asarray(keys, dtype=np.uint64), np.asarray(index, dtype=np.int64))
     keys = keys.ravel()
     k = index.ravel()
     if k.size and (k.min() < 0 or k.max() > SPAN):
         raise ValueError("tick index out of the simulated range")
+    if k.size >= SHARED_TREE_MIN and (keys == keys[0]).all():
+        return _brownian_one_key(keys[0], k).reshape(index.shape)
     lo = np.zeros_like(k)
     hi = np.full_like(k, SPAN)
     b_lo = np.zeros(k.shape, dtype=np.float64)
@@ -85,6 +94,53 @@ def brownian(keys: np.ndarray, index: np.ndarray) -> np.ndarray:
         b_lo = np.where(right, b_mid, b_lo)
         b_hi = np.where(right, b_hi, b_mid)
     return np.where(k == hi, b_hi, b_lo).reshape(index.shape)
+
+
+def _brownian_one_key(key: np.uint64, k: np.ndarray) -> np.ndarray:
+    """:func:`brownian` for one key: the same descent, over the distinct dyadic intervals that hold
+    some index while they are fewer than the indices (the upper levels, which all indices of a range
+    share), then per index as in :func:`brownian` (the lowest levels)."""
+    ks = k if (k[1:] >= k[:-1]).all() else np.sort(k)
+    ks = ks[np.concatenate(([True], ks[1:] != ks[:-1]))]  # distinct, ascending (np.unique hashes: slower)
+    lo = np.zeros(1, dtype=np.int64)
+    b_lo = np.zeros(1, dtype=np.float64)
+    b_hi = np.sqrt(float(SPAN)) * normal(np.full(1, key, dtype=np.uint64), np.full(1, SPAN, dtype=np.int64))
+    half = SPAN
+    level = 0
+    while level < LEVELS and 2 * lo.size < ks.size:
+        hi = lo + half
+        half //= 2
+        mid = lo + half
+        b_mid = 0.5 * (b_lo + b_hi) + np.sqrt(half / 2.0) * normal(
+            np.full(mid.shape, key, dtype=np.uint64), mid
+        )
+        at_lo = np.searchsorted(ks, lo, "left")
+        at_mid = np.searchsorted(ks, mid, "left")
+        after_hi = np.searchsorted(ks, hi, "right")
+        keep = np.stack(
+            [at_mid > at_lo, after_hi > at_mid], axis=1
+        ).ravel()  # left [lo, mid), right [mid, hi]
+        lo = np.stack([lo, mid], axis=1).ravel()[keep]
+        b_lo, b_hi = (
+            np.stack([b_lo, b_mid], axis=1).ravel()[keep],
+            np.stack([b_mid, b_hi], axis=1).ravel()[keep],
+        )
+        level += 1
+    # the rest of the descent per index, from the interval [lo, lo + 2 * half] holding it
+    i = np.searchsorted(lo, k, "right") - 1
+    lo_k, b_lo_k, b_hi_k = lo[i], b_lo[i], b_hi[i]
+    hi_k = lo_k + half
+    keys = np.full(k.shape, key, dtype=np.uint64)
+    for _ in range(level, LEVELS):
+        half //= 2
+        mid = lo_k + half
+        b_mid = 0.5 * (b_lo_k + b_hi_k) + np.sqrt(half / 2.0) * normal(keys, mid)
+        right = k >= mid
+        lo_k = np.where(right, mid, lo_k)
+        hi_k = np.where(right, hi_k, mid)
+        b_lo_k = np.where(right, b_mid, b_lo_k)
+        b_hi_k = np.where(right, b_hi_k, b_mid)
+    return np.where(k == hi_k, b_hi_k, b_lo_k)
 
 
 def round_significant(values: np.ndarray, digits: int) -> np.ndarray:

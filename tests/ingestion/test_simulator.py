@@ -337,3 +337,23 @@ def test_truth_tick_takes_epoch_or_iso_time_and_refuses_other_text(sim):
     assert epoch.status_code == iso.status_code == 200, epoch.text
     assert epoch.json() == iso.json()
     assert bad.status_code == 400 and "ISO 8601" in bad.text
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        np.arange(100_000, 120_000),  # a coin's every tick over days (hourly candles)
+        np.arange(5_000_000, 5_800_000, 7),  # sampled ticks (daily candles)
+        np.random.default_rng(3).integers(0, 1 << 30, 6_000),  # anywhere, unordered, repeats possible
+        np.array([0, 1, 2, (1 << 30) - 1, 1 << 30] * 1_000),  # the ends of the simulated range
+    ],
+)
+def test_brownian_of_one_coins_many_ticks_is_the_same_to_the_bit(monkeypatch, index):
+    from ingestion.simulator import walk
+
+    keys = np.full(index.shape, walk.seed_keys(42, 9, 1)[7], dtype=np.uint64)
+    assert index.size >= walk.SHARED_TREE_MIN
+    shared = walk.brownian(keys, index)  # the upper tree nodes computed once
+    monkeypatch.setattr(walk, "SHARED_TREE_MIN", 1 << 62)
+    per_index = walk.brownian(keys, index)
+    assert np.array_equal(shared, per_index)

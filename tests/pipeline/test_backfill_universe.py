@@ -82,7 +82,7 @@ def test_backfill_maps_close_times_to_bucket_starts_and_resumes(db, sim, client,
     assert max(stored) > now - timedelta(hours=2)
     # 1h history rolled up into 1d
     assert selectors.candles_range(coin_id=coin_id, timeframe="1d")
-    mark = SeriesWatermark.objects.get(coin_id=coin_id, timeframe="1h", source="ohlc")
+    mark = SeriesWatermark.objects.get(coin_id=coin_id, timeframe="1h", source="history")
     assert now - timedelta(hours=1) <= mark.until <= now
 
     # resumable: a second run starts at the watermark and rewrites nothing
