@@ -16,7 +16,7 @@ import numpy as np
 from django.db import connection
 from django.db.models import Q
 
-from marketdata.models import TIMEFRAME_DELTA, Candle, Coin, SeriesWatermark
+from marketdata.models import BUCKET_ORIGIN, TIMEFRAME_DELTA, TIMEFRAMES, Candle, Coin, SeriesWatermark
 from marketdata.screener import FIELDS as SCREENER_FIELDS
 
 #: Columns of a candle as returned by :func:`candles_range`, in order.
@@ -31,9 +31,23 @@ CANDLE_FIELDS = (
     "market_cap",
     "closed",
     "filled",
+    "samples",
+    "partial",
 )
 #: Columns of a candle in API order (``time`` is ``bucket_start``).
-CANDLE_COLUMNS = ("time", "open", "high", "low", "close", "volume", "volume_24h", "closed", "filled")
+CANDLE_COLUMNS = (
+    "time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "volume_24h",
+    "closed",
+    "filled",
+    "samples",
+    "partial",
+)
 
 
 # --- coins -----------------------------------------------------------------------------------------
@@ -299,8 +313,7 @@ def market_caps_at(at: datetime, timeframe: str = "1h") -> dict[int, tuple[str, 
     """coin id → (upstream id, symbol, market cap) at the close of the last ``timeframe`` bucket that
     ended at or before ``at`` (1 query; served by the bucket_start index of the 1h partition)."""
     delta = TIMEFRAME_DELTA[timeframe]
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    bucket = epoch + ((at - epoch) // delta) * delta - delta
+    bucket = BUCKET_ORIGIN + ((at - BUCKET_ORIGIN) // delta) * delta - delta
     sql = (
         "SELECT k.coin_id, c.upstream_id, c.symbol, k.market_cap FROM marketdata_candle k "
         "JOIN marketdata_coin c ON c.id = k.coin_id "
@@ -355,7 +368,7 @@ def _bounds_sql(start, end, cursor_us, order) -> tuple[str, list]:
 _CANDLE_JSON = (
     "json_build_object('time', to_char(bucket_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
     "'open', open, 'high', high, 'low', low, 'close', close, 'volume', volume, 'volume_24h', volume_24h, "
-    "'closed', closed, 'filled', filled)"
+    "'closed', closed, 'filled', filled, 'samples', samples, 'partial', partial)"
 )
 
 
@@ -371,7 +384,8 @@ def candles_page_json(
     bounds, args = _bounds_sql(start, end, cursor_us, order)
     direction = "ASC" if order == "asc" else "DESC"
     sql = (
-        "WITH page AS (SELECT bucket_start, open, high, low, close, volume, volume_24h, closed, filled "  # noqa: S608
+        "WITH page AS (SELECT bucket_start, open, high, low, close, volume, volume_24h, closed, filled, "  # noqa: S608
+        "samples, partial "
         f"FROM marketdata_candle WHERE coin_id = %s AND timeframe = %s{bounds} "
         f"ORDER BY bucket_start {direction} LIMIT %s), "
         f"numbered AS (SELECT row_number() OVER (ORDER BY bucket_start {direction}) AS n, * FROM page) "
