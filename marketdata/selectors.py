@@ -16,7 +16,7 @@ import numpy as np
 from django.db import connection
 from django.db.models import Q
 
-from marketdata.models import BUCKET_ORIGIN, TIMEFRAME_DELTA, TIMEFRAMES, Candle, Coin, SeriesWatermark
+from marketdata.models import BUCKET_ORIGIN, TIMEFRAME_DELTA, Candle, Coin, SeriesWatermark
 from marketdata.screener import FIELDS as SCREENER_FIELDS
 
 #: Columns of a candle as returned by :func:`candles_range`, in order.

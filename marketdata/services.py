@@ -451,9 +451,10 @@ def candles_build_1m(
     A minute with ticks: open = first tick, high/low = extremes, close = last tick (by upstream
     time), ``volume_24h``/``market_cap`` = last tick's, ``volume`` = null (CoinGecko has no traded
     volume), ``samples`` = the number of ticks. The coin's first observed minute (no older 1m candle
-    exists) is ``partial``: it started before our first observation. A minute without ticks that was polled successfully — listed in ``polled`` as
-    (coin_id, any time inside the minute), or already stored as filled — is carried forward flat
-    from the previous close and marked ``filled`` (``samples`` 0). Any other minute stays a gap (no row).
+    exists) is ``partial``: it started before our first observation. A minute without ticks that was
+    polled successfully — listed in ``polled`` as (coin_id, any time inside the minute), or already
+    stored as filled — is carried forward flat from the previous close and marked ``filled``
+    (``samples`` 0). Any other minute stays a gap (no row).
     Rows are written with the shared upsert (source ``ticks``); nothing is ever deleted.
     """
     now = now or timezone.now()
