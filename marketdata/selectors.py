@@ -16,7 +16,7 @@ import numpy as np
 from django.db import connection
 from django.db.models import Q
 
-from marketdata.models import BUCKET_ORIGIN, TIMEFRAME_DELTA, Candle, Coin, SeriesWatermark
+from marketdata.models import BUCKET_ORIGIN, TIMEFRAME_DELTA, TIMEFRAMES, Candle, Coin, SeriesWatermark
 from marketdata.screener import FIELDS as SCREENER_FIELDS
 
 #: Columns of a candle as returned by :func:`candles_range`, in order.
@@ -528,6 +528,125 @@ def candle_gaps(
             query_params,
         )
         return cur.fetchall()
+
+
+# --- coverage (GET /v1/coins/{id}/coverage, coin detail) -------------------------------------------
+#: Gaps are searched among the newest this-many buckets of each series (the whole series for every
+#: default retention but 5m/15m after ~170/520 days): bounds the cost of a coverage read.
+COVERAGE_SCAN_BUCKETS = 50_000
+#: At most this many gaps are listed per timeframe (the newest); ``gaps_total`` counts them all.
+COVERAGE_MAX_GAPS = 50
+
+# Per timeframe (LATERAL over the list): first/last by one primary-key probe each; the newest
+# %(scan)s buckets (one backward index-only scan) give the gaps (lead) and, when the series is no
+# longer than that, its count; a longer series is counted by a forward index-only count.
+_COVERAGE_SQL = """
+SELECT t.tf,
+       (SELECT min(bucket_start) FROM marketdata_candle
+        WHERE coin_id = %(coin)s AND timeframe = t.tf) AS first,
+       (SELECT max(bucket_start) FROM marketdata_candle
+        WHERE coin_id = %(coin)s AND timeframe = t.tf) AS last,
+       (SELECT partial FROM marketdata_candle
+        WHERE coin_id = %(coin)s AND timeframe = t.tf ORDER BY bucket_start LIMIT 1) AS first_partial,
+       x.scanned, x.scanned_from, x.gaps_total, x.missing, x.gap_starts, x.gap_ends
+FROM unnest(%(tfs)s::text[], %(ivs)s::interval[]) WITH ORDINALITY AS t(tf, iv, ord)
+CROSS JOIN LATERAL (
+    WITH s AS (
+        SELECT bucket_start FROM marketdata_candle
+        WHERE coin_id = %(coin)s AND timeframe = t.tf
+        ORDER BY bucket_start DESC LIMIT %(scan)s
+    ), n AS (
+        SELECT bucket_start, lead(bucket_start) OVER (ORDER BY bucket_start) AS nxt FROM s
+    ), g AS (
+        SELECT bucket_start + t.iv AS gs, nxt AS ge FROM n WHERE nxt > bucket_start + t.iv
+    ), newest AS (
+        SELECT gs, ge FROM g ORDER BY gs DESC LIMIT %(max_gaps)s
+    )
+    SELECT (SELECT count(*) FROM s) AS scanned,
+           (SELECT min(bucket_start) FROM s) AS scanned_from,
+           (SELECT count(*) FROM g) AS gaps_total,
+           (SELECT COALESCE(sum(round(extract(epoch FROM ge - gs) / extract(epoch FROM t.iv))), 0)::int8
+            FROM g) AS missing,
+           ARRAY(SELECT gs FROM newest ORDER BY gs DESC) AS gap_starts,
+           ARRAY(SELECT ge FROM newest ORDER BY gs DESC) AS gap_ends
+) x
+ORDER BY t.ord
+"""
+
+
+class Coverage(NamedTuple):
+    """What one series (coin, timeframe) holds. ``gaps``: (start, end) of runs of missing buckets
+    between the first and the last candle, newest first, at most ``COVERAGE_MAX_GAPS``;
+    ``gaps_total`` and ``missing_buckets`` count all of them found; gaps are searched from
+    ``gaps_checked_from`` on (the series' first candle unless it is longer than
+    ``COVERAGE_SCAN_BUCKETS``)."""
+
+    timeframe: str
+    first: datetime | None
+    last: datetime | None
+    count: int
+    first_partial: bool | None
+    gaps: list[tuple[datetime, datetime]]
+    gaps_total: int
+    missing_buckets: int
+    gaps_checked_from: datetime | None
+
+
+def coverage(
+    *, coin_id: int, timeframes: Iterable[str] = TIMEFRAMES, scan: int = COVERAGE_SCAN_BUCKETS
+) -> list[Coverage]:
+    """Per timeframe: first and last candle time, count, whether the first candle is partial, and the
+    gaps (missing buckets between first and last; a ``filled`` candle is no gap) — 1 query, plus 1
+    count per series longer than ``scan`` buckets. Cost per series: two primary-key probes and one
+    index-only scan of at most ``scan`` entries."""
+    tfs = list(timeframes)
+    params: dict[str, Any] = {
+        "coin": coin_id,
+        "tfs": tfs,
+        "ivs": [TIMEFRAME_DELTA[tf] for tf in tfs],
+        "scan": scan,
+        "max_gaps": COVERAGE_MAX_GAPS,
+    }
+    out: list[Coverage] = []
+    with connection.cursor() as cur:
+        cur.execute(_COVERAGE_SQL, params)
+        rows = cur.fetchall()
+        for tf, first, last, first_partial, scanned, scanned_from, gaps_total, missing, starts, ends in rows:
+            count = scanned
+            if scanned >= scan:  # longer than the scan: count the rest (forward index-only count)
+                cur.execute(
+                    "SELECT count(*) FROM marketdata_candle WHERE coin_id = %s AND timeframe = %s "
+                    "AND bucket_start < %s",
+                    [coin_id, tf, scanned_from],
+                )
+                count += cur.fetchone()[0]
+            out.append(
+                Coverage(
+                    timeframe=tf,
+                    first=first,
+                    last=last,
+                    count=count,
+                    first_partial=first_partial,
+                    gaps=list(zip(starts, ends, strict=True)),
+                    gaps_total=gaps_total,
+                    missing_buckets=missing,
+                    gaps_checked_from=scanned_from,
+                )
+            )
+    return out
+
+
+def rankings_earliest(timeframe: str = "1h") -> datetime | None:
+    """The earliest time a past ranking exists for: the end of the first ``timeframe`` bucket of any
+    coin with a market cap (1 query; the ``bucket_start`` index of the 1h/1d partitions)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT min(bucket_start) FROM marketdata_candle WHERE timeframe = %s "
+            "AND market_cap IS NOT NULL AND market_cap > 0",
+            [timeframe],
+        )
+        first = cur.fetchone()[0]
+    return first + TIMEFRAME_DELTA[timeframe] if first is not None else None
 
 
 # All in SQL (window functions and two median aggregates), so only flagged buckets leave the database.

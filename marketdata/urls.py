@@ -13,6 +13,7 @@ urlpatterns = [
     path("coins/<str:coin_id>/candles.csv", views.CandleCSVView.as_view(), name="candles-csv"),
     path("coins/<str:coin_id>", views.CoinDetailView.as_view(), name="coin"),
     path("coins/<str:coin_id>/candles", views.CandleListView.as_view(), name="candles"),
+    path("coins/<str:coin_id>/coverage", views.CoverageView.as_view(), name="coverage"),
     *[
         path(f"coins/<str:coin_id>/indicators/{name}", view.as_view(), name=f"indicator-{name}")
         for name, view in views.INDICATOR_VIEWS.items()
