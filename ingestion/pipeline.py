@@ -319,7 +319,7 @@ def _backfill_chunk(client, coin_id, upstream_id, timeframe, interval, size, lo,
         if closed:
             last_closed = max(last_closed or close_time, close_time)
     result = services.candles_upsert(rows=rows, source="ohlc", now=now)
-    if timeframe == "1h" and result.spans:
+    if result.spans:  # 1h → 4h, 1d, 1w; 1d → 1w (marketdata.models.ROLLUP_SOURCE)
         services.candles_rollup_result(result, now=now)
     # resume point: the end of the last closed candle fetched; a chunk without any candle that lies
     # wholly in the past has nothing upstream (e.g. before listing) and is passed; a chunk holding

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -574,7 +575,8 @@ ORDER BY t.ord
 """
 
 
-class Coverage(NamedTuple):
+@dataclass(frozen=True)
+class Coverage:
     """What one series (coin, timeframe) holds. ``gaps``: (start, end) of runs of missing buckets
     between the first and the last candle, newest first, at most ``COVERAGE_MAX_GAPS``;
     ``gaps_total`` and ``missing_buckets`` count all of them found; gaps are searched from

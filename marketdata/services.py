@@ -500,18 +500,27 @@ WITH agg AS (
       AND bucket_start >= %(since)s AND bucket_start < %(until)s
     GROUP BY coin_id, date_bin(%(iv)s, bucket_start, '{epoch}')
 )
-SELECT coin_id, %(tf)s::varchar(3) AS timeframe, b AS bucket_start, open, high, low, close, volume,
-       volume_24h, market_cap, b + %(iv)s <= %(now)s AS closed, filled, samples,
-       CASE WHEN any_partial THEN true
-            -- the first part is missing: partial only if the series starts inside this bucket
-            -- (rare, and then one backward probe of the primary key)
-            WHEN first_part > b THEN NOT EXISTS (
-                SELECT 1 FROM marketdata_candle e
-                WHERE e.coin_id = agg.coin_id AND e.timeframe = %(src_tf)s AND e.bucket_start < agg.b
-            )
-            ELSE false
-       END AS partial
-FROM agg
+SELECT * FROM (
+    SELECT coin_id, %(tf)s::varchar(3) AS timeframe, b AS bucket_start, open, high, low, close, volume,
+           volume_24h, market_cap, b + %(iv)s <= %(now)s AS closed, filled, samples,
+           CASE WHEN any_partial THEN true
+                -- the first part is missing: partial only if the series starts inside this bucket
+                -- (rare, and then one backward probe of the primary key)
+                WHEN first_part > b THEN NOT EXISTS (
+                    SELECT 1 FROM marketdata_candle e
+                    WHERE e.coin_id = agg.coin_id AND e.timeframe = %(src_tf)s AND e.bucket_start < agg.b
+                )
+                ELSE false
+           END AS partial
+    FROM agg
+) r
+-- a partial roll-up never replaces a full candle another source wrote (upstream OHLC history: the
+-- daily candle of the day the hourly history starts in stays upstream's full one)
+WHERE NOT r.partial OR NOT EXISTS (
+    SELECT 1 FROM marketdata_candle x
+    WHERE x.coin_id = r.coin_id AND x.timeframe = %(tf)s AND x.bucket_start = r.bucket_start
+      AND NOT x.partial AND x.source <> 'rollup'
+)
 """
 
 
@@ -540,7 +549,8 @@ def candles_rollup(
     upsert (source ``rollup``). open = first, high = max, low = min, close = last, volume = sum
     (null if all null), volume_24h / market_cap = last non-null, filled = all sources filled,
     samples = sum (null if any source has none), partial = a source is partial or the series starts
-    inside the bucket (first source bucket missing and no earlier one stored),
+    inside the bucket (first source bucket missing and no earlier one stored) — a partial bucket is
+    not written over a full candle of another source (upstream history),
     closed = the bucket's end is not after ``now`` — so the current bucket is readable and open.
     Pass the range (and coins) a write changed, e.g. from ``UpsertResult.spans``.
     """

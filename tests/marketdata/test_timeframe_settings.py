@@ -39,6 +39,6 @@ def test_retention_and_lookbacks_read_their_settings(settings):
     assert quality._minutes("INGESTION_QUALITY_JUMP_LOOKBACK", settings.INGESTION_QUALITY_JUMP_LOOKBACK) == {
         "1h": timedelta(minutes=60)
     }
-    settings.CANDLE_RETENTION_DAYS = "1w=3"
-    with pytest.raises(ValueError, match="CANDLE_RETENTION_DAYS: unknown timeframe '1w'"):
+    settings.CANDLE_RETENTION_DAYS = "2w=3"
+    with pytest.raises(ValueError, match="CANDLE_RETENTION_DAYS: unknown timeframe '2w'"):
         partitions.retention()

@@ -309,3 +309,30 @@ def test_history_filled_candles_replace_a_partial_bucket_with_a_full_one(coins):
 def test_step_lengths_of_the_new_timeframes():
     assert TIMEFRAME_DELTA["4h"] == timedelta(hours=4)
     assert TIMEFRAME_DELTA["1w"] == timedelta(days=7)
+
+
+def test_a_partial_rollup_never_replaces_a_full_upstream_candle(coins):
+    """Daily history from upstream, then hourly history that starts at 14:00 of a day: that day's
+    roll-up from the hours would be partial; the full upstream daily candle stays."""
+    coin = coins[1]
+    day = datetime(2026, 11, 10, tzinfo=UTC)
+    now = day + timedelta(days=5)
+    daily = [
+        CandleRow(coin, "1d", day + timedelta(days=d), 5.0, 9.0, 4.0, 6.0 + d, market_cap=1.0)
+        for d in range(3)
+    ]
+    services.candles_rollup_result(services.candles_upsert(rows=daily, source="ohlc", now=now), now=now)
+    hours = [
+        CandleRow(coin, "1h", day + timedelta(hours=h), 6.0, 6.5, 5.5, 6.2, market_cap=2.0)
+        for h in range(14, 48)
+    ]
+    services.candles_rollup_result(services.candles_upsert(rows=hours, source="ohlc", now=now), now=now)
+    days = stored(coin, "1d")
+    assert (days[day]["open"], days[day]["partial"], days[day]["market_cap"]) == (
+        5.0,
+        False,
+        1.0,
+    )  # upstream's
+    nxt = days[day + timedelta(days=1)]  # a whole day of hours: rolled up from them, full
+    assert (nxt["open"], nxt["close"], nxt["partial"], nxt["market_cap"]) == (6.0, 6.2, False, 2.0)
+    assert stored(coin, "4h")[day + timedelta(hours=12)]["partial"] is True  # no upstream 4h: partial
