@@ -6,7 +6,8 @@ Fills its own database (``BENCH_DATABASE_URL``, default
 with full series at every timeframe (1m 30 days, 5m 365 days, 15m 730 days, 1h/4h/1d/1w 3 years:
 ~257,000 candles per coin) with random gaps, then measures per random coin:
 
-- coverage (one query, bounded: index probes + at most 50,000 entries scanned per timeframe);
+- coverage (one query, bounded: index probes + at most 10,000 entries scanned per timeframe for gaps,
+  plus an exact index-only count of the older part);
 - the unbounded way (count(*) and lead() over every candle of every series), for comparison;
 - baseline: the 500 newest 1m candles of one coin (``selectors.candles_range``, the hot candle read).
 
@@ -21,9 +22,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+
+# its own database (not the shared candlestack_bench of the write-path benchmarks); benchdb reads
+# the variable when imported
+os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/candlestack_bench_coverage")
 from benchdb import use_bench_database
 
-os.environ.setdefault("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/candlestack_bench_coverage")
 use_bench_database(create=True)
 os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 60)

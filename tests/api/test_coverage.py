@@ -94,14 +94,28 @@ def test_coverage_of_a_long_series_is_bounded_and_its_count_exact(db, hour0):
     assert (bounded.first, bounded.last) == (times[0], times[-1])
 
 
-def test_coverage_is_one_query_and_unknown_coins_are_404(client, market):
-    client.get("/v1/coins/bitcoin/coverage")  # warms the key, plan and coin memo
+def test_coverage_is_cached_until_a_series_of_the_coin_changes(
+    client, market, hour0, django_capture_on_commit_callbacks
+):
+    client.get("/v1/coins/bitcoin/coverage")  # warms the key, plan, coin memo and the cached coverage
     with CaptureQueriesContext(connection) as ctx:
         r = client.get("/v1/coins/bitcoin/coverage")
     assert r.status_code == 200
-    assert len(ctx.captured_queries) == 1, [q["sql"] for q in ctx.captured_queries]
+    assert len(ctx.captured_queries) == 0, [q["sql"] for q in ctx.captured_queries]
     h = {c["timeframe"]: c for c in r.json()["timeframes"]}["1h"]
     assert h["count"] == 300 and h["gaps"] == []
+    # a daily candle far back: the 1d series' version moves, the coverage is computed again (1 query)
+    coin = services.coins_upsert(coins=[services.CoinIn("bitcoin", "btc", "Bitcoin")])["bitcoin"]
+    old = (hour0 - timedelta(days=400)).replace(hour=0)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.candles_upsert(rows=[CandleRow(coin, "1d", old, 1.0, 1.0, 1.0, 1.0)], source="ohlc")
+    with CaptureQueriesContext(connection) as ctx:
+        r = client.get("/v1/coins/bitcoin/coverage")
+    assert len(ctx.captured_queries) == 1, [q["sql"] for q in ctx.captured_queries]
+    d = {c["timeframe"]: c for c in r.json()["timeframes"]}["1d"]
+    assert d["first"] == _iso(old) and d["count"] == 1
+    # the coin detail serves the same (cached) coverage
+    assert client.get("/v1/coins/bitcoin").json()["coverage"] == r.json()["timeframes"]
     assert client.get("/v1/coins/nope/coverage").status_code == 404
 
 
