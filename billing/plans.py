@@ -15,7 +15,7 @@ DEFAULT_PLANS: dict[str, dict] = {
         "key_rate_per_minute": 60,
         "monthly_credits": 10_000,
         "endpoints": ["*"],
-        "timeframes": ["5m", "15m", "1h", "1d"],
+        "timeframes": ["5m", "15m", "1h", "4h", "1d", "1w"],
         "price_cents_monthly": 0,
         "sort_order": 0,
     },

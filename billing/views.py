@@ -52,7 +52,7 @@ _LIMITS_EXAMPLE = {
         "overage": False,
     },
     "endpoints": "*",
-    "timeframes": ["5m", "15m", "1h", "1d"],
+    "timeframes": ["5m", "15m", "1h", "4h", "1d", "1w"],
     "degraded": False,
     "billing": None,
 }

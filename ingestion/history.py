@@ -57,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 #: The timeframes filled, in the order of equal-priority ranges (daily first: see the module doc).
 TIMEFRAMES = ("1d", "1h")
+#: the screener timeframes a history fill changes: its own and their roll-ups (1h → 4h, 1d → 1w)
+SCREENER_TIMEFRAMES = ("1h", "4h", "1d", "1w")
 DAY = timedelta(days=1)
 #: Markets pages (250 coins each) the live refresh reads per minute, plus the empty last page.
 MARKETS_PER_PAGE = 250

@@ -382,7 +382,7 @@ def backfill_range(
         )
         first_bucket = bucket if first_bucket is None else min(first_bucket, bucket)
     result = services.candles_upsert(rows=rows, source=HISTORY_SOURCE, now=now)
-    if result.spans:
+    if result.spans:  # 1h → 4h, 1d, 1w; 1d → 1w (marketdata.models.ROLLUP_SOURCE)
         services.candles_rollup_result(result, now=now)
     # a late first candle is no proof (upstream has holes): the next, older range shows it empty
     start_reached = (floor is not None and lo <= floor) or (

@@ -151,7 +151,7 @@ def backfill(self, coins: list[str], timeframe: str, days: int) -> dict[str, Any
 #: How often a running history fill logs its progress (seconds).
 HISTORY_LOG_EVERY = 15.0
 #: How often a history fill that wrote candles has the screener of the history timeframes recomputed
-#: (seconds), so the 1h/1d screener shows the new history before its 5-minute schedule comes round.
+#: (seconds), so the 1h/4h/1d/1w screener shows the new history before its 5-minute schedule comes round.
 HISTORY_SCREENER_EVERY = 60.0
 
 
@@ -185,7 +185,7 @@ def fill_history(self, top: int | None = None, seconds: float | None = None) -> 
                 from marketdata.tasks import refresh_screener
 
                 last_screener, screened = time.monotonic(), progress.candles
-                refresh_screener.apply_async(kwargs={"timeframes": list(history.TIMEFRAMES)})
+                refresh_screener.apply_async(kwargs={"timeframes": list(history.SCREENER_TIMEFRAMES)})
 
             def log_progress(progress: Any, left: int) -> None:
                 nonlocal last_log

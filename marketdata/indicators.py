@@ -51,12 +51,14 @@ import numpy as np
 import pandas as pd
 
 #: Buckets per 365-day year, for annualising volatility (crypto markets never close).
-PERIODS_PER_YEAR: dict[str, int] = {
+PERIODS_PER_YEAR: dict[str, float] = {
     "1m": 365 * 24 * 60,
     "5m": 365 * 24 * 12,
     "15m": 365 * 24 * 4,
     "1h": 365 * 24,
+    "4h": 365 * 6,
     "1d": 365,
+    "1w": 365 / 7,
 }
 
 

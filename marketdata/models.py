@@ -9,7 +9,7 @@ Numbers are ``double precision`` (``FloatField``): upstream sends JSON floats, p
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import models
 from django.utils import timezone
@@ -20,7 +20,9 @@ class Timeframe(models.TextChoices):
     M5 = "5m", "5 minutes"
     M15 = "15m", "15 minutes"
     H1 = "1h", "1 hour"
+    H4 = "4h", "4 hours"
     D1 = "1d", "1 day"
+    W1 = "1w", "1 week"
 
 
 #: Length of one bucket of each timeframe.
@@ -29,9 +31,19 @@ TIMEFRAME_DELTA: dict[str, timedelta] = {
     "5m": timedelta(minutes=5),
     "15m": timedelta(minutes=15),
     "1h": timedelta(hours=1),
+    "4h": timedelta(hours=4),
     "1d": timedelta(days=1),
+    "1w": timedelta(weeks=1),
 }
+#: Every timeframe, shortest first: the order roll-ups run in (each after its source).
 TIMEFRAMES: tuple[str, ...] = tuple(TIMEFRAME_DELTA)
+
+#: The origin of the bucket grid (UTC): Monday 1970-01-05 00:00. Buckets of every timeframe are
+#: ``BUCKET_ORIGIN + k * length``. The Unix epoch (1970-01-01) was a Thursday, so weeks counted from
+#: it would start on Thursdays; the origin is 4 days later, a whole number of every shorter bucket
+#: (minutes, 4 hours, days), so those grids are the same as from the epoch: 4h buckets start at
+#: 00:00, 04:00, … 20:00 UTC and 1w buckets on Mondays 00:00 UTC.
+BUCKET_ORIGIN = datetime(1970, 1, 5, tzinfo=UTC)
 
 
 def timeframe_numbers(name: str, value: str) -> dict[str, int]:
@@ -53,7 +65,19 @@ def timeframe_numbers(name: str, value: str) -> dict[str, int]:
 
 
 #: Each higher timeframe is rolled up from the one before it.
-ROLLUP_SOURCE: dict[str, str] = {"5m": "1m", "15m": "5m", "1h": "15m", "1d": "1h"}
+ROLLUP_SOURCE: dict[str, str] = {"5m": "1m", "15m": "5m", "1h": "15m", "4h": "1h", "1d": "1h", "1w": "1d"}
+
+
+def rollup_targets(base: str) -> tuple[str, ...]:
+    """The timeframes rolled up (directly or through others) from ``base``, in the order to compute
+    them: ``1h`` → (4h, 1d, 1w); ``1d`` → (1w,); ``1w`` → ()."""
+    reached = {base}
+    out = []
+    for tf in TIMEFRAMES:
+        if ROLLUP_SOURCE.get(tf) in reached:
+            reached.add(tf)
+            out.append(tf)
+    return tuple(out)
 
 
 class Coin(models.Model):
@@ -130,6 +154,11 @@ class Candle(models.Model):
     - ``closed``: the bucket's end has passed (a late correction can still rewrite it).
     - ``filled``: no upstream value inside the bucket; carried forward flat from the previous close
       after a successful poll (a minute we failed to poll stays a gap, i.e. no row).
+    - ``samples``: upstream observations (ticks) the candle was built from; roll-ups sum them (null
+      when any part has none: candles from upstream OHLC or imports have null).
+    - ``partial``: the bucket started before our first observation of the coin (its open is not the
+      price at the bucket's start). Roll-ups: partial if a part is partial, or if the series starts
+      inside the bucket (its first part is missing and no earlier one exists).
     """
 
     pk = models.CompositePrimaryKey("coin_id", "timeframe", "bucket_start")
@@ -145,6 +174,10 @@ class Candle(models.Model):
     market_cap = models.FloatField(null=True)
     closed = models.BooleanField(default=False)
     filled = models.BooleanField(default=False)
+    samples = models.IntegerField(null=True, help_text="Upstream observations (ticks) behind the candle.")
+    partial = models.BooleanField(
+        default=False, db_default=False, help_text="The bucket started before our first observation."
+    )
     source = models.CharField(max_length=16)
     revision = models.IntegerField(default=0, help_text="0 as first written; +1 each time values changed.")
     updated_at = models.DateTimeField()
@@ -210,6 +243,8 @@ class CandleListing(models.Model):
     market_cap = models.FloatField(null=True)
     closed = models.BooleanField()
     filled = models.BooleanField()
+    samples = models.IntegerField(null=True)
+    partial = models.BooleanField()
     source = models.CharField(max_length=16)
     revision = models.IntegerField()
     updated_at = models.DateTimeField()

@@ -1,13 +1,13 @@
 """Partitions of ``marketdata_candle``: created ahead, pruned by retention.
 
-Layout (created by migration 0001)::
+Layout (created by migrations 0001 and 0004)::
 
     marketdata_candle                 PARTITION BY LIST (timeframe)
       marketdata_candle_1m            PARTITION BY RANGE (bucket_start)
         marketdata_candle_1m_default  DEFAULT: rows for which no range partition exists
         marketdata_candle_1m_p20261124  one per day     (1m)
-      marketdata_candle_5m_p202611    one per month   (5m, 15m, 1h)
-      marketdata_candle_1d_p2026      one per year    (1d)
+      marketdata_candle_5m_p202611    one per month   (5m, 15m, 1h, 4h)
+      marketdata_candle_1d_p2026      one per year    (1d, 1w: a week belongs to the year of its Monday)
 
 The partition name encodes its range, so no catalog text has to be parsed. A partition is created as
 a plain table, rows of its range are moved out of the DEFAULT partition, then it is ATTACHed (which
@@ -31,7 +31,15 @@ logger = logging.getLogger(__name__)
 
 PARENT = "marketdata_candle"
 #: How long one partition of each timeframe spans.
-PARTITION_SPAN: dict[str, str] = {"1m": "day", "5m": "month", "15m": "month", "1h": "month", "1d": "year"}
+PARTITION_SPAN: dict[str, str] = {
+    "1m": "day",
+    "5m": "month",
+    "15m": "month",
+    "1h": "month",
+    "4h": "month",
+    "1d": "year",
+    "1w": "year",
+}
 #: The most partitions one write may create (a wild timestamp must not create thousands of tables;
 #: rows outside the created range land in the DEFAULT partition and are still stored and readable).
 MAX_CREATE_PER_CALL = 400

@@ -10,3 +10,11 @@ NO_DATA = register(
     "latest, in the future, or in a gap. `earliest_date` and `latest_date` give the range that has data "
     "(null when the coin has none yet).",
 )
+
+NO_DATA_AT = register(
+    "no-data-at",
+    404,
+    "No data at this time",
+    "Nothing is stored for the time asked for (`at`): it is before the first data, or in a gap. "
+    "`earliest` (null when there is no data at all) is the earliest time that can be asked for.",
+)

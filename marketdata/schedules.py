@@ -21,6 +21,17 @@ SCHEDULES: tuple[Schedule, ...] = (
         expire_seconds=290,
         description="Latest indicators of the slower timeframes for /v1/screener.",
     ),
+    # A schedule of its own (not added to the one above): setup_schedules creates missing schedules
+    # but keeps existing ones as an operator may have edited them, so a deployment gets this one
+    # without a --reset.
+    Schedule(
+        "marketdata: screener 4h/1w (every 5 minutes)",
+        "marketdata.refresh_screener",
+        every_seconds=300,
+        kwargs={"timeframes": ["4h", "1w"]},
+        expire_seconds=290,
+        description="Latest indicators of the 4h and 1w timeframes for /v1/screener.",
+    ),
     Schedule(
         "marketdata: candle partitions (hourly)",
         "marketdata.maintain_partitions",

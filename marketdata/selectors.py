@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -16,7 +17,7 @@ import numpy as np
 from django.db import connection
 from django.db.models import F, Q
 
-from marketdata.models import TIMEFRAME_DELTA, Candle, Coin, SeriesWatermark
+from marketdata.models import BUCKET_ORIGIN, TIMEFRAME_DELTA, TIMEFRAMES, Candle, Coin, SeriesWatermark
 from marketdata.screener import FIELDS as SCREENER_FIELDS
 
 #: Columns of a candle as returned by :func:`candles_range`, in order.
@@ -31,9 +32,23 @@ CANDLE_FIELDS = (
     "market_cap",
     "closed",
     "filled",
+    "samples",
+    "partial",
 )
 #: Columns of a candle in API order (``time`` is ``bucket_start``).
-CANDLE_COLUMNS = ("time", "open", "high", "low", "close", "volume", "volume_24h", "closed", "filled")
+CANDLE_COLUMNS = (
+    "time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "volume_24h",
+    "closed",
+    "filled",
+    "samples",
+    "partial",
+)
 
 
 # --- coins -----------------------------------------------------------------------------------------
@@ -319,8 +334,7 @@ def market_caps_at(at: datetime, timeframe: str = "1h") -> dict[int, tuple[str, 
     """coin id → (upstream id, symbol, market cap) at the close of the last ``timeframe`` bucket that
     ended at or before ``at`` (1 query; served by the bucket_start index of the 1h partition)."""
     delta = TIMEFRAME_DELTA[timeframe]
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    bucket = epoch + ((at - epoch) // delta) * delta - delta
+    bucket = BUCKET_ORIGIN + ((at - BUCKET_ORIGIN) // delta) * delta - delta
     sql = (
         "SELECT k.coin_id, c.upstream_id, c.symbol, k.market_cap FROM marketdata_candle k "
         "JOIN marketdata_coin c ON c.id = k.coin_id "
@@ -375,7 +389,7 @@ def _bounds_sql(start, end, cursor_us, order) -> tuple[str, list]:
 _CANDLE_JSON = (
     "json_build_object('time', to_char(bucket_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
     "'open', open, 'high', high, 'low', low, 'close', close, 'volume', volume, 'volume_24h', volume_24h, "
-    "'closed', closed, 'filled', filled)"
+    "'closed', closed, 'filled', filled, 'samples', samples, 'partial', partial)"
 )
 
 
@@ -391,7 +405,8 @@ def candles_page_json(
     bounds, args = _bounds_sql(start, end, cursor_us, order)
     direction = "ASC" if order == "asc" else "DESC"
     sql = (
-        "WITH page AS (SELECT bucket_start, open, high, low, close, volume, volume_24h, closed, filled "  # noqa: S608
+        "WITH page AS (SELECT bucket_start, open, high, low, close, volume, volume_24h, closed, filled, "  # noqa: S608
+        "samples, partial "
         f"FROM marketdata_candle WHERE coin_id = %s AND timeframe = %s{bounds} "
         f"ORDER BY bucket_start {direction} LIMIT %s), "
         f"numbered AS (SELECT row_number() OVER (ORDER BY bucket_start {direction}) AS n, * FROM page) "
@@ -682,6 +697,124 @@ def candle_gaps(
             query_params,
         )
         return cur.fetchall()
+
+
+# --- coverage (GET /v1/coins/{id}/coverage, coin detail) -------------------------------------------
+#: Gaps are searched among the newest this-many buckets of each series (1m: ~7 days, 5m: ~35 days,
+#: 15m: ~104 days, 1h: ~14 months, 4h and longer: years): bounds the cost of a coverage read. The
+#: count stays exact (an index-only count of the older part).
+COVERAGE_SCAN_BUCKETS = 10_000
+#: At most this many gaps are listed per timeframe (the newest); ``gaps_total`` counts them all.
+COVERAGE_MAX_GAPS = 50
+
+# One block per timeframe, joined by UNION ALL into one statement. Each block names its timeframe as a
+# bound parameter (psycopg binds server-side: the plan sees the value), so PostgreSQL prunes to that
+# timeframe's partitions when planning (a timeframe taken from a list inside the query would plan
+# every partition of every timeframe: ~0.7 s of planning measured). Per block, one pass: the newest
+# %(scan)s buckets (one backward index-only scan, already in window order: no sort) with the next
+# newer bucket beside each (lag) give count, first, last and the gaps; one more primary-key probe
+# reads whether the oldest candle is partial.
+_COVERAGE_BLOCK = """
+SELECT %(tf{i})s::text AS tf,
+       (SELECT partial FROM marketdata_candle
+        WHERE coin_id = %(coin)s AND timeframe = %(tf{i})s ORDER BY bucket_start LIMIT 1) AS first_partial,
+       count(*) AS scanned,
+       min(bucket_start) AS scanned_from,
+       max(bucket_start) AS last,
+       count(*) FILTER (WHERE nxt > bucket_start + %(iv{i})s::interval) AS gaps_total,
+       COALESCE(sum(round(extract(epoch FROM nxt - bucket_start)
+                          / extract(epoch FROM %(iv{i})s::interval)) - 1)
+                FILTER (WHERE nxt > bucket_start + %(iv{i})s::interval), 0)::int8 AS missing,
+       COALESCE((array_agg(bucket_start + %(iv{i})s::interval ORDER BY bucket_start DESC)
+                 FILTER (WHERE nxt > bucket_start + %(iv{i})s::interval))[1:%(max_gaps)s],
+                '{{}}') AS gap_starts,
+       COALESCE((array_agg(nxt ORDER BY bucket_start DESC)
+                 FILTER (WHERE nxt > bucket_start + %(iv{i})s::interval))[1:%(max_gaps)s], '{{}}') AS gap_ends
+FROM (
+    SELECT bucket_start, lag(bucket_start) OVER (ORDER BY bucket_start DESC) AS nxt
+    FROM (
+        SELECT bucket_start FROM marketdata_candle
+        WHERE coin_id = %(coin)s AND timeframe = %(tf{i})s
+        ORDER BY bucket_start DESC LIMIT %(scan)s
+    ) s
+) n
+"""
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What one series (coin, timeframe) holds. ``gaps``: (start, end) of runs of missing buckets
+    between the first and the last candle, newest first, at most ``COVERAGE_MAX_GAPS``;
+    ``gaps_total`` and ``missing_buckets`` count all of them found; gaps are searched from
+    ``gaps_checked_from`` on (the series' first candle unless it is longer than
+    ``COVERAGE_SCAN_BUCKETS``)."""
+
+    timeframe: str
+    first: datetime | None
+    last: datetime | None
+    count: int
+    first_partial: bool | None
+    gaps: list[tuple[datetime, datetime]]
+    gaps_total: int
+    missing_buckets: int
+    gaps_checked_from: datetime | None
+
+
+def coverage(
+    *, coin_id: int, timeframes: Iterable[str] = TIMEFRAMES, scan: int = COVERAGE_SCAN_BUCKETS
+) -> list[Coverage]:
+    """Per timeframe: first and last candle time, count, whether the first candle is partial, and the
+    gaps (missing buckets between first and last; a ``filled`` candle is no gap) — 1 query, plus 1
+    count per series longer than ``scan`` buckets. Cost per series: one primary-key probe and one
+    backward index-only scan of at most ``scan`` entries, in one pass (no sort)."""
+    tfs = list(timeframes)
+    params: dict[str, Any] = {"coin": coin_id, "scan": scan, "max_gaps": COVERAGE_MAX_GAPS}
+    for i, tf in enumerate(tfs):
+        params[f"tf{i}"] = tf
+        params[f"iv{i}"] = TIMEFRAME_DELTA[tf]
+    sql = " UNION ALL ".join(f"({_COVERAGE_BLOCK.format(i=i)})" for i in range(len(tfs)))
+    out: list[Coverage] = []
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        rows = sorted(cur.fetchall(), key=lambda r: tfs.index(r[0]))
+        for tf, first_partial, scanned, scanned_from, last, gaps_total, missing, starts, ends in rows:
+            count, first = scanned, scanned_from
+            if scanned >= scan:  # longer than the scan: count the rest (forward index-only count)
+                cur.execute(
+                    "SELECT count(*), min(bucket_start) FROM marketdata_candle "
+                    "WHERE coin_id = %s AND timeframe = %s AND bucket_start < %s",
+                    [coin_id, tf, scanned_from],
+                )
+                older, oldest = cur.fetchone()
+                count += older
+                first = oldest or first
+            out.append(
+                Coverage(
+                    timeframe=tf,
+                    first=first,
+                    last=last,
+                    count=count,
+                    first_partial=first_partial,
+                    gaps=list(zip(starts, ends, strict=True)),
+                    gaps_total=gaps_total,
+                    missing_buckets=missing,
+                    gaps_checked_from=scanned_from,
+                )
+            )
+    return out
+
+
+def rankings_earliest(timeframe: str = "1h") -> datetime | None:
+    """The earliest time a past ranking exists for: the end of the first ``timeframe`` bucket of any
+    coin with a market cap (1 query; the ``bucket_start`` index of the 1h/1d partitions)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT min(bucket_start) FROM marketdata_candle WHERE timeframe = %s "
+            "AND market_cap IS NOT NULL AND market_cap > 0",
+            [timeframe],
+        )
+        first = cur.fetchone()[0]
+    return first + TIMEFRAME_DELTA[timeframe] if first is not None else None
 
 
 # All in SQL (window functions and two median aggregates), so only flagged buckets leave the database.

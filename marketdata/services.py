@@ -27,11 +27,23 @@ from django.utils import timezone
 
 from apiplatform import telemetry
 from marketdata import cache, partitions
-from marketdata.models import ROLLUP_SOURCE, TIMEFRAME_DELTA, TIMEFRAMES, SeriesWatermark
+from marketdata.models import (
+    BUCKET_ORIGIN,
+    ROLLUP_SOURCE,
+    TIMEFRAME_DELTA,
+    TIMEFRAMES,
+    SeriesWatermark,
+    rollup_targets,
+)
 
 logger = logging.getLogger(__name__)
 
-EPOCH = "1970-01-01 00:00:00+00"
+#: The bucket grid's origin as SQL (``date_bin(step, t, EPOCH)``): Monday 1970-01-05 00:00 UTC, so
+#: that 1w buckets start on Mondays; every shorter grid is the same as from the Unix epoch
+#: (:data:`marketdata.models.BUCKET_ORIGIN`).
+EPOCH = "1970-01-05 00:00:00+00"
+#: The known timeframes as an SQL list: ``'1m','5m',…``.
+_TF_SQL = ",".join(f"'{tf}'" for tf in TIMEFRAMES)
 
 
 # --- input records -------------------------------------------------------------------------------
@@ -50,11 +62,12 @@ class CandleRow(NamedTuple):
     market_cap: float | None = None
     closed: bool | None = None
     filled: bool = False
+    samples: int | None = None
+    partial: bool = False
 
 
 CANDLE_COLUMNS: tuple[str, ...] = CandleRow._fields
-_VALUE_COLUMNS = ("open", "high", "low", "close", "volume", "volume_24h", "market_cap", "closed", "filled")
-_COPY_TYPES = ["int8", "text", "timestamptz", *["float8"] * 7, "bool", "bool"]
+_COPY_TYPES = ["int8", "text", "timestamptz", *["float8"] * 7, "bool", "bool", "int4", "bool"]
 
 
 class CoinIn(NamedTuple):
@@ -139,7 +152,7 @@ class TickResult:
 _INTERVAL_CASE = (
     "CASE {col} WHEN '1m' THEN interval '1 minute' WHEN '5m' THEN interval '5 minutes' "
     "WHEN '15m' THEN interval '15 minutes' WHEN '1h' THEN interval '1 hour' "
-    "WHEN '1d' THEN interval '1 day' END"
+    "WHEN '4h' THEN interval '4 hours' WHEN '1d' THEN interval '1 day' WHEN '1w' THEN interval '7 days' END"
 )
 
 _UPSERT_SQL = """
@@ -147,19 +160,22 @@ WITH src AS {materialized} ({src}),
 ins AS (
     INSERT INTO marketdata_candle AS c
         (coin_id, timeframe, bucket_start, open, high, low, close, volume, volume_24h, market_cap,
-         closed, filled, source, revision, updated_at)
+         closed, filled, samples, partial, source, revision, updated_at)
     SELECT coin_id, timeframe, bucket_start, open, high, low, close, volume, volume_24h, market_cap,
-           closed, filled, %(source)s, 0, %(written_at)s
+           closed, filled, samples, partial, %(source)s, 0, %(written_at)s
     FROM src
     ON CONFLICT (coin_id, timeframe, bucket_start) DO UPDATE SET
         open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low, close = EXCLUDED.close,
         volume = EXCLUDED.volume, volume_24h = EXCLUDED.volume_24h, market_cap = EXCLUDED.market_cap,
-        closed = EXCLUDED.closed, filled = EXCLUDED.filled, source = EXCLUDED.source,
+        closed = EXCLUDED.closed, filled = EXCLUDED.filled, samples = EXCLUDED.samples,
+        partial = EXCLUDED.partial, source = EXCLUDED.source,
         revision = c.revision + 1, updated_at = EXCLUDED.updated_at
-    WHERE (c.open, c.high, c.low, c.close, c.volume, c.volume_24h, c.market_cap, c.closed, c.filled)
+    WHERE (c.open, c.high, c.low, c.close, c.volume, c.volume_24h, c.market_cap, c.closed, c.filled,
+           c.samples, c.partial)
           IS DISTINCT FROM
           (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume,
-           EXCLUDED.volume_24h, EXCLUDED.market_cap, EXCLUDED.closed, EXCLUDED.filled)
+           EXCLUDED.volume_24h, EXCLUDED.market_cap, EXCLUDED.closed, EXCLUDED.filled,
+           EXCLUDED.samples, EXCLUDED.partial)
     RETURNING c.coin_id, c.timeframe, c.bucket_start, c.revision = 0 AS inserted
 )
 SELECT coin_id, timeframe, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
@@ -213,7 +229,7 @@ def _count_written(source: str, written_by_tf: dict[str, int]) -> None:
 def _ensure_partitions(cur, relation: str) -> None:
     cur.execute(
         f"SELECT timeframe, min(bucket_start), max(bucket_start) FROM {relation} "  # noqa: S608
-        "WHERE timeframe IN ('1m','5m','15m','1h','1d') GROUP BY timeframe"
+        f"WHERE timeframe IN ({_TF_SQL}) GROUP BY timeframe"
     )
     for tf, lo, hi in cur.fetchall():
         partitions.partitions_ensure(timeframe=tf, start=lo, end=hi)
@@ -234,20 +250,22 @@ CREATE TEMP TABLE _candle_stage (
     seq bigint GENERATED ALWAYS AS IDENTITY,
     coin_id bigint, timeframe text, bucket_start timestamptz,
     open float8, high float8, low float8, close float8,
-    volume float8, volume_24h float8, market_cap float8, closed bool, filled bool
+    volume float8, volume_24h float8, market_cap float8, closed bool, filled bool,
+    samples int4, partial bool
 ) ON COMMIT DROP
 """
 
 # Validity of a staged row, as one boolean expression (fast: evaluated for every row). NaN compares
 # greater than every number in PostgreSQL, so "x <= 1e300" also rejects NaN and +Infinity.
 _VALID = f"""(
-  s.timeframe IN ('1m','5m','15m','1h','1d') AND s.bucket_start IS NOT NULL
+  s.timeframe IN ({_TF_SQL}) AND s.bucket_start IS NOT NULL
   AND s.open >= 0 AND s.open <= 1e300 AND s.high >= 0 AND s.high <= 1e300
   AND s.low >= 0 AND s.low <= 1e300 AND s.close >= 0 AND s.close <= 1e300
   AND s.low <= LEAST(s.open, s.close) AND s.high >= GREATEST(s.open, s.close)
   AND (s.volume IS NULL OR (s.volume >= 0 AND s.volume <= 1e300))
   AND (s.volume_24h IS NULL OR (s.volume_24h >= 0 AND s.volume_24h <= 1e300))
   AND (s.market_cap IS NULL OR (s.market_cap >= 0 AND s.market_cap <= 1e300))
+  AND (s.samples IS NULL OR s.samples >= 0)
   AND date_bin({_INTERVAL_CASE.format(col="s.timeframe")}, s.bucket_start, '{EPOCH}') = s.bucket_start
   AND s.coin_id IN (SELECT id FROM marketdata_coin)
 )"""  # noqa: S608 - constant SQL
@@ -255,7 +273,7 @@ _VALID = f"""(
 # Why a row is invalid (evaluated only for invalid rows): the first failing rule.
 _REJECT_REASON = f"""
 CASE
-  WHEN s.timeframe IS NULL OR s.timeframe NOT IN ('1m','5m','15m','1h','1d') THEN 'unknown timeframe'
+  WHEN s.timeframe IS NULL OR s.timeframe NOT IN ({_TF_SQL}) THEN 'unknown timeframe'
   WHEN s.bucket_start IS NULL THEN 'missing time'
   WHEN date_bin({_INTERVAL_CASE.format(col="s.timeframe")}, s.bucket_start, '{EPOCH}') <> s.bucket_start
        THEN 'time not aligned to timeframe'
@@ -271,6 +289,7 @@ CASE
        THEN 'volume_24h negative or not finite'
   WHEN NOT (COALESCE(s.market_cap, 0) >= 0 AND COALESCE(s.market_cap, 0) <= 1e300)
        THEN 'market_cap negative or not finite'
+  WHEN s.samples < 0 THEN 'samples negative'
   WHEN s.coin_id IS NULL OR s.coin_id NOT IN (SELECT id FROM marketdata_coin) THEN 'unknown coin'
   ELSE 'invalid'
 END
@@ -285,7 +304,9 @@ def candles_upsert(
 
     ``rows``: :class:`CandleRow` tuples (or tuples in its field order, or mappings with its field
     names). ``closed=None`` → closed iff ``bucket_start + timeframe <= now``. ``source`` is stored on
-    every row written (e.g. ``ticks``, ``rollup``, ``ohlc``, ``import``).
+    every row written (e.g. ``ticks``, ``rollup``, ``ohlc``, ``import``). ``samples`` (default null:
+    not built from counted observations) and ``partial`` (default false: a full bucket, as upstream
+    OHLC candles are) are optional, so 12-field rows of older callers keep working.
     """
     now = now or timezone.now()
     with connection.cursor() as cur:
@@ -296,7 +317,7 @@ def candles_upsert(
         staged = 0
         with cur.cursor.copy(
             "COPY _candle_stage (coin_id, timeframe, bucket_start, open, high, low, close, volume, "
-            "volume_24h, market_cap, closed, filled) FROM STDIN (FORMAT BINARY)"
+            "volume_24h, market_cap, closed, filled, samples, partial) FROM STDIN (FORMAT BINARY)"
         ) as copy:
             copy.set_types(_COPY_TYPES)
             for row in _as_tuples(rows):
@@ -319,7 +340,7 @@ def candles_upsert(
                 coin_id, timeframe::varchar(3) AS timeframe, bucket_start, open, high, low, close,
                 volume, volume_24h, market_cap,
                 COALESCE(closed, bucket_start + {interval} <= %(now)s) AS closed,
-                COALESCE(filled, false) AS filled
+                COALESCE(filled, false) AS filled, samples, COALESCE(partial, false) AS partial
             FROM _candle_stage
             ORDER BY coin_id, timeframe, bucket_start, seq DESC
         """  # noqa: S608 - constant SQL
@@ -354,7 +375,8 @@ tm AS (
            (array_agg(price ORDER BY time))[1] AS open, max(price) AS high, min(price) AS low,
            (array_agg(price ORDER BY time DESC))[1] AS close,
            (array_agg(volume_24h ORDER BY time DESC))[1] AS volume_24h,
-           (array_agg(market_cap ORDER BY time DESC))[1] AS market_cap
+           (array_agg(market_cap ORDER BY time DESC))[1] AS market_cap,
+           count(*)::int4 AS samples
     FROM t GROUP BY coin_id, b
 ),
 polled AS (
@@ -375,11 +397,11 @@ seed AS (
     ) s
 ),
 seq AS (
-    SELECT k.coin_id, k.b, tm.open, tm.high, tm.low, tm.close, tm.volume_24h, tm.market_cap
+    SELECT k.coin_id, k.b, tm.open, tm.high, tm.low, tm.close, tm.volume_24h, tm.market_cap, tm.samples
     FROM keys k LEFT JOIN tm USING (coin_id, b)
     UNION ALL
     SELECT coin_id, %(since)s::timestamptz - interval '1 minute', NULL, NULL, NULL,
-           close, volume_24h, market_cap
+           close, volume_24h, market_cap, NULL
     FROM seed
 ),
 g AS (
@@ -389,7 +411,11 @@ f AS (
     SELECT g.*,
            first_value(close) OVER w AS c_close,
            first_value(volume_24h) OVER w AS c_vol,
-           first_value(market_cap) OVER w AS c_mcap
+           first_value(market_cap) OVER w AS c_mcap,
+           -- the coin's first observed minute, when no older 1m candle exists (no seed row):
+           -- that minute started before our first observation of the coin
+           bool_or(b < %(since)s) OVER (PARTITION BY coin_id) AS seeded,
+           min(b) FILTER (WHERE close IS NOT NULL) OVER (PARTITION BY coin_id) AS first_b
     FROM g WINDOW w AS (PARTITION BY coin_id, grp ORDER BY b)
 )
 SELECT coin_id, '1m'::varchar(3) AS timeframe, b AS bucket_start,
@@ -399,7 +425,9 @@ SELECT coin_id, '1m'::varchar(3) AS timeframe, b AS bucket_start,
        CASE WHEN close IS NULL THEN c_vol ELSE volume_24h END AS volume_24h,
        CASE WHEN close IS NULL THEN c_mcap ELSE market_cap END AS market_cap,
        b + interval '1 minute' <= %(now)s AS closed,
-       close IS NULL AS filled
+       close IS NULL AS filled,
+       COALESCE(samples, 0) AS samples,
+       (NOT seeded AND b = first_b) AS partial
 FROM f
 WHERE b >= %(since)s AND (close IS NOT NULL OR c_close IS NOT NULL)
 """
@@ -422,9 +450,11 @@ def candles_build_1m(
 
     A minute with ticks: open = first tick, high/low = extremes, close = last tick (by upstream
     time), ``volume_24h``/``market_cap`` = last tick's, ``volume`` = null (CoinGecko has no traded
-    volume). A minute without ticks that was polled successfully — listed in ``polled`` as
-    (coin_id, any time inside the minute), or already stored as filled — is carried forward flat
-    from the previous close and marked ``filled``. Any other minute stays a gap (no row).
+    volume), ``samples`` = the number of ticks. The coin's first observed minute (no older 1m candle
+    exists) is ``partial``: it started before our first observation. A minute without ticks that was
+    polled successfully — listed in ``polled`` as (coin_id, any time inside the minute), or already
+    stored as filled — is carried forward flat from the previous close and marked ``filled``
+    (``samples`` 0). Any other minute stays a gap (no row).
     Rows are written with the shared upsert (source ``ticks``); nothing is ever deleted.
     """
     now = now or timezone.now()
@@ -451,29 +481,55 @@ def candles_build_1m(
 
 # --- roll-ups ------------------------------------------------------------------------------------
 _ROLLUP_SQL = """
-SELECT coin_id, %(tf)s::varchar(3) AS timeframe, date_bin(%(iv)s, bucket_start, '{epoch}') AS bucket_start,
-       (array_agg(open ORDER BY bucket_start))[1] AS open,
-       max(high) AS high, min(low) AS low,
-       (array_agg(close ORDER BY bucket_start DESC))[1] AS close,
-       sum(volume) AS volume,
-       (array_agg(volume_24h ORDER BY bucket_start DESC)
-            FILTER (WHERE volume_24h IS NOT NULL))[1] AS volume_24h,
-       (array_agg(market_cap ORDER BY bucket_start DESC)
-            FILTER (WHERE market_cap IS NOT NULL))[1] AS market_cap,
-       date_bin(%(iv)s, bucket_start, '{epoch}') + %(iv)s <= %(now)s AS closed,
-       bool_and(filled) AS filled
-FROM marketdata_candle
-WHERE timeframe = %(src_tf)s AND coin_id = ANY(%(coins)s::bigint[])
-  AND bucket_start >= %(since)s AND bucket_start < %(until)s
-GROUP BY coin_id, date_bin(%(iv)s, bucket_start, '{epoch}')
+WITH agg AS (
+    SELECT coin_id, date_bin(%(iv)s, bucket_start, '{epoch}') AS b,
+           (array_agg(open ORDER BY bucket_start))[1] AS open,
+           max(high) AS high, min(low) AS low,
+           (array_agg(close ORDER BY bucket_start DESC))[1] AS close,
+           sum(volume) AS volume,
+           (array_agg(volume_24h ORDER BY bucket_start DESC)
+                FILTER (WHERE volume_24h IS NOT NULL))[1] AS volume_24h,
+           (array_agg(market_cap ORDER BY bucket_start DESC)
+                FILTER (WHERE market_cap IS NOT NULL))[1] AS market_cap,
+           bool_and(filled) AS filled,
+           CASE WHEN count(samples) = count(*) THEN sum(samples)::int4 END AS samples,
+           bool_or(partial) AS any_partial,
+           min(bucket_start) AS first_part
+    FROM marketdata_candle
+    WHERE timeframe = %(src_tf)s AND coin_id = ANY(%(coins)s::bigint[])
+      AND bucket_start >= %(since)s AND bucket_start < %(until)s
+    GROUP BY coin_id, date_bin(%(iv)s, bucket_start, '{epoch}')
+)
+SELECT * FROM (
+    SELECT coin_id, %(tf)s::varchar(3) AS timeframe, b AS bucket_start, open, high, low, close, volume,
+           volume_24h, market_cap, b + %(iv)s <= %(now)s AS closed, filled, samples,
+           CASE WHEN any_partial THEN true
+                -- the first part is missing: partial only if the series starts inside this bucket
+                -- (rare, and then one backward probe of the primary key)
+                WHEN first_part > b THEN NOT EXISTS (
+                    SELECT 1 FROM marketdata_candle e
+                    WHERE e.coin_id = agg.coin_id AND e.timeframe = %(src_tf)s AND e.bucket_start < agg.b
+                )
+                ELSE false
+           END AS partial
+    FROM agg
+) r
+-- a partial roll-up never replaces a full candle another source wrote (upstream OHLC history: the
+-- daily candle of the day the hourly history starts in stays upstream's full one)
+WHERE NOT r.partial OR NOT EXISTS (
+    SELECT 1 FROM marketdata_candle x
+    WHERE x.coin_id = r.coin_id AND x.timeframe = %(tf)s AND x.bucket_start = r.bucket_start
+      AND NOT x.partial AND x.source <> 'rollup'
+)
 """
 
 
 def bucket_floor(timeframe: str, t: datetime) -> datetime:
-    """Start of the bucket of ``timeframe`` containing ``t`` (buckets are aligned to the Unix epoch, UTC)."""
+    """Start of the bucket of ``timeframe`` containing ``t``: the grid starts at
+    :data:`~marketdata.models.BUCKET_ORIGIN` (Monday 1970-01-05 00:00 UTC), so 4h buckets start at
+    00, 04, … 20 UTC, days at 00:00 UTC and weeks on Mondays 00:00 UTC."""
     step = TIMEFRAME_DELTA[timeframe]
-    epoch = datetime(1970, 1, 1, tzinfo=t.tzinfo or timezone.get_current_timezone())
-    return t - ((t - epoch) % step)
+    return t - ((t - BUCKET_ORIGIN) % step)
 
 
 @transaction.atomic
@@ -485,12 +541,16 @@ def candles_rollup(
     now: datetime | None = None,
     base: str = "1m",
 ) -> dict[str, UpsertResult]:
-    """Roll up ``base`` candles in [since, until) into every higher timeframe: 1m → 5m → 15m → 1h → 1d.
+    """Roll up ``base`` candles in [since, until) into every timeframe built from it
+    (:data:`~marketdata.models.ROLLUP_SOURCE`: 1m → 5m → 15m → 1h → 4h, 1h → 1d → 1w).
 
     Incremental: only the buckets of each higher timeframe that contain a source bucket of the
     given range are recomputed (each from all of its source candles), in SQL, through the shared
     upsert (source ``rollup``). open = first, high = max, low = min, close = last, volume = sum
     (null if all null), volume_24h / market_cap = last non-null, filled = all sources filled,
+    samples = sum (null if any source has none), partial = a source is partial or the series starts
+    inside the bucket (first source bucket missing and no earlier one stored) — a partial bucket is
+    not written over a full candle of another source (upstream history),
     closed = the bucket's end is not after ``now`` — so the current bucket is readable and open.
     Pass the range (and coins) a write changed, e.g. from ``UpsertResult.spans``.
     """
@@ -502,14 +562,16 @@ def candles_rollup(
     else:
         coins = list(coin_ids)
     results: dict[str, UpsertResult] = {}
-    order = list(TIMEFRAMES)
-    lo, hi = since, until
+    # the range of source buckets each timeframe's recomputed buckets cover
+    ranges: dict[str, tuple[datetime, datetime]] = {base: (since, until)}
     with connection.cursor() as cur:
-        for tf in order[order.index(base) + 1 :]:
+        for tf in rollup_targets(base):
             src_tf = ROLLUP_SOURCE[tf]
             step = TIMEFRAME_DELTA[tf]
-            lo = bucket_floor(tf, lo)
-            hi = bucket_floor(tf, hi - timedelta(microseconds=1)) + step
+            src_lo, src_hi = ranges[src_tf]
+            lo = bucket_floor(tf, src_lo)
+            hi = bucket_floor(tf, src_hi - timedelta(microseconds=1)) + step
+            ranges[tf] = (lo, hi)
             partitions.partitions_ensure(timeframe=tf, start=lo, end=hi - step)
             sql = _ROLLUP_SQL.format(epoch=EPOCH)
             params = {
@@ -528,9 +590,9 @@ def candles_rollup(
 def candles_rollup_result(result: UpsertResult, *, now: datetime | None = None) -> dict[str, UpsertResult]:
     """Roll up whatever a lower-timeframe write changed (convenience for callers of the write path)."""
     out: dict[str, UpsertResult] = {}
-    for tf in ("1m", "5m", "15m", "1h"):
+    for tf in TIMEFRAMES:
         span = result.spans.get(tf)
-        if span:
+        if span and rollup_targets(tf):
             for k, v in candles_rollup(
                 since=span[0],
                 until=span[1] + TIMEFRAME_DELTA[tf],

@@ -17,6 +17,7 @@ urlpatterns = [
     path("coins/<str:coin_id>/market_chart", views.MarketChartView.as_view(), name="market-chart"),
     path("candles", views.MultiCandleListView.as_view(), name="candles-multi"),
     path("candles.csv", views.MultiCandleCSVView.as_view(), name="candles-multi-csv"),
+    path("coins/<str:coin_id>/coverage", views.CoverageView.as_view(), name="coverage"),
     *[
         path(f"coins/<str:coin_id>/indicators/{name}", view.as_view(), name=f"indicator-{name}")
         for name, view in views.INDICATOR_VIEWS.items()

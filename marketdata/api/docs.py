@@ -16,7 +16,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 
 from apiplatform.schema import PROBLEM_CONTENT_TYPE, Problem, problem_response
-from marketdata import indicators, screener
+from marketdata import indicators, screener, selectors
 from marketdata.api import params
 from marketdata.models import TIMEFRAMES
 
@@ -125,7 +125,8 @@ def param(name: str, schema: dict, description: str, **kwargs: Any) -> OpenApiPa
 TIMEFRAME = param(
     "timeframe",
     {**TIMEFRAME_SCHEMA, "default": "1h"},
-    "Candle width. 1m may need a paid plan (403 `plan-upgrade-required`).",
+    "Candle width. Buckets are UTC: 4h buckets start at 00, 04, … 20 h; days at 00:00; weeks (`1w`) "
+    "on Mondays 00:00. 1m may need a paid plan (403 `plan-upgrade-required`).",
 )
 TIME_SCHEMA: dict[str, Any] = {
     "oneOf": [
@@ -379,13 +380,63 @@ CoinList = _serializer(
     "A page of coins.",
 )
 Snapshot = _serializer("Snapshot", snapshot_fields(), "The latest market snapshot of a coin.")
+Gap = _serializer(
+    "Gap",
+    {
+        "start": when("2026-11-24T06:00:00Z", "First missing bucket."),
+        "end": when("2026-11-24T08:00:00Z", "The bucket after the last missing one (exclusive)."),
+        "buckets": integer(2, "Missing buckets in this gap."),
+    },
+    "A run of missing buckets.",
+)
+SeriesCoverage = _serializer(
+    "SeriesCoverage",
+    {
+        "timeframe": timeframe_field(),
+        "first": when("2026-08-26T00:00:00Z", "Bucket start of the oldest candle; null: none.", null=True),
+        "last": when("2026-11-24T04:00:00Z", "Bucket start of the newest candle; null: none.", null=True),
+        "count": integer(2189, "Candles stored."),
+        "first_partial": _Bool(
+            example=False,
+            allow_null=True,
+            help_text="Whether the oldest candle is `partial` (its bucket started before our first "
+            "observation); null: no candle.",
+        ),
+        "missing_buckets": integer(3, "Buckets missing between `first` and `last` (in all gaps)."),
+        "gaps_total": integer(2, "Gaps (runs of missing buckets) between `first` and `last`."),
+        "gaps": Gap(
+            many=True, help_text=f"The newest gaps, newest first (at most {selectors.COVERAGE_MAX_GAPS})."
+        ),
+        "gaps_checked_from": when(
+            "2026-08-26T00:00:00Z",
+            "Gaps are searched from this bucket on: `first`, unless the series holds more than "
+            f"{selectors.COVERAGE_SCAN_BUCKETS:,} candles (then from its newest "
+            f"{selectors.COVERAGE_SCAN_BUCKETS:,}).",
+            null=True,
+        ),
+    },
+    "What is stored for one timeframe of a coin.",
+)
+Coverage = _serializer(
+    "Coverage",
+    {
+        "coin": string("bitcoin", "CoinGecko id."),
+        "timeframes": SeriesCoverage(many=True, help_text="One entry per timeframe, shortest first."),
+    },
+    "How far back each timeframe of a coin goes, and its known gaps.",
+)
 CoinDetail = _serializer(
     "CoinDetail",
     {
         **coin_fields(),
         "market": Snapshot(allow_null=True, help_text="Latest market snapshot; null if none yet."),
+        "coverage": SeriesCoverage(
+            many=True,
+            help_text="Per timeframe, shortest first: first and last candle, count and known gaps (as "
+            "`GET /v1/coins/{coin_id}/coverage`).",
+        ),
     },
-    "One coin with its latest market snapshot.",
+    "One coin with its latest market snapshot and what candles are stored for it.",
 )
 Market = _serializer(
     "Market",
@@ -435,6 +486,20 @@ Candle = _serializer(
         "volume_24h": num(3.2e10, "Upstream rolling 24h volume at the bucket's close."),
         "closed": boolean(True, "false for the current (still changing) bucket."),
         "filled": boolean(False, "No upstream value in the bucket: carried forward flat."),
+        "samples": integer(
+            57,
+            "Upstream observations (price updates) the candle was built from; a roll-up sums its parts' "
+            "(1m → 5m → … → 1w). Null for candles from upstream OHLC history or imports (or a roll-up "
+            "with such a part); 0 for a `filled` minute.",
+            null=True,
+        ),
+        "partial": boolean(
+            False,
+            "true when the bucket started before our first observation of the coin (e.g. the 13:00 hour "
+            "of a coin first seen at 13:34): open/high/low cover only part of the bucket. A roll-up is "
+            "partial when a part is, or when the coin's data starts inside it. History from upstream "
+            "OHLC is full.",
+        ),
     },
     "One OHLCV candle.",
 )

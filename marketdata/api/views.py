@@ -24,6 +24,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 
+from apiplatform import redis_access
 from apiplatform.gateway import PublicAPIView, charge, page_credits
 from apiplatform.problems import NOT_FOUND, ProblemError
 from apiplatform.query import known_only
@@ -32,7 +33,7 @@ from marketdata import cache as versions
 from marketdata import indicators, partitions, screener, selectors
 from marketdata.api import caching, docs, params
 from marketdata.models import TIMEFRAME_DELTA, TIMEFRAMES
-from marketdata.problems import NO_DATA
+from marketdata.problems import NO_DATA, NO_DATA_AT
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -221,13 +222,68 @@ def _snapshot(r, offset: int) -> dict:
     return dict(zip(keys, r[offset : offset + 8], strict=True))
 
 
+def _coverage(coin_pk: int) -> bytes:
+    """The coverage of every timeframe of one coin as a JSON array, from the shared response cache
+    when no series of the coin changed since it was computed (one MGET of the 7 series versions, one
+    cache lookup), else computed (``selectors.coverage``: 1 query) and stored."""
+    pairs = [(coin_pk, tf) for tf in TIMEFRAMES]
+    try:
+        series_versions = tuple(versions.candles_versions(pairs))
+    except redis_access.ERRORS:
+        return dumps(_coverage_rows(coin_pk))
+    parts = (coin_pk, series_versions)
+    version, hit = caching.lookup("coverage", parts, versions.candles_key(coin_pk, TIMEFRAMES[0]))
+    if hit is None:
+        hit = caching.answer(dumps(_coverage_rows(coin_pk)))
+        caching.store("coverage", parts, version, hit, caching.ttl_of(hit))
+    return hit.body
+
+
+def _coverage_rows(coin_pk: int) -> list[dict]:
+    out = []
+    for c in selectors.coverage(coin_id=coin_pk):
+        step = TIMEFRAME_DELTA[c.timeframe]
+        out.append(
+            {
+                "timeframe": c.timeframe,
+                "first": c.first,
+                "last": c.last,
+                "count": c.count,
+                "first_partial": c.first_partial,
+                "missing_buckets": c.missing_buckets,
+                "gaps_total": c.gaps_total,
+                "gaps": [{"start": a, "end": b, "buckets": round((b - a) / step)} for a, b in c.gaps],
+                "gaps_checked_from": c.gaps_checked_from,
+            }
+        )
+    return out
+
+
+_COVERAGE_EXAMPLE = {
+    "timeframe": "1h",
+    "first": "2026-08-26T00:00:00Z",
+    "last": "2026-11-24T04:00:00Z",
+    "count": 2187,
+    "first_partial": False,
+    "missing_buckets": 3,
+    "gaps_total": 2,
+    "gaps": [
+        {"start": "2026-11-24T06:00:00Z", "end": "2026-11-24T08:00:00Z", "buckets": 2},
+        {"start": "2026-10-02T13:00:00Z", "end": "2026-10-02T14:00:00Z", "buckets": 1},
+    ],
+    "gaps_checked_from": "2026-08-26T00:00:00Z",
+}
+
+
 class CoinDetailView(MarketDataView):
     endpoint_name = "coin"
     credit_cost = 1
 
     @extend_schema(
         operation_id="coins_retrieve",
-        summary="One coin with its latest market snapshot",
+        summary="One coin with its latest market snapshot and candle coverage",
+        description="The coin, its latest market snapshot and, per timeframe, what candles are stored "
+        "(`coverage`: as `GET /v1/coins/{coin_id}/coverage`). 1 credit.",
         tags=["coins"],
         parameters=[docs.COIN_ID],
         responses={200: docs.CoinDetail, **docs.errors(not_found=True, not_modified=True)},
@@ -252,6 +308,7 @@ class CoinDetailView(MarketDataView):
                         "change_24h_pct": 1.8,
                         "last_updated": "2026-11-24T04:59:31Z",
                     },
+                    "coverage": [_COVERAGE_EXAMPLE],
                 },
             )
         ],
@@ -261,6 +318,7 @@ class CoinDetailView(MarketDataView):
         row = selectors.coin_detail(coin_id) if params.coin_id(coin_id) else None
         if row is None:
             raise NotFound(f"No coin with id {coin_id[:100]!r}.")
+        coin_pk, _, _ = self.coin_or_404(coin_id)  # the coin's id: memoised, no query once known
         market = _snapshot(row, 6) if row[14] is not None else None
         body = dumps(
             {
@@ -273,6 +331,42 @@ class CoinDetailView(MarketDataView):
                 "market": market,
             }
         )
+        body = body[:-1] + b',"coverage":' + _coverage(coin_pk) + b"}"
+        return caching.respond(request, caching.answer(body))
+
+
+class CoverageView(MarketDataView):
+    endpoint_name = "coverage"
+    credit_cost = 1
+
+    @extend_schema(
+        operation_id="coins_coverage",
+        summary="How far back each timeframe of a coin goes, and its known gaps",
+        description=(
+            "Per timeframe (shortest first): the first and last candle (bucket start), how many are "
+            "stored, whether the first one is `partial` (its bucket started before our first "
+            "observation), and the gaps — runs of missing buckets between the first and the last "
+            "candle, newest first. A `filled` candle (no upstream change in the bucket, carried "
+            "forward) is no gap. Gaps are what the data-quality checks re-fetch: a repaired gap "
+            "disappears. Nothing after `last` is listed as a gap: compare `last` with now. "
+            "Gaps are searched among the newest 10,000 candles of each timeframe (`gaps_checked_from`); "
+            "`count` is exact. Cached until a candle of the coin changes. 1 credit."
+        ),
+        tags=["coins"],
+        parameters=[docs.COIN_ID],
+        responses={200: docs.Coverage, **docs.errors(not_found=True, not_modified=True)},
+        examples=[
+            OpenApiExample(
+                "bitcoin",
+                response_only=True,
+                value={"coin": "bitcoin", "timeframes": [_COVERAGE_EXAMPLE]},
+            )
+        ],
+    )
+    def get(self, request, coin_id: str):
+        self.query(request)
+        coin_pk, _, _ = self.coin_or_404(coin_id)
+        body = dumps({"coin": coin_id})[:-1] + b',"timeframes":' + _coverage(coin_pk) + b"}"
         return caching.respond(request, caching.answer(body))
 
 
@@ -469,6 +563,8 @@ class CandleListView(caching.ResponseCacheMixin, MarketDataView):
                             "volume_24h": 3.2e10,
                             "closed": False,
                             "filled": False,
+                            "samples": 57,
+                            "partial": False,
                         }
                     ],
                     "next_cursor": "dDE6ZGVzYzoxNzY0MDQ2ODAwMDAwMDAw",
@@ -576,7 +672,7 @@ class CandleCSVView(CandleListView):
         ],
         responses={
             (200, "text/csv"): OpenApiResponse(
-                {"type": "string", "example": "time,open,high,low,close,volume,volume_24h,closed,filled\n"},
+                {"type": "string", "example": ",".join(selectors.CANDLE_COLUMNS) + "\n"},
                 description="CSV with a header row.",
             ),
             **docs.errors(not_found=True, not_modified=True),
@@ -776,6 +872,19 @@ def _ranks(caps: dict[int, tuple]) -> dict[int, int]:
     return {coin: i for i, (coin, _) in enumerate(_ranking_order(caps), 1)}
 
 
+_NO_DATA_EXAMPLE = {
+    "type": "http://127.0.0.1:8000/problems/no-data-at",
+    "title": "No data at this time",
+    "status": 404,
+    "detail": "No rankings before 2026-08-26T01:00:00Z (the close of the first stored hour): ask for a "
+    "later `at`, or omit it for now.",
+    "instance": "/v1/rankings",
+    "request_id": "5f0c7e0e3b9a4d0f9b6f2f1f6f7e8a9b",
+    "at": "2020-01-01T00:00:00Z",
+    "earliest": "2026-08-26T01:00:00Z",
+}
+
+
 class RankingView(caching.ResponseCacheMixin, MarketDataView):
     endpoint_name = "rankings"
     cache_name = "rankings"
@@ -802,7 +911,15 @@ class RankingView(caching.ResponseCacheMixin, MarketDataView):
             docs.CURSOR,
             docs.OFFSET,
         ],
-        responses={200: docs.Rankings, **docs.errors(not_modified=True)},
+        responses={
+            200: docs.Rankings,
+            **docs.errors(not_modified=True),
+            (404, docs.PROBLEM_JSON): docs.problem(
+                "No market caps are stored for `at` (before the first data, or a gap): `no-data-at`, "
+                "with `earliest`, the earliest time a ranking exists for (null: none yet).",
+                _NO_DATA_EXAMPLE,
+            ),
+        },
     )
     def get(self, request):
         query = self.query(request)
@@ -818,6 +935,8 @@ class RankingView(caching.ResponseCacheMixin, MarketDataView):
 
         def compute() -> caching.Cached:
             current = selectors.snapshot_market_caps() if at is None else selectors.market_caps_at(at)
+            if at is not None and not current:
+                _no_ranking_at(at)
             ref = at or now
             ordered = _ranking_order(current)
             before_24h = _ranks(selectors.market_caps_at(ref - timedelta(hours=24)))
@@ -865,6 +984,30 @@ class RankingView(caching.ResponseCacheMixin, MarketDataView):
         parts = (by, at, limit, None if after is None else tuple(after), offset, minute)
         hit = self.cached(parts=parts, version_key=versions.snapshots_key(), compute=compute)
         return _paged(request, hit)
+
+
+def _no_ranking_at(at: datetime) -> None:
+    """404 ``no-data-at`` for a past ranking with no market caps, naming the earliest time there is
+    one (1 query)."""
+    earliest = selectors.rankings_earliest()
+    if earliest is None:
+        detail = "No market caps are stored yet: rankings exist only for now (omit `at`)."
+    elif at < earliest:
+        detail = (
+            f"No rankings before {earliest:%Y-%m-%dT%H:%M:%SZ} (the close of the first stored hour): "
+            "ask for a later `at`, or omit it for now."
+        )
+    else:
+        detail = (
+            f"No market caps are stored for the hour before {at:%Y-%m-%dT%H:%M:%SZ} (a gap in the "
+            "data); the earliest ranking is at "
+            f"{earliest:%Y-%m-%dT%H:%M:%SZ}."
+        )
+    raise ProblemError(NO_DATA_AT, detail, extra={"at": _iso(at), "earliest": _iso(earliest)})
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 _SCREENER_FILTERS = {f"{f}_{op}": (f, op) for f in screener.FIELDS for op in ("lt", "gt", "lte", "gte")}

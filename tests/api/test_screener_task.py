@@ -4,7 +4,7 @@ import pytest
 
 from apiplatform.jobs.models import JobRun
 from apiplatform.jobs.schedules import schedules_all
-from marketdata.models import LatestIndicator
+from marketdata.models import TIMEFRAMES, LatestIndicator
 from marketdata.tasks import refresh_screener
 
 SCHEDULES = schedules_all()
@@ -25,7 +25,7 @@ def test_every_timeframe_has_a_screener_schedule():
     scheduled = [
         tf for s in SCHEDULES if s.task == "marketdata.refresh_screener" for tf in s.kwargs["timeframes"]
     ]
-    assert sorted(scheduled) == sorted(["1m", "5m", "15m", "1h", "1d"])
+    assert sorted(scheduled) == sorted(TIMEFRAMES)
 
 
 @pytest.mark.django_db

@@ -5,7 +5,7 @@ and the bound on a check that does not answer."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -20,7 +20,7 @@ from billing import metering
 from billing.models import StripeEvent, StripeEventStatus
 from marketdata import partitions
 from marketdata.models import TIMEFRAME_DELTA, Coin
-from marketdata.services import candles_upsert
+from marketdata.services import bucket_floor, candles_upsert
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -122,8 +122,7 @@ def _closed_candles(coin: Coin, end: datetime) -> None:
     """One closed candle per timeframe, the newest one ending at or before ``end``."""
     rows = []
     for tf, delta in TIMEFRAME_DELTA.items():
-        start = datetime.fromtimestamp(end.timestamp() // delta.total_seconds() * delta.total_seconds(), UTC)
-        start -= delta
+        start = bucket_floor(tf, end) - delta  # weeks start on Mondays, not on the epoch's Thursday
         rows.append({"coin_id": coin.pk, "timeframe": tf, "bucket_start": start, "open": 1.0, "high": 1.0,
                      "low": 1.0, "close": 1.0, "closed": True})  # fmt: skip
     candles_upsert(rows=rows, source="import", now=end)

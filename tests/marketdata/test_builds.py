@@ -1,4 +1,4 @@
-"""Ticks → 1m candles and roll-ups 1m → 5m → 15m → 1h → 1d, against independent computations."""
+"""Ticks → 1m candles and roll-ups 1m → 5m → 15m → 1h → 4h/1d → 1w, against independent computations."""
 
 from __future__ import annotations
 
@@ -217,13 +217,14 @@ def test_incremental_rollup_rewrites_only_the_buckets_containing_the_change(coin
             )
             return dict(cur.fetchall())
 
-    before = {tf: versions(tf) for tf in ("5m", "15m", "1h", "1d")}
+    higher = ("5m", "15m", "1h", "4h", "1d", "1w")
+    before = {tf: versions(tf) for tf in higher}
     target = rows[100]
     bumped = target._replace(high=target.high * 1.5)
     result = services.candles_upsert(rows=[bumped], source="test", now=now)
     rolled = services.candles_rollup_result(result, now=now)
-    assert {tf: r.updated for tf, r in rolled.items()} == {"5m": 1, "15m": 1, "1h": 1, "1d": 1}
-    for tf in ("5m", "15m", "1h", "1d"):
+    assert {tf: r.updated for tf, r in rolled.items()} == dict.fromkeys(higher, 1)
+    for tf in higher:
         after = versions(tf)
         changed = {b for b in after if after[b] != before[tf][b]}
         assert changed == {services.bucket_floor(tf, target.bucket_start)}

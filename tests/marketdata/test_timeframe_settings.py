@@ -31,12 +31,14 @@ def test_retention_and_lookbacks_read_their_settings(settings):
         "5m": None,
         "15m": None,
         "1h": None,
+        "4h": None,
         "1d": None,
+        "1w": None,
     }
     settings.INGESTION_QUALITY_JUMP_LOOKBACK = "1h=60"
     assert quality._minutes("INGESTION_QUALITY_JUMP_LOOKBACK", settings.INGESTION_QUALITY_JUMP_LOOKBACK) == {
         "1h": timedelta(minutes=60)
     }
-    settings.CANDLE_RETENTION_DAYS = "1w=3"
-    with pytest.raises(ValueError, match="CANDLE_RETENTION_DAYS: unknown timeframe '1w'"):
+    settings.CANDLE_RETENTION_DAYS = "2w=3"
+    with pytest.raises(ValueError, match="CANDLE_RETENTION_DAYS: unknown timeframe '2w'"):
         partitions.retention()

@@ -84,19 +84,37 @@ def truth(sim, polls, spiked, final_now):
                 prices = [x[1] for x in ts]
                 carry = (ts[-1][1], ts[-1][3], ts[-1][2])  # close, volume_24h, market_cap
                 rows.append(
-                    (m, prices[0], max(prices), min(prices), prices[-1], None, carry[1], carry[2], False)
-                )
+                    (m, prices[0], max(prices), min(prices), prices[-1], None, carry[1], carry[2], False,
+                     len(ts), not rows)  # samples: the ticks; partial: the coin's first observed minute
+                )  # fmt: skip
             elif m in polled.get(cid, ()) and carry is not None:
-                rows.append((m, carry[0], carry[0], carry[0], carry[0], None, carry[1], carry[2], True))
+                rows.append(
+                    (m, carry[0], carry[0], carry[0], carry[0], None, carry[1], carry[2], True, 0, False)
+                )
             m += timedelta(minutes=1)
         if not rows:
             continue
         df = pd.DataFrame(
             rows,
-            columns=["b", "open", "high", "low", "close", "volume", "volume_24h", "market_cap", "filled"],
+            columns=[
+                "b",
+                "open",
+                "high",
+                "low",
+                "close",
+                "volume",
+                "volume_24h",
+                "market_cap",
+                "filled",
+                "samples",
+                "partial",
+            ],
         )
+        # the bucket grid starts on Monday 1970-01-05 (weeks start on Mondays), 4 days after the epoch
+        # pandas floors from: shift by 4 days, floor, shift back (the same grid for minutes … days)
+        off = pd.Timedelta(days=4)
         for tf, step in TIMEFRAME_DELTA.items():
-            g = df.groupby(df["b"].dt.floor(pd.Timedelta(step)), sort=True)
+            g = df.groupby((df["b"] - off).dt.floor(pd.Timedelta(step)) + off, sort=True)
             agg = g.agg(
                 open=("open", "first"),
                 high=("high", "max"),
@@ -105,6 +123,8 @@ def truth(sim, polls, spiked, final_now):
                 volume_24h=("volume_24h", "last"),
                 market_cap=("market_cap", "last"),
                 filled=("filled", "all"),
+                samples=("samples", "sum"),
+                partial=("partial", "any"),
             )
             for b, r in agg.iterrows():
                 start = b.to_pydatetime()
@@ -118,6 +138,8 @@ def truth(sim, polls, spiked, final_now):
                     r["market_cap"],
                     start + step <= final_now,
                     bool(r["filled"]),
+                    int(r["samples"]),
+                    bool(r["partial"]),
                 )
     return expected
 
@@ -162,7 +184,7 @@ def test_every_candle_of_every_timeframe_equals_the_truth(coins, minutes):
     with connection.cursor() as cur:
         cur.execute(
             "SELECT k.upstream_id, c.timeframe, c.bucket_start, c.open, c.high, c.low, c.close, c.volume, "
-            "c.volume_24h, c.market_cap, c.closed, c.filled "
+            "c.volume_24h, c.market_cap, c.closed, c.filled, c.samples, c.partial "
             "FROM marketdata_candle c JOIN marketdata_coin k ON k.id = c.coin_id"
         )
         got = {(r[0], r[1], r[2]): tuple(r[3:]) for r in cur.fetchall()}

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from marketdata import services
-from marketdata.models import TIMEFRAME_DELTA, TIMEFRAMES, Coin
+from marketdata.models import BUCKET_ORIGIN, TIMEFRAME_DELTA, TIMEFRAMES, Coin, rollup_targets
 
 REQUIRED = ("time", "open", "high", "low", "close")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -71,7 +71,7 @@ Parsed = tuple[datetime, float, float, float, float, float | None]
 
 def parse_row(row: dict[str, str], timeframe: str) -> Parsed:
     t = parse_time(row.get("time") or "")
-    if (t - EPOCH) % TIMEFRAME_DELTA[timeframe]:
+    if (t - BUCKET_ORIGIN) % TIMEFRAME_DELTA[timeframe]:
         raise RowError(f"time {t.isoformat()} is not the start of a {timeframe} bucket")
     o, h, lo, c = (parse_number(k, row.get(k)) for k in ("open", "high", "low", "close"))
     v = parse_number("volume", row.get("volume"), optional=True)
@@ -151,7 +151,7 @@ class Command(BaseCommand):
             progress.close()
 
         rolled = {}
-        if span and not opts["no_rollup"] and tf != "1d":
+        if span and not opts["no_rollup"] and rollup_targets(tf):
             rolled = services.candles_rollup(
                 since=min(span), until=max(span) + TIMEFRAME_DELTA[tf], coin_ids=[coin.pk], base=tf
             )
