@@ -376,7 +376,9 @@ COINGECKO_RETRY_BASE_DELAY = env_float("COINGECKO_RETRY_BASE_DELAY", 0.5)  # bac
 COINGECKO_RETRY_MAX_DELAY = env_float("COINGECKO_RETRY_MAX_DELAY", 30.0)
 COINGECKO_RETRY_MAX_TOTAL = env_float("COINGECKO_RETRY_MAX_TOTAL", 120.0)  # bound on one call incl. waits
 COINGECKO_RETRY_AFTER_CAP = env_float("COINGECKO_RETRY_AFTER_CAP", 60.0)  # longest Retry-After honoured
-COINGECKO_MAX_URL_LENGTH = env_int("COINGECKO_MAX_URL_LENGTH", 2000)  # /simple/price id lists are split
+# /simple/price id lists are split to keep each URL under this; 8000 stays below the 8 KiB request
+# line of the upstream's front servers (the simulator's default) and fits 250 ids in one call.
+COINGECKO_MAX_URL_LENGTH = env_int("COINGECKO_MAX_URL_LENGTH", 8000)
 COINGECKO_BUDGET_MAX_WAIT = env_float("COINGECKO_BUDGET_MAX_WAIT", 120.0)  # longest wait for budget
 
 # --- market data store (see docs/marketdata.md) ----------------------------------------------------

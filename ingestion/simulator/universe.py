@@ -81,7 +81,12 @@ def _iso_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def build_universe(coins: int, seed: int, period_range: tuple[float, float] = (20.0, 60.0)) -> Universe:
+def build_universe(
+    coins: int,
+    seed: int,
+    period_range: tuple[float, float] = (20.0, 60.0),
+    head_period_range: tuple[float, float] | None = None,
+) -> Universe:
     if not 1 <= coins <= 20_000:
         raise ValueError("coins must be between 1 and 20,000")
     from .walk import brownian
@@ -108,6 +113,10 @@ def build_universe(coins: int, seed: int, period_range: tuple[float, float] = (2
 
     lo, hi = period_range
     period_ms = np.round((lo + (hi - lo) * u(1)) * 1000).astype(np.int64)
+    if head_period_range is not None:
+        hlo, hhi = head_period_range
+        head_ms = np.round((hlo + (hhi - hlo) * u(1)) * 1000)
+        period_ms = np.where(idx < n_head, head_ms, period_ms).astype(np.int64)
     phase_ms = np.floor(u(2) * period_ms).astype(np.int64)
     listed_ms = np.where(
         idx < n_head,
