@@ -403,6 +403,16 @@ INGESTION_QUALITY_JUMP_MIN = env_float("INGESTION_QUALITY_JUMP_MIN", 0.05)
 INGESTION_QUALITY_STALE_MINUTES = env_int("INGESTION_QUALITY_STALE_MINUTES", 30)
 INGESTION_REFETCH_RETRY_MINUTES = env_int("INGESTION_REFETCH_RETRY_MINUTES", 60)
 INGESTION_REFETCH_MAX = env_int("INGESTION_REFETCH_MAX", 3)
+# The fast path (docs/ingestion.md "Fresher top coins"): the top coins by market cap refreshed through
+# /simple/price every INGESTION_FAST_EVERY_SECONDS (the upstream's cache time); 0 coins turns it off.
+INGESTION_FAST_COINS = env_int("INGESTION_FAST_COINS", 250)
+INGESTION_FAST_EVERY_SECONDS = env_int("INGESTION_FAST_EVERY_SECONDS", 20)
+# Quote currencies of /v1/prices and /v1/markets (`vs`): usd, the fiat ones converted with the stored
+# /exchange_rates, btc and eth from our own bitcoin/ethereum snapshots (docs/marketdata.md).
+MARKETDATA_VS_CURRENCIES = env_list(
+    "MARKETDATA_VS_CURRENCIES",
+    ["usd", "eur", "gbp", "jpy", "chf", "cad", "aud", "cny", "inr", "krw", "brl", "btc", "eth"],
+)
 # A tick more than this factor (either way) from the coin's last accepted price is rejected as a jump.
 PIPELINE_MAX_TICK_JUMP = env_float("PIPELINE_MAX_TICK_JUMP", 5.0)
 

@@ -561,6 +561,7 @@ class CoinGeckoClient:
         for chunk in self._id_chunks(list(dict.fromkeys(ids)), params, "/simple/price"):
             payload = self.get_json("/simple/price", {**params, "ids": ",".join(chunk)})
             combined.extend(self._count(parsing.parse_simple_price(payload, vs, now=self._now())))
+            combined.calls += 1
         return combined
 
     def exchange_rates(self) -> ParseResult[ExchangeRate]:

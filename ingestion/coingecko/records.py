@@ -26,10 +26,12 @@ class ParseResult(Generic[T]):
     records: list[T] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     endpoint: str = ""
+    calls: int = 0  # upstream calls made for this result (set where one result spans several)
 
     def extend(self, other: ParseResult[T]) -> None:
         self.records.extend(other.records)
         self.rejects.extend(other.rejects)
+        self.calls += other.calls
 
     def __len__(self) -> int:
         return len(self.records)
