@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--head-tick-period",
         default="",
-        help="LO,HI seconds between upstream refreshes of the top 100 coins (default: as every coin, 20,60)",
+        help="LO,HI seconds between upstream refreshes of the head (the real top 100); default: as the rest",
     )
     g = p.add_argument_group("clock")
     g.add_argument(

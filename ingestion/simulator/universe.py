@@ -113,10 +113,6 @@ def build_universe(
 
     lo, hi = period_range
     period_ms = np.round((lo + (hi - lo) * u(1)) * 1000).astype(np.int64)
-    if head_period_range is not None:
-        hlo, hhi = head_period_range
-        head_ms = np.round((hlo + (hhi - hlo) * u(1)) * 1000)
-        period_ms = np.where(idx < n_head, head_ms, period_ms).astype(np.int64)
     phase_ms = np.floor(u(2) * period_ms).astype(np.int64)
     listed_ms = np.where(
         idx < n_head,
@@ -165,6 +161,13 @@ def build_universe(
             images.append(f"https://assets.coingecko.com/coins/images/{20000 + i}/large/{cid}.png?1696500000")
             ath_date.append(_iso_ms(int(ath_ms[i])))
             atl_date.append(_iso_ms(int(atl_ms[i])))
+    if head_period_range is not None:
+        # the head (the real top 100 of the 2023 sample: the large caps) refreshes faster, each coin
+        # with a phase in its own period: upstream refreshes large caps continuously
+        top = idx[:n_head]
+        hlo, hhi = head_period_range
+        period_ms[top] = np.round((hlo + (hhi - hlo) * u(1)[top]) * 1000).astype(np.int64)
+        phase_ms[top] = np.floor(u(2)[top] * period_ms[top]).astype(np.int64)
     sigma_tick = annual_vol * np.sqrt(period_ms / 1000.0 / YEAR_S)
     sigma_vol_tick = 0.8 * np.sqrt(period_ms / 1000.0 / YEAR_S)
 
