@@ -136,6 +136,11 @@ def _optional_change_pct(value: Any) -> float | None:
     return f if f is not None and f >= -100.0 else None
 
 
+def _optional_count(value: Any) -> int | None:
+    f = _optional(value)
+    return int(f) if f is not None else None
+
+
 MAX_IMAGE_URL = 500
 
 
@@ -427,8 +432,8 @@ def parse_global(payload: Any, *, now: datetime | float | None = None) -> Global
             total_volume=_number(vols.get("usd"), "total_volume.usd"),
             btc_dominance=share("btc"),
             eth_dominance=share("eth"),
-            active_coins=int(active) if _optional(active) is not None else None,
-            markets=int(markets) if _optional(markets) is not None else None,
+            active_coins=_optional_count(active),
+            markets=_optional_count(markets),
             market_cap_change_24h_pct=_optional_change_pct(data.get("market_cap_change_percentage_24h_usd")),
         )
     except _Invalid as exc:

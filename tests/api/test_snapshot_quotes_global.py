@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from marketdata import services
+from marketdata.models import ExchangeRate, GlobalSnapshot
 
 
 def get(client, path, **params):
@@ -105,6 +106,7 @@ def test_unknown_vs_is_a_400_listing_the_supported_ones(client, details):
 
 
 def test_a_supported_fiat_without_a_stored_rate_is_503(client, details):
+    ExchangeRate.objects.filter(code="jpy").delete()
     response = get(client, "/v1/prices", ids="bitcoin", vs="jpy")
     assert response.status_code == 503 and response["Retry-After"] == "60"
     assert "jpy" in response.json()["detail"]
@@ -126,6 +128,7 @@ def global_rows(db, django_capture_on_commit_callbacks):
 
 def test_global_latest_and_history(client, global_rows):
     t0 = global_rows
+    GlobalSnapshot.objects.filter(time__lt=t0).delete()
     latest = get(client, "/v1/global").json()
     assert latest["total_market_cap"] == 3e12 + 175e9 and latest["btc_dominance"] == pytest.approx(56.75)
     assert latest["active_coins"] == 15000 and latest["markets"] == 1046
@@ -139,7 +142,12 @@ def test_global_latest_and_history(client, global_rows):
     assert len(five) == 36
     too_long = get(client, "/v1/global/history", start="2000-01-01", interval="5m")
     assert too_long.status_code == 400 and too_long.json()["errors"][0]["parameter"] == "start"
+    for bad, parameter in (({"interval": "2h"}, "interval"), ({"end": "soon"}, "end"), ({"x": "1"}, "x")):
+        response = get(client, "/v1/global/history", **bad)
+        assert response.status_code == 400 and response.json()["errors"][0]["parameter"] == parameter
+    assert get(client, "/v1/global", start="2026-01-01").status_code == 400  # takes no parameter
 
 
 def test_global_before_the_first_snapshot_is_503(client, db):
+    GlobalSnapshot.objects.all().delete()
     assert get(client, "/v1/global").status_code == 503
