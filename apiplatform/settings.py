@@ -376,7 +376,9 @@ COINGECKO_RETRY_BASE_DELAY = env_float("COINGECKO_RETRY_BASE_DELAY", 0.5)  # bac
 COINGECKO_RETRY_MAX_DELAY = env_float("COINGECKO_RETRY_MAX_DELAY", 30.0)
 COINGECKO_RETRY_MAX_TOTAL = env_float("COINGECKO_RETRY_MAX_TOTAL", 120.0)  # bound on one call incl. waits
 COINGECKO_RETRY_AFTER_CAP = env_float("COINGECKO_RETRY_AFTER_CAP", 60.0)  # longest Retry-After honoured
-COINGECKO_MAX_URL_LENGTH = env_int("COINGECKO_MAX_URL_LENGTH", 2000)  # /simple/price id lists are split
+# /simple/price id lists are split to keep each URL under this; 8000 stays below the 8 KiB request
+# line of the upstream's front servers (the simulator's default) and fits 250 ids in one call.
+COINGECKO_MAX_URL_LENGTH = env_int("COINGECKO_MAX_URL_LENGTH", 8000)
 COINGECKO_BUDGET_MAX_WAIT = env_float("COINGECKO_BUDGET_MAX_WAIT", 120.0)  # longest wait for budget
 
 # --- market data store (see docs/marketdata.md) ----------------------------------------------------
@@ -411,6 +413,16 @@ INGESTION_HISTORY_HOURLY_DAYS = env_int("INGESTION_HISTORY_HOURLY_DAYS", 90)
 INGESTION_HISTORY_TIERS = env_str("INGESTION_HISTORY_TIERS", "100,1000")
 INGESTION_HISTORY_RESERVE = env_int("INGESTION_HISTORY_RESERVE", 0)
 INGESTION_HISTORY_RUN_SECONDS = env_int("INGESTION_HISTORY_RUN_SECONDS", 240)
+# The fast path (docs/ingestion.md "Fresher top coins"): the top coins by market cap refreshed through
+# /simple/price every INGESTION_FAST_EVERY_SECONDS (the upstream's cache time); 0 coins turns it off.
+INGESTION_FAST_COINS = env_int("INGESTION_FAST_COINS", 250)
+INGESTION_FAST_EVERY_SECONDS = env_int("INGESTION_FAST_EVERY_SECONDS", 20)
+# Quote currencies of /v1/prices and /v1/markets (`vs`): usd, the fiat ones converted with the stored
+# /exchange_rates, btc and eth from our own bitcoin/ethereum snapshots (docs/marketdata.md).
+MARKETDATA_VS_CURRENCIES = env_list(
+    "MARKETDATA_VS_CURRENCIES",
+    ["usd", "eur", "gbp", "jpy", "chf", "cad", "aud", "cny", "inr", "krw", "brl", "btc", "eth"],
+)
 # A tick more than this factor (either way) from the coin's last accepted price is rejected as a jump.
 PIPELINE_MAX_TICK_JUMP = env_float("PIPELINE_MAX_TICK_JUMP", 5.0)
 

@@ -3,6 +3,10 @@ management commands call these.
 
 - :func:`refresh_markets` — one cycle: /coins/markets for the whole universe (pages of 250 until an
   empty page) → coins, snapshots, ticks → 1m candles → close ended buckets → roll-ups.
+- :func:`refresh_prices_fast` — the top coins by market cap through /simple/price (every 20 s),
+  through the same write path.
+- :func:`refresh_exchange_rates`, :func:`refresh_global` — the quote currencies' rates and the
+  whole market (/exchange_rates, /global).
 - :func:`backfill` — history from /ohlc/range (+ /market_chart/range for 24h volume and market
   cap), resumable through per-series watermarks, idempotent.
 - :func:`sync_universe` — /coins/list: new coins added, delisted ones marked inactive, never deleted.
@@ -22,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
@@ -58,6 +62,13 @@ def _minute(t: datetime) -> datetime:
 
 
 # --- refresh ---------------------------------------------------------------------------------------
+#: The price change windows asked of /coins/markets (1h, 7d and 30d land in the snapshot details).
+CHANGE_WINDOWS = "1h,24h,7d,30d"
+#: pg_advisory_xact_lock key serialising write cycles (the minute walk and the fast path may run at
+#: once in different workers; one at a time keeps their row locks from deadlocking).
+WRITE_CYCLE_LOCK = 0x63616E646C6573  # "candles"
+
+
 def refresh_markets(
     client, *, now: datetime | None = None, per_page: int = 250, max_pages: int = 400
 ) -> Summary:
@@ -78,7 +89,9 @@ def refresh_markets(
         page += 1
         summary.calls += 1
         try:
-            result = client.coins_markets_page(page, per_page=per_page)
+            result = client.coins_markets_page(
+                page, per_page=per_page, price_change_percentage=CHANGE_WINDOWS
+            )
         except CoinGeckoError as exc:
             failed_pages.append(page)
             in_a_row += 1
@@ -102,55 +115,152 @@ def refresh_markets(
     return summary
 
 
+def refresh_prices_fast(client, *, now: datetime | None = None, coins: int | None = None) -> Summary:
+    """The fast path: the top ``coins`` coins by market cap (``INGESTION_FAST_COINS``) through
+    /simple/price (one call for 250 ids), written through the same write path as the minute walk:
+    ticks, snapshot prices (the details stay from the last walk), 1m candles, roll-ups."""
+    started = time.monotonic()
+    now = now or timezone.now()
+    summary = Summary()
+    limit = settings.INGESTION_FAST_COINS if coins is None else coins
+    top = selectors.top_coins(limit=limit) if limit > 0 else {}
+    summary.details["coins_asked"] = len(top)
+    if not top:
+        summary.details["skipped"] = "no snapshots yet: the minute walk finds the top coins first"
+        return summary
+    result = client.simple_price(list(top))
+    summary.calls += result.calls
+    summary.rejects += len(result.rejects)
+    observations = []
+    for p in result.records:
+        cid = top.get(p.id)
+        if cid is None or p.last_updated_at is None:
+            summary.rejects += 1  # an id we did not ask for, or no upstream time to key the tick by
+            continue
+        snapshot = services.SnapshotIn(
+            cid, p.price, p.market_cap, None, p.volume_24h, None, None, p.change_24h, p.last_updated_at, now
+        )
+        observations.append(
+            _Observation(cid, p.last_updated_at, p.price, p.market_cap, p.volume_24h, snapshot)
+        )
+    summary.details["coins_polled"] = len(observations)
+    if observations:
+        with transaction.atomic():
+            _lock_write_cycle()
+            summary.details.update(_write_observations(observations, now=now, summary=summary, part="price"))
+    summary.details["duration_s"] = round(time.monotonic() - started, 3)
+    logger.info("refresh_prices_fast: %s", summary.as_dict())
+    return summary
+
+
+@dataclass(frozen=True, slots=True)
+class _Observation:
+    """One coin's values from /coins/markets or /simple/price, ready for the write path."""
+
+    coin_id: int
+    last_updated: datetime
+    price: float
+    market_cap: float | None
+    volume_24h: float | None
+    snapshot: services.SnapshotIn
+
+
+def _lock_write_cycle() -> None:
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_CYCLE_LOCK])
+
+
+def _snapshot_of(cid: int, r, now: datetime) -> services.SnapshotIn:
+    return services.SnapshotIn(
+        cid,
+        r.current_price,
+        r.market_cap,
+        r.market_cap_rank,
+        r.total_volume,
+        r.high_24h,
+        r.low_24h,
+        r.price_change_percentage_24h,
+        r.last_updated,
+        now,
+        r.price_change_percentage_1h,
+        r.price_change_percentage_7d,
+        r.price_change_percentage_30d,
+        r.circulating_supply,
+        r.total_supply,
+        r.max_supply,
+        r.fully_diluted_valuation,
+        r.ath,
+        r.ath_date,
+        r.atl,
+        r.atl_date,
+        r.image,
+    )
+
+
 @transaction.atomic
 def _write_cycle(records, *, now: datetime, summary: Summary) -> dict[str, Any]:
+    _lock_write_cycle()
     coin_ids = services.coins_upsert(
         coins=[services.CoinIn(r.id, r.symbol, r.name) for r in records], seen_at=now
     )
-    last = selectors.snapshot_prices(coin_ids=list(coin_ids.values()))
+    observations = []
+    for r in records:
+        cid = coin_ids[r.id]
+        observations.append(
+            _Observation(
+                cid, r.last_updated, r.current_price, r.market_cap, r.total_volume, _snapshot_of(cid, r, now)
+            )
+        )
+    return _write_observations(observations, now=now, summary=summary, part="all")
+
+
+def _write_observations(
+    observations: list[_Observation], *, now: datetime, summary: Summary, part: str
+) -> dict[str, Any]:
+    """Ticks, snapshots (``part`` of them: "all" for /coins/markets, "price" for /simple/price),
+    1m candles of the polled minute, closes and roll-ups — inside the caller's transaction."""
+    polled_ids = [o.coin_id for o in observations]
+    last = selectors.snapshot_prices(coin_ids=polled_ids)
     # A tick whose price differs from the coin's last accepted price by more than this factor (either
     # way) is an implausible jump: rejected, counted, and the minute treated as polled without a value.
     max_jump = settings.PIPELINE_MAX_TICK_JUMP
     ticks: list[services.TickIn] = []
     snapshots: list[services.SnapshotIn] = []
+    details: list[services.SnapshotIn] = []
     jumps = 0
     stale = 0
-    for r in records:
-        cid = coin_ids[r.id]
-        ref_price, ref_time = last.get(cid, (None, None))
-        if ref_time is not None and r.last_updated <= ref_time:
+    for o in observations:
+        ref_price, ref_time = last.get(o.coin_id, (None, None))
+        # /simple/price gives whole seconds: the same upstream update seen again through /coins/markets
+        # (milliseconds) is the same second with the same price, not a new tick
+        same = (
+            ref_time is not None
+            and o.last_updated.replace(microsecond=0) == ref_time
+            and o.price == ref_price
+        )
+        if ref_time is not None and (o.last_updated <= ref_time or same):
             stale += 1  # nothing new (or older than what we have): the minute is polled, no value
+            if part == "all":
+                details.append(o.snapshot)  # the price is not new, the details may be
             continue
-        if ref_price and not (1 / max_jump <= r.current_price / ref_price <= max_jump):
+        if ref_price and not (1 / max_jump <= o.price / ref_price <= max_jump):
             jumps += 1
             logger.warning(
-                "refresh_markets: %s jumped %.6g -> %.6g: tick rejected", r.id, ref_price, r.current_price
+                "refresh: coin %s jumped %.6g -> %.6g: tick rejected", o.coin_id, ref_price, o.price
             )
             continue
-        ticks.append(services.TickIn(cid, r.last_updated, r.current_price, r.market_cap, r.total_volume))
-        snapshots.append(
-            services.SnapshotIn(
-                cid,
-                r.current_price,
-                r.market_cap,
-                r.market_cap_rank,
-                r.total_volume,
-                r.high_24h,
-                r.low_24h,
-                r.price_change_percentage_24h,
-                r.last_updated,
-                now,
-            )
-        )
+        ticks.append(services.TickIn(o.coin_id, o.last_updated, o.price, o.market_cap, o.volume_24h))
+        snapshots.append(o.snapshot)
     summary.rejects += jumps
     if jumps:
         transaction.on_commit(lambda: telemetry.count("ticks_rejected_jump", jumps))
     tick_result = services.ticks_record(ticks=ticks, fetched_at=now)
-    services.snapshots_upsert(rows=snapshots)
+    services.snapshots_upsert(rows=snapshots, part=part)
+    if details:
+        services.snapshots_upsert(rows=details, part="details")
     minute = _minute(now)
     since = min(_minute(tick_result.earliest), minute) if tick_result.earliest else minute
     since = max(since, minute - timedelta(days=1))
-    polled_ids = list(coin_ids.values())
     built = services.candles_build_1m(
         since=since,
         until=minute + timedelta(minutes=1),
@@ -165,16 +275,47 @@ def _write_cycle(records, *, now: datetime, summary: Summary) -> dict[str, Any]:
         rolled = services.candles_rollup(
             since=lo, until=hi + timedelta(minutes=1), coin_ids=built.changed_coin_ids, now=now
         )
-    summary.rows_written += tick_result.inserted + len(snapshots) + built.written
+    summary.rows_written += tick_result.inserted + len(snapshots) + len(details) + built.written
     summary.rows_written += sum(r.written for r in rolled.values())
     return {
         "ticks_new": tick_result.inserted,
         "ticks_seen_before": tick_result.duplicates + stale,
         "jumps_rejected": jumps,
+        "details_only": len(details),
         "candles_1m": built.as_dict(),
         "closed": closed,
         "rollups": {tf: r.written for tf, r in rolled.items()},
     }
+
+
+# --- reference data: exchange rates, the global market ------------------------------------------------
+def refresh_exchange_rates(client, *, now: datetime | None = None) -> Summary:
+    """/exchange_rates → the stored rate of every currency (per BTC and per USD)."""
+    now = now or timezone.now()
+    result = client.exchange_rates()
+    summary = Summary(calls=1, rejects=len(result.rejects))
+    rates = [services.RateIn(r.code, r.name, r.unit, r.type, r.value) for r in result.records]
+    summary.rows_written = services.exchange_rates_replace(rates=rates, fetched_at=now)
+    summary.details["currencies"] = summary.rows_written
+    return summary
+
+
+def refresh_global(client, *, now: datetime | None = None) -> Summary:
+    """/global → one stored global snapshot (keyed by the upstream's updated_at)."""
+    now = now or timezone.now()
+    g = client.global_market()
+    row = services.GlobalIn(
+        g.updated_at,
+        g.total_market_cap,
+        g.total_volume,
+        g.btc_dominance,
+        g.eth_dominance,
+        g.active_coins,
+        g.markets,
+        g.market_cap_change_24h_pct,
+    )
+    added = services.global_snapshot_record(row=row, fetched_at=now)
+    return Summary(calls=1, rows_written=int(added), details={"time": g.updated_at.isoformat(), "new": added})
 
 
 # --- universe ----------------------------------------------------------------------------------------

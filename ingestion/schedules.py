@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from apiplatform.jobs.schedules import Schedule
 
 SCHEDULES: tuple[Schedule, ...] = (
+    Schedule(
+        "ingestion: fast prices of the top coins (every 20 s)",
+        "ingestion.refresh_prices_fast",
+        every_seconds=settings.INGESTION_FAST_EVERY_SECONDS,
+        expire_seconds=max(1, settings.INGESTION_FAST_EVERY_SECONDS - 2),
+        description="The top INGESTION_FAST_COINS coins by market cap through /simple/price (one call): "
+        "ticks, snapshot prices, 1m candles, roll-ups.",
+    ),
+    Schedule(
+        "ingestion: exchange rates (every 5 minutes)",
+        "ingestion.refresh_exchange_rates",
+        every_seconds=300,
+        expire_seconds=290,
+        description="/exchange_rates: the fiat rates of the vs= quote currencies.",
+    ),
+    Schedule(
+        "ingestion: global market (every minute)",
+        "ingestion.refresh_global",
+        every_seconds=60,
+        expire_seconds=55,
+        description="/global: total market cap and volume, BTC/ETH dominance, active coins (history).",
+    ),
     Schedule(
         "ingestion: refresh markets (every minute)",
         "ingestion.refresh_markets",

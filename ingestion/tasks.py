@@ -99,6 +99,60 @@ def refresh_markets(self) -> dict[str, Any]:
     return run.details
 
 
+@project_task(
+    name="ingestion.refresh_prices_fast",
+    retry_on=UPSTREAM_RETRY_ON,
+    queue=QUEUE_INGESTION,
+    soft_time_limit=15,
+    time_limit=18,
+    max_retries=0,
+    expires=18,  # the next run (every 20 s) supersedes one that waited this long
+)
+def refresh_prices_fast(self) -> dict[str, Any]:
+    """The top ``INGESTION_FAST_COINS`` coins through /simple/price (every 20 s): ticks, snapshot
+    prices, 1m candles, roll-ups through the same write path as the minute refresh."""
+    from ingestion import pipeline
+
+    with job_run_record(job=self.name, task_id=self.request.id or "") as run:
+        _call_pipeline(run, pipeline.refresh_prices_fast, now=timezone.now())
+    return run.details
+
+
+@project_task(
+    name="ingestion.refresh_exchange_rates",
+    retry_on=UPSTREAM_RETRY_ON,
+    queue=QUEUE_INGESTION,
+    soft_time_limit=50,
+    time_limit=58,
+    max_retries=2,
+)
+def refresh_exchange_rates(self) -> dict[str, Any]:
+    """The quote currencies' rates (/exchange_rates) for ``vs=`` conversions."""
+    from ingestion import pipeline
+
+    with job_run_record(job=self.name, task_id=self.request.id or "") as run:
+        _call_pipeline(run, pipeline.refresh_exchange_rates, now=timezone.now())
+    return run.details
+
+
+@project_task(
+    name="ingestion.refresh_global",
+    retry_on=UPSTREAM_RETRY_ON,
+    queue=QUEUE_INGESTION,
+    soft_time_limit=50,
+    time_limit=58,
+    max_retries=2,
+    expires=55,
+)
+def refresh_global(self) -> dict[str, Any]:
+    """One global market snapshot (/global): the latest and the history of ``GET /v1/global``."""
+    from ingestion import pipeline
+
+    with job_run_record(job=self.name, task_id=self.request.id or "") as run:
+        _call_pipeline(run, pipeline.refresh_global, now=timezone.now())
+    return run.details
+
+
 @project_task(name="ingestion.rollup_candles", queue=QUEUE_INGESTION, soft_time_limit=240, time_limit=300)
 def rollup_candles(self, minutes: int = 30) -> dict[str, Any]:
     """Safety net for roll-ups: recompute the higher timeframes of the last ``minutes`` of 1m

@@ -5,9 +5,10 @@ Every write of the candle write path that changes rows bumps (INCR) one counter 
 put the current version(s) into their cache keys, so a new candle makes every older cached answer
 unreachable at once (they expire by TTL) without scanning or deleting keys.
 
-Keys (``apiplatform.redis_access.key``, namespace ``ver``): ``<prefix>:ver:candles:<coin_id>:<tf>``
-and ``<prefix>:ver:snapshots``. A missing key reads as version 0. Bumps are pipelined: one round
-trip however many series changed. Redis is the ``"default"`` connection of
+Keys (``apiplatform.redis_access.key``, namespace ``ver``): ``<prefix>:ver:candles:<coin_id>:<tf>``,
+``<prefix>:ver:snapshots`` (also bumped by new exchange rates) and ``<prefix>:ver:global``. A
+missing key reads as version 0. Bumps are pipelined: one round trip however many series changed.
+Redis is the ``"default"`` connection of
 :mod:`apiplatform.redis_access`: if it is down (one warning per outage) or backing off, a bump is
 skipped (the write itself has committed); readers keep TTLs short enough to bound staleness then.
 """
@@ -28,6 +29,10 @@ def snapshots_key() -> str:
     return redis_access.key("ver", "snapshots")
 
 
+def global_key() -> str:
+    return redis_access.key("ver", "global")
+
+
 def candles_changed(
     *,
     coin_ids: Iterable[int] = (),
@@ -43,6 +48,11 @@ def candles_changed(
 def snapshots_changed() -> None:
     """Bump the global snapshot version (latest prices, markets, rankings)."""
     _bump([snapshots_key()])
+
+
+def global_changed() -> None:
+    """Bump the version of the global market snapshots (``GET /v1/global``)."""
+    _bump([global_key()])
 
 
 def _bump(keys: list[str]) -> None:

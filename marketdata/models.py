@@ -110,12 +110,67 @@ class MarketSnapshot(models.Model):
     change_24h_pct = models.FloatField(null=True)
     last_updated = models.DateTimeField(null=True, help_text="Upstream's own update time of these values.")
     fetched_at = models.DateTimeField(help_text="When we fetched these values.")
+    # The "details" of /coins/markets (refreshed every minute; the price columns above may be fresher,
+    # see docs/marketdata.md "Snapshots"). Null where the upstream has no (valid) value.
+    change_1h_pct = models.FloatField(null=True)
+    change_7d_pct = models.FloatField(null=True)
+    change_30d_pct = models.FloatField(null=True)
+    circulating_supply = models.FloatField(null=True)
+    total_supply = models.FloatField(null=True)
+    max_supply = models.FloatField(null=True)
+    fully_diluted_valuation = models.FloatField(null=True, help_text="Price x max (or total) supply, USD.")
+    ath = models.FloatField(null=True, help_text="All-time high price, USD.")
+    ath_date = models.DateTimeField(null=True)
+    atl = models.FloatField(null=True, help_text="All-time low price, USD.")
+    atl_date = models.DateTimeField(null=True)
+    image_url = models.CharField(max_length=500, blank=True, default="")
+    details_updated = models.DateTimeField(null=True, help_text="When the detail columns were fetched.")
 
     class Meta:
         indexes = [models.Index(fields=["-market_cap"], name="snapshot_market_cap_desc")]
 
     def __str__(self) -> str:
         return f"snapshot {self.coin_id} @ {self.last_updated}"
+
+
+class ExchangeRate(models.Model):
+    """The latest rate of a quote currency (upstream /exchange_rates, refreshed on a schedule).
+
+    ``per_btc`` is the upstream's value (units per 1 BTC); ``per_usd`` = per_btc / the USD per_btc,
+    the rate fiat prices are converted with. BTC and ETH quotes are not converted with these: they
+    come from our own bitcoin/ethereum snapshots (docs/marketdata.md "Quote currencies")."""
+
+    code = models.CharField(max_length=10, primary_key=True, help_text="Lower case, e.g. 'eur'.")
+    name = models.CharField(max_length=100)
+    unit = models.CharField(max_length=20)
+    kind = models.CharField(max_length=20, help_text="fiat, crypto or commodity (upstream 'type').")
+    per_btc = models.FloatField()
+    per_usd = models.FloatField()
+    fetched_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.per_usd:g}/USD"
+
+
+class GlobalSnapshot(models.Model):
+    """The whole market at one upstream time (/global, stored on a schedule): the history of
+    ``GET /v1/global``. One row per upstream ``updated_at`` (a re-fetch of the same is a no-op)."""
+
+    time = models.DateTimeField(primary_key=True, help_text="Upstream updated_at.")
+    total_market_cap = models.FloatField(help_text="USD.")
+    total_volume = models.FloatField(help_text="Rolling 24h volume, USD.")
+    btc_dominance = models.FloatField(null=True, help_text="Bitcoin's share of the total market cap, %.")
+    eth_dominance = models.FloatField(null=True, help_text="Ethereum's share of the total market cap, %.")
+    active_coins = models.IntegerField(null=True)
+    markets = models.IntegerField(null=True, help_text="Exchanges tracked upstream.")
+    market_cap_change_24h_pct = models.FloatField(null=True)
+    fetched_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"global @ {self.time}"
 
 
 class Tick(models.Model):

@@ -199,14 +199,33 @@ def coins_page(
         return cur.fetchall()
 
 
+#: The snapshot's detail columns, in the order the selectors below return them after the others.
+SNAPSHOT_DETAIL_FIELDS = (
+    "change_1h_pct",
+    "change_7d_pct",
+    "change_30d_pct",
+    "circulating_supply",
+    "total_supply",
+    "max_supply",
+    "fully_diluted_valuation",
+    "ath",
+    "ath_date",
+    "atl",
+    "atl_date",
+    "image_url",
+)
+_DETAIL_COLUMNS = ", ".join(f"s.{f}" for f in SNAPSHOT_DETAIL_FIELDS)
+
+
 def coin_detail(upstream_id: str) -> tuple | None:
     """Coin + its snapshot columns (1 query): upstream_id, symbol, name, active, first_seen, last_seen,
-    then price … last_updated, fetched_at (None when there is no snapshot)."""
+    then price … last_updated, fetched_at, then ``SNAPSHOT_DETAIL_FIELDS`` (None when there is no
+    snapshot)."""
     sql = (
-        "SELECT c.upstream_id, c.symbol, c.name, c.active, c.first_seen, c.last_seen, s.price, "
+        "SELECT c.upstream_id, c.symbol, c.name, c.active, c.first_seen, c.last_seen, s.price, "  # noqa: S608
         "s.market_cap, s.rank, s.volume_24h, s.high_24h, s.low_24h, s.change_24h_pct, s.last_updated, "
-        "s.fetched_at FROM marketdata_coin c LEFT JOIN marketdata_marketsnapshot s ON s.coin_id = c.id "
-        "WHERE c.upstream_id = %s"
+        f"s.fetched_at, {_DETAIL_COLUMNS} FROM marketdata_coin c "
+        "LEFT JOIN marketdata_marketsnapshot s ON s.coin_id = c.id WHERE c.upstream_id = %s"
     )
     with connection.cursor() as cur:
         cur.execute(sql, [upstream_id])
@@ -216,7 +235,7 @@ def coin_detail(upstream_id: str) -> tuple | None:
 # --- snapshots -------------------------------------------------------------------------------------
 _SNAPSHOT_COLUMNS = (
     "c.upstream_id, c.symbol, c.name, s.price, s.market_cap, s.rank, s.volume_24h, s.high_24h, "
-    "s.low_24h, s.change_24h_pct, s.last_updated"
+    f"s.low_24h, s.change_24h_pct, s.last_updated, {_DETAIL_COLUMNS}"
 )
 
 MARKET_ORDER = {
@@ -237,7 +256,8 @@ def markets_page(
     offset: int,
     limit: int,
 ) -> list[tuple]:
-    """Latest snapshots joined with their coins (1 query), in ``_SNAPSHOT_COLUMNS`` order, sorted by
+    """Latest snapshots joined with their coins (1 query), in ``_SNAPSHOT_COLUMNS`` order (the
+    ``SNAPSHOT_DETAIL_FIELDS`` last), sorted by
     ``order_by`` (nulls last) then upstream id; ``after`` = [sort value, upstream id] of the last row
     of the previous page (keyset paging), ``offset`` rows skipped after that."""
     column = MARKET_ORDER[order_by]
@@ -288,6 +308,70 @@ def prices_json(ids: list[str]) -> tuple[str, list[str]]:
     return text, list(found)
 
 
+def prices_rows(ids: list[str]) -> list[tuple]:
+    """The snapshots of the known ids that have one, as :func:`markets_page` rows (1 query)."""
+    sql = (
+        f"SELECT {_SNAPSHOT_COLUMNS} FROM marketdata_marketsnapshot s "  # noqa: S608
+        "JOIN marketdata_coin c ON c.id = s.coin_id WHERE c.upstream_id = ANY(%s) ORDER BY c.upstream_id"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [ids])
+        return cur.fetchall()
+
+
+#: The changes (%) of a quote coin's own price, as the snapshot columns name them.
+QUOTE_COINS = {"btc": "bitcoin", "eth": "ethereum"}
+
+
+def quote_inputs(code: str) -> tuple[float, dict[str, float | None]] | None:
+    """What converting USD values into ``code`` needs (1 query): for btc/eth, (1 / the coin's USD
+    price, its own 1h/24h/7d/30d changes in %) from our snapshot; otherwise (the stored rate per
+    USD, {}). None when that is not stored (yet)."""
+    with connection.cursor() as cur:
+        if code in QUOTE_COINS:
+            cur.execute(
+                "SELECT s.price, s.change_1h_pct, s.change_24h_pct, s.change_7d_pct, s.change_30d_pct "
+                "FROM marketdata_marketsnapshot s JOIN marketdata_coin c ON c.id = s.coin_id "
+                "WHERE c.upstream_id = %s",
+                [QUOTE_COINS[code]],
+            )
+            row = cur.fetchone()
+            if row is None or not row[0]:
+                return None
+            return 1.0 / row[0], dict(zip(("1h", "24h", "7d", "30d"), row[1:], strict=True))
+        cur.execute("SELECT per_usd FROM marketdata_exchangerate WHERE code = %s", [code])
+        rate = cur.fetchone()
+        return (rate[0], {}) if rate is not None and rate[0] > 0 else None
+
+
+def global_latest() -> tuple | None:
+    """The newest global snapshot (1 query): time, total market cap, total volume, BTC and ETH
+    dominance, active coins, markets, 24h market-cap change, fetched_at."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT time, total_market_cap, total_volume, btc_dominance, eth_dominance, active_coins, "
+            "markets, market_cap_change_24h_pct, fetched_at FROM marketdata_globalsnapshot "
+            "ORDER BY time DESC LIMIT 1"
+        )
+        return cur.fetchone()
+
+
+def global_series(*, start: datetime, end: datetime, bucket_seconds: int, limit: int) -> list[tuple]:
+    """The global snapshots of [start, end), the last one of each ``bucket_seconds`` bucket, oldest
+    first, at most ``limit`` (1 query): bucket start, time, total market cap, total volume, BTC and
+    ETH dominance, active coins."""
+    sql = """
+        SELECT DISTINCT ON (bucket) bucket, time, total_market_cap, total_volume, btc_dominance,
+               eth_dominance, active_coins
+        FROM (SELECT to_timestamp(floor(extract(epoch FROM time) / %(b)s) * %(b)s) AS bucket, *
+              FROM marketdata_globalsnapshot WHERE time >= %(start)s AND time < %(end)s) x
+        ORDER BY bucket, time DESC LIMIT %(limit)s
+    """
+    with connection.cursor() as cur:
+        cur.execute(sql, {"b": bucket_seconds, "start": start, "end": end, "limit": limit})
+        return cur.fetchall()
+
+
 def snapshot_prices(*, coin_ids: list[int]) -> dict[int, tuple[float | None, datetime | None]]:
     """coin id → (price, last_updated) of the latest snapshot of each of ``coin_ids`` that has one
     (1 query): the reference the write path checks new ticks against."""
@@ -297,6 +381,19 @@ def snapshot_prices(*, coin_ids: list[int]) -> dict[int, tuple[float | None, dat
             [coin_ids],
         )
         return {c: (p, t) for c, p, t in cur.fetchall()}
+
+
+def top_coins(*, limit: int) -> dict[str, int]:
+    """upstream id → coin id of the ``limit`` active coins with the largest market cap in their latest
+    snapshot, largest first (1 query): the fast path's coins."""
+    sql = (
+        "SELECT c.upstream_id, c.id FROM marketdata_marketsnapshot s "
+        "JOIN marketdata_coin c ON c.id = s.coin_id WHERE c.active AND s.market_cap > 0 "
+        "ORDER BY s.market_cap DESC, c.upstream_id LIMIT %s"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [limit])
+        return dict(cur.fetchall())
 
 
 def snapshot_market_caps() -> dict[int, tuple[str, str, float]]:

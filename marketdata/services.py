@@ -32,6 +32,8 @@ from marketdata.models import (
     ROLLUP_SOURCE,
     TIMEFRAME_DELTA,
     TIMEFRAMES,
+    ExchangeRate,
+    GlobalSnapshot,
     SeriesWatermark,
     rollup_targets,
 )
@@ -87,6 +89,54 @@ class SnapshotIn(NamedTuple):
     change_24h_pct: float | None
     last_updated: datetime | None
     fetched_at: datetime
+    # details (/coins/markets only; a /simple/price observation leaves them None and unwritten)
+    change_1h_pct: float | None = None
+    change_7d_pct: float | None = None
+    change_30d_pct: float | None = None
+    circulating_supply: float | None = None
+    total_supply: float | None = None
+    max_supply: float | None = None
+    fully_diluted_valuation: float | None = None
+    ath: float | None = None
+    ath_date: datetime | None = None
+    atl: float | None = None
+    atl_date: datetime | None = None
+    image_url: str | None = None
+
+
+#: Which snapshot columns a write sets on an existing row (see :func:`snapshots_upsert`).
+SNAPSHOT_PARTS = ("all", "price", "details")
+_SNAPSHOT_TYPES = (
+    "bigint", "float8", "float8", "int", "float8", "float8", "float8", "float8", "timestamptz",
+    "timestamptz", "float8", "float8", "float8", "float8", "float8", "float8", "float8", "float8",
+    "timestamptz", "float8", "timestamptz", "text",
+)  # fmt: skip
+_PRICE_SET = (
+    "price = EXCLUDED.price, market_cap = EXCLUDED.market_cap, volume_24h = EXCLUDED.volume_24h, "
+    "change_24h_pct = EXCLUDED.change_24h_pct, last_updated = EXCLUDED.last_updated, "
+    "fetched_at = EXCLUDED.fetched_at"
+)
+_DETAIL_SET = (
+    "rank = EXCLUDED.rank, high_24h = EXCLUDED.high_24h, low_24h = EXCLUDED.low_24h, "
+    "change_1h_pct = EXCLUDED.change_1h_pct, change_7d_pct = EXCLUDED.change_7d_pct, "
+    "change_30d_pct = EXCLUDED.change_30d_pct, circulating_supply = EXCLUDED.circulating_supply, "
+    "total_supply = EXCLUDED.total_supply, max_supply = EXCLUDED.max_supply, "
+    "fully_diluted_valuation = EXCLUDED.fully_diluted_valuation, ath = EXCLUDED.ath, "
+    "ath_date = EXCLUDED.ath_date, atl = EXCLUDED.atl, atl_date = EXCLUDED.atl_date, "
+    "image_url = EXCLUDED.image_url, details_updated = EXCLUDED.details_updated"
+)
+_NEWER = (
+    " WHERE s.last_updated IS NULL OR EXCLUDED.last_updated IS NULL"
+    " OR EXCLUDED.last_updated >= s.last_updated"
+)
+_SNAPSHOT_ON_CONFLICT = {
+    "all": f"{_PRICE_SET}, {_DETAIL_SET}{_NEWER}",
+    # a fresher price between two /coins/markets walks: the 24h range widens to include it
+    "price": f"{_PRICE_SET}, high_24h = GREATEST(s.high_24h, EXCLUDED.price), "
+    f"low_24h = LEAST(s.low_24h, EXCLUDED.price){_NEWER}",
+    # the details of a record whose price we already had (or had newer): the price stays
+    "details": _DETAIL_SET,
+}
 
 
 class TickIn(NamedTuple):
@@ -693,46 +743,110 @@ def coins_mark_inactive(*, keep_upstream_ids: Iterable[str]) -> int:
 
 
 @transaction.atomic
-def snapshots_upsert(*, rows: Iterable[SnapshotIn]) -> int:
-    """Replace the latest snapshot of each coin given; an older ``last_updated`` never overwrites a
-    newer one. Returns the number of snapshots written."""
-    cols: list[list] = [[] for _ in SnapshotIn._fields]
-    seen: dict[int, int] = {}
-    for row in rows:
+def snapshots_upsert(*, rows: Iterable[SnapshotIn], part: str = "all") -> int:
+    """Write the latest snapshot of each coin given. Returns the number of snapshots written.
+
+    ``part`` says which columns of an existing row change (a new row gets every column given):
+    ``"all"`` (a /coins/markets record with a new price), ``"price"`` (a /simple/price observation:
+    price, market cap, 24h volume and change, ``last_updated``; the 24h high/low widen to include
+    the price; the details stay) or ``"details"`` (a /coins/markets record whose price we already
+    have: rank, 24h high/low, 1h/7d/30d change, supply, FDV, ATH/ATL, image; the price stays).
+    With "all" and "price" an older ``last_updated`` never overwrites a newer one. Rows are written
+    in coin order, so concurrent writers lock them in the same order.
+    """
+    if part not in SNAPSHOT_PARTS:
+        raise ValueError(f"part must be one of {', '.join(SNAPSHOT_PARTS)}")
+    latest: dict[int, SnapshotIn] = {}
+    for row in rows:  # keep the last of duplicates
         r = row if isinstance(row, SnapshotIn) else SnapshotIn(**row)
-        if r.coin_id in seen:  # keep the last of duplicates
-            i = seen[r.coin_id]
-            for col, v in zip(cols, r, strict=True):
-                col[i] = v
-            continue
-        seen[r.coin_id] = len(cols[0])
-        for col, v in zip(cols, r, strict=True):
-            col.append(v)
-    if not cols[0]:
+        latest[r.coin_id] = r
+    if not latest:
         return 0
+    cols: list[list] = [[] for _ in SnapshotIn._fields]
+    for coin_id in sorted(latest):
+        for col, v in zip(cols, latest[coin_id], strict=True):
+            col.append(v)
+    details_at = cols[SnapshotIn._fields.index("fetched_at")] if part != "price" else [None] * len(cols[0])
+    arrays = ", ".join(f"%s::{t}[]" for t in _SNAPSHOT_TYPES)
     with connection.cursor() as cur:
         cur.execute(
-            """
+            f"""
             INSERT INTO marketdata_marketsnapshot AS s
                 (coin_id, price, market_cap, rank, volume_24h, high_24h, low_24h, change_24h_pct,
-                 last_updated, fetched_at)
-            SELECT * FROM unnest(%s::bigint[], %s::float8[], %s::float8[], %s::int[], %s::float8[],
-                                 %s::float8[], %s::float8[], %s::float8[], %s::timestamptz[],
-                                 %s::timestamptz[])
-            ON CONFLICT (coin_id) DO UPDATE SET
-                price = EXCLUDED.price, market_cap = EXCLUDED.market_cap, rank = EXCLUDED.rank,
-                volume_24h = EXCLUDED.volume_24h, high_24h = EXCLUDED.high_24h, low_24h = EXCLUDED.low_24h,
-                change_24h_pct = EXCLUDED.change_24h_pct, last_updated = EXCLUDED.last_updated,
-                fetched_at = EXCLUDED.fetched_at
-            WHERE s.last_updated IS NULL OR EXCLUDED.last_updated IS NULL
-               OR EXCLUDED.last_updated >= s.last_updated
-            """,
-            cols,
+                 last_updated, fetched_at, change_1h_pct, change_7d_pct, change_30d_pct,
+                 circulating_supply, total_supply, max_supply, fully_diluted_valuation, ath, ath_date,
+                 atl, atl_date, image_url, details_updated)
+            SELECT c, p, m, r, v, h, l, c24, lu, fa, c1, c7, c30, cs, ts, ms, fdv, ath, athd, atl, atld,
+                   COALESCE(img, ''), du
+            FROM unnest({arrays}, %s::timestamptz[])
+                AS x(c, p, m, r, v, h, l, c24, lu, fa, c1, c7, c30, cs, ts, ms, fdv, ath, athd, atl, atld,
+                     img, du)
+            ORDER BY c
+            ON CONFLICT (coin_id) DO UPDATE SET {_SNAPSHOT_ON_CONFLICT[part]}
+            """,  # noqa: S608 - the SQL pieces are constants of this module
+            [*cols, details_at],
         )
         written = cur.rowcount
     if written:
         transaction.on_commit(cache.snapshots_changed)
     return written
+
+
+class RateIn(NamedTuple):
+    code: str
+    name: str
+    unit: str
+    kind: str
+    per_btc: float
+
+
+@transaction.atomic
+def exchange_rates_replace(*, rates: Iterable[RateIn], fetched_at: datetime) -> int:
+    """Store the latest upstream exchange rates (units per 1 BTC) with each one's rate per USD.
+    Without a USD rate nothing can be converted: nothing is written (returns 0). Rates of
+    currencies no longer listed are kept (their ``fetched_at`` shows their age)."""
+    given = {r.code.lower(): r for r in rates}
+    usd = given.get("usd")
+    if usd is None or not usd.per_btc > 0:
+        logger.warning("exchange rates without a USD rate: nothing stored")
+        return 0
+    for code, r in given.items():
+        ExchangeRate.objects.update_or_create(
+            code=code,
+            defaults={
+                "name": r.name[:100],
+                "unit": r.unit[:20],
+                "kind": r.kind[:20],
+                "per_btc": r.per_btc,
+                "per_usd": r.per_btc / usd.per_btc,
+                "fetched_at": fetched_at,
+            },
+        )
+    transaction.on_commit(cache.snapshots_changed)  # converted prices/markets change with the rates
+    return len(given)
+
+
+class GlobalIn(NamedTuple):
+    time: datetime
+    total_market_cap: float
+    total_volume: float
+    btc_dominance: float | None
+    eth_dominance: float | None
+    active_coins: int | None
+    markets: int | None
+    market_cap_change_24h_pct: float | None
+
+
+@transaction.atomic
+def global_snapshot_record(*, row: GlobalIn, fetched_at: datetime) -> bool:
+    """Store one /global observation keyed by its upstream time; the same time again changes
+    nothing. Returns whether a row was added."""
+    _obj, created = GlobalSnapshot.objects.get_or_create(
+        time=row.time, defaults={**row._asdict(), "fetched_at": fetched_at}
+    )
+    if created:
+        transaction.on_commit(cache.global_changed)
+    return created
 
 
 @transaction.atomic

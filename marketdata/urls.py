@@ -25,6 +25,8 @@ urlpatterns = [
     path("coins/<str:coin_id>/indicators/<str:name>", views.IndicatorView.as_view(), name="indicator"),
     path("markets", views.MarketListView.as_view(), name="markets"),
     path("prices", views.PriceView.as_view(), name="prices"),
+    path("global", views.GlobalView.as_view(), name="global"),
+    path("global/history", views.GlobalHistoryView.as_view(), name="global-history"),
     path("rankings", views.RankingView.as_view(), name="rankings"),
     path("screener", views.ScreenerView.as_view(), name="screener"),
 ]

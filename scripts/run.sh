@@ -39,7 +39,7 @@ if [[ -z "${COINGECKO_API_KEYS:-}" ]]; then
   export COINGECKO_BASE_URL="http://127.0.0.1:$SIM_PORT/api/v3"
   log "Starting the CoinGecko simulator on http://127.0.0.1:$SIM_PORT ($SIM_COINS coins)"
   start "$PY" -m ingestion.simulator --host 127.0.0.1 --port "$SIM_PORT" --coins "$SIM_COINS" \
-    --seed "${SIM_SEED:-42}" --keys "$COINGECKO_API_KEYS"
+    --seed "${SIM_SEED:-42}" --keys "$COINGECKO_API_KEYS" --head-tick-period "${SIM_HEAD_TICK_PERIOD:-1,3}"
   for _ in $(seq 1 60); do
     curl -fsS -H "x-cg-pro-api-key: $COINGECKO_API_KEYS" "$COINGECKO_BASE_URL/ping" >/dev/null 2>&1 && break
     sleep 0.5
@@ -73,7 +73,7 @@ done
 
 # First market data now (beat repeats it every minute), so the demo call below has data.
 log "Fetching the first market data (one refresh cycle)"
-"$PY" manage.py refresh_markets || log "the first refresh failed; beat retries every minute"
+"$PY" manage.py refresh_markets --reference || log "the first refresh failed; beat retries every minute"
 # History right away for the top coins (the scheduled ingestion.fill_history then does the rest of the
 # universe): newest first, so within a minute the top 100 have 180 days of daily and 31 days of
 # hourly candles (indicators, the 1h/1d screener and past rankings have values), then all of it.

@@ -43,7 +43,17 @@ from .errors import (
 )
 from .metrics import ClientMetrics
 from .ratelimit import RateBudget
-from .records import ChartPoint, CoinListItem, MarketRecord, OHLCRecord, ParseResult, Reject, SimplePrice
+from .records import (
+    ChartPoint,
+    CoinListItem,
+    ExchangeRate,
+    GlobalMarket,
+    MarketRecord,
+    OHLCRecord,
+    ParseResult,
+    Reject,
+    SimplePrice,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +191,7 @@ class CoinGeckoClient:
         metrics_key: str = "cg:metrics",
         retry: RetryPolicy | None = None,
         metrics: ClientMetrics | None = None,
-        max_url_length: int = 2000,
+        max_url_length: int = 8000,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ):
@@ -553,7 +563,16 @@ class CoinGeckoClient:
         for chunk in self._id_chunks(list(dict.fromkeys(ids)), params, "/simple/price"):
             payload = self.get_json("/simple/price", {**params, "ids": ",".join(chunk)})
             combined.extend(self._count(parsing.parse_simple_price(payload, vs, now=self._now())))
+            combined.calls += 1
         return combined
+
+    def exchange_rates(self) -> ParseResult[ExchangeRate]:
+        """BTC-to-currency rates (``value`` units per 1 BTC) of every currency the upstream knows."""
+        return self._count(parsing.parse_exchange_rates(self.get_json("/exchange_rates")))
+
+    def global_market(self) -> GlobalMarket:
+        """The whole market (/global): total market cap and volume in USD, BTC/ETH dominance, …"""
+        return parsing.parse_global(self.get_json("/global"), now=self._now())
 
     def market_chart(
         self,

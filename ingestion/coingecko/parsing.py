@@ -14,7 +14,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, overload
 
 from .errors import CoinGeckoShapeError
-from .records import ChartPoint, CoinListItem, MarketRecord, OHLCRecord, ParseResult, Reject, SimplePrice
+from .records import (
+    ChartPoint,
+    CoinListItem,
+    ExchangeRate,
+    GlobalMarket,
+    MarketRecord,
+    OHLCRecord,
+    ParseResult,
+    Reject,
+    SimplePrice,
+)
 
 EARLIEST = datetime(2009, 1, 3, tzinfo=UTC)  # nothing priced before the Bitcoin genesis block
 EARLIEST_MS = int(EARLIEST.timestamp() * 1000)
@@ -107,11 +117,40 @@ def parse_iso(value: Any, name: str, now: datetime | None = None) -> datetime:
     return dt.astimezone(UTC)
 
 
-def _optional_iso(value: Any) -> datetime | None:
+def _optional_iso(value: Any, now: datetime | None = None) -> datetime | None:
     try:
-        return parse_iso(value, "date")
+        return parse_iso(value, "date", now)
     except _Invalid:
         return None
+
+
+def _optional_positive(value: Any) -> float | None:
+    """An optional price (all-time high/low): a positive finite number, else None."""
+    f = _optional(value)
+    return f if f else None
+
+
+def _optional_change_pct(value: Any) -> float | None:
+    """An optional price change in %: finite and not below -100 (a price cannot fall further)."""
+    f = _optional(value, signed=True)
+    return f if f is not None and f >= -100.0 else None
+
+
+def _optional_count(value: Any) -> int | None:
+    f = _optional(value)
+    return int(f) if f is not None else None
+
+
+MAX_IMAGE_URL = 500
+
+
+def _optional_url(value: Any) -> str | None:
+    """An optional image URL: absolute http(s), at most MAX_IMAGE_URL characters, no whitespace."""
+    if not isinstance(value, str) or len(value) > MAX_IMAGE_URL:
+        return None
+    if not value.startswith(("https://", "http://")) or any(c.isspace() for c in value):
+        return None
+    return value
 
 
 def _require_list(payload: Any, endpoint: str) -> list:
@@ -209,13 +248,22 @@ def parse_coins_markets(
                 circulating_supply=_optional(item.get("circulating_supply")),
                 total_supply=_optional(item.get("total_supply")),
                 max_supply=_optional(item.get("max_supply")),
-                ath=_optional(item.get("ath")),
-                ath_change_percentage=_optional(item.get("ath_change_percentage"), signed=True),
-                ath_date=_optional_iso(item.get("ath_date")),
-                atl=_optional(item.get("atl")),
+                ath=_optional_positive(item.get("ath")),
+                ath_change_percentage=_optional_change_pct(item.get("ath_change_percentage")),
+                ath_date=_optional_iso(item.get("ath_date"), when),
+                atl=_optional_positive(item.get("atl")),
                 atl_change_percentage=_optional(item.get("atl_change_percentage"), signed=True),
-                atl_date=_optional_iso(item.get("atl_date")),
-                image=item.get("image") if isinstance(item.get("image"), str) else None,
+                atl_date=_optional_iso(item.get("atl_date"), when),
+                image=_optional_url(item.get("image")),
+                price_change_percentage_1h=_optional_change_pct(
+                    item.get("price_change_percentage_1h_in_currency")
+                ),
+                price_change_percentage_7d=_optional_change_pct(
+                    item.get("price_change_percentage_7d_in_currency")
+                ),
+                price_change_percentage_30d=_optional_change_pct(
+                    item.get("price_change_percentage_30d_in_currency")
+                ),
             )
             seen.add(cid)
             result.records.append(record)
@@ -323,6 +371,73 @@ def parse_ohlc(
             result.rejects.append(Reject(index, str(exc), row))
     result.records.sort(key=lambda r: r.close_time)
     return result
+
+
+def parse_exchange_rates(payload: Any) -> ParseResult[ExchangeRate]:
+    """/exchange_rates: ``{"rates": {code: {name, unit, value, type}}}`` (values per 1 BTC).
+    Rejected: entries that are not objects or whose value is not a positive finite number."""
+    endpoint = "/exchange_rates"
+    data = _require_dict(payload, endpoint)
+    rates = data.get("rates")
+    if not isinstance(rates, dict):
+        raise CoinGeckoShapeError("missing 'rates'", endpoint=endpoint)
+    result: ParseResult[ExchangeRate] = ParseResult(endpoint=endpoint)
+    for index, (code, entry) in enumerate(rates.items()):
+        try:
+            if not isinstance(entry, dict):
+                raise _Invalid("entry is not an object")
+            if not isinstance(code, str) or not code.isascii() or not code.isalnum() or len(code) > 10:
+                raise _Invalid(f"bad currency code {code!r}")
+            name, unit, kind = entry.get("name"), entry.get("unit"), entry.get("type")
+            result.records.append(
+                ExchangeRate(
+                    code=code.lower(),
+                    name=name if isinstance(name, str) else code.upper(),
+                    unit=unit if isinstance(unit, str) else code.upper(),
+                    value=_number(entry.get("value"), "value", positive=True),
+                    type=kind if isinstance(kind, str) else "",
+                )
+            )
+        except _Invalid as exc:
+            result.rejects.append(Reject(index, f"{code}: {exc}", entry))
+    return result
+
+
+def parse_global(payload: Any, *, now: datetime | float | None = None) -> GlobalMarket:
+    """/global: ``{"data": {total_market_cap: {usd…}, total_volume: {usd…}, market_cap_percentage,
+    active_cryptocurrencies, markets, market_cap_change_percentage_24h_usd, updated_at}}``.
+    A missing/invalid USD total market cap or volume, or ``updated_at``, is a shape error (there
+    is only one record: nothing to keep)."""
+    endpoint = "/global"
+    when = _now(now)
+    data = _require_dict(payload, endpoint).get("data")
+    if not isinstance(data, dict):
+        raise CoinGeckoShapeError("missing 'data'", endpoint=endpoint)
+    try:
+        caps, vols = data.get("total_market_cap"), data.get("total_volume")
+        if not isinstance(caps, dict) or not isinstance(vols, dict):
+            raise _Invalid("total_market_cap/total_volume are not objects")
+        shares = data.get("market_cap_percentage")
+        shares = shares if isinstance(shares, dict) else {}
+        updated = _timestamp_ms(_number(data.get("updated_at"), "updated_at") * 1000, "updated_at", when)
+        active, markets = data.get("active_cryptocurrencies"), data.get("markets")
+
+        def share(code: str) -> float | None:
+            f = _optional(shares.get(code))
+            return f if f is not None and f <= 100.0 else None
+
+        return GlobalMarket(
+            updated_at=updated,
+            total_market_cap=_number(caps.get("usd"), "total_market_cap.usd", positive=True),
+            total_volume=_number(vols.get("usd"), "total_volume.usd"),
+            btc_dominance=share("btc"),
+            eth_dominance=share("eth"),
+            active_coins=_optional_count(active),
+            markets=_optional_count(markets),
+            market_cap_change_24h_pct=_optional_change_pct(data.get("market_cap_change_percentage_24h_usd")),
+        )
+    except _Invalid as exc:
+        raise CoinGeckoShapeError(str(exc), endpoint=endpoint) from None
 
 
 def parse_error_body(payload: Any) -> tuple[int | None, str]:

@@ -26,10 +26,12 @@ class ParseResult(Generic[T]):
     records: list[T] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     endpoint: str = ""
+    calls: int = 0  # upstream calls made for this result (set where one result spans several)
 
     def extend(self, other: ParseResult[T]) -> None:
         self.records.extend(other.records)
         self.rejects.extend(other.rejects)
+        self.calls += other.calls
 
     def __len__(self) -> int:
         return len(self.records)
@@ -72,6 +74,10 @@ class MarketRecord:
     atl_change_percentage: float | None = None
     atl_date: datetime | None = None
     image: str | None = None
+    # present only when asked for with price_change_percentage=1h,7d,30d (…_in_currency in the answer)
+    price_change_percentage_1h: float | None = None
+    price_change_percentage_7d: float | None = None
+    price_change_percentage_30d: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,31 @@ class SimplePrice:
     volume_24h: float | None = None  # rolling 24-hour volume
     change_24h: float | None = None  # percent
     last_updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeRate:
+    """One entry of /exchange_rates: ``value`` units of the currency per 1 BTC."""
+
+    code: str  # "usd", "eur", "eth", ...
+    name: str
+    unit: str
+    value: float
+    type: str  # "fiat", "crypto" or "commodity"
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalMarket:
+    """/global: the whole crypto market as the upstream sees it (USD)."""
+
+    updated_at: datetime
+    total_market_cap: float
+    total_volume: float
+    btc_dominance: float | None  # % of the total market cap
+    eth_dominance: float | None
+    active_coins: int | None
+    markets: int | None
+    market_cap_change_24h_pct: float | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,13 @@ from .config import FaultConfig, SimulatorConfig
 from .server import make_http_server
 
 
+def _period(value: str) -> tuple[float, float] | None:
+    if not value:
+        return None
+    lo, hi = (float(v) for v in value.split(","))
+    return (lo, hi)
+
+
 def _time(value: str) -> float:
     try:
         return float(value)
@@ -43,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-url-length", type=int, default=8192, help="longer request targets get 414")
     g.add_argument("--no-partial-candle", action="store_true", help="omit the still-open last OHLC candle")
     g.add_argument("--range-5m-anytime", action="store_true", help="5-minute points for any 1-day range")
+    g.add_argument(
+        "--head-tick-period",
+        default="",
+        help="LO,HI seconds between upstream refreshes of the head (the real top 100); default: as the rest",
+    )
     g = p.add_argument_group("clock")
     g.add_argument(
         "--start", type=_time, default=None, help="simulated start time (epoch s or ISO 8601); default now"
@@ -102,6 +114,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         enterprise=args.enterprise,
         ohlc_include_partial=not args.no_partial_candle,
         range_5m_anytime=args.range_5m_anytime,
+        head_tick_period=_period(args.head_tick_period),
         faults=faults,
     )
 

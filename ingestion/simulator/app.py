@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from .control import control
-from .endpoints import charts, coins, markets, meta, ohlc, simple
+from .endpoints import charts, coins, markets, meta, ohlc, reference, simple
 from .faults import request_faults, truncated
 from .protocol import RATE_LIMIT_BODY, VS_RATES, Reply, flat_error, status_error, status_text, vs_rate
 from .state import SimState
@@ -121,6 +121,10 @@ class Simulator(SimState):
             body = markets.coins_markets(self, params, now_ms)
         elif route == "/simple/price":
             body = simple.simple_price(self, params, now_ms)
+        elif route == "/exchange_rates":
+            body = reference.exchange_rates(self, now_ms)
+        elif route == "/global":
+            body = reference.global_market(self, now_ms)
         elif len(parts) >= 3 and parts[0] == "coins":
             i = self.universe.index.get(parts[1])
             endpoint = COIN_ENDPOINTS.get("/".join(parts[2:]))
@@ -138,6 +142,10 @@ class Simulator(SimState):
         cache = "max-age=30" if "market_chart" in path else "max-age=45"
         if "ohlc" in path:
             cache = "max-age=900"
+        elif "simple/price" in path:
+            cache = "max-age=20"
+        elif "exchange_rates" in path or "global" in path:
+            cache = "max-age=300"
         headers = {"Cache-Control": f"public, {cache}", "Access-Control-Allow-Origin": "*"}
         return truncated(self, body, headers, path, seq) or Reply(200, body, headers)
 

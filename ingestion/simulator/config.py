@@ -53,4 +53,7 @@ class SimulatorConfig:
     ohlc_include_partial: bool = True  # the last (still open) candle is included, close time in future
     range_5m_anytime: bool = False  # market_chart/range: 5-minute points for any 1-day range, not just recent
     tick_period: tuple[float, float] = (20.0, 60.0)  # seconds between a coin's upstream refreshes
+    # seconds between refreshes of the head of the universe (the real top 100 of the 2023 sample, the
+    # large caps); None = tick_period. Upstream refreshes large caps continuously: (1, 3) models that.
+    head_tick_period: tuple[float, float] | None = None
     faults: FaultConfig = field(default_factory=FaultConfig)

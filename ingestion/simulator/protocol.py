@@ -16,7 +16,18 @@ RATE_LIMIT_BODY = {
         "https://www.coingecko.com/en/api/pricing to subscribe to our API plans for higher rate limits.",
     }
 }
-VS_RATES = {"usd": 1.0, "eur": 0.92, "gbp": 0.79, "jpy": 150.0, "chf": 0.88, "cad": 1.37, "aud": 1.52}
+VS_RATES = {
+    "usd": 1.0, "eur": 0.92, "gbp": 0.79, "jpy": 150.0, "chf": 0.88, "cad": 1.37, "aud": 1.52,
+    "cny": 7.2, "inr": 84.0, "krw": 1380.0, "brl": 5.6, "hkd": 7.8, "sgd": 1.35,
+}  # fmt: skip
+#: (name, unit) of each fiat currency, as /exchange_rates shows them.
+VS_NAMES = {
+    "usd": ("US Dollar", "$"), "eur": ("Euro", "€"), "gbp": ("British Pound Sterling", "£"),
+    "jpy": ("Japanese Yen", "¥"), "chf": ("Swiss Franc", "Fr."), "cad": ("Canadian Dollar", "CA$"),
+    "aud": ("Australian Dollar", "A$"), "cny": ("Chinese Yuan", "¥"), "inr": ("Indian Rupee", "₹"),
+    "krw": ("South Korean Won", "₩"), "brl": ("Brazil Real", "R$"), "hkd": ("Hong Kong Dollar", "HK$"),
+    "sgd": ("Singapore Dollar", "S$"),
+}  # fmt: skip
 
 
 class Reply(Exception):

@@ -32,7 +32,9 @@ class SimState:
     ):
         self.config = config or SimulatorConfig()
         period_lo, period_hi = self.config.tick_period
-        self.universe = build_universe(self.config.coins, self.config.seed, (period_lo, period_hi))
+        self.universe = build_universe(
+            self.config.coins, self.config.seed, (period_lo, period_hi), self.config.head_tick_period
+        )
         self.truth = GroundTruth(self.universe)
         self.clock = clock or SimClock()
         self.rate_clock = rate_clock

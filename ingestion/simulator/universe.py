@@ -81,7 +81,12 @@ def _iso_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def build_universe(coins: int, seed: int, period_range: tuple[float, float] = (20.0, 60.0)) -> Universe:
+def build_universe(
+    coins: int,
+    seed: int,
+    period_range: tuple[float, float] = (20.0, 60.0),
+    head_period_range: tuple[float, float] | None = None,
+) -> Universe:
     if not 1 <= coins <= 20_000:
         raise ValueError("coins must be between 1 and 20,000")
     from .walk import brownian
@@ -156,6 +161,13 @@ def build_universe(coins: int, seed: int, period_range: tuple[float, float] = (2
             images.append(f"https://assets.coingecko.com/coins/images/{20000 + i}/large/{cid}.png?1696500000")
             ath_date.append(_iso_ms(int(ath_ms[i])))
             atl_date.append(_iso_ms(int(atl_ms[i])))
+    if head_period_range is not None:
+        # the head (the real top 100 of the 2023 sample: the large caps) refreshes faster, each coin
+        # with a phase in its own period: upstream refreshes large caps continuously
+        top = idx[:n_head]
+        hlo, hhi = head_period_range
+        period_ms[top] = np.round((hlo + (hhi - hlo) * u(1)[top]) * 1000).astype(np.int64)
+        phase_ms[top] = np.floor(u(2)[top] * period_ms[top]).astype(np.int64)
     sigma_tick = annual_vol * np.sqrt(period_ms / 1000.0 / YEAR_S)
     sigma_vol_tick = 0.8 * np.sqrt(period_ms / 1000.0 / YEAR_S)
 

@@ -92,8 +92,19 @@ _UNAUTH_EXAMPLE = {
 problem = problem_response
 
 
+_UNAVAILABLE_EXAMPLE = {
+    "type": "http://127.0.0.1:8000/problems/service-unavailable",
+    "title": "Service unavailable",
+    "status": 503,
+    "detail": "No eur rate is stored yet (exchange rates are fetched every 5 minutes); retry shortly "
+    "or ask in usd.",
+    "instance": "/v1/prices",
+    "request_id": "5f0c7e0e3b9a4d0f9b6f2f1f6f7e8a9b",
+}
+
+
 def errors(
-    *, not_found: bool = False, not_modified: bool = False
+    *, not_found: bool = False, not_modified: bool = False, unavailable: bool = False
 ) -> dict[int | tuple[int, str], OpenApiResponse]:
     """The error answers of a market data operation (403 and 429 are added by the gateway's schema
     class), every one ``application/problem+json``; 304 when the view honours ``If-None-Match``."""
@@ -114,6 +125,12 @@ def errors(
         out[(404, PROBLEM_JSON)] = problem("No coin with this id (`not-found`).", _NOT_FOUND_EXAMPLE)
     if not_modified:
         out[304] = OpenApiResponse(description="Not modified: your `If-None-Match` ETag is current.")
+    if unavailable:
+        out[(503, PROBLEM_JSON)] = problem(
+            "The data this answer needs is not stored yet, e.g. the exchange rate of `vs` right after a "
+            "first start (`service-unavailable`, with `Retry-After`).",
+            _UNAVAILABLE_EXAMPLE,
+        )
     return out
 
 
@@ -290,24 +307,32 @@ class _Date(_Example, serializers.DateField):
     pass
 
 
-def num(example: float, help_text: str = "", *, null: bool = True) -> serializers.Field:
-    return _Float(example=example, allow_null=null, help_text=help_text or None)
+def num(
+    example: float, help_text: str = "", *, null: bool = True, required: bool = True
+) -> serializers.Field:
+    return _Float(example=example, allow_null=null, help_text=help_text or None, required=required)
 
 
-def integer(example: int, help_text: str = "", *, null: bool = False) -> serializers.Field:
-    return _Int(example=example, allow_null=null, help_text=help_text or None)
+def integer(
+    example: int, help_text: str = "", *, null: bool = False, required: bool = True
+) -> serializers.Field:
+    return _Int(example=example, allow_null=null, help_text=help_text or None, required=required)
 
 
-def string(example: str, help_text: str = "", *, null: bool = False) -> serializers.Field:
-    return _Str(example=example, allow_null=null, help_text=help_text or None)
+def string(
+    example: str, help_text: str = "", *, null: bool = False, required: bool = True
+) -> serializers.Field:
+    return _Str(example=example, allow_null=null, help_text=help_text or None, required=required)
 
 
 def boolean(example: bool, help_text: str = "") -> serializers.Field:
     return _Bool(example=example, help_text=help_text or None)
 
 
-def when(example: str, help_text: str = "", *, null: bool = False) -> serializers.Field:
-    return _DateTime(example=example, allow_null=null, help_text=help_text or None)
+def when(
+    example: str, help_text: str = "", *, null: bool = False, required: bool = True
+) -> serializers.Field:
+    return _DateTime(example=example, allow_null=null, help_text=help_text or None, required=required)
 
 
 def _enum_field(component: str, schema: dict) -> type[_Str]:
@@ -350,16 +375,50 @@ def coin_fields() -> dict[str, serializers.Field]:
     }
 
 
+_QUOTED = "In the quote currency (`vs`; USD by default)."
+
+
+def detail_fields(*, required: bool = True) -> dict[str, serializers.Field]:
+    """The snapshot's details (supply, FDV, all-time high/low, 1h/7d/30d change, logo)."""
+    r = required
+    return {
+        "change_1h_pct": num(0.4, "Price change over 1h, % (of the quote-currency price).", required=r),
+        "change_7d_pct": num(-3.1, "Price change over 7 days, %.", required=r),
+        "change_30d_pct": num(12.5, "Price change over 30 days, %.", required=r),
+        "circulating_supply": num(19.8e6, "Coins in circulation.", required=r),
+        "total_supply": num(21e6, "Coins in existence (minus burnt).", required=r),
+        "max_supply": num(21e6, "Most coins there will ever be; null = no cap or unknown.", required=r),
+        "fully_diluted_valuation": num(
+            1.92e12, "Price x max supply (else total supply). " + _QUOTED, required=r
+        ),
+        "ath": num(126080.0, "All-time high price. " + _QUOTED + " Null for btc/eth quotes.", required=r),
+        "ath_change_pct": num(-27.6, "Current price against the all-time high, %.", required=r),
+        "ath_date": when(
+            "2025-10-06T18:57:42Z", "When the all-time high was reached.", null=True, required=r
+        ),
+        "atl": num(67.81, "All-time low price. " + _QUOTED + " Null for btc/eth quotes.", required=r),
+        "atl_change_pct": num(134443.0, "Current price against the all-time low, %.", required=r),
+        "atl_date": when("2013-07-06T00:00:00Z", "When the all-time low was reached.", null=True, required=r),
+        "image_url": string(
+            "https://assets.coingecko.com/coins/images/1/large/bitcoin.png",
+            "The coin's logo (upstream URL).",
+            null=True,
+            required=r,
+        ),
+    }
+
+
 def snapshot_fields() -> dict[str, serializers.Field]:
     return {
-        "price": num(91234.5, "USD."),
-        "market_cap": num(1.81e12, "USD."),
+        "price": num(91234.5, _QUOTED),
+        "market_cap": num(1.81e12, _QUOTED),
         "rank": integer(1, "Upstream market-cap rank.", null=True),
-        "volume_24h": num(3.2e10, "Rolling 24h volume, USD."),
-        "high_24h": num(92000.0, "USD."),
-        "low_24h": num(89000.0, "USD."),
+        "volume_24h": num(3.2e10, "Rolling 24h volume. " + _QUOTED),
+        "high_24h": num(92000.0, _QUOTED),
+        "low_24h": num(89000.0, _QUOTED),
         "change_24h_pct": num(1.8, "Price change over 24h, %."),
-        "last_updated": when("2026-11-24T04:59:31Z", "Upstream's update time.", null=True),
+        "last_updated": when("2026-11-24T04:59:31Z", "Upstream's update time of the price.", null=True),
+        **detail_fields(),
     }
 
 
@@ -450,23 +509,33 @@ Market = _serializer(
 )
 MarketList = _serializer(
     "MarketList",
-    {"data": Market(many=True), "next_cursor": next_cursor(), "next_offset": next_offset()},
+    {
+        "vs": string("usd", "The quote currency of the amounts."),
+        "data": Market(many=True),
+        "next_cursor": next_cursor(),
+        "next_offset": next_offset(),
+    },
     "A page of market snapshots.",
 )
 Price = _serializer(
     "Price",
     {
-        "price": num(91234.5, "USD."),
-        "market_cap": num(1.81e12, "USD."),
-        "volume_24h": num(3.2e10, "USD."),
+        "price": num(91234.5, _QUOTED),
+        "market_cap": num(1.81e12, _QUOTED),
+        "volume_24h": num(3.2e10, "Rolling 24h volume. " + _QUOTED),
         "change_24h_pct": num(1.8, "%."),
         "last_updated": when("2026-11-24T04:59:31Z", "Upstream's update time.", null=True),
+        "rank": integer(1, "Upstream market-cap rank (`include=rank`).", null=True, required=False),
+        "high_24h": num(92000.0, "`include=range_24h`. " + _QUOTED, required=False),
+        "low_24h": num(89000.0, "`include=range_24h`. " + _QUOTED, required=False),
+        **detail_fields(required=False),
     },
-    "Latest price data of a coin.",
+    "Latest price data of a coin: the five default fields, plus those of the `include` groups.",
 )
 Prices = _serializer(
     "Prices",
     {
+        "vs": string("usd", "The quote currency of the amounts."),
         "data": serializers.DictField(child=Price(), help_text="Keyed by coin id."),
         "missing": serializers.ListField(
             child=string("nope"), help_text="Requested ids that are unknown or have no price yet."
@@ -616,6 +685,55 @@ Screener = _serializer(
     },
     "A page of screener matches.",
 )
+GLOBAL_INTERVAL_SCHEMA = enum_schema(["5m", "1h", "1d"], names=["FIVE_MINUTES", "ONE_HOUR", "ONE_DAY"])
+GlobalMarket = _serializer(
+    "GlobalMarket",
+    {
+        "time": when("2026-11-24T04:59:00Z", "Upstream's update time of these figures."),
+        "total_market_cap": num(3.34e12, "USD, every coin the upstream tracks.", null=False),
+        "total_volume": num(1.2e11, "Rolling 24h volume, USD.", null=False),
+        "btc_dominance": num(57.1, "Bitcoin's share of the total market cap, %."),
+        "eth_dominance": num(11.9, "Ethereum's share of the total market cap, %."),
+        "active_coins": integer(17321, "Active cryptocurrencies upstream.", null=True),
+        "markets": integer(1046, "Exchanges tracked upstream.", null=True),
+        "market_cap_change_24h_pct": num(1.7, "Total market cap change over 24h, %."),
+    },
+    "The whole crypto market at one time.",
+)
+GlobalPoint = _serializer(
+    "GlobalPoint",
+    {
+        "time": when("2026-11-24T04:00:00Z", "Bucket start."),
+        "observed_at": when("2026-11-24T04:59:00Z", "Upstream time of the last snapshot in the bucket."),
+        "total_market_cap": num(3.34e12, "USD.", null=False),
+        "total_volume": num(1.2e11, "Rolling 24h volume, USD.", null=False),
+        "btc_dominance": num(57.1, "%."),
+        "eth_dominance": num(11.9, "%."),
+        "active_coins": integer(17321, null=True),
+    },
+    "The global market at the end of one bucket.",
+)
+GlobalHistory = _serializer(
+    "GlobalHistory",
+    {
+        "interval": _enum_field("GlobalInterval", GLOBAL_INTERVAL_SCHEMA)(example="1h"),
+        "data": GlobalPoint(many=True),
+    },
+    "The global market over time, one point per bucket with data, oldest first.",
+)
+
+
+def vs_param(currencies: tuple[str, ...]) -> OpenApiParameter:
+    return param(
+        "vs",
+        enum_schema(list(currencies), default="usd", names=[c.upper() for c in currencies]),
+        "Quote currency of prices, market caps, volumes, FDV and ATH/ATL: `usd` (default), major fiat "
+        "(converted with CoinGecko's exchange rates, refreshed every 5 minutes) or `btc`/`eth` (from our "
+        "own bitcoin/ethereum prices; price changes then relative to that coin, ATH/ATL null). Another "
+        "value is a 400 listing the supported ones.",
+    )
+
+
 IDS_REQUIRED = OpenApiParameter(
     "ids",
     IDS.type,

@@ -200,6 +200,38 @@ def id_list(query, name: str = "ids", *, maximum: int = MAX_IDS, required: bool 
     return list(dict.fromkeys(part.lower() for part in parts))
 
 
+def vs_currency(query, *, supported: tuple[str, ...]) -> str:
+    """``vs``: the quote currency (lower-cased), one of ``supported``; default usd."""
+    value = _get(query, "vs")
+    if value is None:
+        return "usd"
+    value = value.lower()
+    if value not in supported:
+        fail("vs", f"{value[:20]!r} is not a supported quote currency: must be one of {', '.join(supported)}")
+    return value
+
+
+def include(query, *, groups: tuple[str, ...]) -> tuple[str, ...]:
+    """``include``: comma-separated field groups (and/or repeated), each one of ``groups``; in the
+    order of ``groups``, without duplicates."""
+    values = (
+        query.getlist("include")
+        if hasattr(query, "getlist")
+        else [query["include"]]
+        if "include" in query
+        else []
+    )
+    asked: set[str] = set()
+    for value in values:
+        if value == "":
+            fail("include", f"must not be empty: comma-separated groups of {', '.join(groups)}")
+        for part in value.split(","):
+            if part not in groups:
+                fail("include", f"{part[:30]!r} is not a field group: must be among {', '.join(groups)}")
+            asked.add(part)
+    return tuple(g for g in groups if g in asked)
+
+
 def coin_id(value: str) -> str | None:
     """A path coin id, or None when it cannot be a coin id (→ 404)."""
     return value if _ID_RE.match(value or "") else None

@@ -24,13 +24,13 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 
-from apiplatform import redis_access
+from apiplatform import problems, redis_access
 from apiplatform.gateway import PublicAPIView, charge, page_credits
 from apiplatform.problems import NOT_FOUND, ProblemError
 from apiplatform.query import known_only
 from apiplatform.renderers import ORJSONRenderer, dumps
 from marketdata import cache as versions
-from marketdata import indicators, partitions, screener, selectors
+from marketdata import indicators, partitions, quotes, screener, selectors
 from marketdata.api import caching, docs, params
 from marketdata.models import TIMEFRAME_DELTA, TIMEFRAMES
 from marketdata.problems import NO_DATA, NO_DATA_AT
@@ -208,18 +208,35 @@ def _next_offset(offset: int | None, after: object, limit: int, more: bool) -> i
     return (offset or 0) + limit
 
 
-def _snapshot(r, offset: int) -> dict:
-    keys = (
-        "price",
-        "market_cap",
-        "rank",
-        "volume_24h",
-        "high_24h",
-        "low_24h",
-        "change_24h_pct",
-        "last_updated",
-    )
-    return dict(zip(keys, r[offset : offset + 8], strict=True))
+_DETAIL_EXAMPLE = {
+    "change_1h_pct": 0.4,
+    "change_7d_pct": -3.1,
+    "change_30d_pct": 12.5,
+    "circulating_supply": 19.8e6,
+    "total_supply": 21e6,
+    "max_supply": 21e6,
+    "fully_diluted_valuation": 1.92e12,
+    "ath": 126080.0,
+    "ath_date": "2025-10-06T18:57:42Z",
+    "atl": 67.81,
+    "atl_date": "2013-07-06T00:00:00Z",
+    "image_url": "https://assets.coingecko.com/coins/images/1/large/bitcoin.png",
+    "ath_change_pct": -27.6,
+    "atl_change_pct": 134443.0,
+}
+
+
+def _quote(code: str) -> quotes.Quote:
+    """The conversion into ``code``; 503 while its rate is not stored yet (just after a first start)."""
+    q = quotes.quote(code)
+    if q is None:
+        raise ProblemError(
+            problems.SERVICE_UNAVAILABLE,
+            f"No {code} rate is stored yet (exchange rates are fetched every 5 minutes); retry shortly "
+            "or ask in usd.",
+            headers={"Retry-After": "60"},
+        )
+    return q
 
 
 def _coverage(coin_pk: int) -> bytes:
@@ -307,6 +324,7 @@ class CoinDetailView(MarketDataView):
                         "low_24h": 89000.0,
                         "change_24h_pct": 1.8,
                         "last_updated": "2026-11-24T04:59:31Z",
+                        **_DETAIL_EXAMPLE,
                     },
                     "coverage": [_COVERAGE_EXAMPLE],
                 },
@@ -319,7 +337,9 @@ class CoinDetailView(MarketDataView):
         if row is None:
             raise NotFound(f"No coin with id {coin_id[:100]!r}.")
         coin_pk, _, _ = self.coin_or_404(coin_id)  # the coin's id: memoised, no query once known
-        market = _snapshot(row, 6) if row[14] is not None else None
+        market = None
+        if row[14] is not None:  # the snapshot's fetched_at: there is one
+            market = quotes.market_row((*row[6:14], *row[15:]), quotes.USD)
         body = dumps(
             {
                 "id": row[0],
@@ -377,16 +397,17 @@ class MarketListView(caching.ResponseCacheMixin, MarketDataView):
     endpoint_name = "markets"
     cache_name = "markets"
     credit_cost = 1
-    allowed_params = frozenset({"ids", "order_by", "direction", "limit", "cursor", "offset"})
+    allowed_params = frozenset({"ids", "order_by", "direction", "limit", "cursor", "offset", "vs"})
 
     @extend_schema(
         operation_id="markets_list",
         summary="Latest market snapshots, ranked",
         description="Latest snapshot per coin ordered by market cap (default), 24h volume, 24h change, "
-        "price or upstream rank, then by id; nulls last. `ids` selects coins. "
-        + docs.PAGING_DOC
-        + docs.OFFSET_DOC
-        + " 1 credit.",
+        "price or upstream rank, then by id; nulls last. `ids` selects coins. Each row carries the "
+        "price fields (refreshed every 20 s for the top coins, every minute for the others) and the "
+        "details: supply, FDV, all-time high/low with dates, 1h/7d/30d change and the logo URL. "
+        "`vs` picks the quote currency (sorting is by the USD values: the same order in every "
+        "currency). " + docs.PAGING_DOC + docs.OFFSET_DOC + " 1 credit.",
         tags=["markets"],
         parameters=[
             docs.IDS,
@@ -403,12 +424,14 @@ class MarketListView(caching.ResponseCacheMixin, MarketDataView):
             docs.limit(100, 250),
             docs.CURSOR,
             docs.OFFSET,
+            docs.vs_param(quotes.vs_currencies()),
         ],
-        responses={200: docs.MarketList, **docs.errors(not_modified=True)},
+        responses={200: docs.MarketList, **docs.errors(not_modified=True, unavailable=True)},
     )
     def get(self, request):
         query = self.query(request)
         ids = params.id_list(query, "ids")
+        vs = params.vs_currency(query, supported=quotes.vs_currencies())
         order_by = params.choice(
             query, "order_by", choices=tuple(selectors.MARKET_ORDER), default="market_cap"
         )
@@ -418,6 +441,7 @@ class MarketListView(caching.ResponseCacheMixin, MarketDataView):
         after = params.key_cursor(query, kind="markets", context=context, spec=("num", "id"))
         offset = params.offset(query)
         column = _MARKET_COLUMN[order_by]
+        q = _quote(vs)
 
         def compute() -> caching.Cached:
             rows = selectors.markets_page(
@@ -430,14 +454,17 @@ class MarketListView(caching.ResponseCacheMixin, MarketDataView):
             )
             more = len(rows) > limit
             rows = rows[:limit]
-            data = [{"id": r[0], "symbol": r[1], "name": r[2], **_snapshot(r, 3)} for r in rows]
+            data = [{"id": r[0], "symbol": r[1], "name": r[2], **quotes.market_row(r[3:], q)} for r in rows]
             cursor = None
-            if more:
-                cursor = params.encode_key_cursor("markets", context, [data[-1][column], data[-1]["id"]])
+            if more:  # the cursor carries the USD sort value (the order is the same in every currency)
+                usd_value = rows[-1][3 + quotes.MARKET_FIELDS.index(column)]
+                cursor = params.encode_key_cursor("markets", context, [usd_value, rows[-1][0]])
             next_off = _next_offset(offset, after, limit, more)
-            return caching.answer(dumps({"data": data, "next_cursor": cursor, "next_offset": next_off}))
+            body = {"vs": vs, "data": data, "next_cursor": cursor, "next_offset": next_off}
+            return caching.answer(dumps(body))
 
         parts = (
+            vs,
             tuple(ids or ()),
             order_by,
             direction,
@@ -463,21 +490,42 @@ class PriceView(caching.ResponseCacheMixin, MarketDataView):
     endpoint_name = "prices"
     cache_name = "prices"
     credit_cost = 1
-    allowed_params = frozenset({"ids"})
+    allowed_params = frozenset({"ids", "vs", "include"})
 
     @extend_schema(
         operation_id="prices_retrieve",
         summary="Latest prices of up to 250 coins",
         description="Latest price, market cap, 24h volume, 24h change and the upstream's update time, "
-        "keyed by coin id. Unknown ids (or coins without a price yet) are listed in `missing`. 1 credit.",
+        "keyed by coin id, in the quote currency `vs`. `include` adds field groups: "
+        + "; ".join(f"`{g}` ({', '.join(f)})" for g, f in quotes.INCLUDE_GROUPS.items())
+        + ". The top coins by market cap are refreshed every 20 s, the others every minute. Unknown ids "
+        "(or coins without a price yet) are listed in `missing`. 1 credit.",
         tags=["markets"],
-        parameters=[docs.IDS_REQUIRED],
-        responses={200: docs.Prices, **docs.errors(not_modified=True)},
+        parameters=[
+            docs.IDS_REQUIRED,
+            docs.vs_param(quotes.vs_currencies()),
+            docs.param(
+                "include",
+                {
+                    "type": "array",
+                    "items": docs.enum_schema(list(quotes.INCLUDE_GROUPS)),
+                    "minItems": 1,
+                    "uniqueItems": True,
+                },
+                "Field groups to add, comma-separated: "
+                + ", ".join(f"`{g}`" for g in quotes.INCLUDE_GROUPS)
+                + ". An unknown group is a 400 naming the valid ones.",
+                style="form",
+                explode=False,
+            ),
+        ],
+        responses={200: docs.Prices, **docs.errors(not_modified=True, unavailable=True)},
         examples=[
             OpenApiExample(
                 "prices",
                 response_only=True,
                 value={
+                    "vs": "usd",
                     "data": {
                         "bitcoin": {
                             "price": 91234.5,
@@ -495,15 +543,121 @@ class PriceView(caching.ResponseCacheMixin, MarketDataView):
     def get(self, request):
         query = self.query(request)
         ids = params.id_list(query, "ids", required=True)
-        parts = tuple(sorted(ids))
+        vs = params.vs_currency(query, supported=quotes.vs_currencies())
+        groups = params.include(query, groups=tuple(quotes.INCLUDE_GROUPS))
+        wanted = tuple(sorted(ids))
+        q = _quote(vs)
 
         def compute() -> caching.Cached:
-            data_json, found = selectors.prices_json(list(parts))
+            if vs == "usd" and not groups:  # the hot default: JSON rendered by PostgreSQL
+                data_json, found = selectors.prices_json(list(wanted))
+                data = data_json.encode()
+            else:
+                rows = selectors.prices_rows(list(wanted))
+                found = [r[0] for r in rows]
+                data = dumps({r[0]: quotes.price_entry(quotes.market_row(r[3:], q), groups) for r in rows})
             found_set = set(found)
-            missing = [i for i in parts if i not in found_set]
-            return caching.answer(b'{"data":' + data_json.encode() + b',"missing":' + dumps(missing) + b"}")
+            missing = [i for i in wanted if i not in found_set]
+            return caching.answer(
+                b'{"vs":' + dumps(vs) + b',"data":' + data + b',"missing":' + dumps(missing) + b"}"
+            )
 
+        parts = (wanted, vs, groups) if vs != "usd" or groups else wanted
         hit = self.cached(parts=parts, version_key=versions.snapshots_key(), compute=compute)
+        return caching.respond(request, hit)
+
+
+# --- the global market ---------------------------------------------------------------------------
+
+_GLOBAL_FIELDS = (
+    "time",
+    "total_market_cap",
+    "total_volume",
+    "btc_dominance",
+    "eth_dominance",
+    "active_coins",
+    "markets",
+    "market_cap_change_24h_pct",
+)
+_GLOBAL_INTERVALS = {"5m": 300, "1h": 3600, "1d": 86400}
+MAX_GLOBAL_POINTS = 5000
+
+
+class GlobalView(caching.ResponseCacheMixin, MarketDataView):
+    endpoint_name = "global"
+    cache_name = "global"
+    credit_cost = 1
+
+    @extend_schema(
+        operation_id="global_retrieve",
+        summary="The whole crypto market now",
+        description="Total market cap and 24h volume (USD), Bitcoin and Ethereum dominance (% of the "
+        "total market cap), active coins and exchanges, as CoinGecko's `/global` reports them for every "
+        "coin it tracks (not only the coins listed here), stored every minute. History: "
+        "`GET /v1/global/history`. 503 until the first snapshot is stored. 1 credit.",
+        tags=["markets"],
+        responses={200: docs.GlobalMarket, **docs.errors(not_modified=True, unavailable=True)},
+    )
+    def get(self, request):
+        self.query(request)
+
+        def compute() -> caching.Cached:
+            row = selectors.global_latest()
+            if row is None:
+                raise ProblemError(
+                    problems.SERVICE_UNAVAILABLE,
+                    "No global market snapshot is stored yet (fetched every minute); retry shortly.",
+                    headers={"Retry-After": "60"},
+                )
+            return caching.answer(dumps(dict(zip(_GLOBAL_FIELDS, row[:8], strict=True))))
+
+        hit = self.cached(parts=("latest",), version_key=versions.global_key(), compute=compute)
+        return caching.respond(request, hit)
+
+
+class GlobalHistoryView(caching.ResponseCacheMixin, MarketDataView):
+    endpoint_name = "global-history"
+    cache_name = "global-history"
+    credit_cost = 1
+    allowed_params = frozenset({"start", "end", "interval"})
+
+    @extend_schema(
+        operation_id="global_history",
+        summary="The whole crypto market over time",
+        description="One point per `interval` bucket of [`start`, `end`) that has data: the last stored "
+        "`/global` snapshot of the bucket (snapshots are stored every minute since this deployment "
+        f"started). Default: the last 24 hours. At most {MAX_GLOBAL_POINTS} buckets per call (a longer "
+        "range is a 400 naming `start`). 1 credit.",
+        tags=["markets"],
+        parameters=[
+            docs.param("start", docs.TIME_SCHEMA, "Earliest time, inclusive; default `end` - 24 h."),
+            docs.param("end", docs.TIME_SCHEMA, "Latest time, exclusive; default now."),
+            docs.param(
+                "interval", {**docs.GLOBAL_INTERVAL_SCHEMA, "default": "1h"}, "Bucket width of the series."
+            ),
+        ],
+        responses={200: docs.GlobalHistory, **docs.errors(not_modified=True)},
+    )
+    def get(self, request):
+        query = self.query(request)
+        start, end = params.time_range(query)
+        interval = params.choice(query, "interval", choices=tuple(_GLOBAL_INTERVALS), default="1h")
+        seconds = _GLOBAL_INTERVALS[interval]
+        end = end or timezone.now()
+        start = start or end - timedelta(days=1)
+        if (end - start).total_seconds() / seconds > MAX_GLOBAL_POINTS:
+            params.fail("start", f"at most {MAX_GLOBAL_POINTS} {interval} buckets per call: narrow the range")
+
+        def compute() -> caching.Cached:
+            rows = selectors.global_series(
+                start=start, end=end, bucket_seconds=seconds, limit=MAX_GLOBAL_POINTS
+            )
+            names = ("time", "observed_at", *_GLOBAL_FIELDS[1:6])
+            data = [dict(zip(names, r, strict=True)) for r in rows]
+            return caching.answer(dumps({"interval": interval, "data": data}))
+
+        parts = (start, end, interval)
+        hit = self.cached(parts=parts, version_key=versions.global_key(), compute=compute)
         return caching.respond(request, hit)
 
 

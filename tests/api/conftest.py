@@ -79,6 +79,18 @@ def write_market(hour0: datetime) -> dict[str, int]:
             services.SnapshotIn(ids["ethereum"], 3000.0, 3.6e11, 2, 1e10, 3100.0, 2900.0, -0.5, now, now),
         ]
     )
+    # what the scheduled reference refreshes store: every fiat rate of vs=, two global snapshots
+    fiat = {"usd": 1.0, "eur": 0.92, "gbp": 0.79, "jpy": 150.0, "chf": 0.88, "cad": 1.37, "aud": 1.52}
+    fiat |= {"cny": 7.2, "inr": 84.0, "krw": 1380.0, "brl": 5.6}
+    services.exchange_rates_replace(
+        rates=[services.RateIn(c, c.upper(), c.upper(), "fiat", 60000.0 * r) for c, r in fiat.items()],
+        fetched_at=now,
+    )
+    for minutes in (61, 1):
+        services.global_snapshot_record(
+            row=services.GlobalIn(now - timedelta(minutes=minutes), 3e12, 1e11, 55.0, 12.0, 15000, 1046, 1.2),
+            fetched_at=now,
+        )
     return ids
 
 

@@ -280,7 +280,7 @@ def test_prices_and_markets(client, market):
     assert body["data"]["ethereum"]["change_24h_pct"] == -0.5
     detail = get(client, "/v1/coins/bitcoin").json()["market"]  # rendered by orjson in Python
     assert body["data"]["bitcoin"] == {k: detail[k] for k in body["data"]["bitcoin"]}
-    assert get(client, "/v1/prices", ids="nope").json() == {"data": {}, "missing": ["nope"]}
+    assert get(client, "/v1/prices", ids="nope").json() == {"vs": "usd", "data": {}, "missing": ["nope"]}
     assert get(client, "/v1/prices").status_code == 400
     too_many = ",".join(f"c{i}" for i in range(251))
     assert get(client, "/v1/prices", ids=too_many).status_code == 400

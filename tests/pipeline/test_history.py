@@ -308,4 +308,6 @@ def test_fill_history_task_runs_one_at_a_time(history_settings, client, ranked, 
     run = JobRun.objects.get(job="ingestion.fill_history")
     assert (run.outcome, run.task_id, run.calls) == ("success", done.id, 12)
     assert done.result["series_completed"] == 2 and done.result["ranges"] == 6
-    assert screeners == [{"timeframes": ["1h", "4h", "1d", "1w"]}]  # the new history (and its roll-ups) reach the screener at once
+    assert screeners == [
+        {"timeframes": ["1h", "4h", "1d", "1w"]}
+    ]  # the new history (and its roll-ups) reach the screener at once

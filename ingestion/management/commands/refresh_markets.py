@@ -19,12 +19,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--per-page", type=int, default=250)
         parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+        parser.add_argument(
+            "--reference",
+            action="store_true",
+            help="also fetch /exchange_rates and /global (vs= conversions and GET /v1/global at once)",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         from ingestion.coingecko import CoinGeckoClient
 
         with CoinGeckoClient.from_settings() as client:
             summary = pipeline.refresh_markets(client, per_page=opts["per_page"])
+            if opts["reference"]:
+                rates = pipeline.refresh_exchange_rates(client)
+                world = pipeline.refresh_global(client)
+                summary.details["reference"] = {"rates": rates.rows_written, "global": world.rows_written}
         data = summary.as_dict()
         if opts["json"]:
             self.stdout.write(json.dumps(data, default=str))

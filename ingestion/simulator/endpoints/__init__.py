@@ -6,6 +6,7 @@
 - ``simple``: ``/simple/price``, ``/simple/supported_vs_currencies``
 - ``charts``: ``/coins/{id}/market_chart``, ``/coins/{id}/market_chart/range``
 - ``ohlc``: ``/coins/{id}/ohlc``, ``/coins/{id}/ohlc/range``
+- ``reference``: ``/exchange_rates``, ``/global``
 
 Each takes the ``state.SimState`` and the parsed query parameters and returns the JSON body, or
 raises a ``protocol.Reply`` (an error).

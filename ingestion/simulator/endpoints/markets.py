@@ -18,6 +18,11 @@ _STATE_COLS = (
     "high_24h", "low_24h", "rank",
 )  # fmt: skip
 _UNIVERSE_COLS = ("circulating", "total_supply", "max_supply", "ath_ref", "atl_ref", "roi_base")
+#: price_change_percentage windows the upstream accepts, in milliseconds.
+CHANGE_WINDOWS_MS = {
+    "1h": HOUR_MS, "24h": DAY_MS, "7d": 7 * DAY_MS, "14d": 14 * DAY_MS, "30d": 30 * DAY_MS,
+    "200d": 200 * DAY_MS, "1y": 365 * DAY_MS,
+}  # fmt: skip
 
 
 def coins_markets(state: SimState, params: dict, now_ms: int) -> list[dict]:
@@ -81,6 +86,10 @@ def market_records(
         return []
     cols = {n: getattr(market, n)[ch].tolist() for n in _STATE_COLS}
     cols |= {n: getattr(state.universe, n)[ch].tolist() for n in _UNIVERSE_COLS}
+    for window in dict.fromkeys(pcts or ()):
+        if window in CHANGE_WINDOWS_MS:  # the price in force one window ago, all coins at once
+            old = state.truth.values_at(ch, market.t_ms - CHANGE_WINDOWS_MS[window])
+            cols[f"old_{window}"] = np.where(old["listed"], old["price"], np.nan).tolist()
     f = state.config.faults
     flags: dict[str, list[bool]] = {}
     for name, share, kind in (
@@ -192,22 +201,14 @@ def _market_record(
         "last_updated": iso_ms(tick_ms),
     }
     for window in pcts or ():
-        if window in ("1h", "24h", "7d", "14d", "30d", "200d", "1y"):
-            rec[f"price_change_percentage_{window}_in_currency"] = _change_pct(
-                state, i, price, market.t_ms, window
+        if window in CHANGE_WINDOWS_MS:
+            old = row[f"old_{window}"]
+            rec[f"price_change_percentage_{window}_in_currency"] = (
+                None if math.isnan(old) else round((price / old - 1) * 100, 5)
             )
     if malformed:
         _malform_record(state, rec, i, k)
     return rec
-
-
-def _change_pct(state: SimState, i: int, price: float, t_ms: int, window: str) -> float | None:
-    ms = {"1h": HOUR_MS, "24h": DAY_MS, "7d": 7 * DAY_MS, "14d": 14 * DAY_MS, "30d": 30 * DAY_MS}
-    ms |= {"200d": 200 * DAY_MS, "1y": 365 * DAY_MS}
-    old = state.truth.values_at(np.array([i]), t_ms - ms[window])
-    if not bool(old["listed"][0]):
-        return None
-    return round((price / float(old["price"][0]) - 1) * 100, 5)
 
 
 def _malform_record(state: SimState, rec: dict, i: int, k: int) -> None:
