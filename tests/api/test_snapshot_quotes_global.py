@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from marketdata import services
+from marketdata.api import views
 from marketdata.models import ExchangeRate, GlobalSnapshot
 
 
@@ -126,7 +127,7 @@ def global_rows(db, django_capture_on_commit_callbacks):
     return t0
 
 
-def test_global_latest_and_history(client, global_rows):
+def test_global_latest_and_history(client, global_rows, monkeypatch):
     t0 = global_rows
     GlobalSnapshot.objects.filter(time__lt=t0).delete()
     latest = get(client, "/v1/global").json()
@@ -140,8 +141,11 @@ def test_global_latest_and_history(client, global_rows):
     assert first["total_market_cap"] == 3e12 + 55e9  # the last snapshot of the hour
     five = get(client, "/v1/global/history", start=t0.isoformat(), interval="5m").json()["data"]
     assert len(five) == 36
-    too_long = get(client, "/v1/global/history", start="2000-01-01", interval="5m")
-    assert too_long.status_code == 400 and too_long.json()["errors"][0]["parameter"] == "start"
+    wide = get(client, "/v1/global/history", start="2000-01-01", interval="5m")
+    assert wide.status_code == 200 and len(wide.json()["data"]) == 36  # bounded by points, not width
+    monkeypatch.setattr(views, "MAX_GLOBAL_POINTS", 35)
+    too_many = get(client, "/v1/global/history", start="2000-01-01", interval="5m")
+    assert too_many.status_code == 400 and too_many.json()["errors"][0]["parameter"] == "start"
     for bad, parameter in (({"interval": "2h"}, "interval"), ({"end": "soon"}, "end"), ({"x": "1"}, "x")):
         response = get(client, "/v1/global/history", **bad)
         assert response.status_code == 400 and response.json()["errors"][0]["parameter"] == parameter
