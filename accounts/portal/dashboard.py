@@ -49,6 +49,7 @@ def dashboard(request: PortalRequest) -> HttpResponse:
         "by_endpoint": sorted(by_endpoint, key=lambda r: -r["requests"]),
         "by_key": sorted(by_key, key=lambda r: -r["requests"]),
         "limits": billing_selectors.organization_plan_limits(organization_id=organization.pk),
+        "failures": billing_selectors.usage_failures(organization_id=organization.pk),
         "welcome": request.GET.get("welcome") == "1",
     }
     return render(request, "portal/dashboard.html", context)
