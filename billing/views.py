@@ -394,7 +394,7 @@ class UsageFailuresView(OrganizationScopedView):
                     "failures": serializers.ListField(child=_failed_call),
                 },
             ),
-            503: problem_response("The store of failed calls (Redis) is unreachable; retry later."),
+            503: problem(SERVICE_UNAVAILABLE, "The store of failed calls (Redis) is unreachable; retry later."),
         },
         examples=[
             OpenApiExample(

@@ -370,6 +370,32 @@ def test_dashboard_shows_credits_chart_endpoints_keys_and_limits(make_org, login
     assert "60 requests/min" in page and 'class="s4xx"' in page
 
 
+def test_dashboard_lists_the_last_failed_calls_of_its_organization_only(make_org, login, settings):
+    from rest_framework.test import APIClient
+
+    from apiplatform import redis_access
+    from billing.redis_layout import failures_key
+
+    org, other = make_org(), make_org()
+    for o in (org, other):
+        redis_access.client("gateway").delete(failures_key(o.pk))
+    key, secret = api_key_create(organization=org, name="failing key")
+    _other_key, other_secret = api_key_create(organization=other, name="other key")
+    for full, rid in ((secret, "rid-ours-1"), (other_secret, "rid-theirs-1")):
+        api = APIClient()
+        api.credentials(HTTP_X_API_KEY=full)
+        assert api.get("/v1/coins/no-such-coin", HTTP_X_REQUEST_ID=rid).status_code == 404
+    page = login(owner_of(org)).get("/portal/").content.decode()
+    table = page[page.index('data-testid="failed-calls"') :]
+    assert "rid-ours-1" in table and "/v1/coins/no-such-coin" in table and "404" in table
+    assert "failing key" in table and key.prefix in table and secret not in page
+    assert "rid-theirs-1" not in page  # another organization's failures stay there
+    empty = login(owner_of(other)).get("/portal/").content.decode()
+    assert "rid-theirs-1" in empty
+    redis_access.client("gateway").delete(failures_key(other.pk))
+    assert 'data-testid="no-failed-calls"' in login(owner_of(other)).get("/portal/").content.decode()
+
+
 def test_billing_page_without_stripe_says_so(make_org, login, settings):
     settings.STRIPE_SECRET_KEY = ""
     org = make_org()
