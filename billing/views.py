@@ -394,7 +394,7 @@ class UsageFailuresView(OrganizationScopedView):
                     "failures": serializers.ListField(child=_failed_call),
                 },
             ),
-            503: problem(SERVICE_UNAVAILABLE, "The store of failed calls (Redis) is unreachable; retry later."),
+            503: problem(SERVICE_UNAVAILABLE, "The failed calls (kept in Redis) cannot be read now."),
         },
         examples=[
             OpenApiExample(
