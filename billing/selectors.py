@@ -192,12 +192,10 @@ def usage_failures(*, organization_id: int, limit: int = FAILURES_KEPT) -> list[
         calls = metering.failed_calls_recent(organization_id=organization_id, limit=limit)
     except redis_access.ERRORS:
         return None
-    keys = {
-        key_id: (name, prefix)
-        for key_id, name, prefix in ApiKey.objects.filter(
-            organization_id=organization_id, key_id__in={c.key_id for c in calls}
-        ).values_list("key_id", "name", "prefix")
-    } if calls else {}  # fmt: skip
+    keys: dict[str, tuple[str, str]] = {}
+    if calls:
+        named = ApiKey.objects.filter(organization_id=organization_id, key_id__in={c.key_id for c in calls})
+        keys = {row[0]: (row[1], row[2]) for row in named.values_list("key_id", "name", "prefix")}
     return [
         FailedCallRow(
             c.at, c.status, c.problem, c.path, c.request_id, c.key_id, *keys.get(c.key_id, ("", ""))

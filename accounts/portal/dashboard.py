@@ -89,6 +89,13 @@ def docs(request: PortalRequest) -> HttpResponse:
     return render(request, "portal/docs.html", context)
 
 
+@portal_page
+def try_it(request: PortalRequest) -> HttpResponse:
+    """Swagger UI with the visitor's API key ready for "Try it out": the key is pasted once and kept in
+    this browser only (localStorage; ``portal/try-it.js``), never sent to this page's server."""
+    return render(request, "portal/try_it.html", {"schema_url": reverse("schema") + "?format=json"})
+
+
 def changelog(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/changelog.html")
 
