@@ -413,6 +413,17 @@ def test_docs_page_has_quickstart_snippets_with_the_key_prefix(make_org, login):
     assert key.prefix in page and "curl" in page and "httpx" in page and "fetch(" in page
 
 
+def test_try_it_page_loads_swagger_from_our_files_under_the_strict_csp(make_org, login):
+    response = login(owner_of(make_org())).get("/portal/docs/try")
+    assert response.status_code == 200
+    csp = response["Content-Security-Policy"]
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    page = response.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    assert "/static/portal/try-it.js" in page and 'data-schema-url="/v1/schema/?format=json"' in page
+    assert "<script>" not in page and "https://" not in page.split("<main", 1)[1]
+
+
 def test_unverified_user_can_ask_for_the_email_again(make_org, make_user, login):
     org = make_org(owner=make_user(verified=False))
     client = login(owner_of(org))
@@ -422,7 +433,8 @@ def test_unverified_user_can_ask_for_the_email_again(make_org, make_user, login)
 
 
 @pytest.mark.parametrize(
-    "path", ["/portal/", "/portal/keys", "/portal/team", "/portal/billing", "/portal/docs"]
+    "path",
+    ["/portal/", "/portal/keys", "/portal/team", "/portal/billing", "/portal/docs", "/portal/docs/try"],
 )
 def test_every_portal_page_renders_for_an_owner(path, make_org, login):
     response = login(owner_of(make_org())).get(path)
