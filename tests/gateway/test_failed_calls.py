@@ -134,3 +134,10 @@ def test_quota_refusal_is_kept_as_quota_exceeded(fresh, make_plan, clock):
     assert client.get("/v1/test/echo").status_code == 429
     [row] = selectors.usage_failures(organization_id=org.pk)
     assert (row.status, row.problem) == (429, "quota-exceeded")
+
+
+def test_with_redis_down_the_list_is_unavailable_not_an_error(fresh, settings, closed_port):
+    org, _key = fresh()
+    settings.GATEWAY_REDIS_URL = f"redis://127.0.0.1:{closed_port}/0"
+    redis_access.reset_all()
+    assert selectors.usage_failures(organization_id=org.pk) is None

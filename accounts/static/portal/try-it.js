@@ -77,6 +77,30 @@
   });
   show();
 
+  // Swagger UI leaves some of its fields without an accessible name (the items of an array parameter,
+  // the examples pickers): name them after their parameter as they appear.
+  function named(el) {
+    return (
+      el.getAttribute("aria-label") ||
+      el.getAttribute("aria-labelledby") ||
+      (el.labels && el.labels.length) ||
+      el.getAttribute("title")
+    );
+  }
+  function nameFields() {
+    root.querySelectorAll("input, select, textarea").forEach(function (el) {
+      if (el.type === "hidden" || named(el)) return;
+      var row = el.closest("[data-param-name]");
+      var param = row ? row.getAttribute("data-param-name") : "";
+      var name;
+      if (el.classList.contains("examples-select-element")) name = (param ? param + ": " : "") + "examples";
+      else if (el.tagName === "SELECT") name = "Media type";
+      else name = param ? "Value of " + param : el.getAttribute("placeholder") || "Value";
+      el.setAttribute("aria-label", name);
+    });
+  }
+  new MutationObserver(nameFields).observe(root, { childList: true, subtree: true });
+
   if (typeof window.SwaggerUIBundle !== "function") return;
   ui = window.SwaggerUIBundle({
     url: root.getAttribute("data-schema-url"),
