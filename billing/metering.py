@@ -186,11 +186,12 @@ def record(hit: Hit) -> None:
         request_id=hit.request_id, path=hit.path, now_us=hit.now_us,
     )  # fmt: skip
     live = usage_live_key()
+    failures = failures_key(hit.organization_id) if entry and hit.organization_id else live
     try:
         with _redis.breaker.guard():
             r = _redis.client()
             redis_access.script(_METER_LUA, r)(
-                keys=[live, failures_key(hit.organization_id) if entry else live],
+                keys=[live, failures],
                 args=[counter, hit.credits, entry],
                 client=r,
             )
