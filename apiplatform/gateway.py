@@ -11,14 +11,16 @@ returns fewer rows declares its real cost with :func:`charge`, e.g.
 2. ``initial()``: ONE Redis call (``billing.gate.admit``: a Lua script) checks the
    endpoint against the organization's plan, the monthly credits, the organization's and the
    key's token buckets, and consumes all of them or none — and meters the outcome it decided
-   (admitted: 2xx with its credits; refused: 4xx). Refusals: 403 ``plan-upgrade-required``,
+   (admitted: 2xx with its credits; refused: 4xx with the refusal, also kept among the
+   organization's last failed calls). Refusals: 403 ``plan-upgrade-required``,
    429 ``quota-exceeded``, 429 ``rate-limited`` (with ``Retry-After``).
 3. The view runs. A view that serves plan-dependent variants calls
    ``self.require_timeframe(request, tf)`` (no extra round trip: the plan came back from step 2).
 4. ``finalize_response()``: only if the answer is not what the gate counted (an admitted request
    ending in 3xx/4xx/5xx, or costing less than it reserved: fewer rows declared with
    :func:`charge`, a 304, an error) does one more Redis call move the count and give the
-   difference back to the month's quota, atomically (``billing.metering.correct``); then the
+   difference back to the month's quota, atomically (``billing.metering.correct``; a 4xx/5xx is
+   kept among the organization's last failed calls in the same call); then the
    ``RateLimit-Policy`` / ``RateLimit`` headers are added (the month countdown after the refund).
    Requests that never reached the gate (401, scope 403, 429 ``auth-rate-limited``) are metered
    with one call (``billing.metering.record``).
@@ -42,7 +44,7 @@ from rest_framework.views import APIView
 from accounts.authentication import ApiKeyAuthentication
 from accounts.permissions import HasMarketDataRead
 from apiplatform import problems, telemetry
-from apiplatform.context import organization_known
+from apiplatform.context import current_request_id, organization_known
 from apiplatform.problems import ProblemError
 from apiplatform.schema import ProblemAutoSchema, problem_response
 from billing import gate, limits, metering
@@ -242,6 +244,8 @@ class PublicAPIView(APIView):
             endpoint=endpoint,
             cost=cost,
             meter_endpoint=self.endpoint_name or type(self).__name__,
+            request_id=current_request_id() or "",
+            path=request.get_full_path(),  # kept (with the request id) only if the gate refuses
         )
         self.gate_result = result
         telemetry.gateway_decision(plan=result.plan.name, status=result.status, degraded=result.degraded)
@@ -298,14 +302,18 @@ class PublicAPIView(APIView):
         status = response.status_code
         if result is not None and result.metered_bucket:
             # The gate call already counted this request: as 2xx with its reserved credits if
-            # admitted, as 4xx if refused. Only a different outcome or cost costs a second round trip.
+            # admitted, as 4xx with its refusal (kept among the failed calls) if refused. Only a
+            # different outcome or cost costs a second round trip (which keeps a 4xx/5xx as failed call).
             admitted = result.status == limits.ADMITTED
-            counted_as = "2xx" if admitted else "4xx"
+            counted_as = "2xx" if admitted else metering.refusal_counted_as(result.status)
             actual = metering.status_class(status)
+            if not admitted and actual == "4xx":
+                actual = counted_as  # refused as counted (its reason kept)
             charged = self._reserved if admitted else 0
             keep = self._cost(request, status) if admitted else 0
             if actual == counted_as and keep == charged:
-                return  # the warm path
+                return  # the warm path (and a refusal: the gate call counted and kept it)
+            organization_id = result_org(request)
             used = metering.correct(
                 bucket=result.metered_bucket,
                 from_class=counted_as,
@@ -313,8 +321,17 @@ class PublicAPIView(APIView):
                 credits_from=charged,
                 credits_to=keep,
                 refund=charged - keep,
-                organization_id=result_org(request),
+                organization_id=organization_id,
                 month=result.month,
+                failure=metering.failed_call_entry(
+                    organization_id=organization_id,
+                    key_id=getattr(getattr(request, "_auth", None), "key_id", ""),
+                    status=status,
+                    problem=problem_slug(response),
+                    request_id=current_request_id() or "",
+                    path=request.get_full_path(),
+                    now_us=gate.now_us(),
+                ),
             )
             if used is not None:
                 result.credits_used = used  # the RateLimit month countdown after the refund
@@ -331,9 +348,20 @@ class PublicAPIView(APIView):
                 status=status,
                 credits=self._cost(request, status) if succeeded else 0,
                 now_us=gate.now_us(),
+                refusal=metering.refusal_of(result.status) if result is not None else "",
+                problem=problem_slug(response) if status >= 400 else "",
+                request_id=current_request_id() or "",
+                path=request.get_full_path() if status >= 400 else "",
             )
         )
 
 
 def result_org(request) -> int | None:
     return getattr(getattr(request, "_auth", None), "organization_id", None)
+
+
+def problem_slug(response) -> str:
+    """The problem type's slug of a problem+json answer ("" for anything else)."""
+    data = getattr(response, "data", None)
+    kind = data.get("type") if isinstance(data, dict) else None
+    return kind.rsplit("/", 1)[-1] if isinstance(kind, str) else ""

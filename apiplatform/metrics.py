@@ -30,12 +30,10 @@ from datetime import datetime
 
 import redis
 from django.conf import settings
-from django.db.models import Count, Max
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from django_celery_beat.models import PeriodicTask
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
@@ -44,9 +42,8 @@ from prometheus_client.registry import Collector
 from accounts.authentication import client_ip
 from apiplatform import problems, redis_access, telemetry
 from apiplatform.exceptions import problem_http_response
+from apiplatform.jobs import selectors as jobs_selectors
 from apiplatform.jobs.base import QUEUES
-from apiplatform.jobs.models import DeadLetter, JobRun
-from apiplatform.jobs.schedules import schedules_all
 from billing import metering
 from billing import selectors as billing_selectors
 from ingestion import history as ingestion_history
@@ -62,12 +59,10 @@ logger = logging.getLogger(__name__)
 STALE_BUCKETS = marketdata_selectors.LAG_BEHIND_BUCKETS
 #: kombu's Redis transport keeps a queue's messages of priority p > 0 in ``<queue>\x06\x16<p>``.
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+#: Quality flags whose range is candles (a ``stale`` flag is about a coin's snapshot, not its candles).
+_CANDLE_FLAG_KINDS = (QualityFlag.Kind.JUMP, QualityFlag.Kind.MISSING)
 #: Upstream counter totals exposed as ``candlestack_upstream_events_total{event}``.
 _UPSTREAM_EVENTS = tuple(name for name in COUNTERS if name not in CALL_COUNTERS)
-
-
-def _ts(value: datetime | None) -> float | None:
-    return value.timestamp() if value is not None else None
 
 
 # --- the state collectors ----------------------------------------------------------------------------
@@ -114,8 +109,7 @@ def collect_jobs(now: datetime) -> Iterator[Metric]:
         "Dead letters by owning app, task and status (pending: waiting for an operator).",
         labels=["app", "task", "status"],
     )
-    rows = DeadLetter.objects.values_list("app", "task_name", "status").annotate(n=Count("pk"))
-    for app, task, status, n in rows.order_by():
+    for app, task, status, n in jobs_selectors.dead_letters_by_status():
         letters.add_metric([app, task, status], n)
     yield letters
     flags = GaugeMetricFamily(
@@ -123,10 +117,19 @@ def collect_jobs(now: datetime) -> Iterator[Metric]:
         "Unresolved data-quality flags by kind and timeframe.",
         labels=["kind", "timeframe"],
     )
-    open_flags = QualityFlag.objects.filter(resolved_at__isnull=True).values_list("kind", "timeframe")
-    for kind, tf, n in open_flags.annotate(n=Count("pk")).order_by():
-        flags.add_metric([kind, tf], n)
-    yield flags
+    flagged = GaugeMetricFamily(
+        "candlestack_candles_flagged",
+        "Buckets inside unresolved quality flags, awaiting a re-fetch or an operator: kind=jump, "
+        "candles suspected implausible (still served until a re-fetch replaces them or a check clears "
+        "them); kind=missing, closed buckets with no candle. Nothing is quarantined: invalid rows are "
+        "refused by the write path (candlestack_candles_rejected_total).",
+        labels=["kind", "timeframe"],
+    )
+    for row in ingestion_selectors.quality_flags_open_by_timeframe():
+        flags.add_metric([row.kind, row.timeframe], row.flags)
+        if row.kind in _CANDLE_FLAG_KINDS and row.timeframe in TIMEFRAME_DELTA:
+            flagged.add_metric([row.kind, row.timeframe], row.span // TIMEFRAME_DELTA[row.timeframe])
+    yield from (flags, flagged)
 
 
 def collect_schedules(now: datetime) -> Iterator[Metric]:
@@ -140,26 +143,15 @@ def collect_schedules(now: datetime) -> Iterator[Metric]:
         "When the newest successful run of the job finished (JobRun; jobs that record runs only).",
         labels=["job"],
     )
-    specs = schedules_all()
-    last_run = dict(
-        PeriodicTask.objects.filter(name__in=[s.name for s in specs]).values_list("name", "last_run_at")
-    )
-    for spec in specs:
-        at = _ts(last_run.get(spec.name))
-        if at is not None:
-            dispatched.add_metric([spec.name, spec.task], at)
-    tasks = sorted({spec.task for spec in specs})
-    finished = (
-        JobRun.objects.filter(job__in=tasks, outcome=JobRun.Outcome.SUCCESS)
-        .values_list("job")
-        .annotate(at=Max("finished_at"))
-        .order_by()
-    )
-    for job, at in finished:
-        if at is not None:
-            succeeded.add_metric([job], at.timestamp())
+    states = jobs_selectors.schedules_state()
+    for state in states:
+        if state.sent_at is not None:
+            dispatched.add_metric([state.name, state.task], state.sent_at.timestamp())
+    last_success = jobs_selectors.jobs_last_success(jobs=sorted({state.task for state in states}))
+    for job, at in sorted(last_success.items()):
+        succeeded.add_metric([job], at.timestamp())
     yield from (dispatched, succeeded)
-    beat = max((v for v in last_run.values() if v is not None), default=None)
+    beat = max((state.sent_at for state in states if state.sent_at is not None), default=None)
     if beat is not None:
         yield GaugeMetricFamily(
             "candlestack_beat_last_run_timestamp_seconds",

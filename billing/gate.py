@@ -55,6 +55,11 @@ from billing.limits import (
     month_bounds,
 )
 from billing.redis_layout import (
+    FAILURES_KEPT,
+    FAILURES_TTL_S,
+    REFUSALS,
+    failure_context,
+    failures_key,
     key_bucket_key,
     month_key,
     plan_key,
@@ -65,9 +70,10 @@ from billing.redis_layout import (
 
 _GATE_LUA = """
 -- KEYS[1] plan hash of the organization, KEYS[2] organization bucket (TAT), KEYS[3] key bucket,
--- KEYS[4] credits used this month, KEYS[5] live usage hash.  ARGV[1] now (us; "" = Redis TIME),
--- ARGV[2] credit cost, ARGV[3] endpoint ("" = not gated), ARGV[4] TTL of the month counter (s),
--- ARGV[5] usage bucket ("" = do not meter).
+-- KEYS[4] credits used this month, KEYS[5] live usage hash, KEYS[6] the organization's failed calls
+-- (list).  ARGV[1] now (us; "" = Redis TIME), ARGV[2] credit cost, ARGV[3] endpoint ("" = not gated),
+-- ARGV[4] TTL of the month counter (s), ARGV[5] usage bucket ("" = do not meter), ARGV[6] the failed
+-- call's "<key id>|<request id>|<path>" ("" = do not keep refusals).
 local p = redis.call('HMGET', KEYS[1], 'v', 'rpm', 'burst', 'krpm', 'quota', 'name', 'eps', 'tfs', 'ov', 'bw',
   'dn')
 if not p[1] then return '-1' end
@@ -118,15 +124,23 @@ else
   end
 end
 -- metering of the outcome decided here (ARGV[5] = bucket "<hour>|<org>|<key>|<endpoint>"): an
--- admitted request is counted as 2xx with its credits, a refused one as 4xx; the gateway corrects
--- the rare admitted request that does not end in 2xx (billing.metering.correct).
+-- admitted request is counted as 2xx with its credits, a refused one as 4xx with its reason
+-- ("4xx:rate-limited" ...); the gateway corrects the rare admitted request that does not end in
+-- 2xx (billing.metering.correct).
+local refusal = REFUSALS[status]
 if ARGV[5] ~= '' then
   if status == 0 then
     redis.call('HINCRBY', KEYS[5], ARGV[5] .. '|2xx|n', 1)
     if cost > 0 then redis.call('HINCRBY', KEYS[5], ARGV[5] .. '|2xx|c', cost) end
   else
-    redis.call('HINCRBY', KEYS[5], ARGV[5] .. '|4xx|n', 1)
+    redis.call('HINCRBY', KEYS[5], ARGV[5] .. '|4xx:' .. refusal .. '|n', 1)
   end
+end
+-- a refusal is one of the organization's failed calls (billing.redis_layout.failure_entry)
+if status ~= 0 and ARGV[6] ~= '' then
+  redis.call('LPUSH', KEYS[6], string.format('%.0f|%d|%s|%s', now, REFUSAL_STATUS[status], refusal, ARGV[6]))
+  redis.call('LTRIM', KEYS[6], 0, FAILURES_KEPT - 1)
+  redis.call('EXPIRE', KEYS[6], FAILURES_TTL)
 end
 -- one flat string, cheap to parse: the decision and bucket state, then the plan ("tail", the same
 -- for every request of the organization until its plan changes: the client caches it by value)
@@ -135,6 +149,13 @@ return string.format('%d|%d|%d|%d|%d|%d|%d|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s', st
   math.floor((now + burst * k_T - k_tat) / k_T), math.ceil(k_tat - now), used, math.ceil(retry),
   p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8] or '', p[9] or '0', p[10] or '', p[11] or '')
 """
+# The constants the script needs, from the one place that defines them (billing.redis_layout).
+_GATE_LUA = (
+    f"local REFUSALS = {{'{REFUSALS[0]}', '{REFUSALS[1]}', '{REFUSALS[2]}'}}\n"
+    "local REFUSAL_STATUS = {429, 429, 403}\n"
+    f"local FAILURES_KEPT = {FAILURES_KEPT}\n"
+    f"local FAILURES_TTL = {FAILURES_TTL_S}\n"
+) + _GATE_LUA
 _GATE_SHA = hashlib.sha1(_GATE_LUA.encode(), usedforsecurity=False).hexdigest()
 
 _redis = redis_access.connection("gateway")  # URL, timeout, decoded replies and the breaker
@@ -257,8 +278,11 @@ def check(
     cost: int,
     now: int | None = None,
     meter_endpoint: str | None = None,
+    request_id: str = "",
+    path: str = "",
 ) -> GateResult | None:
-    """One atomic check-and-consume (and, with ``meter_endpoint``, the metering of its outcome).
+    """One atomic check-and-consume (and, with ``meter_endpoint``, the metering of its outcome; with
+    ``path``, a refusal is kept among the organization's failed calls, in the same call).
 
     ``None`` means Redis has no plan for the organization yet (the caller publishes it and calls
     again). Raises ``redis_access.BackendDown`` while the gateway connection backs off, and when
@@ -281,9 +305,11 @@ def check(
         key_bucket_key(key_id),
         month_key(organization_id, month),
         usage_live_key(),  # the flush renames this very key (billing.metering)
+        failures_key(organization_id),
     ]
+    failure = failure_context(key_id=key_id, request_id=request_id, path=path) if path else ""
     try:
-        raw = _evalsha(keys, [script_now, cost, endpoint, month_reset_s + 86_400, bucket])
+        raw = _evalsha(keys, [script_now, cost, endpoint, month_reset_s + 86_400, bucket, failure])
     except redis_access.ERRORS as exc:
         _breaker.failed(exc)
         raise redis_access.BackendDown(str(exc)) from exc
@@ -325,10 +351,23 @@ class _CheckArgs(TypedDict):
     endpoint: str
     cost: int
     meter_endpoint: str
+    request_id: str
+    path: str
 
 
-def admit(*, organization_id: int, key_id: str, endpoint: str, cost: int, meter_endpoint: str) -> GateResult:
+def admit(
+    *,
+    organization_id: int,
+    key_id: str,
+    endpoint: str,
+    cost: int,
+    meter_endpoint: str,
+    request_id: str = "",
+    path: str = "",
+) -> GateResult:
     """Check and consume the limits of one request and meter its outcome; never raises for Redis.
+    With ``path`` (and ``request_id``) a refusal is also kept among the organization's last failed
+    calls, inside the same call (``billing.redis_layout.failure_entry``).
 
     Warm path: one Redis round trip (:func:`check`), no SQL. Cold path (Redis has no copy of the
     organization's plan): ``billing.services.organization_plan_load``, then the check again.
@@ -342,6 +381,8 @@ def admit(*, organization_id: int, key_id: str, endpoint: str, cost: int, meter_
         "endpoint": endpoint,
         "cost": cost,
         "meter_endpoint": meter_endpoint,
+        "request_id": request_id,
+        "path": path,
     }  # no "now": the script uses Redis's clock (tests: clock_override)
     if _breaker.available():
         try:

@@ -6,11 +6,18 @@ Request path. Counts live in one Redis hash (keys and field format: ``billing.re
     "<hour>|<org>|<key>|<endpoint>|<class>|c"   credits
 
 The gate script (``billing.gate``) adds every request it decides on, in the same call: admitted
-as 2xx with its credits, refused as 4xx. ``correct`` moves an admitted request that ended
-otherwise, or costing fewer credits than it reserved (one more round trip: one script that also
-gives the difference back to the month's quota);
+as 2xx with its credits, refused as ``4xx:<refusal>`` (``rate-limited``, ``quota-exceeded``,
+``plan-upgrade-required``: ``UsageRecord.refusal`` keeps why, exactly). ``correct`` moves an
+admitted request that ended otherwise, or costing fewer credits than it reserved (one more round
+trip: one script that also gives the difference back to the month's quota);
 ``record`` counts requests that never reached the gate (401s, Redis fallback). Counts are signed:
 a correction may reach PostgreSQL in a later batch than the request it corrects.
+
+Failed calls. Each organization's last ``FAILURES_KEPT`` failed calls (time, status, problem, key
+id, request id, path) are kept in a capped Redis list (``gw:failures:<org>``), written only by calls
+the failure path makes anyway: the gate script for its refusals, ``correct`` for an admitted
+request that ended in 4xx/5xx, ``record`` for a key-authenticated request refused before the gate
+(scope, IP allow-list). A successful call writes nothing there and makes no extra round trip.
 
 Flush (``usage_flush``; Celery task ``billing.flush_usage`` and ``manage.py flush_usage``):
 
@@ -44,8 +51,15 @@ from accounts.models import Organization
 from apiplatform import redis_access
 from billing.models import UsageFlushBatch
 from billing.redis_layout import (
+    FAILURES_KEPT,
+    FAILURES_TTL_S,
+    REFUSALS,
+    failure_entry,
+    failures_key,
     month_key,
+    parse_failure_entry,
     parse_usage_counter,
+    refusal_class,
     split_usage_field,
     usage_batch_key,
     usage_bucket,
@@ -66,8 +80,8 @@ return 1
 
 _UPSERT_SQL = """
 INSERT INTO billing_usagerecord
-    (hour, organization_id, key_id, endpoint, status_class, requests, credits, updated_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+    (hour, organization_id, key_id, endpoint, status_class, refusal, requests, credits, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT ON CONSTRAINT billing_usage_bucket_unique DO UPDATE SET
     requests = billing_usagerecord.requests + EXCLUDED.requests,
     credits = billing_usagerecord.credits + EXCLUDED.credits,
@@ -100,34 +114,99 @@ class Hit:
     status: int
     credits: int  # credits charged (0 when not charged)
     now_us: int = 0
+    refusal: str = ""  # refused by the gate (its per-process fallback): rate-limited, quota-exceeded...
+    # kept among the organization's failed calls when it failed (status >= 400) and ``path`` is set
+    problem: str = ""  # the problem type's slug of the answer
+    request_id: str = ""
+    path: str = ""
 
 
-_METER_LUA = """
+# A failed call, kept in the organization's capped list (KEYS[n] the list, ARGV[m] the entry, "" = none)
+_KEEP_FAILURE_LUA = f"""
+local function keep_failure(list, entry)
+  if entry == '' then return end
+  redis.call('LPUSH', list, entry)
+  redis.call('LTRIM', list, 0, {FAILURES_KEPT - 1})
+  redis.call('EXPIRE', list, {FAILURES_TTL_S})
+end
+"""
+
+_METER_LUA = (
+    _KEEP_FAILURE_LUA
+    + """
+-- KEYS[1] live usage hash, KEYS[2] the organization's failed calls; ARGV[1] counter, ARGV[2] credits,
+-- ARGV[3] the failed call's entry ("" = none)
 redis.call('HINCRBY', KEYS[1], ARGV[1] .. '|n', 1)
 if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[1], ARGV[1] .. '|c', ARGV[2]) end
+keep_failure(KEYS[2], ARGV[3])
 return 1
 """
+)
+
+
+def refusal_of(gate_status: int) -> str:
+    """The refusal a gate status stands for ("" for an admitted request)."""
+    return REFUSALS[gate_status - 1] if 1 <= gate_status <= len(REFUSALS) else ""
+
+
+def refusal_counted_as(gate_status: int) -> str:
+    """The usage class the gate script counted a refused request in (``4xx:<refusal>``)."""
+    return refusal_class(refusal_of(gate_status))
+
+
+def failed_call_entry(
+    *,
+    organization_id: int | None,
+    key_id: str,
+    status: int,
+    problem: str,
+    request_id: str,
+    path: str,
+    now_us: int,
+) -> str:
+    """The entry a failed call leaves in its organization's list ("" when there is nothing to keep:
+    not a failure, no organization, or no path)."""
+    if status < 400 or not organization_id or not path:
+        return ""
+    return failure_entry(
+        at_us=now_us, status=status, problem=problem, key_id=key_id, request_id=request_id, path=path
+    )
 
 
 def record(hit: Hit) -> None:
     """Count one request that the gate did not meter (no organization, Redis fallback, refused
-    before the gate): one Redis round trip; straight into PostgreSQL if Redis is unreachable."""
+    before the gate), and keep it among the organization's failed calls if it failed: one Redis round
+    trip; straight into PostgreSQL if Redis is unreachable (the failed call is then not kept)."""
     bucket = usage_bucket(
         now=hit.now_us, organization_id=hit.organization_id, key_id=hit.key_id, endpoint=hit.endpoint
     )
-    counter = usage_counter(bucket, status_class(hit.status))
+    counter = usage_counter(bucket, refusal_class(hit.refusal) if hit.refusal else status_class(hit.status))
+    entry = failed_call_entry(
+        organization_id=hit.organization_id, key_id=hit.key_id, status=hit.status, problem=hit.problem,
+        request_id=hit.request_id, path=hit.path, now_us=hit.now_us,
+    )  # fmt: skip
+    live = usage_live_key()
+    failures = failures_key(hit.organization_id) if entry and hit.organization_id else live
     try:
         with _redis.breaker.guard():
             r = _redis.client()
-            redis_access.script(_METER_LUA, r)(keys=[usage_live_key()], args=[counter, hit.credits], client=r)
+            redis_access.script(_METER_LUA, r)(
+                keys=[live, failures],
+                args=[counter, hit.credits, entry],
+                client=r,
+            )
     except redis_access.ERRORS:  # backing off, or the failure the breaker just recorded
         _record_direct({counter: [1, hit.credits]})
 
 
-_CORRECT_LUA = """
--- KEYS[1] live usage hash, KEYS[2] the organization's credits used this month.
--- ARGV[1] bucket, ARGV[2] class counted, ARGV[3] real class, ARGV[4] credits counted,
--- ARGV[5] credits it really costs, ARGV[6] credits to give back to the month's quota.
+_CORRECT_LUA = (
+    _KEEP_FAILURE_LUA
+    + """
+-- KEYS[1] live usage hash, KEYS[2] the organization's credits used this month, KEYS[3] its failed
+-- calls.  ARGV[1] bucket, ARGV[2] class counted, ARGV[3] real class, ARGV[4] credits counted,
+-- ARGV[5] credits it really costs, ARGV[6] credits to give back to the month's quota, ARGV[7] the
+-- failed call's entry ("" = none).
+keep_failure(KEYS[3], ARGV[7])
 local from = ARGV[1] .. '|' .. ARGV[2]
 local to = ARGV[1] .. '|' .. ARGV[3]
 if from ~= to then
@@ -141,6 +220,7 @@ local refund = tonumber(ARGV[6])
 if refund > 0 and redis.call('EXISTS', KEYS[2]) == 1 then return redis.call('DECRBY', KEYS[2], refund) end
 return -1
 """
+)
 
 
 def correct(
@@ -153,12 +233,14 @@ def correct(
     refund: int = 0,
     organization_id: int | None = None,
     month: str = "",
+    failure: str = "",
 ) -> int | None:
     """The gate counted a request as ``from_class`` with ``credits_from`` credits; it ended as
     ``to_class`` costing ``credits_to`` (an error, a 304, or fewer rows than reserved for). Moves
     the count and the credits, and gives ``refund`` reserved credits back to the organization's
-    month, in ONE atomic script (one round trip). Returns the month's credits used after the
-    refund (``None`` when nothing was given back or Redis failed).
+    month, in ONE atomic script (one round trip), which also keeps ``failure`` (an entry of
+    :func:`failed_call_entry`) among the organization's failed calls. Returns the month's credits
+    used after the refund (``None`` when nothing was given back or Redis failed).
 
     Redis unreachable: the usage correction goes straight into PostgreSQL (nothing lost for
     billing); the refund to the month's counter in Redis cannot be made then (documented)."""
@@ -167,8 +249,20 @@ def correct(
         with _redis.breaker.guard():
             r = _redis.client()
             used = redis_access.script(_CORRECT_LUA, r)(
-                keys=[usage_live_key(), month_counter or usage_live_key()],
-                args=[bucket, from_class, to_class, credits_from, credits_to, refund if month_counter else 0],
+                keys=[
+                    usage_live_key(),
+                    month_counter or usage_live_key(),
+                    failures_key(organization_id) if failure and organization_id else usage_live_key(),
+                ],
+                args=[
+                    bucket,
+                    from_class,
+                    to_class,
+                    credits_from,
+                    credits_to,
+                    refund if month_counter else 0,
+                    failure if organization_id else "",
+                ],
                 client=r,
             )
     except redis_access.ERRORS:  # backing off, or the failure the breaker just recorded
@@ -208,7 +302,7 @@ def _upsert(rows: dict[str, list[int]]) -> list[dict]:
     for counter, (requests, credit_count) in rows.items():
         if not requests and not credit_count:
             continue  # a request counted and moved to another class within the same batch
-        hour, org, key_id, endpoint, cls = parse_usage_counter(counter)
+        hour, org, key_id, endpoint, cls, refusal = parse_usage_counter(counter)
         params.append(
             (
                 datetime.fromtimestamp(hour, tz=UTC),
@@ -216,6 +310,7 @@ def _upsert(rows: dict[str, list[int]]) -> list[dict]:
                 key_id,
                 endpoint,
                 cls,
+                refusal,
                 requests,
                 credit_count,
                 now,
@@ -225,7 +320,7 @@ def _upsert(rows: dict[str, list[int]]) -> list[dict]:
     known = set(Organization.objects.filter(pk__in=org_ids).values_list("pk", flat=True))
     quarantined = [
         {"hour": p[0].isoformat(), "organization_id": p[1], "key_id": p[2], "endpoint": p[3],
-         "status_class": p[4], "requests": p[5], "credits": p[6]}
+         "status_class": p[4], "refusal": p[5], "requests": p[6], "credits": p[7]}
         for p in params
         if p[1] is not None and p[1] not in known
     ]  # fmt: skip
@@ -368,3 +463,28 @@ def usage_flush_lag(*, now: datetime | None = None) -> FlushLag:
     else:
         lag = max(now - min(starts), timedelta(0))
     return FlushLag(waiting, len(pending), last_flush_at, lag, int(live_fields) // 2)
+
+
+# --- the organization's last failed calls -------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class FailedCall:
+    at: datetime
+    status: int
+    problem: str  # the problem type's slug ("rate-limited", "not-found", ...; "" when unknown)
+    key_id: str  # the API key's public id
+    request_id: str
+    path: str  # with its query string, cut to billing.redis_layout.FAILURE_PATH_MAX characters
+
+
+def failed_calls_recent(*, organization_id: int, limit: int = FAILURES_KEPT) -> list[FailedCall]:
+    """The organization's last failed calls, newest first (1 Redis round trip). Raises Redis errors."""
+    raw = cast("list[str]", _redis.client().lrange(failures_key(organization_id), 0, max(0, limit - 1)))
+    out = []
+    for entry in raw:
+        try:
+            at_us, status, problem, key_id, request_id, path = parse_failure_entry(entry)
+        except ValueError:  # not an entry of this format: skipped, never an error page
+            continue
+        at = datetime.fromtimestamp(at_us / 1e6, tz=UTC)
+        out.append(FailedCall(at, status, problem, key_id, request_id, path))
+    return out

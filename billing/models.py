@@ -158,8 +158,17 @@ class StatusClass(models.TextChoices):
     S5XX = "5xx", "5xx"
 
 
+class Refusal(models.TextChoices):
+    """Why the gate refused a request (counted in 4xx); empty for every other request."""
+
+    NONE = "", "not refused by the gate"
+    RATE_LIMITED = "rate-limited", "rate limited"
+    QUOTA_EXCEEDED = "quota-exceeded", "quota exceeded"
+    PLAN_UPGRADE_REQUIRED = "plan-upgrade-required", "not in the plan"
+
+
 class UsageRecord(models.Model):
-    """Metered requests for one (hour, organization, key, endpoint, status class).
+    """Metered requests for one (hour, organization, key, endpoint, status class, refusal).
 
     ``organization`` is null for requests that never authenticated (401s): they are counted per
     endpoint and hour, not per IP address, and cost nothing. ``key_id`` is the API key's public id
@@ -173,6 +182,8 @@ class UsageRecord(models.Model):
     key_id = models.CharField(max_length=32, blank=True)
     endpoint = models.CharField(max_length=64)
     status_class = models.CharField(max_length=3, choices=StatusClass.choices)
+    # Rows metered before this column existed have "" for every refusal (they are in 4xx, reason unknown).
+    refusal = models.CharField(max_length=24, choices=Refusal.choices, blank=True, default="", db_default="")
     # Signed: a flush batch may carry a correction (-1 in 2xx, +1 in 4xx) of a request counted as
     # 2xx in an earlier batch; the totals are never negative.
     requests = models.BigIntegerField(default=0)
@@ -183,7 +194,7 @@ class UsageRecord(models.Model):
         ordering = ["-hour", "id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["hour", "organization", "key_id", "endpoint", "status_class"],
+                fields=["hour", "organization", "key_id", "endpoint", "status_class", "refusal"],
                 name="billing_usage_bucket_unique",
                 nulls_distinct=False,
             ),

@@ -15,6 +15,9 @@ All keys are named through ``apiplatform.redis_access.key("gw", ...)``
 ``gw:{usage}:batch:<batch id>``         a live hash renamed by the flush, until applied
 ``gw:{usage}:pending``                  set: ids of the batches not yet applied
 ``gw:{usage}:flushed``                  when the last flush finished (Unix seconds; flush lag)
+``gw:failures:<org>``                   list: the organization's last FAILURES_KEPT failed calls,
+                                        newest first (:func:`failure_entry`), written only on the
+                                        failure path, in a call that path makes anyway
 ======================================  ==========================================================
 
 (``{usage}`` is a hash tag: every usage key in one cluster slot, so the flush can rename them
@@ -23,6 +26,9 @@ atomically.)
 Usage fields: ``<bucket>|<status class>|n`` (requests) and ``<bucket>|<status class>|c``
 (credits), where the bucket is ``<hour>|<org>|<key id>|<endpoint>`` (:func:`usage_bucket`; the
 hour is :func:`hour_of`, the organization 0 when unknown) and the status class ``2xx`` ... ``5xx``.
+A request the gate refused is counted in ``4xx:<refusal>`` (``4xx:rate-limited``,
+``4xx:quota-exceeded``, ``4xx:plan-upgrade-required``): its class and exactly why
+(:func:`parse_usage_counter` splits them).
 The gate script and billing.metering's scripts append ``|<class>|n`` / ``|<class>|c`` to a bucket.
 """
 
@@ -66,6 +72,40 @@ def usage_flushed_key() -> str:
     return key(NAMESPACE, "{usage}", "flushed")
 
 
+def failures_key(organization_id: int) -> str:
+    return key(NAMESPACE, "failures", organization_id)
+
+
+#: Failed calls kept per organization (the dashboard's "last 100 failed calls"), and how long a list
+#: is kept after its newest failure.
+FAILURES_KEPT = 100
+FAILURES_TTL_S = 30 * 86_400
+#: The stored path (with its query string) is cut to this many characters.
+FAILURE_PATH_MAX = 300
+
+#: The gate's refusals as counted in usage (``4xx:<refusal>``), indexed by the gate's status (1, 2, 3).
+REFUSALS = ("rate-limited", "quota-exceeded", "plan-upgrade-required")
+
+
+def failure_context(*, key_id: str, request_id: str, path: str) -> str:
+    """``<key id>|<request id>|<path>``: the part of a failed call's entry known before the outcome
+    (the gate script prepends time, status and problem)."""
+    return f"{key_id}|{request_id}|{path[:FAILURE_PATH_MAX]}"
+
+
+def failure_entry(*, at_us: int, status: int, problem: str, key_id: str, request_id: str, path: str) -> str:
+    """One failed call: ``<time µs>|<status>|<problem>|<key id>|<request id>|<path>`` (the path
+    last: it is the only part that may contain ``|``)."""
+    context = failure_context(key_id=key_id, request_id=request_id, path=path)
+    return f"{at_us}|{status}|{problem}|{context}"
+
+
+def parse_failure_entry(entry: str) -> tuple[int, int, str, str, str, str]:
+    """An entry of :func:`failure_entry` -> (time µs, status, problem, key id, request id, path)."""
+    at, status, problem, key_id, request_id, path = entry.split("|", 5)
+    return int(at), int(status), problem, key_id, request_id, path
+
+
 def hour_of(now_us: int) -> int:
     """THE hour rule of metering: the start (Unix seconds, UTC) of the hour containing ``now_us``."""
     return (now_us // US) // 3600 * 3600
@@ -87,8 +127,14 @@ def split_usage_field(field: str) -> tuple[str, str]:
     return counter, kind
 
 
-def parse_usage_counter(counter: str) -> tuple[int, int | None, str, str, str]:
-    """``<hour>|<org>|<key>|<endpoint>|<class>`` -> (hour, organization id or None, key id,
-    endpoint, status class)."""
+def refusal_class(refusal: str) -> str:
+    """The usage class of a request the gate refused: ``4xx:<refusal>``."""
+    return f"4xx:{refusal}"
+
+
+def parse_usage_counter(counter: str) -> tuple[int, int | None, str, str, str, str]:
+    """``<hour>|<org>|<key>|<endpoint>|<class>[:<refusal>]`` -> (hour, organization id or None, key
+    id, endpoint, status class, refusal or "")."""
     hour, org, key_id, endpoint, status_class = counter.split("|", 4)
-    return int(hour), int(org) or None, key_id, endpoint, status_class
+    status_class, _, refusal = status_class.partition(":")
+    return int(hour), int(org) or None, key_id, endpoint, status_class, refusal

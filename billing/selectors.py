@@ -9,17 +9,22 @@ from django.conf import settings
 from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import TruncDay
 
+from accounts.models import ApiKey
+from apiplatform import redis_access
+from billing import metering
 from billing.limits import PlanLimits
 from billing.models import (
     MAX_RATE_PER_MINUTE,
     OrganizationPlan,
     Plan,
+    Refusal,
     StripeEvent,
     StripeEventStatus,
     SubscriptionStatus,
     UsageRecord,
 )
 from billing.plans import DEFAULT_PLANS
+from billing.redis_layout import FAILURES_KEPT
 
 
 def _csv(values: list[str] | None) -> str:
@@ -166,6 +171,39 @@ def _fold(grouped, group_by: str) -> tuple[list[dict], dict[str, int]]:
     return ordered, totals
 
 
+class FailedCallRow(NamedTuple):
+    """One of an organization's last failed calls, as the dashboard and the management API show it."""
+
+    at: datetime
+    status: int
+    problem: str  # the problem type's slug ("rate-limited", "not-found", ...; "" when unknown)
+    path: str  # with its query string
+    request_id: str
+    key_id: str  # the API key's public id (never its secret)
+    key_name: str  # "" when the key no longer exists
+    key_prefix: str  # cs_<env>_<key id> ("" when the key no longer exists)
+
+
+def usage_failures(*, organization_id: int, limit: int = FAILURES_KEPT) -> list[FailedCallRow] | None:
+    """The organization's last failed calls, newest first: refusals by the gate (rate-limited,
+    quota-exceeded, not in the plan) and 4xx/5xx answers to its API keys' /v1 calls, with each key's
+    name and prefix (1 Redis round trip, 1 query). ``None`` while Redis is unreachable."""
+    try:
+        calls = metering.failed_calls_recent(organization_id=organization_id, limit=limit)
+    except redis_access.ERRORS:
+        return None
+    keys: dict[str, tuple[str, str]] = {}
+    if calls:
+        named = ApiKey.objects.filter(organization_id=organization_id, key_id__in={c.key_id for c in calls})
+        keys = {row[0]: (row[1], row[2]) for row in named.values_list("key_id", "name", "prefix")}
+    return [
+        FailedCallRow(
+            c.at, c.status, c.problem, c.path, c.request_id, c.key_id, *keys.get(c.key_id, ("", ""))
+        )
+        for c in calls
+    ]
+
+
 class StripeWebhookState(NamedTuple):
     last_received_at: datetime | None  # the newest webhook event received (None: none yet)
     failed: int  # events that could not be applied (dead-lettered)
@@ -192,17 +230,22 @@ def _day_range(start: date, end: date) -> tuple[datetime, datetime]:
     )
 
 
+#: The gate's refusals as metering counts them (``UsageRecord.refusal``), in the order shown.
+REFUSALS = (Refusal.RATE_LIMITED.value, Refusal.QUOTA_EXCEEDED.value, Refusal.PLAN_UPGRADE_REQUIRED.value)
+
+
 class TenantUsage(NamedTuple):
     organization_id: int
     organization: str  # its name
     requests: int
     credits: int
     by_status: dict[str, int]  # requests per status class
+    by_refusal: dict[str, int]  # of the 4xx, the requests the gate refused, per refusal (REFUSALS)
 
 
 def usage_top_organizations(*, start: date, end: date, limit: int = 10) -> list[TenantUsage]:
     """The organizations with the most metered requests on the days ``start``..``end`` (UTC,
-    inclusive), most first, with their requests per status class (2 queries)."""
+    inclusive), most first, with their requests per status class and per refusal (2 queries)."""
     since, until = _day_range(start, end)
     rows = UsageRecord.objects.filter(hour__gte=since, hour__lt=until, organization__isnull=False)
     top = list(
@@ -211,12 +254,30 @@ def usage_top_organizations(*, start: date, end: date, limit: int = 10) -> list[
         .order_by("-requests", "organization_id")[:limit]
     )
     by_status: dict[int, dict[str, int]] = {org: dict.fromkeys(STATUS_CLASSES, 0) for org, *_ in top}
-    for org, status, n in (
-        rows.filter(organization_id__in=by_status).values_list("organization_id", "status_class")
+    by_refusal: dict[int, dict[str, int]] = {org: dict.fromkeys(REFUSALS, 0) for org, *_ in top}
+    for org, status, refusal, n in (
+        rows.filter(organization_id__in=by_status).values_list("organization_id", "status_class", "refusal")
         .annotate(n=Sum("requests")).order_by()
     ):  # fmt: skip
-        by_status[org][status] = n
-    return [TenantUsage(org, name, req, cred, by_status[org]) for org, name, req, cred in top]
+        by_status[org][status] += n
+        if refusal:
+            by_refusal[org][refusal] = by_refusal[org].get(refusal, 0) + n
+    return [
+        TenantUsage(org, name, req, cred, by_status[org], by_refusal[org]) for org, name, req, cred in top
+    ]
+
+
+def usage_refusals(*, start: date, end: date) -> dict[str, int]:
+    """Requests the gate refused on the days ``start``..``end`` (UTC, inclusive), every tenant, per
+    refusal (REFUSALS; 1 query)."""
+    since, until = _day_range(start, end)
+    out = dict.fromkeys(REFUSALS, 0)
+    for refusal, n in (
+        UsageRecord.objects.filter(hour__gte=since, hour__lt=until).exclude(refusal="")
+        .values_list("refusal").annotate(n=Sum("requests")).order_by()
+    ):  # fmt: skip
+        out[refusal] = out.get(refusal, 0) + n
+    return out
 
 
 def usage_daily(

@@ -9,6 +9,7 @@ urlpatterns = [
     path("ping", views.PingView.as_view(), name="ping"),
     path("limits", views.LimitsView.as_view(), name="limits"),
     path("account/usage", views.UsageView.as_view(), name="account-usage"),
+    path("account/usage/failures", views.UsageFailuresView.as_view(), name="account-usage-failures"),
     path("account/billing", stripe_views.BillingOverviewView.as_view(), name="account-billing"),
     path(
         "account/billing/checkout",

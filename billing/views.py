@@ -14,7 +14,7 @@ from accounts import roles
 from accounts.schema import problem
 from accounts.tenancy import OrganizationScopedView
 from apiplatform.gateway import PublicAPIView
-from apiplatform.problems import VALIDATION_ERROR
+from apiplatform.problems import SERVICE_UNAVAILABLE, VALIDATION_ERROR, ProblemError
 from apiplatform.query import QuerySerializer
 from apiplatform.schema import problem_response
 from billing import selectors
@@ -342,5 +342,97 @@ class UsageView(OrganizationScopedView):
                 "group_by": q["group_by"],
                 "rows": rows,
                 "totals": totals,
+            }
+        )
+
+
+_failed_call = inline_serializer(
+    "FailedCall",
+    {
+        "time": serializers.DateTimeField(help_text="When the call was answered (UTC)."),
+        "status": serializers.IntegerField(help_text="The HTTP status answered."),
+        "problem": serializers.CharField(
+            help_text="The problem type's slug (`rate-limited`, `quota-exceeded`, `not-found`, ...; empty "
+            "when the answer was not a problem document)."
+        ),
+        "path": serializers.CharField(help_text="Path and query string as called (cut to 300 characters)."),
+        "request_id": serializers.CharField(help_text="The answer's `X-Request-ID`, to quote to support."),
+        "key": inline_serializer(
+            "FailedCallKey",
+            {
+                "id": serializers.CharField(help_text="The key's public id."),
+                "name": serializers.CharField(help_text="Empty when the key was deleted."),
+                "prefix": serializers.CharField(help_text="`cs_<env>_<id>`; never the secret."),
+            },
+        ),
+    },
+)
+
+
+class UsageFailuresView(OrganizationScopedView):
+    """The organization's last failed public API calls (the portal dashboard's table)."""
+
+    required_permissions = {"GET": roles.USAGE_READ}
+
+    @extend_schema(
+        operation_id="account_usage_failures",
+        tags=["account"],
+        summary="The organization's last 100 failed API calls",
+        description=(
+            "The last 100 public API calls of the selected organization's keys that failed, newest "
+            "first: refusals by the gateway (`rate-limited`, `quota-exceeded`, `plan-upgrade-required`) "
+            "and every other 4xx/5xx answered to a call made with one of its keys (scope, IP allow-list, "
+            "not found, validation, server errors). Calls without a valid key (401) cannot be attributed "
+            "to an organization and are not listed. Live: a failure shows as soon as it is answered. "
+            "Kept 30 days after the newest failure."
+        ),
+        responses={
+            200: inline_serializer(
+                "UsageFailures",
+                {
+                    "organization": serializers.CharField(),
+                    "failures": serializers.ListField(child=_failed_call),
+                },
+            ),
+            503: problem(SERVICE_UNAVAILABLE, "The failed calls (kept in Redis) cannot be read now."),
+        },
+        examples=[
+            OpenApiExample(
+                "A rate-limited call",
+                response_only=True,
+                value={
+                    "organization": "acme",
+                    "failures": [
+                        {
+                            "time": "2026-11-29T21:04:05.123456Z",
+                            "status": 429,
+                            "problem": "rate-limited",
+                            "path": "/v1/prices?ids=bitcoin",
+                            "request_id": "5f0c6a3e9b1d4c2a8e7f6d5c4b3a2910",
+                            "key": {"id": "3hG7kQ2mZp", "name": "backend", "prefix": "cs_live_3hG7kQ2mZp"},
+                        }
+                    ],
+                },
+            )
+        ],
+    )
+    def get(self, request):
+        rows = selectors.usage_failures(organization_id=self.organization.pk)
+        if rows is None:
+            raise ProblemError(SERVICE_UNAVAILABLE, "The list of failed calls cannot be read right now.")
+        return Response(
+            {
+                "organization": self.organization.slug,
+                "failures": [
+                    {
+                        "time": row.at.isoformat().replace("+00:00", "Z"),
+                        "status": row.status,
+                        "problem": row.problem,
+                        "path": row.path,
+                        "request_id": row.request_id,
+                        "key": {"id": row.key_id, "name": row.key_name, "prefix": row.key_prefix},
+                    }
+                    for row in rows
+                ],
             }
         )

@@ -3,10 +3,11 @@ the shared upstream (CoinGecko) budget and counters."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, F, Sum
 
 from apiplatform import redis_access
 from ingestion.coingecko.metrics import ClientMetrics
@@ -26,6 +27,25 @@ def quality_flags_open(
         qs = qs.filter(kind=kind)
     by_kind = dict(qs.values_list("kind").annotate(n=Count("pk")).order_by())
     return by_kind, list(qs.select_related("coin").order_by("-detected_at")[:limit])
+
+
+class OpenFlags(NamedTuple):
+    kind: str
+    timeframe: str
+    flags: int  # unresolved flags of this kind and timeframe
+    span: timedelta  # the time their ranges cover together (buckets = span / the timeframe's bucket)
+
+
+def quality_flags_open_by_timeframe() -> list[OpenFlags]:
+    """Unresolved quality flags by kind and timeframe, with the time their ranges cover (1 query;
+    ``GET /metrics``)."""
+    rows = (
+        QualityFlag.objects.filter(resolved_at__isnull=True)
+        .values_list("kind", "timeframe")
+        .annotate(n=Count("pk"), span=Sum(F("range_end") - F("range_start")))
+        .order_by()
+    )
+    return [OpenFlags(kind, tf, n, span or timedelta(0)) for kind, tf, n, span in rows]
 
 
 def quality_flags_recent(*, coin_id: int, limit: int = 20) -> list[QualityFlag]:

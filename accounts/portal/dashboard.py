@@ -49,6 +49,7 @@ def dashboard(request: PortalRequest) -> HttpResponse:
         "by_endpoint": sorted(by_endpoint, key=lambda r: -r["requests"]),
         "by_key": sorted(by_key, key=lambda r: -r["requests"]),
         "limits": billing_selectors.organization_plan_limits(organization_id=organization.pk),
+        "failures": billing_selectors.usage_failures(organization_id=organization.pk),
         "welcome": request.GET.get("welcome") == "1",
     }
     return render(request, "portal/dashboard.html", context)
@@ -86,6 +87,13 @@ def docs(request: PortalRequest) -> HttpResponse:
     )
     context = {"prefix": keys[0].prefix if keys else "cs_live_…"}
     return render(request, "portal/docs.html", context)
+
+
+@portal_page
+def try_it(request: PortalRequest) -> HttpResponse:
+    """Swagger UI with the visitor's API key ready for "Try it out": the key is pasted once and kept in
+    this browser only (localStorage; ``portal/try-it.js``), never sent to this page's server."""
+    return render(request, "portal/try_it.html", {"schema_url": reverse("schema") + "?format=json"})
 
 
 def changelog(request: HttpRequest) -> HttpResponse:

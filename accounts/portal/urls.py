@@ -23,6 +23,7 @@ urlpatterns = [
     path("portal/organization", dashboard.switch_organization, name="switch"),
     path("portal/verify-email/resend", dashboard.verification_resend, name="verify-resend"),
     path("portal/docs", dashboard.docs, name="docs"),
+    path("portal/docs/try", dashboard.try_it, name="try-it"),
     path("portal/keys", keys.keys, name="keys"),
     path("portal/keys/<str:key_id>/rotate", keys.key_rotate, name="key-rotate"),
     path("portal/keys/<str:key_id>/revoke", keys.key_revoke, name="key-revoke"),

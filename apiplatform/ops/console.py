@@ -216,9 +216,9 @@ def _daily_bars(days: list[date], per_day: dict[date, dict[str, int]]) -> list[t
 def usage(*, today: date) -> dict[str, Any]:
     """Everything the usage page shows, over the USAGE_DAYS days up to ``today`` (UTC).
 
-    Metering keeps requests per status class only (billing.models.UsageRecord): refusals by the
-    gateway (rate limited, quota exceeded) are counted in 4xx with the other client errors, so the
-    page shows the 4xx share, not the two refusals apart."""
+    Metering counts the gateway's refusals with their reason (``UsageRecord.refusal``: rate limited,
+    quota exceeded, not in the plan) inside the 4xx class, so their shares are exact; usage metered
+    before that column existed has its refusals among the other 4xx."""
     start = today - timedelta(days=USAGE_DAYS - 1)
     days = [start + timedelta(days=i) for i in range(USAGE_DAYS)]
     total = billing_selectors.usage_daily(start=start, end=today).get(None, {})
@@ -227,11 +227,14 @@ def usage(*, today: date) -> dict[str, Any]:
         start=start, end=today, organization_ids=[t.organization_id for t in top]
     )
     requests = sum(sum(v.values()) for v in total.values())
+    refusals = billing_selectors.usage_refusals(start=start, end=today)
     by_status = {s: sum(v.get(s, 0) for v in total.values()) for s in billing_selectors.STATUS_CLASSES}
     tenants = [
         {
             "usage": t,
             "share_4xx": _share(t.by_status.get("4xx", 0), t.requests),
+            "share_rate_limited": _share(t.by_refusal.get("rate-limited", 0), t.requests),
+            "share_quota_exceeded": _share(t.by_refusal.get("quota-exceeded", 0), t.requests),
             "chart": charts.bar_chart(
                 _daily_bars(days, daily.get(t.organization_id, {})),
                 title=f"Requests per day of {t.organization}",
@@ -250,6 +253,9 @@ def usage(*, today: date) -> dict[str, Any]:
         "by_status": by_status,
         "share_4xx": _share(by_status["4xx"], requests),
         "share_5xx": _share(by_status["5xx"], requests),
+        "refusals": refusals,
+        "share_rate_limited": _share(refusals.get("rate-limited", 0), requests),
+        "share_quota_exceeded": _share(refusals.get("quota-exceeded", 0), requests),
         "chart": charts.bar_chart(_daily_bars(days, total), title="Requests per day, every tenant"),
         "tenants": tenants,
         "plans": mix,

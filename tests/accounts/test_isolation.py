@@ -33,6 +33,7 @@ LIST_ROUTES = [
     "/v1/account/keys",
     "/v1/account/audit-events",
     "/v1/account/usage?group_by=key",  # billing's view, on the same OrganizationScopedView
+    "/v1/account/usage/failures",  # billing's too (a Redis list per organization)
     "/v1/account/billing",  # billing's Stripe views (answered from our records: no Stripe call here)
     "/v1/account/billing/invoices",
 ]

@@ -156,8 +156,13 @@ def test_metering_counts_every_answer_once_with_exact_credits(tenant, make_plan,
     rows = UsageRecord.objects.filter(organization=org)
     assert sum(r.requests for r in rows) == len(plan_calls)
     assert sum(r.credits for r in rows) == expected_credits
-    by_class = {r.status_class: r.requests for r in rows}
+    by_class: dict[str, int] = {}
+    for r in rows:
+        by_class[r.status_class] = by_class.get(r.status_class, 0) + r.requests
     assert by_class == {"2xx": codes.count(200), "4xx": len(plan_calls) - codes.count(200)}
+    # the gate's refusals are counted with their reason, the other 4xx without one
+    by_refusal = {(r.status_class, r.refusal): r.requests for r in rows if r.status_class == "4xx"}
+    assert by_refusal == {("4xx", "rate-limited"): codes.count(429), ("4xx", ""): 2}
     anonymous = UsageRecord.objects.get(organization__isnull=True)
     assert (anonymous.requests, anonymous.credits, anonymous.status_class) == (1, 0, "4xx")
 

@@ -249,6 +249,35 @@ def test_open_quality_flags_by_kind_and_timeframe():
     assert value(scraped, name, kind="jump", timeframe="1m") == 1  # the resolved one is not open
 
 
+def test_candles_flagged_counts_the_buckets_of_open_jump_and_missing_flags():
+    from ingestion.models import QualityFlag
+
+    cid = _coins("flagged-coin")["flagged-coin"]
+    # a jump over 3 one-minute candles, a missing hour at 1h (2 buckets), resolved and stale ones left out
+    QualityFlag.objects.create(
+        coin_id=cid, timeframe="1m", kind=QualityFlag.Kind.JUMP,
+        range_start=NOW - timedelta(minutes=10), range_end=NOW - timedelta(minutes=7),
+    )  # fmt: skip
+    QualityFlag.objects.create(
+        coin_id=cid, timeframe="1h", kind=QualityFlag.Kind.MISSING,
+        range_start=NOW - timedelta(hours=5), range_end=NOW - timedelta(hours=3),
+    )  # fmt: skip
+    QualityFlag.objects.create(
+        coin_id=cid, timeframe="1m", kind=QualityFlag.Kind.JUMP, resolved_at=NOW,
+        range_start=NOW - timedelta(minutes=30), range_end=NOW - timedelta(minutes=20),
+    )  # fmt: skip
+    QualityFlag.objects.create(
+        coin_id=cid, timeframe="1m", kind=QualityFlag.Kind.STALE,
+        range_start=NOW - timedelta(minutes=30), range_end=NOW,
+    )  # fmt: skip
+    scraped = collect()
+    name = "candlestack_candles_flagged"
+    assert value(scraped, name, kind="jump", timeframe="1m") == 3
+    assert value(scraped, name, kind="missing", timeframe="1h") == 2
+    assert not [k for k in scraped if k[0] == name and ("kind", "stale") in k[1]]
+    assert value(scraped, "candlestack_quality_flags_open", kind="stale", timeframe="1m") == 1
+
+
 def test_last_run_of_every_schedule_and_beats_last_sign_of_life():
     from django_celery_beat.models import PeriodicTask
 

@@ -16,12 +16,17 @@ pytestmark = pytest.mark.django_db
 
 
 def _usage(
-    org: Organization | None, day_offset: int, status_class: str, requests: int, charged: int = 0
+    org: Organization | None,
+    day_offset: int,
+    status_class: str,
+    requests: int,
+    charged: int = 0,
+    refusal: str = "",
 ) -> None:
     hour = datetime.combine(timezone.now().date() - timedelta(days=day_offset), time(3), tzinfo=UTC)
     UsageRecord.objects.create(
         hour=hour, organization=org, key_id="k" if org else "", endpoint="prices", status_class=status_class,
-        requests=requests, credits=charged,
+        requests=requests, credits=charged, refusal=refusal,
     )  # fmt: skip
 
 
@@ -63,3 +68,52 @@ def test_usage_page_shows_tenants_shares_and_plan_mix(admin_client):
 def test_usage_page_is_staff_only(client):
     response = client.get(reverse("ops:usage"))
     assert response.status_code == 302 and response["Location"].startswith(reverse("admin:login"))
+
+
+def test_usage_page_shows_exact_rate_limited_and_quota_exceeded_shares(admin_client):
+    gamma = Organization.objects.create(name="Gamma GmbH", slug="gamma")
+    _usage(gamma, 0, "2xx", 60, charged=60)
+    _usage(gamma, 0, "4xx", 10)  # other client errors (404, 400 ...)
+    _usage(gamma, 0, "4xx", 20, refusal="rate-limited")
+    _usage(gamma, 1, "4xx", 10, refusal="quota-exceeded")
+    response = admin_client.get(reverse("ops:usage"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    [tenant] = response.context["tenants"]
+    assert tenant["usage"].by_status["4xx"] == 40
+    assert tenant["usage"].by_refusal == {
+        "rate-limited": 20,
+        "quota-exceeded": 10,
+        "plan-upgrade-required": 0,
+    }
+    assert 'id="usage-rate-limited">20.0 %<' in html  # 20 of 100
+    assert 'id="usage-quota-exceeded">10.0 %<' in html
+    assert '<td class="ops-share">40.0 %</td>' in html
+    assert '<td class="ops-rate-limited">20.0 %</td>' in html
+    assert 'id="refused-quota-exceeded">10<' in html
+
+
+def test_gateway_refusals_reach_the_usage_page_with_their_reason(admin_client, settings):
+    """End to end: real refusals by the gate, flushed from Redis, shown as exact shares."""
+    from rest_framework.test import APIClient
+
+    from accounts.services.api_keys import api_key_create
+    from billing import metering, services
+
+    plan, _ = Plan.objects.update_or_create(
+        name="ops-tight",
+        defaults={"display_name": "Tight", "rate_per_minute": 1, "burst": 2, "key_rate_per_minute": 1,
+                  "monthly_credits": 1000, "endpoints": ["*"], "timeframes": ["*"]},
+    )  # fmt: skip
+    org = Organization.objects.create(name="Delta", slug="delta")
+    services.organization_plan_set(organization=org, plan_name=plan.name)
+    _row, key = api_key_create(organization=org, name="k", audit=False)
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=key)
+    codes = [client.get("/v1/ping").status_code for _ in range(5)]
+    assert codes.count(429) == 3
+    metering.usage_flush()
+    response = admin_client.get(reverse("ops:usage"))
+    [tenant] = [t for t in response.context["tenants"] if t["usage"].organization == "Delta"]
+    assert tenant["usage"].by_refusal["rate-limited"] == 3
+    assert tenant["share_rate_limited"] == 60.0

@@ -281,6 +281,7 @@ PAGES = [
     ("team", "/portal/team"),
     ("billing", "/portal/billing"),
     ("docs", "/portal/docs"),
+    ("try-it", "/portal/docs/try"),
     ("sessions", "/portal/sessions"),
     ("password", "/portal/password"),
     ("two-factor", "/portal/two-factor"),
@@ -381,6 +382,55 @@ def test_admin_and_the_api_docs_still_work_under_the_csp(live, browser):
     # only what drf-spectacular's Redoc page fetches from other hosts is refused (Google Fonts, the
     # cdn.redoc.ly logo): every asset is served by us
     assert [e for e in console.csp_violations() if "https://" not in e] == []
+    context.close()
+
+
+def test_try_it_keeps_the_pasted_key_in_the_browser_and_sends_it(live, browser, axe, make_org):
+    """Swagger UI "Try it out" with the key pasted once: kept in localStorage across a reload, sent on
+    a try-it of /v1/prices (200), gone after "Forget key"; the page holds the strict CSP."""
+    from accounts.services.api_keys import api_key_create
+
+    base, _outbox = live
+    organization, owner = _owner_with_data(make_org)
+    _row, full_key = api_key_create(organization=organization, name="explorer", environment="test")
+    context = browser.new_context(viewport=b.DESKTOP)
+    console = Console(context)
+    page = context.new_page()
+    _log_in(page, base, owner.email)
+    page.goto(f"{base}/portal/docs")
+    page.get_by_role("link", name="Try the API").click()
+    expect(page).to_have_url(f"{base}/portal/docs/try")
+    prices = page.locator("[id$='-prices_retrieve']")
+    expect(prices).to_be_visible(timeout=20_000)
+    page.get_by_role("textbox", name="API key").fill(full_key)
+    page.get_by_role("button", name="Keep in this browser").click()
+    expect(page.get_by_text("Kept in this browser: cs_test_")).to_be_visible()
+    assert full_key not in page.content()  # shown by its prefix only; the field is emptied
+
+    page.reload()
+    expect(page.get_by_text("Kept in this browser: cs_test_")).to_be_visible()
+    assert page.evaluate("Object.values(localStorage)") == [full_key]
+    prices = page.locator("[id$='-prices_retrieve']")
+    expect(prices).to_be_visible(timeout=20_000)
+    visit(page, axe, "try-it-with-key")
+    prices.locator(".opblock-summary").first.click()
+    # the required `ids` comes pre-filled from the schema's example (bitcoin, ethereum)
+    expect(prices.locator("tr[data-param-name='ids'] input").first).to_have_value("bitcoin")
+    with page.expect_response(lambda r: "/v1/prices?ids=bitcoin" in r.url) as answer:
+        prices.get_by_role("button", name="Execute").click()
+    assert answer.value.status == 200, answer.value.text()
+    assert answer.value.request.headers.get("x-api-key") == full_key
+    expect(prices.locator(".live-responses-table tbody .response-col_status").first).to_have_text(
+        re.compile(r"^\s*200"), timeout=10_000
+    )
+    visit(page, axe, "try-it-200")  # the expanded operation and its answer scanned too
+
+    page.get_by_role("button", name="Forget key").click()
+    expect(page.get_by_text("No key kept in this browser.")).to_be_visible()
+    assert page.evaluate("localStorage.length") == 0
+    page.reload()
+    expect(page.get_by_text("No key kept in this browser.")).to_be_visible()
+    assert console.csp_violations() == []
     context.close()
 
 

@@ -370,6 +370,32 @@ def test_dashboard_shows_credits_chart_endpoints_keys_and_limits(make_org, login
     assert "60 requests/min" in page and 'class="s4xx"' in page
 
 
+def test_dashboard_lists_the_last_failed_calls_of_its_organization_only(make_org, login, settings):
+    from rest_framework.test import APIClient
+
+    from apiplatform import redis_access
+    from billing.redis_layout import failures_key
+
+    org, other = make_org(), make_org()
+    for o in (org, other):
+        redis_access.client("gateway").delete(failures_key(o.pk))
+    key, secret = api_key_create(organization=org, name="failing key")
+    _other_key, other_secret = api_key_create(organization=other, name="other key")
+    for full, rid in ((secret, "rid-ours-1"), (other_secret, "rid-theirs-1")):
+        api = APIClient()
+        api.credentials(HTTP_X_API_KEY=full)
+        assert api.get("/v1/coins/no-such-coin", HTTP_X_REQUEST_ID=rid).status_code == 404
+    page = login(owner_of(org)).get("/portal/").content.decode()
+    table = page[page.index('data-testid="failed-calls"') :]
+    assert "rid-ours-1" in table and "/v1/coins/no-such-coin" in table and "404" in table
+    assert "failing key" in table and key.prefix in table and secret not in page
+    assert "rid-theirs-1" not in page  # another organization's failures stay there
+    empty = login(owner_of(other)).get("/portal/").content.decode()
+    assert "rid-theirs-1" in empty
+    redis_access.client("gateway").delete(failures_key(other.pk))
+    assert 'data-testid="no-failed-calls"' in login(owner_of(other)).get("/portal/").content.decode()
+
+
 def test_billing_page_without_stripe_says_so(make_org, login, settings):
     settings.STRIPE_SECRET_KEY = ""
     org = make_org()
@@ -387,6 +413,17 @@ def test_docs_page_has_quickstart_snippets_with_the_key_prefix(make_org, login):
     assert key.prefix in page and "curl" in page and "httpx" in page and "fetch(" in page
 
 
+def test_try_it_page_loads_swagger_from_our_files_under_the_strict_csp(make_org, login):
+    response = login(owner_of(make_org())).get("/portal/docs/try")
+    assert response.status_code == 200
+    csp = response["Content-Security-Policy"]
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    page = response.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    assert "/static/portal/try-it.js" in page and 'data-schema-url="/v1/schema/?format=json"' in page
+    assert "<script>" not in page and "https://" not in page.split("<main", 1)[1]
+
+
 def test_unverified_user_can_ask_for_the_email_again(make_org, make_user, login):
     org = make_org(owner=make_user(verified=False))
     client = login(owner_of(org))
@@ -396,7 +433,8 @@ def test_unverified_user_can_ask_for_the_email_again(make_org, make_user, login)
 
 
 @pytest.mark.parametrize(
-    "path", ["/portal/", "/portal/keys", "/portal/team", "/portal/billing", "/portal/docs"]
+    "path",
+    ["/portal/", "/portal/keys", "/portal/team", "/portal/billing", "/portal/docs", "/portal/docs/try"],
 )
 def test_every_portal_page_renders_for_an_owner(path, make_org, login):
     response = login(owner_of(make_org())).get(path)
