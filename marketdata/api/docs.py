@@ -496,6 +496,11 @@ def indicator_parameters(spec: indicators.Indicator) -> list[OpenApiParameter]:
             "maximum": int(p.maximum) if p.integer else p.maximum,
             "default": int(p.default) if p.integer else p.default,
         }
+        if p.choices:
+            schema["enum"] = [v for v, _ in p.choices]
+            schema["x-enum-varnames"] = [label for _, label in p.choices]
+            out.append(param(p.name, schema, p.description))
+            continue
         out.append(param(p.name, schema, f"{p.description} Range {p.minimum:g} … {p.maximum:g}."))
     return out
 

@@ -584,6 +584,8 @@ def _indicator_params(query, spec: indicators.Indicator) -> dict:
             out[p.name] = params.integer(
                 query, p.name, default=int(p.default), minimum=int(p.minimum), maximum=int(p.maximum)
             )
+            if p.choices and out[p.name] not in {v for v, _ in p.choices}:
+                params.fail(p.name, f"must be one of {', '.join(str(v) for v, _ in p.choices)}")
         else:
             out[p.name] = params.number(
                 query, p.name, default=p.default, minimum=p.minimum, maximum=p.maximum

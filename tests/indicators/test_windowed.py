@@ -35,7 +35,7 @@ def _long_series(seed: int, n: int = N):
     return {"high": high, "low": low, "close": close}
 
 
-CASES = [(name, {p.name: p.default for p in spec.params}) for name, spec in ind.INDICATORS.items()] + [
+CASES = [(name, {p.name: p.default for p in spec.params}) for name, spec in ind.HOUSE.items()] + [
     ("sma", {"period": 1000}),
     ("ema", {"period": 2}),
     ("ema", {"period": 1000}),
