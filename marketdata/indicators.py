@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 import talib
-from talib import abstract
+from talib.abstract import Function as TalibFunction  # type: ignore[attr-defined]  # not in its stub
 
 # --- scaling (TA-Lib's absolute epsilon) ---------------------------------------------------------
 
@@ -91,8 +91,8 @@ def _c(name: str) -> Callable[..., Any]:
     return inspect.unwrap(getattr(talib, name))
 
 
-_SMA, _EMA, _RSI, _MACD, _BBANDS, _ATR, _VAR, _SUM = (
-    _c(n) for n in ("SMA", "EMA", "RSI", "MACD", "BBANDS", "ATR", "VAR", "SUM")
+_SMA, _EMA, _RSI, _MACD, _BBANDS, _ATR, _STDDEV, _SUM = (
+    _c(n) for n in ("SMA", "EMA", "RSI", "MACD", "BBANDS", "ATR", "STDDEV", "SUM")
 )
 
 
@@ -205,7 +205,9 @@ def defaults(name: str) -> dict[str, Any]:
     return {p.name: int(p.default) if p.integer else p.default for p in INDICATORS[name].params}
 
 
-def compute(name: str, *, params: dict, timeframe: str, series: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def compute(
+    name: str, *, params: dict, timeframe: str, series: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """Compute indicator ``name`` over ``series`` (arrays keyed "open", "high", "low", "close")."""
     return compute_many([(name, params)], timeframe=timeframe, series=series)[0]
 
@@ -216,10 +218,10 @@ def compute_many(
     """Compute several indicators over one series (scaled once): one dict of outputs per request."""
     close = np.ascontiguousarray(series["close"], dtype=np.float64)
     n = len(close)
-    k = scale_exponent(close)
-    factor = math.ldexp(1.0, k)
+    k = -1  # the scale exponent, computed when a function that needs scaling comes (most do not)
+    factor = 1.0
     raw: dict[str, np.ndarray] = {"close": close}
-    scaled: dict[str, np.ndarray] = {} if k else raw
+    scaled: dict[str, np.ndarray] = {}
     results = []
     for name, params in requests:
         spec = INDICATORS[name]
@@ -229,10 +231,15 @@ def compute_many(
         for key in spec.inputs:
             if key not in raw:
                 raw[key] = np.ascontiguousarray(series[key], dtype=np.float64)
-            if spec.scaled and key not in scaled:
-                scaled[key] = raw[key] * factor
+        if spec.scaled:
+            if k < 0:
+                k = scale_exponent(close)
+                factor = math.ldexp(1.0, k)
+            for key in spec.inputs:
+                if key not in scaled:
+                    scaled[key] = raw[key] * factor if k else raw[key]
         values = spec.compute(scaled if spec.scaled else raw, params, timeframe)
-        if k and spec.scaled:
+        if k > 0 and spec.scaled:
             for value, unit in zip(values, spec.units, strict=True):
                 if unit:
                     value *= math.ldexp(1.0, -k * unit)  # exact: a power of two
@@ -253,29 +260,24 @@ def _volatility(inputs: dict[str, np.ndarray], params: dict, timeframe: str) -> 
     returns = np.empty(n)
     returns[0] = np.nan
     tail = returns[1:]
-    per_year = periods_per_year(timeframe) * period / (period - 1)  # population → sample variance
-    bad = None
+    # TA-Lib's STDDEV is the population one: times sqrt(p/(p-1)) for the sample one, and annualised
+    nbdev = math.sqrt(periods_per_year(timeframe) * period / (period - 1))
     if (close > 0).all():
         np.divide(close[1:], close[:-1], out=tail)  # the 2^k scale cancels in the ratio
         np.log(tail, out=tail)
-        var = _VAR(returns, period)
-    else:  # a window touching a missing return (a close that is not positive) has no value
-        finite = (close[1:] > 0) & (close[:-1] > 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            np.divide(close[1:], close[:-1], out=tail)
-            np.log(tail, out=tail)
-        tail[~finite] = 0.0
-        var = _VAR(returns, period)
-        missing = np.empty(n)
-        missing[0] = np.nan
-        missing[1:] = ~finite
-        bad = _SUM(missing, period) > 0
-    var *= per_year
-    np.maximum(var, 0.0, out=var)  # TA-Lib's running sums can leave -0.0000… for a constant series
-    np.sqrt(var, out=var)
-    if bad is not None:
-        var[bad] = np.nan
-    return (var,)
+        return (_STDDEV(returns, period, nbdev),)
+    # a window touching a missing return (a close that is not positive) has no value
+    finite = (close[1:] > 0) & (close[:-1] > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.divide(close[1:], close[:-1], out=tail)
+        np.log(tail, out=tail)
+    tail[~finite] = 0.0
+    out = _STDDEV(returns, period, nbdev)
+    missing = np.empty(n)
+    missing[0] = np.nan
+    missing[1:] = ~finite
+    out[_SUM(missing, period) > 0] = np.nan
+    return (out,)
 
 
 HOUSE: dict[str, Indicator] = {
@@ -378,6 +380,7 @@ HOUSE: dict[str, Indicator] = {
     ),
 }
 
+
 def _house_measured(spec: Indicator) -> Indicator:
     """``spec`` with ``scaled`` measured (:func:`_epsilon_bites`) rather than assumed."""
     params = {p.name: int(p.default) if p.integer else p.default for p in spec.params}
@@ -409,6 +412,13 @@ _RENAME = {"timeperiod": "period"}
 #: Ehlers' Hilbert-transform loop (HT_*, MAMA) adapts its own period from its past output: measured,
 #: its start-up error decays like a cascade of two 0.1 smoothings (tests/indicators/test_catalogue.py).
 _HT_MEMORY = fade(0.1, 2)
+
+
+def _slow_kd_memory(p: dict) -> int:
+    """STOCH/KDJ: the slow-K average, then the slow-D average of it."""
+    return ma_memory(p["slowk_matype"], p["slowk_period"]) + ma_memory(p["slowd_matype"], p["slowd_period"])
+
+
 #: Memory (candles beyond the lookback) of the recursive catalogue functions, from their parameters
 #: (API names). Every other offered function is windowed: tests/indicators/test_windowed.py checks
 #: both (a recursive function missing here fails it).
@@ -421,13 +431,15 @@ _MEMORY: dict[str, Callable[[dict], int]] = {
     "ZLEMA": lambda p: ma_memory(12, p["period"]),
     "RMA": lambda p: ma_memory(13, p["period"]),
     "MA": lambda p: ma_memory(p["matype"], p["period"]),
-    "MACDEXT": lambda p: max(ma_memory(p["fastmatype"], p["fastperiod"]), ma_memory(p["slowmatype"], p["slowperiod"]))
+    "MACDEXT": lambda p: max(
+        ma_memory(p["fastmatype"], p["fastperiod"]), ma_memory(p["slowmatype"], p["slowperiod"])
+    )
     + ma_memory(p["signalmatype"], p["signalperiod"]),
     "MACDFIX": lambda p: fade(0.075) + ma_memory(1, p["signalperiod"]),
     "APO": lambda p: max(ma_memory(p["matype"], p["fastperiod"]), ma_memory(p["matype"], p["slowperiod"])),
     "PPO": lambda p: max(ma_memory(p["matype"], p["fastperiod"]), ma_memory(p["matype"], p["slowperiod"])),
-    "STOCH": lambda p: ma_memory(p["slowk_matype"], p["slowk_period"]) + ma_memory(p["slowd_matype"], p["slowd_period"]),
-    "KDJ": lambda p: ma_memory(p["slowk_matype"], p["slowk_period"]) + ma_memory(p["slowd_matype"], p["slowd_period"]),
+    "STOCH": lambda p: _slow_kd_memory(p),
+    "KDJ": lambda p: _slow_kd_memory(p),
     "STOCHF": lambda p: ma_memory(p["fastd_matype"], p["fastd_period"]),
     "STOCHRSI": lambda p: fade(1.0 / p["period"]) + ma_memory(p["fastd_matype"], p["fastd_period"]),
     "ADX": lambda p: fade(1.0 / p["period"], 2),
@@ -441,7 +453,7 @@ _MEMORY: dict[str, Callable[[dict], int]] = {
     "NATR": lambda p: fade(1.0 / p["period"]),
     "HA": lambda p: fade(0.5),
     "TSI": lambda p: fade(_ema_alpha(p["firstperiod"])) + fade(_ema_alpha(p["secondperiod"])),
-    "SMI": lambda p: fade(_ema_alpha(p["fastperiod"])) + fade(_ema_alpha(p["slowperiod"])) + fade(_ema_alpha(p["signalperiod"])),
+    "SMI": lambda p: sum(fade(_ema_alpha(p[k])) for k in ("fastperiod", "slowperiod", "signalperiod")),
     "KC": lambda p: max(fade(_ema_alpha(p["period"])), fade(1.0 / p["atrperiod"])),
     "ERI": lambda p: fade(_ema_alpha(p["period"])),
     "MASSI": lambda p: fade(_ema_alpha(p["fastperiod"]), 2),
@@ -474,7 +486,10 @@ def _excluded_reason(info: dict) -> str | None:
     if not set(columns) <= set(_OHLC):
         return f"needs inputs other than OHLC: {', '.join(sorted(set(columns) - set(_OHLC)))}"
     if "Output is path-dependent" in flags:
-        return "never forgets where the computation started (cumulative or regime state): no finite warm-up gives range-independent values"
+        return (
+            "never forgets where the computation started (cumulative or regime state): "
+            "no finite warm-up gives range-independent values"
+        )
     return None  # fmt: skip
 
 
@@ -486,7 +501,8 @@ _TA_REAL_RANGE, _TA_REAL_LIST, _TA_INTEGER_RANGE, _TA_INTEGER_LIST = 0, 1, 2, 3
 class _OptInputInfo(ctypes.Structure):
     _fields_ = [("type", ctypes.c_int), ("param_name", ctypes.c_char_p), ("flags", ctypes.c_int),
                 ("display_name", ctypes.c_char_p), ("data_set", ctypes.c_void_p),
-                ("default_value", ctypes.c_double), ("hint", ctypes.c_char_p), ("help_file", ctypes.c_char_p)]  # fmt: skip
+                ("default_value", ctypes.c_double), ("hint", ctypes.c_char_p),
+                ("help_file", ctypes.c_char_p)]  # fmt: skip
 
 
 class _IntegerRange(ctypes.Structure):
@@ -550,8 +566,9 @@ def _catalogue_params(name: str, info: dict) -> tuple[Param, ...]:
         if m["type"] == _TA_INTEGER_LIST:
             choices = tuple((v, label) for v, label in m["choices"] if v in MA_TYPES)
             labels = ", ".join(f"{v} {label}" for v, label in choices)
-            params.append(Param(api_name, int(default), min(v for v, _ in choices), max(v for v, _ in choices),
-                                True, f"{m['hint']}: {labels}.", choices))  # fmt: skip
+            values = [v for v, _ in choices]
+            hint = f"{m['hint']}: {labels}."
+            params.append(Param(api_name, int(default), min(values), max(values), True, hint, choices))
         elif m["type"] == _TA_INTEGER_RANGE:
             low, high = m["range"]
             params.append(Param(api_name, int(default), low, min(high, MAX_PERIOD), True, f"{m['hint']}."))
@@ -602,7 +619,11 @@ def _epsilon_bites(call: Callable[[dict], tuple[np.ndarray, ...]], units: tuple[
     base = call(series)
     tiny = call({k: np.ldexp(v, -60) for k, v in series.items()})
     for a, b, unit in zip(base, tiny, units, strict=True):
-        if not np.array_equal(np.asarray(a, dtype=np.float64), np.ldexp(np.asarray(b, dtype=np.float64), 60 * unit), equal_nan=True):
+        if not np.array_equal(
+            np.asarray(a, dtype=np.float64),
+            np.ldexp(np.asarray(b, dtype=np.float64), 60 * unit),
+            equal_nan=True,
+        ):
             return True
     return False  # fmt: skip
 
@@ -615,14 +636,17 @@ def _catalogue_entry(name: str, info: dict) -> Indicator | str:
     function = _c(name)
     outputs = tuple(info["output_names"])
     api_outputs = ("value",) if len(outputs) == 1 else outputs
-    abstract_function = abstract.Function(name)
+    abstract_function = TalibFunction(name)
 
     @functools.lru_cache(maxsize=4096)
     def lookback_of(items: tuple) -> int:
         values = dict(items)
         # talib.abstract's lookback for these parameters (int/float as TA-Lib types them)
         abstract_function.set_parameters(
-            {t: (int(values[a]) if p.integer else float(values[a])) for t, a, p in zip(ta_names, api_names, params, strict=True)}
+            {
+                t: (int(values[a]) if p.integer else float(values[a]))
+                for t, a, p in zip(ta_names, api_names, params, strict=True)
+            }
         )  # fmt: skip
         return int(abstract_function.lookback)
 
@@ -670,7 +694,7 @@ def _catalogue() -> dict[str, Indicator]:
         for name in groups[group]:
             if name.lower() in HOUSE:
                 continue  # the house indicator of the same name (same TA-Lib function, house parameters)
-            info = abstract.Function(name).info
+            info = TalibFunction(name).info
             reason = _excluded_reason(info)
             entry = reason or _catalogue_entry(name, info)
             if isinstance(entry, str):

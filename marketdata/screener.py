@@ -8,7 +8,8 @@ plain function; Celery beat runs it after each roll-up (ingestion wraps it in a 
 
 History used: the last :data:`HISTORY` closed candles of each series (one binary COPY of the
 window of the last HISTORY buckets for all coins, and one LATERAL index scan per coin only for the
-coins with gaps in that window, see :func:`_read`). For the windowed indicators that is exact. For the EMA-type ones (ema, rsi, macd, atr) the
+coins with gaps in that window, see :func:`_read`). For the windowed indicators that is exact.
+For the EMA-type ones (ema, rsi, macd, atr) the
 weight left on anything older than ``HISTORY`` candles is ``(1 - k)^HISTORY`` — for the screener's
 periods (slowest: Wilder 14, k = 1/14) below 1e-19 at 600 candles, under double precision — so the
 values equal the full-history values of ``/v1/coins/{id}/indicators/...`` to floating-point rounding.
@@ -20,7 +21,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -113,87 +114,70 @@ def compute_latest(timeframe: str, high: np.ndarray, low: np.ndarray, close: np.
     }
 
 
-#: One COPY row: (coin_id, bucket_start, high, low, close, volume_24h), every field non-null, in
-#: PostgreSQL's binary COPY format (int16 field count, then int32 length + big-endian value each).
-_COPY_ROW = np.dtype(
-    [("n", ">i2"), ("l0", ">i4"), ("coin", ">i8"), ("l1", ">i4"), ("t", ">i8"), ("l2", ">i4"), ("h", ">f8"),
-     ("l3", ">i4"), ("lo", ">f8"), ("l4", ">i4"), ("c", ">f8"), ("l5", ">i4"), ("v", ">f8")]
-)  # fmt: skip
-_COPY_HEADER = 19  # signature (11) + flags (4) + header extension length (4)
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # binary timestamptz: microseconds since then
+#: One candle as the read sends it: high, low, close, volume_24h as big-endian float8 (float8send).
+_RECORD = np.dtype([("h", ">f8"), ("l", ">f8"), ("c", ">f8"), ("v", ">f8")])
+_RECORDS = (
+    "string_agg(float8send(high) || float8send(low) || float8send(close)"
+    " || float8send(coalesce(volume_24h, 'NaN')), ''::bytea ORDER BY bucket_start)"
+)
 
-_WINDOW_SQL = """
-COPY (SELECT x.coin_id, x.bucket_start, x.high, x.low, x.close, coalesce(x.volume_24h, 'NaN')
-      FROM marketdata_candle x JOIN marketdata_coin c ON c.id = x.coin_id AND c.active
-      WHERE x.timeframe = %(tf)s AND x.closed AND x.bucket_start >= %(since)s {coin_filter})
-TO STDOUT (FORMAT BINARY)
-"""
+_WINDOW_SQL = f"""
+SELECT x.coin_id, max(x.bucket_start), count(*), {_RECORDS}
+FROM marketdata_candle x JOIN marketdata_coin c ON c.id = x.coin_id AND c.active
+WHERE x.timeframe = %(tf)s AND x.closed AND x.bucket_start >= %(since)s {{coin_filter}}
+GROUP BY x.coin_id
+"""  # noqa: S608 - constant pieces; every value is a parameter
 
-_LATERAL_SQL = """
-SELECT c.id, k.last, k.vol, k.h, k.l, k.c
+_LATERAL_SQL = f"""
+SELECT c.id, k.last, k.n, k.records
 FROM marketdata_coin c
 CROSS JOIN LATERAL (
-    SELECT max(bucket_start) AS last, (array_agg(volume_24h ORDER BY bucket_start DESC))[1] AS vol,
-           array_agg(high ORDER BY bucket_start) AS h, array_agg(low ORDER BY bucket_start) AS l,
-           array_agg(close ORDER BY bucket_start) AS c
+    SELECT max(bucket_start) AS last, count(*) AS n, {_RECORDS} AS records
     FROM (SELECT bucket_start, high, low, close, volume_24h FROM marketdata_candle x
           WHERE x.coin_id = c.id AND x.timeframe = %(tf)s AND x.closed
           ORDER BY x.bucket_start DESC LIMIT %(history)s) w
 ) k
 WHERE c.active AND k.last IS NOT NULL AND c.id = ANY(%(ids)s)
-ORDER BY c.id
-"""
+"""  # noqa: S608 - constant pieces; every value is a parameter
+
+
+def _series(records: bytes) -> tuple[float | None, np.ndarray, np.ndarray, np.ndarray]:
+    """volume_24h of the newest candle and the high/low/close arrays of the last HISTORY candles."""
+    table = np.frombuffer(records, dtype=_RECORD)[-HISTORY:]
+    vol = float(table["v"][-1])
+    high, low, close = (np.ascontiguousarray(table[k], dtype=np.float64) for k in ("h", "l", "c"))
+    return (None if math.isnan(vol) else vol), high, low, close
 
 
 def _read(timeframe: str, coin_ids: list[int] | None, now: datetime) -> list[tuple]:
     """(coin_id, last bucket_start, volume_24h, high, low, close) per active coin, with its last
     HISTORY closed candles as float64 arrays, oldest first.
 
-    Most coins have a candle in every bucket: one binary COPY of the closed candles of the last
-    HISTORY buckets (partition-pruned, one sequential pass; parsed by numpy without a Python object
-    per row) gives them all. Coins with fewer candles in that window (gaps, a young or a stale coin)
-    are read again, their last HISTORY candles whatever their age (one LATERAL index scan per coin),
-    so every coin gets exactly "its last HISTORY closed candles".
+    Most coins have a candle in every bucket: one query over the closed candles of the last
+    HISTORY + WINDOW_SLACK buckets (partition-pruned) gives them all, one row per coin whose
+    candles arrive as one ``bytea`` of packed doubles (``float8send``) that numpy reads without a
+    Python object per value. Coins with fewer candles in that window (gaps, a young or a stale
+    coin) are read again, their last HISTORY candles whatever their age (one LATERAL index scan
+    per coin), so every coin gets exactly "its last HISTORY closed candles".
     """
     connection.ensure_connection()
-    raw = connection.connection
     since = now - TIMEFRAME_DELTA[timeframe] * (HISTORY + WINDOW_SLACK)
     coin_filter = "AND x.coin_id = ANY(%(ids)s)" if coin_ids is not None else ""
     args = {"tf": timeframe, "since": since, "ids": coin_ids, "history": HISTORY}
-    buffer = bytearray()
-    with psycopg.Cursor(raw) as cur:
-        with cur.copy(_WINDOW_SQL.format(coin_filter=coin_filter), args) as copy:
-            for chunk in copy:
-                buffer += chunk
-        cur.execute(
-            "SELECT id FROM marketdata_coin WHERE active" + (" AND id = ANY(%(ids)s)" if coin_ids is not None else ""),
-            args,
-        )  # fmt: skip
-        active = [row[0] for row in cur.fetchall()]
     rows: list[tuple] = []
-    complete: set[int] = set()
-    body = len(buffer) - _COPY_HEADER - 2  # minus the trailer (int16 -1)
-    if body > 0:
-        table = np.frombuffer(buffer, dtype=_COPY_ROW, count=body // _COPY_ROW.itemsize, offset=_COPY_HEADER)
-        coin, t = table["coin"].astype(np.int64), table["t"].astype(np.int64)
-        order = np.lexsort((t, coin))
-        coin, t = coin[order], t[order]
-        high, low, close = (table[k].astype(np.float64)[order] for k in ("h", "lo", "c"))
-        vol = table["v"].astype(np.float64)[order]
-        ids, starts, counts = np.unique(coin, return_index=True, return_counts=True)
-        for cid, start, count in zip(ids.tolist(), starts.tolist(), counts.tolist(), strict=True):
-            if count < HISTORY:
-                continue
-            lo, hi = start + count - HISTORY, start + count
-            v = float(vol[hi - 1])
-            last = _PG_EPOCH + timedelta(microseconds=int(t[hi - 1]))
-            rows.append((cid, last, None if math.isnan(v) else v, high[lo:hi], low[lo:hi], close[lo:hi]))
-            complete.add(cid)
-    rest = [cid for cid in active if cid not in complete]
-    if rest:
-        with psycopg.Cursor(raw) as cur:
+    with psycopg.Cursor(connection.connection) as cur:
+        cur.execute(_WINDOW_SQL.format(coin_filter=coin_filter), args, binary=True)
+        complete = set()
+        for coin_id, last, count, records in cur.fetchall():
+            if count >= HISTORY:
+                rows.append((coin_id, last, *_series(records)))
+                complete.add(coin_id)
+        only = " AND id = ANY(%(ids)s)" if coin_ids is not None else ""
+        cur.execute(f"SELECT id FROM marketdata_coin WHERE active{only}", args)  # noqa: S608 - constant
+        rest = [row[0] for row in cur.fetchall() if row[0] not in complete]
+        if rest:
             cur.execute(_LATERAL_SQL, {**args, "ids": rest}, binary=True)
-            rows += cur.fetchall()
+            rows += [(coin_id, last, *_series(records)) for coin_id, last, _, records in cur.fetchall()]
     rows.sort(key=lambda row: row[0])  # upserts lock in coin order
     return rows
 
@@ -212,11 +196,8 @@ def latest_indicators_refresh(
     out: list[tuple] = []
     read = 0
     for coin_id, last, vol24, high, low, close in rows:
-        h = np.asarray(high, dtype=np.float64)
-        lo = np.asarray(low, dtype=np.float64)
-        c = np.asarray(close, dtype=np.float64)
-        read += len(c)
-        values = compute_latest(timeframe, h, lo, c, vol24)
+        read += len(close)
+        values = compute_latest(timeframe, high, low, close, vol24)
         out.append((coin_id, last, *(values[col] for col in _COLUMNS)))
     t_compute = time.monotonic()
     _write(timeframe, out, now, coin_ids)

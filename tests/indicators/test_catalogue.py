@@ -69,7 +69,9 @@ def test_the_catalogue_covers_the_price_groups_and_names_what_it_leaves_out():
 def test_parameters_are_talib_s_own(name):
     spec = ind.CATALOGUE[name]
     info = abstract.Function(spec.talib_name).info
-    assert [p.name for p in spec.params] == [("period" if k == "timeperiod" else k) for k in info["parameters"]]
+    assert [p.name for p in spec.params] == [
+        ("period" if k == "timeperiod" else k) for k in info["parameters"]
+    ]
     for p, default in zip(spec.params, info["parameters"].values(), strict=True):
         assert p.default == default
         assert p.minimum <= p.default <= p.maximum
@@ -99,7 +101,9 @@ def test_tiny_prices_give_the_values_of_the_same_series_priced_normally(name):
     series = ohlc(3, 600)
     normal = ind.compute(name, params=params, timeframe="1h", series=series)
     for factor in (1e-9, 1e-12):
-        tiny = ind.compute(name, params=params, timeframe="1h", series={k: v * factor for k, v in series.items()})
+        tiny = ind.compute(
+            name, params=params, timeframe="1h", series={k: v * factor for k, v in series.items()}
+        )
         for key, unit in zip(spec.outputs, spec.units, strict=True):
             close_enough(tiny[key] / factor**unit, normal[key], f"{name}.{key} x{factor}")
 
@@ -134,7 +138,9 @@ def test_a_page_read_with_its_warm_up_equals_the_whole_series(name):
                 name, params=params, timeframe="1h", series={k: v[first - warm :] for k, v in series.items()}
             )
             for key in spec.outputs:
-                close_enough(page[key][warm:], whole[key][first:], f"{name}.{key} {params} @{first}", rtol=1e-10)
+                close_enough(
+                    page[key][warm:], whole[key][first:], f"{name}.{key} {params} @{first}", rtol=1e-10
+                )
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if ind.CATALOGUE[n].memory(ind.defaults(n))])
@@ -146,7 +152,9 @@ def test_the_lookback_alone_would_not_do_for_the_recursive_ones(name):
     series = ohlc(6, warm + 1000, scale=30_000.0)
     whole = ind.compute(name, params=params, timeframe="1h", series=series)
     first = warm + 500
-    short = ind.compute(name, params=params, timeframe="1h", series={k: v[first - lookback :] for k, v in series.items()})
+    short = ind.compute(
+        name, params=params, timeframe="1h", series={k: v[first - lookback :] for k, v in series.items()}
+    )
     differs = False
     for key in spec.outputs:
         a, b = short[key][lookback:], whole[key][first:]

@@ -57,7 +57,9 @@ def test_single_output_indicators_equal_the_numpy_implementation(scale, n, perio
 
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("n", LENGTHS)
-@pytest.mark.parametrize(("fast", "slow", "signal"), [(12, 26, 9), (5, 35, 5), (3, 10, 1), (26, 12, 9), (2, 2, 2)])
+@pytest.mark.parametrize(
+    ("fast", "slow", "signal"), [(12, 26, 9), (5, 35, 5), (3, 10, 1), (26, 12, 9), (2, 2, 2)]
+)
 def test_macd_equals_the_numpy_implementation(scale, n, fast, slow, signal):
     s = _series(n + fast * 7 + slow, n, scale)
     ours = one("macd", s, fast=fast, slow=slow, signal=signal)
@@ -210,10 +212,12 @@ def test_house_indicators_are_scale_invariant_for_tiny_prices(name):
     spec = ind.INDICATORS[name]
     params = ind.defaults(name)
     high, low, close = _series(5, 300)
-    normal = ind.compute(name, params=params, timeframe="1h", series={"high": high, "low": low, "close": close})
+    normal = ind.compute(
+        name, params=params, timeframe="1h", series={"high": high, "low": low, "close": close}
+    )
     for factor in (1e-9, 1e-12):
-        tiny = ind.compute(name, params=params, timeframe="1h",
-                           series={"high": high * factor, "low": low * factor, "close": close * factor})  # fmt: skip
+        series = {"high": high * factor, "low": low * factor, "close": close * factor}
+        tiny = ind.compute(name, params=params, timeframe="1h", series=series)
         for key, unit in zip(spec.outputs, spec.units, strict=True):
             assert_same(tiny[key] / factor**unit, normal[key], 100)
 
