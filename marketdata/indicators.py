@@ -18,16 +18,19 @@ the formulas of the house indicators and the warm-up rules.
   never written by hand. :data:`EXCLUDED` names what is left out and why (volume-based functions:
   CoinGecko gives a rolling 24 h volume, not per-candle volume).
 
-**Tiny prices.** TA-Lib compares some intermediate values with an absolute epsilon (``1e-8``: RSI
-reads 0, a standard deviation reads 0, an ADX divides by "zero"...), which bites for coins priced
-around 1e-6 and below. Every series is therefore multiplied by a power of two ``2^k`` that brings its
-price to about ``2^40`` before TA-Lib sees it, and outputs measured in price units are divided by
-``2^k`` again (``2^2k`` for price², e.g. ``var``). Multiplying by a power of two is exact in binary
-floating point, so for every price where the epsilon does not bite the results are bit for bit those
-of TA-Lib on the raw series, whichever ``k`` is used (windowed reads may pick another ``k``), and
-tiny-priced coins get the same values as the same series priced normally. The unit of each output
-(price, price², none) is measured once at import by computing on a series and on the same series
-times 256 (:func:`_measure_units`).
+**Tiny prices.** Where a TA-Lib function compares a price-valued intermediate with an absolute
+epsilon (older TA-Lib C did so in RSI, STDDEV, ADX...; the C library of ``ta-lib`` 0.8 still does
+in PPO), a coin priced around 1e-9 would get a wrong value. For each function we measure at import
+whether that happens (:func:`_epsilon_bites`: the function on a series priced ~1e-16 against the
+same series priced ~100) and, where it does (``scaled``), multiply the series by a power of two
+``2^k`` that brings its price to about ``2^40`` before TA-Lib sees it, and divide the outputs
+measured in price units by ``2^k`` again (``2^2k`` for price², e.g. ``var``). Multiplying by a power
+of two is exact in binary floating point, so the results are bit for bit those of TA-Lib on the raw
+series wherever the epsilon does not bite, whichever ``k`` is used (a windowed read may pick another
+``k``), and a tiny-priced coin gets the values of the same series priced normally. The unit of each
+output (price, price², none) is measured at import as well (:func:`_measure_units`: the function on a
+series and on the same series times 256); functions where the epsilon does not bite get the series
+as it is (the same result, without the cost).
 
 **Warm-up** (:func:`warmup`): the candles a value needs before it, so that the API reads only the
 page asked for plus that many candles (``marketdata.selectors.series_window``): TA-Lib's lookback for
@@ -245,6 +248,30 @@ def compute_many(
                     value *= math.ldexp(1.0, -k * unit)  # exact: a power of two
         results.append(dict(zip(spec.outputs, values, strict=True)))
     return results
+
+
+def compute_at(
+    name: str, *, params: dict, timeframe: str, series: dict[str, np.ndarray], positions: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The values of indicator ``name`` at ``positions`` of ``series`` only — what an API page needs.
+
+    A windowed function (no memory) computes each value from exactly its own window (the lookback
+    candles before it): TA-Lib's running sums would otherwise make a value depend, in its last binary
+    digits, on where the read started, and a page must give the very numbers of one big request. A
+    recursive one is computed over the whole read (its warm-up) and picked."""
+    spec = INDICATORS[name]
+    if spec.full_history or spec.memory(params) or not len(positions):
+        whole = compute(name, params=params, timeframe=timeframe, series=series)
+        return {key: values[positions] for key, values in whole.items()}
+    lookback = spec.lookback(params)
+    out = {key: _nan(len(positions)) for key in spec.outputs}
+    for j, i in enumerate(positions.tolist()):
+        if i < lookback:
+            continue
+        window = {key: series[key][i - lookback : i + 1] for key in {"close", *spec.inputs}}
+        for key, values in compute(name, params=params, timeframe=timeframe, series=window).items():
+            out[key][j] = values[-1]
+    return out
 
 
 def _period(default: int, minimum: int = 2, maximum: int = 1000, what: str = "Number of candles.") -> Param:

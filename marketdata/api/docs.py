@@ -461,7 +461,7 @@ def indicator_series(spec: indicators.Indicator) -> type[serializers.Serializer]
         },
         f"One {spec.name} value per candle.",
     )
-    values = _serializer(
+    values: Any = _serializer(
         f"{t}Params",
         {
             p.name: integer(int(p.default), p.description)
@@ -477,7 +477,9 @@ def indicator_series(spec: indicators.Indicator) -> type[serializers.Serializer]
             "coin": string("bitcoin", "CoinGecko id."),
             "timeframe": timeframe_field(),
             "indicator": _enum_field(f"{t}Name", enum_schema([spec.name]))(example=spec.name),
-            "params": values(),
+            "params": values()
+            if spec.params
+            else serializers.DictField(help_text=f"{spec.name} has no parameters: always {{}}."),
             "outputs": serializers.ListField(child=string(spec.outputs[0]), help_text="Output names."),
             "data": point(many=True),
             "next_cursor": next_cursor(),

@@ -673,13 +673,12 @@ class IndicatorView(caching.ResponseCacheMixin, MarketDataView):
             idx = np.arange(hi - 1, max(lo, hi - limit - 1) - 1, -1)
         more = len(idx) > limit
         idx = idx[:limit]
-        outputs = (
-            indicators.compute(spec.name, params=values, timeframe=timeframe, series=series)
+        keys = list(spec.outputs)
+        picked = (
+            indicators.compute_at(spec.name, params=values, timeframe=timeframe, series=series, positions=idx)
             if len(idx)
             else {}
         )
-        keys = list(spec.outputs)
-        picked = {k: outputs[k][idx] for k in keys} if len(idx) else {}
         data = []
         for j, i in enumerate(idx.tolist()):
             point = {"time": _time(times[i])}

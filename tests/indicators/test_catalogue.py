@@ -161,3 +161,36 @@ def test_the_lookback_alone_would_not_do_for_the_recursive_ones(name):
         scale = np.nanmax(np.abs(b)) or 1.0
         differs |= bool(np.nanmax(np.abs(a - b)) > 1e-9 * scale)
     assert differs
+
+
+def test_docs_list_every_offered_function_and_every_one_left_out():
+    from tests.conftest import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "indicators.md").read_text()
+    for name in ind.CATALOGUE:
+        assert f"| `{name}` |" in text, name
+    for name in ind.EXCLUDED:
+        assert f"| {name} |" in text, name
+
+
+@pytest.mark.parametrize("name", NAMES + list(ind.HOUSE))
+def test_values_at_positions_are_those_of_the_whole_read(name):
+    """compute_at (the API's page) gives the whole read's values; windowed ones from their own window
+    only, so that a value does not depend on where the read started, even in its last digit."""
+    params = ind.defaults(name)
+    series = ohlc(8, 900)
+    whole = ind.compute(name, params=params, timeframe="1h", series=series)
+    positions = np.array([0, 5, 120, 450, 899])
+    at = ind.compute_at(name, params=params, timeframe="1h", series=series, positions=positions)
+    shifted = ind.compute_at(
+        name,
+        params=params,
+        timeframe="1h",
+        series={k: v[50:] for k, v in series.items()},
+        positions=positions[3:] - 50,
+    )
+    for key in ind.INDICATORS[name].outputs:
+        close_enough(at[key], whole[key][positions], f"{name}.{key}", rtol=1e-10)
+        spec = ind.INDICATORS[name]
+        if not spec.full_history and not spec.memory(params):
+            np.testing.assert_array_equal(shifted[key], at[key][3:])
