@@ -666,7 +666,7 @@ def market_chart_json(
 
 
 _SERIES_COLUMNS = (
-    "SELECT (extract(epoch FROM bucket_start) * 1000000)::int8 AS t, high, low, close, closed "
+    "SELECT (extract(epoch FROM bucket_start) * 1000000)::int8 AS t, open, high, low, close, closed "
     "FROM marketdata_candle WHERE coin_id = %s AND timeframe = %s"
 )
 
@@ -691,7 +691,7 @@ def series_window(
     (``marketdata.indicators.warmup``). ``desc`` reads the newest ``count + warmup`` candles before
     ``end``: those older than ``lower`` are simply more warm-up.
 
-    ``time`` is int64 epoch microseconds; ``closed`` bool; ``high``/``low``/``close`` float64.
+    ``time`` is int64 epoch microseconds; ``closed`` bool; ``open``/``high``/``low``/``close`` float64.
     """
     args: list = [coin_id, timeframe]
     upper = ""
@@ -723,14 +723,16 @@ def series_window(
         empty = np.empty(0)
         return {
             "time": np.empty(0, dtype=np.int64),
+            "open": empty,
             "high": empty,
             "low": empty,
             "close": empty,
             "closed": np.empty(0, dtype=bool),
         }
-    time, high, low, close, closed = zip(*rows, strict=True)
+    time, opn, high, low, close, closed = zip(*rows, strict=True)
     return {
         "time": np.fromiter(time, dtype=np.int64, count=len(rows)),
+        "open": np.fromiter(opn, dtype=np.float64, count=len(rows)),
         "high": np.fromiter(high, dtype=np.float64, count=len(rows)),
         "low": np.fromiter(low, dtype=np.float64, count=len(rows)),
         "close": np.fromiter(close, dtype=np.float64, count=len(rows)),

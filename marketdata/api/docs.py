@@ -599,7 +599,7 @@ def indicator_series(spec: indicators.Indicator) -> type[serializers.Serializer]
         },
         f"One {spec.name} value per candle.",
     )
-    values = _serializer(
+    values: Any = _serializer(
         f"{t}Params",
         {
             p.name: integer(int(p.default), p.description)
@@ -615,7 +615,9 @@ def indicator_series(spec: indicators.Indicator) -> type[serializers.Serializer]
             "coin": string("bitcoin", "CoinGecko id."),
             "timeframe": timeframe_field(),
             "indicator": _enum_field(f"{t}Name", enum_schema([spec.name]))(example=spec.name),
-            "params": values(),
+            "params": values()
+            if spec.params
+            else serializers.DictField(help_text=f"{spec.name} has no parameters: always {{}}."),
             "outputs": serializers.ListField(child=string(spec.outputs[0]), help_text="Output names."),
             "data": point(many=True),
             "next_cursor": next_cursor(),
@@ -634,6 +636,11 @@ def indicator_parameters(spec: indicators.Indicator) -> list[OpenApiParameter]:
             "maximum": int(p.maximum) if p.integer else p.maximum,
             "default": int(p.default) if p.integer else p.default,
         }
+        if p.choices:
+            schema["enum"] = [v for v, _ in p.choices]
+            schema["x-enum-varnames"] = [label for _, label in p.choices]
+            out.append(param(p.name, schema, p.description))
+            continue
         out.append(param(p.name, schema, f"{p.description} Range {p.minimum:g} … {p.maximum:g}."))
     return out
 

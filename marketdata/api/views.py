@@ -850,6 +850,8 @@ def _indicator_params(query, spec: indicators.Indicator) -> dict:
             out[p.name] = params.integer(
                 query, p.name, default=int(p.default), minimum=int(p.minimum), maximum=int(p.maximum)
             )
+            if p.choices and out[p.name] not in {v for v, _ in p.choices}:
+                params.fail(p.name, f"must be one of {', '.join(str(v) for v, _ in p.choices)}")
         else:
             out[p.name] = params.number(
                 query, p.name, default=p.default, minimum=p.minimum, maximum=p.maximum
@@ -937,13 +939,12 @@ class IndicatorView(caching.ResponseCacheMixin, MarketDataView):
             idx = np.arange(hi - 1, max(lo, hi - limit - 1) - 1, -1)
         more = len(idx) > limit
         idx = idx[:limit]
-        outputs = (
-            indicators.compute(spec.name, params=values, timeframe=timeframe, series=series)
+        keys = list(spec.outputs)
+        picked = (
+            indicators.compute_at(spec.name, params=values, timeframe=timeframe, series=series, positions=idx)
             if len(idx)
             else {}
         )
-        keys = list(spec.outputs)
-        picked = {k: outputs[k][idx] for k in keys} if len(idx) else {}
         data = []
         for j, i in enumerate(idx.tolist()):
             point = {"time": _time(times[i])}

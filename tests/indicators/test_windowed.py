@@ -1,9 +1,14 @@
 """Windowed reads give the whole-series values: an indicator computed over the candles from
 ``warmup(name, params)`` before the first value asked for equals the same indicator computed over
-the whole series (long random walks, every indicator, default and extreme parameters) to double
-precision: within :data:`ULPS` units in the last place of the output's scale (its largest value),
-and bit for bit for all but about one value in a million (an RSI with a short period deep in a
-one-sided run, where the average gain or loss has shrunk far below its size at the window start)."""
+the whole series (long random walks, every house indicator, default and extreme parameters).
+
+- EMA-type (ema, rsi, macd, atr): to double precision: within :data:`ULPS` units in the last place
+  of the output's scale (its largest value), and bit for bit for all but about one value in a
+  million (an RSI with a short period deep in a one-sided run).
+- Windowed (sma, bbands, volatility): TA-Lib keeps running sums (add the new candle, subtract the
+  one leaving the window), whose rounding depends on where the computation started: within
+  :data:`RUNNING_SUM_TOL` of the output's scale (measured: ~1e-13 on 100,000 candles).
+"""
 
 from __future__ import annotations
 
@@ -17,14 +22,19 @@ from marketdata import indicators as ind
 N = 100_000
 ULPS = 4
 EPS = np.finfo(np.float64).eps
+RUNNING_SUM_TOL = 1e-11
 
 
-def assert_same_to_double_precision(windowed: np.ndarray, whole: np.ndarray, what: str) -> None:
+def assert_same_to_double_precision(
+    windowed: np.ndarray, whole: np.ndarray, what: str, exact: bool = True
+) -> None:
     assert np.array_equal(np.isnan(windowed), np.isnan(whole)), what
     scale = float(np.nanmax(np.abs(whole))) if np.isfinite(whole).any() else 0.0
-    np.testing.assert_allclose(windowed, whole, rtol=0, atol=ULPS * EPS * scale, err_msg=what)
-    differ = np.count_nonzero((windowed != whole) & ~np.isnan(whole))
-    assert differ <= max(1, len(whole) // 10_000), f"{what}: {differ} values not bit for bit"
+    tol = ULPS * EPS if exact else RUNNING_SUM_TOL
+    np.testing.assert_allclose(windowed, whole, rtol=0, atol=tol * scale, err_msg=what)
+    if exact:
+        differ = np.count_nonzero((windowed != whole) & ~np.isnan(whole))
+        assert differ <= max(1, len(whole) // 10_000), f"{what}: {differ} values not bit for bit"
 
 
 def _long_series(seed: int, n: int = N):
@@ -35,7 +45,7 @@ def _long_series(seed: int, n: int = N):
     return {"high": high, "low": low, "close": close}
 
 
-CASES = [(name, {p.name: p.default for p in spec.params}) for name, spec in ind.INDICATORS.items()] + [
+CASES = [(name, {p.name: p.default for p in spec.params}) for name, spec in ind.HOUSE.items()] + [
     ("sma", {"period": 1000}),
     ("ema", {"period": 2}),
     ("ema", {"period": 1000}),
@@ -65,7 +75,12 @@ def test_windowed_values_equal_whole_series_values(name, params):
         cut = {key: values[first - warm :] for key, values in series.items()}
         windowed = ind.compute(name, params=params, timeframe="1h", series=cut)
         for key in ind.INDICATORS[name].outputs:
-            assert_same_to_double_precision(windowed[key][warm:], whole[key][first:], f"{key} @ {first}")
+            assert_same_to_double_precision(
+                windowed[key][warm:],
+                whole[key][first:],
+                f"{key} @ {first}",
+                ind.INDICATORS[name].full_history,
+            )
 
 
 def test_a_shorter_warm_up_would_not_do_for_the_ema_type_indicators():
