@@ -18,11 +18,12 @@ MAX_COOLDOWN = 30 * 24 * 3600
 class StrictSerializer(serializers.Serializer):
     """Unknown members are a 400 validation-error, not silently ignored."""
 
-    def validate(self, attrs):
-        unknown = sorted(set(getattr(self, "initial_data", {}) or {}) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError(dict.fromkeys(unknown, "unknown field"))
-        return attrs
+    def to_internal_value(self, data):
+        if hasattr(data, "keys"):  # nested serializers too (they have no initial_data)
+            unknown = sorted(set(data.keys()) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(dict.fromkeys(unknown, "unknown field"))
+        return super().to_internal_value(data)
 
 
 class ConditionIn(StrictSerializer):
