@@ -123,7 +123,8 @@ def _write_state(changes: list[tuple[int, str, float]], fired_ids: list[int], no
     if not changes:
         return
     ids, sides, values = (list(col) for col in zip(*changes, strict=True))
-    fired = [i in set(fired_ids) for i in ids]
+    fired_set = set(fired_ids)
+    fired = [i in fired_set for i in ids]
     with connection.cursor() as cur:
         cur.execute(
             "UPDATE alerts_alert a SET last_side = u.side, last_value = u.value, last_evaluated_at = %s, "

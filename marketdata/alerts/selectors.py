@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import QuerySet
 
+from apiplatform import redis_access
 from marketdata import indicators
 from marketdata.alerts import conditions
 from marketdata.alerts.models import Alert, Delivery, DeliveryAttempt, WebhookEndpoint
@@ -105,27 +108,70 @@ CROSS JOIN LATERAL (
 WHERE w.closes IS NOT NULL
 """
 
+_NEWEST_SQL = """
+SELECT i.id, k.bucket_start, k.updated_at
+FROM unnest(%(ids)s::int8[]) AS i(id)
+CROSS JOIN LATERAL (
+    SELECT bucket_start, updated_at FROM marketdata_candle x
+    WHERE x.coin_id = i.id AND x.timeframe = %(tf)s AND x.closed
+    ORDER BY x.bucket_start DESC LIMIT 1
+) k
+"""
 
-def indicator_values(*, coin_ids: list[int], timeframe: str, names: set[str]) -> dict[tuple[str, int], float]:
-    """(alert indicator name, coin id) -> value on the newest closed candle of ``timeframe``
-    (1 query for all coins, computed by marketdata.indicators with the screener's parameters)."""
+#: Indicator values are cached (Redis, the default cache) per newest closed candle of a series:
+#: they change only when a candle closes (or a closed one is corrected: its updated_at is in the key).
+INDICATOR_CACHE_SECONDS = 2 * 24 * 3600
+
+
+def _indicators_compute(
+    *, coin_ids: list[int], timeframe: str, names: set[str]
+) -> dict[int, dict[str, float]]:
     with connection.cursor() as cur:
         cur.execute(_CLOSES_SQL, {"ids": coin_ids, "tf": timeframe, "n": conditions.INDICATOR_HISTORY})
         rows = cur.fetchall()
-    out: dict[tuple[str, int], float] = {}
-    wanted = {conditions.INDICATORS[name][0] for name in names}
+    out: dict[int, dict[str, float]] = {}
+    bases = {conditions.INDICATORS[name][0] for name in names}
     for coin_id, closes in rows:
         series = {"close": np.asarray(closes, dtype=np.float64)}
         computed = {
             base: indicators.compute(base, params=SCREENER_PARAMS[base], timeframe=timeframe, series=series)
-            for base in wanted
+            for base in bases
         }
+        values: dict[str, float] = {}
         for name in names:
             base, output = conditions.INDICATORS[name]
-            value = computed[base][output][-1] if len(series["close"]) else np.nan
+            value = computed[base][output][-1]
             if not np.isnan(value):
-                out[(name, coin_id)] = float(value)
+                values[name] = float(value)
+        out[coin_id] = values
     return out
+
+
+def indicator_values(*, coin_ids: list[int], timeframe: str, names: set[str]) -> dict[tuple[str, int], float]:
+    """(alert indicator name, coin id) -> value on the newest closed candle of ``timeframe``,
+    computed by marketdata.indicators with the screener's parameters.
+
+    One query finds each series' newest closed candle; values already computed for that candle come
+    from the cache; the others are computed from one query reading their last closed candles."""
+    with connection.cursor() as cur:
+        cur.execute(_NEWEST_SQL, {"ids": coin_ids, "tf": timeframe})
+        newest = {coin: (bucket, updated) for coin, bucket, updated in cur.fetchall()}
+    names_key = ",".join(sorted(names))
+    keys = {
+        coin: f"alerts:ind:{timeframe}:{coin}:{bucket.timestamp():.0f}:{updated.timestamp():.6f}:{names_key}"
+        for coin, (bucket, updated) in newest.items()
+    }
+    cached: dict[str, dict[str, float]] = {}
+    with contextlib.suppress(*redis_access.ERRORS):  # Redis down: compute everything (slower, right)
+        cached = cache.get_many(list(keys.values())) if keys else {}
+    missing = [coin for coin, key in keys.items() if key not in cached]
+    per_coin = {coin: cached[key] for coin, key in keys.items() if key in cached}
+    if missing:
+        computed = _indicators_compute(coin_ids=missing, timeframe=timeframe, names=names)
+        with contextlib.suppress(*redis_access.ERRORS):
+            cache.set_many({keys[c]: v for c, v in computed.items()}, timeout=INDICATOR_CACHE_SECONDS)
+        per_coin.update(computed)
+    return {(name, coin): value for coin, values in per_coin.items() for name, value in values.items()}
 
 
 def coin_upstream_ids(*, coin_ids: list[int]) -> dict[int, str]:
