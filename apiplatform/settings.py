@@ -244,6 +244,8 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # choice sets named after their model (several components have a "status" member)
+    "ENUM_NAME_OVERRIDES": {"DeliveryStatusEnum": "marketdata.alerts.models.Delivery.Status"},
 }
 
 # --- accounts: JWT for the management API, API keys for the public API (docs/accounts.md) ------------
