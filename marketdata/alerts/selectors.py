@@ -36,6 +36,7 @@ class ActiveAlert:
     cooldown_seconds: int
     last_side: str
     last_fired_at: datetime | None
+    name: str
 
 
 @dataclass(slots=True)
@@ -62,6 +63,7 @@ _ACTIVE_FIELDS = (
     "cooldown_seconds",
     "last_side",
     "last_fired_at",
+    "name",
 )
 
 

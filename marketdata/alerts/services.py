@@ -10,7 +10,6 @@ writes a dead letter (apiplatform.jobs), which the operator or the customer can 
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import Iterable
@@ -18,8 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
+import psycopg
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
@@ -174,7 +175,7 @@ def _body(event_id: str, event_type: str, created: datetime, data: dict[str, Any
         "created": created.isoformat().replace("+00:00", "Z"),
         "data": data,
     }
-    return json.dumps(event, separators=(",", ":"), allow_nan=False)
+    return orjson.dumps(event).decode()  # compact; values are finite (no NaN reaches an event)
 
 
 def alert_event_data(*, alert: Any, coin: str, value: float, previous_side: str, price: float | None,
@@ -201,8 +202,8 @@ def deliveries_create_for_firings(*, firings: Iterable[Firing], now: datetime) -
     if not firings:
         return []
     coins = coin_upstream_ids(coin_ids=sorted({f.alert.coin_id for f in firings}))
-    names = dict(Alert.objects.filter(pk__in=[f.alert.id for f in firings]).values_list("id", "name"))
-    rows = []
+    columns: dict[str, list[Any]] = {name: [] for name, _type in _DELIVERY_COLUMNS}
+    claim_until = now + CLAIM  # handed to the broker after commit; the dispatcher's safety net
     for f in firings:
         event_id = _event_id()
         data = alert_event_data(
@@ -212,24 +213,50 @@ def deliveries_create_for_firings(*, firings: Iterable[Firing], now: datetime) -
             previous_side=f.previous_side,
             price=f.price,
             at=now,
-            name=names.get(f.alert.id, ""),
+            name=f.alert.name,
         )
-        rows.append(
-            Delivery(
-                organization_id=f.alert.organization_id,
-                endpoint_id=f.alert.endpoint_id,
-                alert_id=f.alert.id,
-                event_id=event_id,
-                event_type="alert.triggered",
-                body=_body(event_id, "alert.triggered", now, data),
-                created_at=now,
-                next_attempt_at=now + CLAIM,  # handed to the broker below; the dispatcher's safety net
-            )
-        )
-    created = Delivery.objects.bulk_create(rows)
-    ids = [d.pk for d in created]
+        for name, value in (
+            ("organization_id", f.alert.organization_id),
+            ("endpoint_id", f.alert.endpoint_id),
+            ("alert_id", f.alert.id),
+            ("event_id", event_id),
+            ("event_type", "alert.triggered"),
+            ("body", _body(event_id, "alert.triggered", now, data)),
+            ("status", Delivery.Status.PENDING.value),
+            ("attempts", 0),
+            ("created_at", now),
+            ("next_attempt_at", claim_until),
+        ):
+            columns[name].append(value)
+    ids = _deliveries_insert(columns)
     transaction.on_commit(lambda: _enqueue(ids, attempt=1))
     return ids
+
+
+_DELIVERY_COLUMNS = (
+    ("organization_id", "int8"),
+    ("endpoint_id", "int8"),
+    ("alert_id", "int8"),
+    ("event_id", "text"),
+    ("event_type", "text"),
+    ("body", "text"),
+    ("status", "text"),
+    ("attempts", "int4"),
+    ("created_at", "timestamptz"),
+    ("next_attempt_at", "timestamptz"),
+)
+
+
+def _deliveries_insert(columns: dict[str, list[Any]]) -> list[int]:
+    """One INSERT of many deliveries from typed arrays, sent in binary (an ORM bulk_create of 6,000
+    JSON bodies spends seconds quoting them as text arrays); returns their ids."""
+    names = ", ".join(name for name, _type in _DELIVERY_COLUMNS)
+    arrays = ", ".join(f"%b::{type_}[]" for _name, type_ in _DELIVERY_COLUMNS)  # %b: binary parameters
+    sql = f"INSERT INTO alerts_delivery ({names}) SELECT * FROM unnest({arrays}) RETURNING id"  # noqa: S608
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cur:  # server-side binding (Django's is client-side)
+        cur.execute(sql, [columns[name] for name, _type in _DELIVERY_COLUMNS])
+        return [row[0] for row in cur.fetchall()]
 
 
 def _enqueue(delivery_ids: list[int], *, attempt: int | None = None, numbers: dict[int, int] | None = None):

@@ -3,6 +3,7 @@ and a constant number of queries however many alerts there are."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -55,7 +56,7 @@ def test_price_alert_fires_once_per_crossing(endpoint, coin, django_capture_on_c
     deliveries = list(Delivery.objects.filter(alert=alert).order_by("id"))
     assert len(deliveries) == 2
     assert [d.status for d in deliveries] == ["pending", "pending"]
-    first = services.json.loads(deliveries[0].body)
+    first = json.loads(deliveries[0].body)
     assert first["type"] == "alert.triggered"
     assert first["data"]["alert"]["coin"] == "bitcoin"
     assert first["data"]["value"] == 110 and first["data"]["previous_side"] == "below"
@@ -87,7 +88,7 @@ def test_change_over_window(endpoint, coin, django_capture_on_commit_callbacks):
     set_price(coin, 106)
     result = evaluate_at(now + timedelta(seconds=30), django_capture_on_commit_callbacks)
     assert result.fired == 1
-    body = services.json.loads(Delivery.objects.get().body)
+    body = json.loads(Delivery.objects.get().body)
     assert body["data"]["value"] == pytest.approx(6.0)
 
 
@@ -106,7 +107,7 @@ def test_rsi_crosses_above_70(endpoint, coin, django_capture_on_commit_callbacks
     write_closes(coin, "1h", start + timedelta(hours=100), [101.0 + 2 * i for i in range(10)])  # a rally
     result = evaluate_at(datetime.now(UTC), django_capture_on_commit_callbacks)
     assert result.fired == 1
-    assert services.json.loads(Delivery.objects.get().body)["data"]["value"] > 70
+    assert json.loads(Delivery.objects.get().body)["data"]["value"] > 70
 
 
 def test_macd_signal_cross(endpoint, coin, django_capture_on_commit_callbacks):
