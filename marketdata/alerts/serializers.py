@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from marketdata.alerts import conditions
@@ -217,6 +218,43 @@ class DeliveryOut(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
+class EventAlertOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    coin = serializers.CharField()
+    condition = ConditionOut()
+    cooldown_seconds = serializers.IntegerField()
+
+
+class EventEndpointOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.CharField()
+
+
+class EventDataOut(serializers.Serializer):
+    """``alert.triggered``: alert, value, previous_side, side, price, at; ``webhook.test``: endpoint,
+    message."""
+
+    alert = EventAlertOut(required=False)
+    value = serializers.FloatField(required=False, help_text="The compared value when the alert fired.")
+    previous_side = serializers.CharField(required=False)
+    side = serializers.CharField(required=False)
+    price = serializers.FloatField(required=False, allow_null=True)
+    at = serializers.CharField(required=False)
+    endpoint = EventEndpointOut(required=False)
+    message = serializers.CharField(required=False)
+
+
+class EventOut(serializers.Serializer):
+    """The event a delivery sends (docs/alerts.md, "Deliveries")."""
+
+    id = serializers.CharField(help_text="Event id (`evt_…`), also in `Candlestack-Event-Id`.")
+    type = serializers.CharField(help_text="`alert.triggered` or `webhook.test`.")
+    api_version = serializers.CharField()
+    created = serializers.CharField(help_text="When the event happened (ISO 8601, UTC).")
+    data = EventDataOut()
+
+
 class DeliveryDetailOut(DeliveryOut):
     payload = serializers.SerializerMethodField(
         help_text="The event exactly as it is sent (the signed body)."
@@ -226,6 +264,7 @@ class DeliveryDetailOut(DeliveryOut):
     class Meta(DeliveryOut.Meta):
         fields = [*DeliveryOut.Meta.fields, "payload", "attempt_list"]
 
+    @extend_schema_field(EventOut)
     def get_payload(self, delivery: Delivery) -> dict:
         return json.loads(delivery.body)
 
