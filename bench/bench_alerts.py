@@ -187,8 +187,10 @@ def main() -> None:
         floor = statistics.median(floors)
         print(f"floor (one SELECT of the alert rows): {_ms(floor)}")
         print(f"ratio steady/floor: {med / floor:.1f}x; storm/floor: {storm.seconds / floor:.1f}x")
-        verdict = "OK" if max(med, storm.seconds) < 1.0 else "OVER"
-        print(f"target: {args.alerts} alerts evaluated within 1 s of a refresh -> {verdict}")
+        verdict = "OK" if med < 1.0 else "OVER"
+        print(f"target: {args.alerts} alerts evaluated within 1 s of a refresh (steady median) -> {verdict}")
+        storm_verdict = "OK" if storm.seconds < 1.0 else "OVER"
+        print(f"storm ({storm.fired} firings recorded in the pass) within 1 s -> {storm_verdict}")
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
