@@ -252,7 +252,7 @@ class EventOut(serializers.Serializer):
     type = serializers.CharField(help_text="`alert.triggered` or `webhook.test`.")
     api_version = serializers.CharField()
     created = serializers.CharField(help_text="When the event happened (ISO 8601, UTC).")
-    data = EventDataOut()
+    data = EventDataOut()  # type: ignore[assignment]  # the member "data" (DRF moves fields off the class)
 
 
 class DeliveryDetailOut(DeliveryOut):
