@@ -18,6 +18,8 @@ on the view); :func:`has_permission` is the only check (services call it through
 | usage.read            |   x   |   x   |     x     |    x    |
 | billing.read          |   x   |   x   |           |    x    |
 | billing.manage        |   x   |       |           |    x    |
+| alerts.read           |   x   |   x   |     x     |         |
+| alerts.manage         |   x   |   x   |     x     |         |
 
 Extra rules (enforced by the membership and invitation services): only an owner may grant or take
 away the owner role or remove an owner (:func:`check_owner_rule`); an organization always keeps at
@@ -42,6 +44,8 @@ AUDIT_READ = "audit.read"
 USAGE_READ = "usage.read"
 BILLING_READ = "billing.read"
 BILLING_MANAGE = "billing.manage"
+ALERTS_READ = "alerts.read"  # alerts, webhook endpoints, deliveries (marketdata.alerts)
+ALERTS_MANAGE = "alerts.manage"
 
 ALL_PERMISSIONS: tuple[str, ...] = (
     ORG_READ,
@@ -56,12 +60,16 @@ ALL_PERMISSIONS: tuple[str, ...] = (
     USAGE_READ,
     BILLING_READ,
     BILLING_MANAGE,
+    ALERTS_READ,
+    ALERTS_MANAGE,
 )
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.OWNER: frozenset(ALL_PERMISSIONS),
     Role.ADMIN: frozenset(ALL_PERMISSIONS) - {BILLING_MANAGE},
-    Role.DEVELOPER: frozenset({ORG_READ, MEMBERS_READ, KEYS_READ, KEYS_MANAGE, USAGE_READ}),
+    Role.DEVELOPER: frozenset(
+        {ORG_READ, MEMBERS_READ, KEYS_READ, KEYS_MANAGE, USAGE_READ, ALERTS_READ, ALERTS_MANAGE}
+    ),
     Role.BILLING: frozenset({ORG_READ, MEMBERS_READ, USAGE_READ, BILLING_READ, BILLING_MANAGE}),
 }
 

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "accounts",
     "billing",
     "marketdata",
+    "marketdata.alerts",  # customer alerts and their webhook deliveries (docs/alerts.md)
     "ingestion",
 ]
 
@@ -243,6 +244,8 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # choice sets named after their model (several components have a "status" member)
+    "ENUM_NAME_OVERRIDES": {"DeliveryStatusEnum": "marketdata.alerts.models.Delivery.Status"},
 }
 
 # --- accounts: JWT for the management API, API keys for the public API (docs/accounts.md) ------------
@@ -425,6 +428,21 @@ MARKETDATA_VS_CURRENCIES = env_list(
 )
 # A tick more than this factor (either way) from the coin's last accepted price is rejected as a jump.
 PIPELINE_MAX_TICK_JUMP = env_float("PIPELINE_MAX_TICK_JUMP", 5.0)
+
+# --- alerts and webhook deliveries (docs/alerts.md) -------------------------------------------------
+# Development only: also allow http:// webhook URLs (and https://) whose host resolves to loopback
+# (a receiver on the developer's machine). Every other private, link-local or metadata address is
+# refused at registration and again at connection time, whatever this says.
+ALERTS_WEBHOOK_ALLOW_LOOPBACK = env_bool("ALERTS_WEBHOOK_ALLOW_LOOPBACK", False)
+ALERTS_WEBHOOK_CONNECT_TIMEOUT = env_float("ALERTS_WEBHOOK_CONNECT_TIMEOUT", 3.0)
+ALERTS_WEBHOOK_TIMEOUT = env_float("ALERTS_WEBHOOK_TIMEOUT", 10.0)  # one attempt, start to end
+ALERTS_WEBHOOK_RESPONSE_BYTES = env_int("ALERTS_WEBHOOK_RESPONSE_BYTES", 4096)  # read at most
+# Retries: base * 2^(n-1) after the n-th failure, capped, until WINDOW seconds after the first try.
+ALERTS_WEBHOOK_RETRY_BASE = env_int("ALERTS_WEBHOOK_RETRY_BASE", 60)
+ALERTS_WEBHOOK_RETRY_MAX = env_int("ALERTS_WEBHOOK_RETRY_MAX", 6 * 3600)
+ALERTS_WEBHOOK_RETRY_WINDOW = env_int("ALERTS_WEBHOOK_RETRY_WINDOW", 24 * 3600)
+ALERTS_MAX_PER_ORGANIZATION = env_int("ALERTS_MAX_PER_ORGANIZATION", 1000)
+ALERTS_DELIVERY_RETENTION_DAYS = env_int("ALERTS_DELIVERY_RETENTION_DAYS", 30)
 
 # --- logging: JSON in production, readable text in development, request/task ids on every line ------
 LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "text")

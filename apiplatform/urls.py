@@ -21,6 +21,7 @@ urlpatterns = [
     path("v1/docs/", apidocs.SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("v1/redoc/", apidocs.RedocView.as_view(url_name="schema"), name="redoc"),
     path("v1/account/", include("accounts.urls")),
+    path("v1/account/", include("marketdata.alerts.urls")),  # alerts and webhooks (docs/alerts.md)
     path("v1/keys/", include("accounts.public_urls")),  # POST /v1/keys/revoke-leaked (no credentials)
     path("v1/", include("billing.urls")),
     path("v1/", include("marketdata.urls")),

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from apiplatform import telemetry
 from ingestion.coingecko import CoinGeckoError, ohlc_bucket_start
 from marketdata import selectors, services
+from marketdata.alerts import hooks as alert_hooks
 from marketdata.models import TIMEFRAME_DELTA
 
 logger = logging.getLogger(__name__)
@@ -275,6 +276,7 @@ def _write_observations(
         rolled = services.candles_rollup(
             since=lo, until=hi + timedelta(minutes=1), coin_ids=built.changed_coin_ids, now=now
         )
+    alert_hooks.candles_written(now=now)  # customers' alerts are evaluated once this commits
     summary.rows_written += tick_result.inserted + len(snapshots) + len(details) + built.written
     summary.rows_written += sum(r.written for r in rolled.values())
     return {

@@ -101,7 +101,9 @@ def test_every_jwt_operation_answers_401_problem_without_a_token(openapi, make_o
     for path, method, op in management_operations(openapi):
         if not needs_jwt(op):
             continue
-        url = path.format(member_id=1, invitation_id=1, key_id=api_key.key_id)
+        url = path.format(
+            member_id=1, invitation_id=1, key_id=api_key.key_id, alert_id=1, endpoint_id=1, delivery_id=1
+        )
         for headers in ({}, {"HTTP_AUTHORIZATION": "Bearer not-a-jwt"}):
             response = getattr(client, method)(url, {}, format="json", **headers)
             assert response.status_code == 401, (method, url, response.content)

@@ -12,6 +12,9 @@ from django.urls import URLPattern, get_resolver, resolve
 
 from accounts.models import ApiKey, Invitation, Membership
 from accounts.services.invitations import invitation_create
+from marketdata import services as market
+from marketdata.alerts.models import Alert, Delivery, WebhookEndpoint
+from marketdata.alerts.services import alert_create
 
 from .conftest import owner_of
 
@@ -25,6 +28,17 @@ OBJECT_ROUTES = [
     ("GET", "/v1/account/keys/{key}", None),
     ("POST", "/v1/account/keys/{key}/revoke", None),
     ("POST", "/v1/account/keys/{key}/rotate", {}),
+    # alerts and webhooks (marketdata.alerts, on the same OrganizationScopedView)
+    ("GET", "/v1/account/alerts/{alert}", None),
+    ("PATCH", "/v1/account/alerts/{alert}", {"active": False}),
+    ("DELETE", "/v1/account/alerts/{alert}", None),
+    ("GET", "/v1/account/webhook-endpoints/{endpoint}", None),
+    ("PATCH", "/v1/account/webhook-endpoints/{endpoint}", {"description": "pwned"}),
+    ("DELETE", "/v1/account/webhook-endpoints/{endpoint}", None),
+    ("POST", "/v1/account/webhook-endpoints/{endpoint}/rotate-secret", None),
+    ("POST", "/v1/account/webhook-endpoints/{endpoint}/test", None),
+    ("GET", "/v1/account/deliveries/{delivery}", None),
+    ("POST", "/v1/account/deliveries/{delivery}/replay", None),
 ]
 LIST_ROUTES = [
     "/v1/account/organization",
@@ -36,6 +50,9 @@ LIST_ROUTES = [
     "/v1/account/usage/failures",  # billing's too (a Redis list per organization)
     "/v1/account/billing",  # billing's Stripe views (answered from our records: no Stripe call here)
     "/v1/account/billing/invoices",
+    "/v1/account/alerts",
+    "/v1/account/webhook-endpoints",
+    "/v1/account/deliveries",
 ]
 CREATE_ROUTES = [
     ("PATCH", "/v1/account/organization", {"name": "pwned"}),
@@ -44,6 +61,16 @@ CREATE_ROUTES = [
     ("POST", "/v1/account/billing/checkout", {"plan": "pro"}),
     ("POST", "/v1/account/billing/portal", None),
     ("POST", "/v1/account/organization/leave", None),  # acts on the caller's own membership only
+    ("POST", "/v1/account/webhook-endpoints", {"url": "https://hooks.example.com/spy"}),
+    (
+        "POST",
+        "/v1/account/alerts",
+        {
+            "coin": "bitcoin",
+            "condition": {"type": "price", "direction": "above", "level": 1},
+            "webhook_url": "https://hooks.example.com/spy",
+        },
+    ),
 ]
 # Routes that are not organization-scoped (no tenant objects behind them), each tested elsewhere.
 UNSCOPED_ROUTES = {
@@ -89,12 +116,65 @@ def tenants(make_org, make_member, make_key, jwt_client):
     )
     b_key, _full = make_key(org_b, name="bravo production", created_by=b_owner)
     make_key(org_a, name="alpha key")
+    b_alert, b_endpoint, b_delivery = _alerts_of(org_b)
     return {
         "a": org_a,
         "b": org_b,
         "client": jwt_client(owner_of(org_a)),
-        "objects": {"member": b_member.pk, "invitation": b_invitation.pk, "key": b_key.key_id},
-        "b_secrets": {b_dev.email, b_owner.email, "friend-of-b@example.test", b_key.key_id, b_key.prefix},
+        "objects": {
+            "member": b_member.pk,
+            "invitation": b_invitation.pk,
+            "key": b_key.key_id,
+            "alert": b_alert.pk,
+            "endpoint": b_endpoint.pk,
+            "delivery": b_delivery.pk,
+        },
+        "b_secrets": {
+            b_dev.email,
+            b_owner.email,
+            "friend-of-b@example.test",
+            b_key.key_id,
+            b_key.prefix,
+            b_endpoint.url,
+            b_endpoint.secret,
+            b_delivery.event_id,
+        },
+    }
+
+
+def _alerts_of(org):
+    """An alert of ``org`` on a webhook endpoint, and a dead delivery of it (replayable)."""
+    endpoint = WebhookEndpoint.objects.create(
+        organization=org, url="https://bravo-hooks.example.com/secret-path", secret="whsec_bravo_secret"
+    )
+    coin_id = market.coins_upsert(coins=[market.CoinIn("bitcoin", "btc", "Bitcoin")])["bitcoin"]
+    alert = alert_create(
+        organization_id=org.pk,
+        endpoint=endpoint,
+        coin_id=coin_id,
+        condition={"type": "price", "direction": "above", "level": 100.0},
+        name="bravo alert",
+    )
+    delivery = Delivery.objects.create(
+        organization=org,
+        endpoint=endpoint,
+        alert=alert,
+        event_id="evt_bravo0000000000000000",
+        event_type="alert.triggered",
+        body="{}",
+        status=Delivery.Status.DEAD,
+        attempts=1,
+    )
+    return alert, endpoint, delivery
+
+
+def _alerts_state(org) -> dict:
+    return {
+        "alerts": list(Alert.objects.filter(organization=org).values_list("id", "active", "name")),
+        "endpoints": list(
+            WebhookEndpoint.objects.filter(organization=org).values_list("id", "url", "secret")
+        ),
+        "deliveries": list(Delivery.objects.filter(organization=org).values_list("id", "status", "attempts")),
     }
 
 
@@ -112,6 +192,7 @@ def test_other_tenants_objects_are_404(tenants, method, template, body):
         "keys": list(
             ApiKey.objects.filter(organization=tenants["b"]).values_list("key_id", "revoked_at", "expires_at")
         ),
+        **_alerts_state(tenants["b"]),
     }
     response = _send(tenants["client"], method, template.format(**tenants["objects"]), body)
     assert response.status_code == 404, (method, template, response.content)
@@ -124,6 +205,7 @@ def test_other_tenants_objects_are_404(tenants, method, template, body):
         "keys": list(
             ApiKey.objects.filter(organization=tenants["b"]).values_list("key_id", "revoked_at", "expires_at")
         ),
+        **_alerts_state(tenants["b"]),
     }
     assert b_after == b_before
 
@@ -162,7 +244,7 @@ def _all_routes(patterns, prefix=""):
 def test_every_route_is_in_the_isolation_tables():
     """Every /v1/account/ route of every app is either in the tables above or explicitly unscoped."""
     routes = {r for r in _all_routes(get_resolver().url_patterns) if r.startswith("v1/account/")}
-    sample = {"member": 1, "invitation": 1, "key": "k"}
+    sample = {"member": 1, "invitation": 1, "key": "k", "alert": 1, "endpoint": 1, "delivery": 1}
     tables = [t for _m, t, _b in OBJECT_ROUTES] + LIST_ROUTES + [p for _m, p, _b in CREATE_ROUTES]
     covered = {resolve(t.format(**sample).split("?")[0]).route for t in tables}
     assert routes - UNSCOPED_ROUTES == covered, (routes - UNSCOPED_ROUTES) ^ covered

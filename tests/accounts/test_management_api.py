@@ -171,7 +171,15 @@ def test_role_matrix_as_documented():
     expected = {  # the table in docs/accounts.md
         "owner": set(roles.ALL_PERMISSIONS),
         "admin": set(roles.ALL_PERMISSIONS) - {"billing.manage"},
-        "developer": {"org.read", "members.read", "keys.read", "keys.manage", "usage.read"},
+        "developer": {
+            "org.read",
+            "members.read",
+            "keys.read",
+            "keys.manage",
+            "usage.read",
+            "alerts.read",
+            "alerts.manage",
+        },
         "billing": {"org.read", "members.read", "usage.read", "billing.read", "billing.manage"},
     }
     for role, perms in expected.items():

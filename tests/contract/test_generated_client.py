@@ -387,6 +387,31 @@ def test_every_management_operation_answers_in_its_declared_models(generated, pl
 
     api.call("account_key", 404, auth=access, label="unknown key", key_id="nokey")
 
+    # alerts and webhooks (docs/alerts.md): an endpoint (its secret once), an alert, a test delivery
+    # (hooks.example.com does not resolve here: a failed attempt, answered 200), a replay
+    endpoint = api.call("webhook_endpoint_create", 201, auth=access,
+                        body={"url": "https://hooks.example.com/contract"})  # fmt: skip
+    endpoint_id = _get(endpoint, "id")
+    api.call("webhook_endpoints_list", 200, auth=access)
+    api.call("webhook_endpoint", 200, auth=access, endpoint_id=endpoint_id)
+    api.call("webhook_endpoint_update", 200, auth=access, endpoint_id=endpoint_id, body={"description": "c"})
+    api.call("webhook_endpoint_rotate_secret", 200, auth=access, endpoint_id=endpoint_id)
+    alert = api.call("alert_create", 201, auth=access, body={
+        "coin": "bitcoin", "endpoint_id": endpoint_id,
+        "condition": {"type": "indicator", "indicator": "rsi", "timeframe": "1h", "direction": "above",
+                      "level": 70}})  # fmt: skip
+    alert_id = _get(alert, "id")
+    api.call("alerts_list", 200, auth=access)
+    api.call("alert", 200, auth=access, alert_id=alert_id)
+    api.call("alert_update", 200, auth=access, alert_id=alert_id, body={"active": False})
+    tested = api.call("webhook_endpoint_test", 200, auth=access, endpoint_id=endpoint_id)
+    api.call("deliveries_list", 200, auth=access)
+    api.call("delivery", 200, auth=access, delivery_id=_get(tested, "id"))
+    api.call("delivery_replay", 202, auth=access, delivery_id=_get(tested, "id"))
+    api.call("webhook_endpoint_delete", 409, auth=access, label="in use", endpoint_id=endpoint_id)
+    api.call("alert_delete", 204, auth=access, alert_id=alert_id)
+    api.call("webhook_endpoint_delete", 204, auth=access, endpoint_id=endpoint_id)
+
     # sessions and passwords: change (ends the other session), reset (ends all), logout, everywhere
     credentials = {"email": "ada@example.test", "password": password}
     api.call("account_token_obtain", 200, auth=None, label="another session", body=credentials)

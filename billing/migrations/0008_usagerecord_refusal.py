@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0007_user_session_epoch'),
-        ('billing', '0006_stripe_billing'),
+        ("billing", "0007_plan_timeframes_4h_1w"),
     ]
 
     operations = [
