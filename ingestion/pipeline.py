@@ -14,6 +14,7 @@ data tables are read through :mod:`marketdata.selectors` and written through :mo
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -28,7 +29,7 @@ from tqdm import tqdm
 
 from apiplatform import telemetry
 from ingestion.coingecko import CoinGeckoError, ohlc_bucket_start
-from marketdata import selectors, services
+from marketdata import events, selectors, services
 from marketdata.models import TIMEFRAME_DELTA
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def refresh_markets(
 
 @transaction.atomic
 def _write_cycle(records, *, now: datetime, summary: Summary) -> dict[str, Any]:
+    written_from = timezone.now()  # candles changed by this cycle have updated_at >= this
     coin_ids = services.coins_upsert(
         coins=[services.CoinIn(r.id, r.symbol, r.name) for r in records], seen_at=now
     )
@@ -113,6 +115,7 @@ def _write_cycle(records, *, now: datetime, summary: Summary) -> dict[str, Any]:
     max_jump = settings.PIPELINE_MAX_TICK_JUMP
     ticks: list[services.TickIn] = []
     snapshots: list[services.SnapshotIn] = []
+    repriced: list[str] = []  # upstream ids whose price changed: the stream's price events
     jumps = 0
     stale = 0
     for r in records:
@@ -128,6 +131,8 @@ def _write_cycle(records, *, now: datetime, summary: Summary) -> dict[str, Any]:
             )
             continue
         ticks.append(services.TickIn(cid, r.last_updated, r.current_price, r.market_cap, r.total_volume))
+        if r.current_price != ref_price:
+            repriced.append(r.id)
         snapshots.append(
             services.SnapshotIn(
                 cid,
@@ -165,6 +170,12 @@ def _write_cycle(records, *, now: datetime, summary: Summary) -> dict[str, Any]:
         rolled = services.candles_rollup(
             since=lo, until=hi + timedelta(minutes=1), coin_ids=built.changed_coin_ids, now=now
         )
+    # Push, once the cycle has committed: price and candle events for GET /v1/stream (marketdata.events).
+    transaction.on_commit(
+        functools.partial(
+            events.market_events_publish, price_ids=repriced, coin_ids=polled_ids, since=written_from, now=now
+        )
+    )
     summary.rows_written += tick_result.inserted + len(snapshots) + built.written
     summary.rows_written += sum(r.written for r in rolled.values())
     return {
