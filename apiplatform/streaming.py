@@ -413,7 +413,9 @@ class Hub:
             self._releases.append((sub.organization_id, sub.connection_id))
             yield frame("0-0", "end", orjson.dumps({"reason": "unavailable", "detail": "Retry later."}))
             return
-        head = [f"retry: {settings.STREAM_RETRY_MS}\n\n".encode()]
+        # a comment (nothing is dispatched for it), then the reconnection delay as a field of the
+        # first event (a block of "retry:" alone makes some clients dispatch an empty event)
+        head = [f": candlestack stream\n\nretry: {settings.STREAM_RETRY_MS}\n".encode()]
         resume_from = parse_id(last_event_id)
         state_at: EventId | None = None
         if resume_from is not None and self.floor <= resume_from <= (self.last[0] + _FUTURE_TOLERANCE_MS, 0):

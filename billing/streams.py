@@ -55,18 +55,19 @@ return {1, open + 1, limit}
 """
 
 _RENEW_LUA = """
--- KEYS[1] the organization's stream leases; ARGV[1] lease (ms), ARGV[2..] connection ids.
--- Renews the leases still held; returns the ids whose lease had already expired (lost).
+-- KEYS[1] the organization's stream leases, KEYS[2] its plan hash; ARGV[1] lease (ms), ARGV[2..]
+-- connection ids. Renews the leases; a lease that lapsed (the process was stalled longer than the
+-- lease) is taken again if a slot is free. Returns the ids left without a slot (lost).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local limit = tonumber(redis.call('HGET', KEYS[2], 'cs') or '0')
 local lost = {}
 for i = 2, #ARGV do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) > now then
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) or redis.call('ZCARD', KEYS[1]) < limit then
     redis.call('ZADD', KEYS[1], now + lease, ARGV[i])
   else
-    if score then redis.call('ZREM', KEYS[1], ARGV[i]) end
     lost[#lost + 1] = ARGV[i]
   end
 end
@@ -106,16 +107,20 @@ def slot_acquire(*, organization_id: int, connection_id: str, lease_ms: int) -> 
 
 
 def slots_renew(leases: dict[int, list[str]], *, lease_ms: int) -> set[str]:
-    """Renew the leases of open streams (organization -> connection ids) in one round trip.
-    Returns the connection ids whose lease had expired before it could be renewed: they no longer
-    count against the limit and must end."""
+    """Renew the leases of open streams (organization -> connection ids) in one round trip. A lease
+    that lapsed meanwhile is taken again when a slot is free; returns the connection ids left
+    without a slot (another stream took it): they must end."""
     if not leases:
         return set()
     r = _redis.client()
     renew = redis_access.script(_RENEW_LUA, r)
     pipe = r.pipeline(transaction=False)
     for organization_id, ids in leases.items():
-        renew(keys=[stream_slots_key(organization_id)], args=[lease_ms, *ids], client=pipe)
+        renew(
+            keys=[stream_slots_key(organization_id), plan_key(organization_id)],
+            args=[lease_ms, *ids],
+            client=pipe,
+        )
     lost: set[str] = set()
     for reply in pipe.execute():
         lost.update(reply)

@@ -53,7 +53,7 @@ def channel_list(query) -> list[str]:
 
 
 _EXAMPLE = (
-    "retry: 3000\n\n"
+    ": candlestack stream\n\nretry: 3000\n"
     'id: 1764449400123-0\nevent: price\ndata: {"coin":"bitcoin","price":91234.5,"market_cap":1.81e12,'
     '"volume_24h":3.2e10,"change_24h_pct":1.8,"last_updated":"2026-11-29T20:49:31Z"}\n\n'
     'id: 1764449400123-1\nevent: candle\ndata: {"coin":"bitcoin","timeframe":"1m",'
