@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 import orjson
 import redis.asyncio as aioredis
 from django.conf import settings
+from django.db import connections
 
 from accounts import keycache
 from accounts.principal import KeyPrincipal
@@ -348,7 +349,7 @@ class Hub:
                 self._trim()
                 if self._releases:
                     releases, self._releases = self._releases, []
-                    await asyncio.to_thread(_release, releases)
+                    await in_thread(_release, releases)
                 await self._charge_minutes(now)
                 if now - last_key_check >= settings.STREAM_KEY_CHECK_SECONDS:
                     last_key_check = now
@@ -358,7 +359,7 @@ class Hub:
                     leases: dict[int, list[str]] = {}
                     for sub in self.subscribers.values():
                         leases.setdefault(sub.organization_id, []).append(sub.connection_id)
-                    lost = await asyncio.to_thread(billing_streams.slots_renew, leases, lease_ms=lease_ms)
+                    lost = await in_thread(billing_streams.slots_renew, leases, lease_ms=lease_ms)
                     for connection_id in lost:
                         lost_sub = self.subscribers.get(connection_id)
                         if lost_sub is not None:
@@ -383,9 +384,7 @@ class Hub:
             billing_streams.MinuteCharge(s.organization_id, s.key_id, settings.STREAM_CREDITS_PER_MINUTE)
             for s in due
         ]
-        results = await asyncio.to_thread(
-            billing_streams.minutes_charge, charges, now_us=now_us(), endpoint=ENDPOINT
-        )
+        results = await in_thread(billing_streams.minutes_charge, charges, now_us=now_us(), endpoint=ENDPOINT)
         for sub, charged in zip(due, results, strict=True):
             if charged:
                 sub.minutes_charged += 1
@@ -396,7 +395,7 @@ class Hub:
         key_ids = {s.key_id for s in self.subscribers.values() if not s.ended}
         if not key_ids:
             return
-        invalid = await asyncio.to_thread(_invalid_keys, key_ids)
+        invalid = await in_thread(_invalid_keys, key_ids)
         if invalid:
             for sub in list(self.subscribers.values()):
                 reason = invalid.get(sub.key_id)
@@ -444,7 +443,7 @@ class Hub:
                 )
         try:
             if state_at is not None:
-                state = await asyncio.to_thread(
+                state = await in_thread(
                     events.current_state, coins=sorted(sub.coins), subscribed=sorted(sub.channels)
                 )
                 state_id = _format_id(state_at)
@@ -506,6 +505,28 @@ def _invalid_keys(key_ids: Iterable[str]) -> dict[str, str]:
         elif entry.expires_ts is not None and entry.expires_ts <= now:
             out[key_id] = "api-key-expired"
     return out
+
+
+def _released_db(fn, *args, **kwargs):
+    """Run ``fn`` (in a worker thread), then give this thread's database connections back to the
+    pool: worker threads are shared and long-lived, and a connection kept per thread would pin the
+    pool (``DB_POOL_MAX_SIZE``)."""
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        connections.close_all()
+
+
+async def in_thread(fn, *args, **kwargs):
+    """``fn`` in the default executor, its database connections given back afterwards."""
+    return await asyncio.to_thread(_released_db, fn, *args, **kwargs)
+
+
+def release_request_db() -> None:
+    """Called by the stream view before it returns: the request's thread lives as long as the stream
+    (Django's ASGI handler keeps it until the response ends), so its database connection goes back
+    to the pool now instead of being held for hours."""
+    connections.close_all()
 
 
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}

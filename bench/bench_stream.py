@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import socket
@@ -101,10 +102,8 @@ class Client:
             self.writer.close()
         if self.task is not None:
             self.task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # closed on purpose
                 await self.task
-            except (asyncio.CancelledError, Exception):  # noqa: S110 - closed on purpose
-                pass
         self.connected.clear()
 
 
@@ -168,7 +167,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def main() -> None:  # noqa: PLR0915 - one linear script
+def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=20)
@@ -198,10 +197,11 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         ids = services.coins_upsert(coins=[services.CoinIn(c, c[:4], c) for c in COINS])
         Plan.objects.update_or_create(
             name="bench-stream",
-            defaults=dict(
-                display_name="Bench", rate_per_minute=1_000_000, burst=100_000, key_rate_per_minute=1_000_000,
-                monthly_credits=10**9, endpoints=["*"], timeframes=["*"], concurrent_streams=100_000,
-            ),
+            defaults={
+                "display_name": "Bench", "rate_per_minute": 1_000_000, "burst": 100_000,
+                "key_rate_per_minute": 1_000_000, "monthly_credits": 10**9, "endpoints": ["*"],
+                "timeframes": ["*"], "concurrent_streams": 100_000,
+            },
         )  # fmt: skip
         org = organization_create(name="Stream bench")
         _row, key = api_key_create(organization=org, name="bench", audit=False)
@@ -220,7 +220,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
             )  # autocommit: committed when it returns
             committed = time.time()
             events.market_events_publish(price_ids=list(COINS), coin_ids=[], since=now, now=now)
-            return committed, {c: price[0] for c in COINS}
+            return committed, dict.fromkeys(COINS, price[0])
 
         write_round()  # a state for new connections
         s = connection.settings_dict
@@ -317,12 +317,16 @@ def main() -> None:  # noqa: PLR0915 - one linear script
         reconnect_s = max(broadcast("reconnect"))
         storm_s = time.time() - t0
         time.sleep(1.0)
-        live_committed, live_prices = write_round()
+        _committed, live_prices = write_round()
         time.sleep(1.5)
         per_client = [c for chunk in broadcast("collect") for c in chunk]
         expected = [(coin, r[coin]) for r in missed_rounds for coin in COINS]
         live = [(coin, live_prices[coin]) for coin in COINS]
-        exact = sum(1 for evs in per_client if [_coin_price(d) for _i, e, d, _t in evs if e == "price"] == expected + live)
+        exact = sum(
+            1
+            for evs in per_client
+            if [_coin_price(d) for _i, e, d, _t in evs if e == "price"] == expected + live
+        )
         # the missed events arrive in id order, then the live ones: compare as lists (order included),
         # allowing the two coins of one round to come in either order
         exact_unordered = sum(
@@ -350,24 +354,27 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     print(f"\nSSE stream, one uvicorn process, {n} clients x {len(COINS)} coins (prices), loopback")
     print(f"  connect {n} streams:        {connect_s:6.2f} s")
     print(
-        f"  baseline, 1 client:        p50 {ms(pct(base_lat, 0.5)):6.1f} ms  p99 {ms(pct(base_lat, 0.99)):6.1f} ms"
-        f"  (missing: {base_missing})"
+        f"  baseline, 1 client:        p50 {ms(pct(base_lat, 0.5)):6.1f} ms"
+        f"  p99 {ms(pct(base_lat, 0.99)):6.1f} ms  (missing: {base_missing})"
     )
     print(
         f"  write -> receipt, {n}:   p50 {ms(pct(lat, 0.5)):6.1f} ms  p95 {ms(pct(lat, 0.95)):6.1f} ms"
         f"  p99 {ms(pct(lat, 0.99)):6.1f} ms  max {ms(max(lat)):6.1f} ms  ({len(lat)} deliveries)"
     )
-    print(f"  p99 vs 1-client baseline:  x{pct(lat, 0.99) / max(pct(base_lat, 0.99), 1e-9):.1f}   target p99 <= 250 ms: "
-          f"{'OK' if pct(lat, 0.99) <= 0.25 else 'MISSED'}")  # fmt: skip
+    ratio = pct(lat, 0.99) / max(pct(base_lat, 0.99), 1e-9)
+    verdict = "OK" if pct(lat, 0.99) <= 0.25 else "MISSED"
+    print(f"  p99 vs 1-client baseline:  x{ratio:.1f}   target p99 <= 250 ms: {verdict}")
     print(f"  clients missing an event:  {missing}   duplicate deliveries: {dupes}")
     print(
         f"  server RSS: 1 stream {rss1 / 1024:.1f} MiB, idle {rss_before / 1024:.1f} MiB, "
-        f"{n} idle streams {rss_idle / 1024:.1f} MiB -> {(rss_idle - rss_before) / n:.1f} KiB per idle connection"
+        f"{n} idle streams {rss_idle / 1024:.1f} MiB -> "
+        f"{(rss_idle - rss_before) / n:.1f} KiB per idle connection"
     )
     print(f"  server threads: idle {threads_before}, with {n} streams {threads_idle} (was {threads1} with 1)")
     print(
         f"  reconnect storm: {n} clients with Last-Event-ID after {args.missed} missed rounds "
-        f"({len(expected)} events each): all reconnected in {reconnect_s:.2f} s ({storm_s:.2f} s incl. replies)"
+        f"({len(expected)} events each): all reconnected in {reconnect_s:.2f} s "
+        f"({storm_s:.2f} s incl. replies)"
     )
     print(
         f"  got every missed event exactly once, then the live one: {exact_unordered}/{n} "
