@@ -141,7 +141,10 @@ def client_process(port: int, key: str, n: int, conn) -> None:
                 conn.send("stopped")
                 return
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except Exception as exc:  # tell the parent instead of leaving it waiting
+        conn.send(("error", repr(exc)))
 
 
 # --- the parent: database, server, publisher -----------------------------------------------------------
@@ -260,7 +263,15 @@ def main() -> None:
         def broadcast(cmd: str) -> list:
             for p in pipes:
                 p.send(cmd)
-            return [p.recv() for p in pipes]
+            replies = []
+            for p in pipes:
+                if not p.poll(600):
+                    raise RuntimeError(f"client process did not answer {cmd!r}")
+                reply = p.recv()
+                if isinstance(reply, tuple) and reply and reply[0] == "error":
+                    raise RuntimeError(f"client process failed: {reply[1]}")
+                replies.append(reply)
+            return replies
 
         def fan_out(rounds: int) -> tuple[list[float], int, int, list[list]]:
             """Publish ``rounds`` rounds; return latencies, clients missing something, duplicates."""

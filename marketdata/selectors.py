@@ -66,6 +66,27 @@ def coin_ref(upstream_id: str) -> tuple[int, str, str] | None:
     return _coin_memo[upstream_id]
 
 
+def coins_known(upstream_ids: list[str]) -> set[str]:
+    """The ids of ``upstream_ids`` that are coins: 0 queries when all are known to this process (the
+    memo of :func:`coin_ref`), else 1 for the rest."""
+    known = {u for u in upstream_ids if u in _coin_memo}
+    rest = [u for u in upstream_ids if u not in known]
+    if rest:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT upstream_id, id, symbol, name FROM marketdata_coin WHERE upstream_id = ANY(%s)",
+                [rest],
+            )
+            rows = cur.fetchall()
+        with _coin_memo_lock:
+            if len(_coin_memo) > 100_000:
+                _coin_memo.clear()
+            for upstream_id, pk, symbol, name in rows:
+                _coin_memo[upstream_id] = (pk, symbol, name)
+                known.add(upstream_id)
+    return known
+
+
 def coin_refs(upstream_ids: list[str]) -> dict[str, int]:
     """upstream id → coin id for the known ones (1 query)."""
     with connection.cursor() as cur:

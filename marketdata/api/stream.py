@@ -151,7 +151,7 @@ class StreamView(MarketDataView):
         query = self.query(request)
         ids = params.id_list(query, "ids", maximum=settings.STREAM_MAX_IDS, required=True) or []
         channels = channel_list(query)
-        known = selectors.coin_refs(ids)
+        known = selectors.coins_known(ids)
         unknown = [i for i in ids if i not in known]
         if unknown:
             params.fail("ids", f"unknown coin ids: {', '.join(u[:50] for u in unknown[:10])}")
