@@ -121,6 +121,7 @@ class StreamView(MarketDataView):
                 description="Resume after this event id (for clients that cannot send the "
                 "`Last-Event-ID` header).",
             ),
+            OpenApiParameter("format", exclude=True),  # one representation: negotiation only
             OpenApiParameter(
                 "Last-Event-ID",
                 str,

@@ -218,34 +218,27 @@ def test_revoked_key_ends_the_stream_within_the_documented_time(tmp_path, market
     assert ended_after < 0.5 + 1.0 + 1.0, ended_after
 
 
-@pytest.mark.parametrize(
-    ("query", "parameter"),
-    [
-        ("ids=bitcoin-that-is-not", "ids"),
-        ("ids={coin}&channels=prices,trades", "channels"),
-        ("ids={coin}&channels=candles:7m", "channels"),
-        ("ids={coin}&channels=", "channels"),
-        ("ids=" + ",".join(f"c{i}" for i in range(51)), "ids"),
-        ("channels=prices", "ids"),
-        ("ids={coin}&since=1", "since"),
-    ],
-)
-def test_bad_ids_or_channels_are_a_400_problem_before_the_stream_starts(
-    server, market, stream_key, query, parameter
-):
+BAD_QUERIES = [
+    ("ids=bitcoin-that-is-not", "ids"),
+    ("ids={coin}&channels=prices,trades", "channels"),
+    ("ids={coin}&channels=candles:7m", "channels"),
+    ("ids={coin}&channels=", "channels"),
+    ("ids=" + ",".join(f"c{i}" for i in range(51)), "ids"),
+    ("channels=prices", "ids"),
+    ("ids={coin}&since=1", "since"),
+]
+
+
+def test_bad_ids_or_channels_are_a_400_problem_before_the_stream_starts(server, market, stream_key):
     _org, key = stream_key(5)
-    r = httpx.get(
-        f"{server}/v1/stream?{query.format(coin=market.ids()[0])}", headers=headers(key), timeout=10
-    )
-    assert r.status_code == 400
-    body = problem(r)
-    assert [e["parameter"] for e in body["errors"]] == [parameter]
-
-
-def test_timeframe_outside_the_plan_is_a_403_and_no_key_a_401(server, market, stream_key):
-    _org, key = stream_key(5, timeframes=["5m", "1h"])
     coin = market.ids()[0]
-    r = httpx.get(f"{server}/v1/stream?ids={coin}&channels=candles:1m", headers=headers(key), timeout=10)
+    for query, parameter in BAD_QUERIES:
+        r = httpx.get(f"{server}/v1/stream?{query.format(coin=coin)}", headers=headers(key), timeout=10)
+        assert r.status_code == 400, query
+        assert [e["parameter"] for e in problem(r)["errors"]] == [parameter], query
+    # the plan's timeframes (403) and the key (401) are checked before the stream starts too
+    _org, free_key = stream_key(3, timeframes=["5m", "1h"])
+    r = httpx.get(f"{server}/v1/stream?ids={coin}&channels=candles:1m", headers=headers(free_key), timeout=10)
     assert r.status_code == 403 and problem(r)["type"].endswith("/plan-upgrade-required")
     r = httpx.get(f"{server}/v1/stream?ids={coin}", timeout=10)
     assert r.status_code == 401 and problem(r)["type"].endswith("/api-key-missing")
@@ -274,14 +267,14 @@ def test_minutes_connected_cost_credits_and_an_exhausted_quota_ends_the_stream(t
     assert int(redis_access.client("gateway").get(month_key(org.id, month))) == 5
 
 
-def test_the_web_server_points_to_the_stream_server(tmp_path, market, stream_key):
-    from tests.conftest import web_process
+def test_the_wsgi_web_server_points_to_the_stream_server(market, stream_key):
+    from django.test import Client
 
     _org, key = stream_key(5)
-    with web_process(tmp_path, settings_module="apiplatform.settings") as (base, _):
-        r = httpx.get(f"{base}/v1/stream?ids={market.ids()[0]}", headers=headers(key), timeout=10)
+    r = Client().get(f"/v1/stream?ids={market.ids()[0]}", HTTP_AUTHORIZATION=f"Bearer {key}")
     assert r.status_code == 503
-    assert problem(r)["stream_url"].endswith("/v1/stream")
+    body = r.json()
+    assert body["type"].endswith("/stream-unavailable") and body["stream_url"].endswith("/v1/stream")
 
 
 def test_a_client_that_does_not_read_is_dropped_with_a_final_event(tmp_path, market, stream_key):
