@@ -41,9 +41,10 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -237,7 +238,7 @@ class Hub:
         start = _format_id(floor)
         key = events.stream_key()
         while True:
-            entries = await self._client().xrange(key, min=start, max="+", count=5000)
+            entries: Any = await self._client().xrange(key, min=start, max="+", count=5000)
             for entry_id, fields in entries:
                 self._dispatch(entry_id, fields)
             if len(entries) < 5000:
@@ -257,7 +258,7 @@ class Hub:
                     loaded = True
                     if self._started is not None and not self._started.done():
                         self._started.set_result(None)
-                reply = await self._client().xread({key: _format_id(self.last)}, count=1000, block=5000)
+                reply: Any = await self._client().xread({key: _format_id(self.last)}, count=1000, block=5000)
                 for _stream, entries in reply or ():
                     for entry_id, fields in entries:
                         self._dispatch(entry_id, fields)
@@ -403,7 +404,7 @@ class Hub:
                     sub.end(reason, "The API key of this stream is no longer valid.")
 
     # one client
-    async def stream(self, *, sub: Subscriber, last_event_id: str | None) -> AsyncIterator[bytes]:
+    async def stream(self, *, sub: Subscriber, last_event_id: str | None) -> AsyncGenerator[bytes, None]:
         """The SSE body of one stream: the missed events (resume) or the current state, then live
         events and heartbeats, until the client leaves or the stream is ended."""
         try:
@@ -557,5 +558,7 @@ async def stream_events(
         coins=frozenset(coins),
         channels=frozenset(channels),
     )
-    async for chunk in hub().stream(sub=sub, last_event_id=last_event_id):
-        yield chunk
+    # closed explicitly when the client leaves (Django closes this generator), not at garbage collection
+    async with contextlib.aclosing(hub().stream(sub=sub, last_event_id=last_event_id)) as chunks:
+        async for chunk in chunks:
+            yield chunk

@@ -273,6 +273,20 @@ def main() -> None:
                 replies.append(reply)
             return replies
 
+        def collect_until(n_prices: int, timeout: float = 60.0) -> list[list]:
+            """Every client's events, collected until each has ``n_prices`` price events (or the
+            timeout: a client still short of them then is counted as missing events)."""
+            merged: list[list] | None = None
+            deadline = time.monotonic() + timeout
+            while True:
+                time.sleep(1.0)
+                got = [c for chunk in broadcast("collect") for c in chunk]
+                merged = got if merged is None else [a + b for a, b in zip(merged, got, strict=True)]
+                if time.monotonic() > deadline or all(
+                    sum(1 for ev in evs if ev[1] == "price") >= n_prices for evs in merged
+                ):
+                    return merged
+
         def fan_out(rounds: int) -> tuple[list[float], int, int, list[list]]:
             """Publish ``rounds`` rounds; return latencies, clients missing something, duplicates."""
             sent: dict[tuple[str, float], float] = {}
@@ -281,8 +295,7 @@ def main() -> None:
                 for coin, p in prices.items():
                     sent[(coin, p)] = committed
                 time.sleep(args.interval)
-            time.sleep(1.0)
-            per_client = [c for chunk in broadcast("collect") for c in chunk]
+            per_client = collect_until(len(sent))
             latencies, missing, dupes = [], 0, 0
             for evs in per_client:
                 got = [(_coin_price(d), t) for _i, e, d, t in evs if e == "price"]
@@ -329,8 +342,7 @@ def main() -> None:
         storm_s = time.time() - t0
         time.sleep(1.0)
         _committed, live_prices = write_round()
-        time.sleep(1.5)
-        per_client = [c for chunk in broadcast("collect") for c in chunk]
+        per_client = collect_until(args.missed * len(COINS) + len(COINS))
         expected = [(coin, r[coin]) for r in missed_rounds for coin in COINS]
         live = [(coin, live_prices[coin]) for coin in COINS]
         exact = sum(
