@@ -121,6 +121,8 @@ def stream_key(tenant, make_plan):  # noqa: F811
 
     def make(streams: int = 5, **plan_fields) -> tuple[object, str]:
         plan_fields.setdefault("monthly_credits", 10**6)
+        for limit, value in (("burst", 100), ("rate_per_minute", 6000), ("key_rate_per_minute", 6000)):
+            plan_fields.setdefault(limit, value)  # a test opens streams in quick succession
         make_plan(f"streams{streams}", concurrent_streams=streams, **plan_fields)
         return tenant(f"streams{streams}")
 
