@@ -229,7 +229,10 @@ def main() -> None:
         s = connection.settings_dict
         db_url = f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
         port = free_port()
-        env = {**os.environ, "DATABASE_URL": db_url, "DB_POOL_MAX_SIZE": "8", "LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ, "DATABASE_URL": db_url, "DB_POOL_MAX_SIZE": "8", "LOG_LEVEL": "WARNING",
+            "GATEWAY_REDIS_TIMEOUT": "2",  # as scripts/run.sh and the unit run the stream server
+        }  # fmt: skip
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "apiplatform.asgi:application", "--host", "127.0.0.1",
              "--port", str(port), "--no-access-log", "--lifespan", "off", "--backlog", "4096"],

@@ -63,7 +63,10 @@ start "$VENV/bin/gunicorn" apiplatform.wsgi:application --bind "$WEB_HOST:$WEB_P
   --workers "$WEB_WORKERS" --threads "$WEB_THREADS" --access-logfile - --graceful-timeout 5
 # The stream server: Django's ASGI app under uvicorn (one process: one Redis subscription, docs/stream.md).
 export STREAM_PUBLIC_URL="${STREAM_PUBLIC_URL:-http://$WEB_HOST:$STREAM_PORT}"
-start "$VENV/bin/uvicorn" apiplatform.asgi:application --host "$WEB_HOST" --port "$STREAM_PORT" \
+# Opening storms (every client reconnecting at once) run the gateway in many threads at once: a
+# longer Redis timeout than the web's keeps a busy machine from tripping the gateway's fallback.
+start env GATEWAY_REDIS_TIMEOUT="${STREAM_GATEWAY_REDIS_TIMEOUT:-2}" \
+  "$VENV/bin/uvicorn" apiplatform.asgi:application --host "$WEB_HOST" --port "$STREAM_PORT" \
   --lifespan off --no-access-log --timeout-graceful-shutdown 5
 start "$VENV/bin/celery" -A apiplatform worker --loglevel INFO --concurrency "${CELERY_CONCURRENCY:-2}" \
   -Q default,ingestion,backfill
