@@ -355,6 +355,18 @@ BILLING_DEFAULT_PLAN = env_str("BILLING_DEFAULT_PLAN", "free")
 BILLING_UPGRADE_URL = env_str("BILLING_UPGRADE_URL", f"{PUBLIC_BASE_URL.rstrip('/')}/pricing")
 BILLING_USAGE_FLUSH_SECONDS = env_int("BILLING_USAGE_FLUSH_SECONDS", 60)  # beat schedule of the flush task
 
+# --- the stream (GET /v1/stream, Server-Sent Events under uvicorn; see docs/stream.md) ----------------
+STREAM_PUBLIC_URL = env_str("STREAM_PUBLIC_URL", "http://127.0.0.1:8001")  # where clients reach the stream
+STREAM_BUFFER_SECONDS = env_float("STREAM_BUFFER_SECONDS", 600.0)  # Last-Event-ID resume window
+STREAM_HEARTBEAT_SECONDS = env_float("STREAM_HEARTBEAT_SECONDS", 15.0)  # heartbeat event interval
+STREAM_MAX_IDS = env_int("STREAM_MAX_IDS", 50)  # coin ids per connection
+STREAM_CLIENT_QUEUE = env_int("STREAM_CLIENT_QUEUE", 2000)  # events waiting per client; more: dropped
+STREAM_KEY_CHECK_SECONDS = env_float("STREAM_KEY_CHECK_SECONDS", 5.0)  # revoked/expired key check
+STREAM_SLOT_LEASE_SECONDS = env_float("STREAM_SLOT_LEASE_SECONDS", 30.0)  # concurrency lease (crash-safe)
+STREAM_CREDITS_PER_MINUTE = env_int("STREAM_CREDITS_PER_MINUTE", 1)  # per minute connected, after the open
+STREAM_MINUTE_SECONDS = env_float("STREAM_MINUTE_SECONDS", 60.0)  # the charged "minute" (tests shorten it)
+STREAM_RETRY_MS = env_int("STREAM_RETRY_MS", 3000)  # the SSE "retry:" a client waits before reconnecting
+
 # --- Stripe (subscriptions, metered overage, webhooks; see docs/billing.md) -------------------------
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")  # empty: billing endpoints answer 503, rest works
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")  # whsec_...: webhook signatures

@@ -75,7 +75,7 @@ _GATE_LUA = """
 -- ARGV[4] TTL of the month counter (s), ARGV[5] usage bucket ("" = do not meter), ARGV[6] the failed
 -- call's "<key id>|<request id>|<path>" ("" = do not keep refusals).
 local p = redis.call('HMGET', KEYS[1], 'v', 'rpm', 'burst', 'krpm', 'quota', 'name', 'eps', 'tfs', 'ov', 'bw',
-  'dn')
+  'dn', 'cs')
 if not p[1] then return '-1' end
 local now
 if ARGV[1] == '' then
@@ -144,10 +144,10 @@ if status ~= 0 and ARGV[6] ~= '' then
 end
 -- one flat string, cheap to parse: the decision and bucket state, then the plan ("tail", the same
 -- for every request of the organization until its plan changes: the client caches it by value)
-return string.format('%d|%d|%d|%d|%d|%d|%d|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s', status,
+return string.format('%d|%d|%d|%d|%d|%d|%d|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s', status,
   math.floor((now + burst * t_T - t_tat) / t_T), math.ceil(t_tat - now),
   math.floor((now + burst * k_T - k_tat) / k_T), math.ceil(k_tat - now), used, math.ceil(retry),
-  p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8] or '', p[9] or '0', p[10] or '', p[11] or '')
+  p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8] or '', p[9] or '0', p[10] or '', p[12] or '0', p[11] or '')
 """
 # The constants the script needs, from the one place that defines them (billing.redis_layout).
 _GATE_LUA = (
@@ -239,11 +239,12 @@ _plans: dict[str, PlanLimits] = {}  # the plan part of gate replies -> its (shar
 def _plan_of(tail: str) -> PlanLimits:
     plan = _plans.get(tail)
     if plan is None:
-        version, rpm, burst, krpm, quota, name, eps, tfs, ov, bw, dn = tail.split("|", 10)
+        version, rpm, burst, krpm, quota, name, eps, tfs, ov, bw, cs, dn = tail.split("|", 11)
         plan = PlanLimits(
             name=name, display_name=dn or name, version=int(version), rate_per_minute=int(rpm),
             burst=int(burst), key_rate_per_minute=int(krpm), monthly_credits=int(quota),
             endpoints=eps, timeframes=tfs, overage=ov == "1", billing_warning=bw,
+            concurrent_streams=int(cs or 0),
         )  # fmt: skip
         if len(_plans) >= 10_000:
             _plans.clear()

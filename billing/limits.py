@@ -39,6 +39,7 @@ class PlanLimits:
     overage: bool = False  # past monthly_credits: keep admitting (billed as overage) instead of refusing
     # "" or "past_due:<grace end, epoch s>": a payment problem the customer should see (/v1/limits)
     billing_warning: str = ""
+    concurrent_streams: int = 0  # open SSE streams (GET /v1/stream) at once, all keys together
 
     def includes_endpoint(self, endpoint: str) -> bool:
         return not endpoint or self.endpoints == "*" or endpoint in self.endpoints.split(",")
@@ -52,6 +53,7 @@ class PlanLimits:
             "burst", str(self.burst), "krpm", str(self.key_rate_per_minute),
             "quota", str(self.monthly_credits), "eps", self.endpoints, "tfs", self.timeframes,
             "ov", "1" if self.overage else "0", "bw", self.billing_warning,
+            "cs", str(self.concurrent_streams),
         ]  # fmt: skip
 
 

@@ -58,6 +58,11 @@ class Plan(models.Model):
         blank=True,
         help_text='Candle timeframes this plan includes, e.g. ["5m", "15m", "1h", "1d"]; ["*"] means all.',
     )
+    concurrent_streams = models.PositiveIntegerField(
+        default=2,
+        help_text="Server-Sent Event streams (GET /v1/stream) the organization may hold open at once "
+        "(all its keys together); 0: streaming is not included.",
+    )
     price_cents_monthly = models.PositiveIntegerField(default=0)
     overage = models.BooleanField(
         default=False,

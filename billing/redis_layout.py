@@ -11,6 +11,8 @@ All keys are named through ``apiplatform.redis_access.key("gw", ...)``
                                         time", µs)
 ``gw:rl:key:<key id>``                  the API key's token bucket
 ``gw:credits:<org>:<YYYYMM>``           credits used in that UTC calendar month
+``gw:streams:<org>``                    sorted set: the organization's open SSE streams
+                                        (connection id -> lease expiry, ms; ``billing.streams``)
 ``gw:{usage}:live``                     hash: usage counted since the last flush (fields below)
 ``gw:{usage}:batch:<batch id>``         a live hash renamed by the flush, until applied
 ``gw:{usage}:pending``                  set: ids of the batches not yet applied
@@ -54,6 +56,10 @@ def key_bucket_key(key_id: str) -> str:
 
 def month_key(organization_id: int, month: str) -> str:
     return key(NAMESPACE, "credits", organization_id, month)
+
+
+def stream_slots_key(organization_id: int) -> str:
+    return key(NAMESPACE, "streams", organization_id)
 
 
 def usage_live_key() -> str:

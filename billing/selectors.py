@@ -47,6 +47,7 @@ def plan_limits(*, plan: Plan, version: int, assignment: OrganizationPlan | None
         timeframes=_csv(plan.timeframes),
         overage=plan.overage,
         billing_warning=billing_warning(assignment) if assignment is not None else "",
+        concurrent_streams=plan.concurrent_streams,
     )
 
 

@@ -18,6 +18,7 @@ data tables are read through :mod:`marketdata.selectors` and written through :mo
 from __future__ import annotations
 
 import bisect
+import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -32,7 +33,7 @@ from tqdm import tqdm
 
 from apiplatform import telemetry
 from ingestion.coingecko import CoinGeckoError, ohlc_bucket_start
-from marketdata import selectors, services
+from marketdata import events, selectors, services
 from marketdata.alerts import hooks as alert_hooks
 from marketdata.models import TIMEFRAME_DELTA
 
@@ -142,7 +143,7 @@ def refresh_prices_fast(client, *, now: datetime | None = None, coins: int | Non
             cid, p.price, p.market_cap, None, p.volume_24h, None, None, p.change_24h, p.last_updated_at, now
         )
         observations.append(
-            _Observation(cid, p.last_updated_at, p.price, p.market_cap, p.volume_24h, snapshot)
+            _Observation(cid, p.id, p.last_updated_at, p.price, p.market_cap, p.volume_24h, snapshot)
         )
     summary.details["coins_polled"] = len(observations)
     if observations:
@@ -159,6 +160,7 @@ class _Observation:
     """One coin's values from /coins/markets or /simple/price, ready for the write path."""
 
     coin_id: int
+    upstream_id: str
     last_updated: datetime
     price: float
     market_cap: float | None
@@ -209,7 +211,13 @@ def _write_cycle(records, *, now: datetime, summary: Summary) -> dict[str, Any]:
         cid = coin_ids[r.id]
         observations.append(
             _Observation(
-                cid, r.last_updated, r.current_price, r.market_cap, r.total_volume, _snapshot_of(cid, r, now)
+                cid,
+                r.id,
+                r.last_updated,
+                r.current_price,
+                r.market_cap,
+                r.total_volume,
+                _snapshot_of(cid, r, now),
             )
         )
     return _write_observations(observations, now=now, summary=summary, part="all")
@@ -220,6 +228,7 @@ def _write_observations(
 ) -> dict[str, Any]:
     """Ticks, snapshots (``part`` of them: "all" for /coins/markets, "price" for /simple/price),
     1m candles of the polled minute, closes and roll-ups — inside the caller's transaction."""
+    written_from = timezone.now()  # candles changed by this cycle have updated_at >= this
     polled_ids = [o.coin_id for o in observations]
     last = selectors.snapshot_prices(coin_ids=polled_ids)
     # A tick whose price differs from the coin's last accepted price by more than this factor (either
@@ -228,6 +237,7 @@ def _write_observations(
     ticks: list[services.TickIn] = []
     snapshots: list[services.SnapshotIn] = []
     details: list[services.SnapshotIn] = []
+    repriced: list[str] = []  # upstream ids whose price changed: the stream's price events
     jumps = 0
     stale = 0
     for o in observations:
@@ -252,6 +262,8 @@ def _write_observations(
             continue
         ticks.append(services.TickIn(o.coin_id, o.last_updated, o.price, o.market_cap, o.volume_24h))
         snapshots.append(o.snapshot)
+        if o.price != ref_price:
+            repriced.append(o.upstream_id)
     summary.rejects += jumps
     if jumps:
         transaction.on_commit(lambda: telemetry.count("ticks_rejected_jump", jumps))
@@ -277,6 +289,12 @@ def _write_observations(
             since=lo, until=hi + timedelta(minutes=1), coin_ids=built.changed_coin_ids, now=now
         )
     alert_hooks.candles_written(now=now)  # customers' alerts are evaluated once this commits
+    # Push, once the cycle has committed: price and candle events for GET /v1/stream (marketdata.events).
+    transaction.on_commit(
+        functools.partial(
+            events.market_events_publish, price_ids=repriced, coin_ids=polled_ids, since=written_from, now=now
+        )
+    )
     summary.rows_written += tick_result.inserted + len(snapshots) + len(details) + built.written
     summary.rows_written += sum(r.written for r in rolled.values())
     return {

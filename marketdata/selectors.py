@@ -81,6 +81,27 @@ def coin_ref(upstream_id: str) -> tuple[int, str, str] | None:
     return _coin_memo[upstream_id]
 
 
+def coins_known(upstream_ids: list[str]) -> set[str]:
+    """The ids of ``upstream_ids`` that are coins: 0 queries when all are known to this process (the
+    memo of :func:`coin_ref`), else 1 for the rest."""
+    known = {u for u in upstream_ids if u in _coin_memo}
+    rest = [u for u in upstream_ids if u not in known]
+    if rest:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT upstream_id, id, symbol, name FROM marketdata_coin WHERE upstream_id = ANY(%s)",
+                [rest],
+            )
+            rows = cur.fetchall()
+        with _coin_memo_lock:
+            if len(_coin_memo) > 100_000:
+                _coin_memo.clear()
+            for upstream_id, pk, symbol, name in rows:
+                _coin_memo[upstream_id] = (pk, symbol, name)
+                known.add(upstream_id)
+    return known
+
+
 def coin_refs(upstream_ids: list[str]) -> dict[str, int]:
     """upstream id → coin id for the known ones (1 query)."""
     with connection.cursor() as cur:
@@ -1195,3 +1216,34 @@ def history_progress(
         cur.execute(_HISTORY_PROGRESS_SQL, params)
         coins, started, complete, buckets, chunks = cur.fetchone()
     return HistoryProgress(timeframe, coins, started, complete, int(buckets), int(chunks))
+# --- the stream's (GET /v1/stream) reads ---------------------------------------------------------
+def candles_changed_json(
+    *, coin_ids: list[int], timeframe: str, bucket_starts: list[datetime], since: datetime
+) -> list[tuple[str, str]]:
+    """Candles of ``timeframe`` at ``bucket_starts`` of ``coin_ids`` written at or after ``since``
+    (the write path sets ``updated_at`` only when values change), oldest bucket first, as
+    (upstream id, JSON object text in the shape of the candle list) — 1 query, primary-key lookups."""
+    sql = (
+        f"SELECT c.upstream_id, {_CANDLE_JSON}::text FROM marketdata_candle k "  # noqa: S608
+        "JOIN marketdata_coin c ON c.id = k.coin_id "
+        "WHERE k.coin_id = ANY(%s) AND k.timeframe = %s AND k.bucket_start = ANY(%s) AND k.updated_at >= %s "
+        "ORDER BY k.bucket_start, c.upstream_id"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [coin_ids, timeframe, bucket_starts, since])
+        return cur.fetchall()
+
+
+def candles_latest_json(*, upstream_ids: list[str], timeframes: list[str]) -> list[tuple[str, str, str]]:
+    """The newest candle of each of ``timeframes`` of each coin (the open one while its bucket runs),
+    as (upstream id, timeframe, JSON object text) — 1 query, one backward index probe per series."""
+    sql = (
+        "SELECT c.upstream_id, t.tf, k.j FROM marketdata_coin c "  # noqa: S608
+        "CROSS JOIN unnest(%s::text[]) WITH ORDINALITY AS t(tf, n) "
+        f"CROSS JOIN LATERAL (SELECT {_CANDLE_JSON}::text AS j FROM marketdata_candle "
+        "WHERE coin_id = c.id AND timeframe = t.tf ORDER BY bucket_start DESC LIMIT 1) k "
+        "WHERE c.upstream_id = ANY(%s) ORDER BY c.upstream_id, t.n"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [timeframes, upstream_ids])
+        return cur.fetchall()

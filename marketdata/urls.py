@@ -6,7 +6,7 @@ answers names that are not indicators (404 naming the valid ones).
 
 from django.urls import path
 
-from marketdata.api import views
+from marketdata.api import stream, views
 
 urlpatterns = [
     path("coins", views.CoinListView.as_view(), name="coins"),
@@ -29,4 +29,5 @@ urlpatterns = [
     path("global/history", views.GlobalHistoryView.as_view(), name="global-history"),
     path("rankings", views.RankingView.as_view(), name="rankings"),
     path("screener", views.ScreenerView.as_view(), name="screener"),
+    path("stream", stream.StreamView.as_view(), name="stream"),  # SSE, served by uvicorn (docs/stream.md)
 ]

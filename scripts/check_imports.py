@@ -50,6 +50,7 @@ COMPOSITION_POINTS = frozenset(
         "apiplatform.urls",
         "apiplatform.apidocs",
         "apiplatform.gateway",
+        "apiplatform.streaming",  # the stream server: marketdata events, billing slots, accounts keys
         "apiplatform.metrics",
         "apiplatform.settings",
         "apiplatform.celery",

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole platform in the foreground: web (gunicorn), Celery worker, Celery beat and — unless
+# Runs the whole platform in the foreground: web (gunicorn), the SSE stream server (uvicorn), Celery
+# worker, Celery beat and — unless
 # COINGECKO_API_KEYS is set — the CoinGecko simulator with ingestion pointed at it. Creates a demo
 # tenant and API key and prints a working curl. Ctrl-C stops everything cleanly.
 set -euo pipefail
@@ -10,6 +11,7 @@ WEB_HOST="${WEB_HOST:-127.0.0.1}"
 WEB_PORT="${WEB_PORT:-8000}"
 WEB_WORKERS="${WEB_WORKERS:-4}"
 WEB_THREADS="${WEB_THREADS:-1}"  # > 1: gthread workers (keep-alive); 1: sync workers (best tail latency here)
+STREAM_PORT="${STREAM_PORT:-8001}"  # the SSE stream (GET /v1/stream): uvicorn, apiplatform.asgi
 SIM_PORT="${SIM_PORT:-8765}"
 SIM_COINS="${SIM_COINS:-2000}"
 cd "$REPO_ROOT"
@@ -56,9 +58,16 @@ log "Applying migrations"
 "$PY" manage.py setup_schedules
 "$PY" manage.py collectstatic --noinput >/dev/null
 
-log "Starting web on http://$WEB_HOST:$WEB_PORT, Celery worker and beat"
+log "Starting web on http://$WEB_HOST:$WEB_PORT, the stream on http://$WEB_HOST:$STREAM_PORT, Celery worker and beat"
 start "$VENV/bin/gunicorn" apiplatform.wsgi:application --bind "$WEB_HOST:$WEB_PORT" \
   --workers "$WEB_WORKERS" --threads "$WEB_THREADS" --access-logfile - --graceful-timeout 5
+# The stream server: Django's ASGI app under uvicorn (one process: one Redis subscription, docs/stream.md).
+export STREAM_PUBLIC_URL="${STREAM_PUBLIC_URL:-http://$WEB_HOST:$STREAM_PORT}"
+# Opening storms (every client reconnecting at once) run the gateway in many threads at once: a
+# longer Redis timeout than the web's keeps a busy machine from tripping the gateway's fallback.
+start env GATEWAY_REDIS_TIMEOUT="${STREAM_GATEWAY_REDIS_TIMEOUT:-2}" \
+  "$VENV/bin/uvicorn" apiplatform.asgi:application --host "$WEB_HOST" --port "$STREAM_PORT" \
+  --lifespan off --no-access-log --timeout-graceful-shutdown 5
 start "$VENV/bin/celery" -A apiplatform worker --loglevel INFO --concurrency "${CELERY_CONCURRENCY:-2}" \
   -Q default,ingestion -n "live@%h"
 # History and re-fetches on a worker of their own: a long history run never holds a slot the
@@ -96,6 +105,7 @@ cat <<MSG
   Candlestack is up.
     try it:      curl -H "Authorization: Bearer $KEY" "$BASE/v1/prices?ids=bitcoin,ethereum"
                  curl -H "Authorization: Bearer $KEY" "$BASE/v1/coins/bitcoin/candles?timeframe=1m&limit=5"
+    stream:      curl -N -H "Authorization: Bearer $KEY" "$STREAM_PUBLIC_URL/v1/stream?ids=bitcoin,ethereum&channels=prices,candles:1m"
     readiness:   curl $BASE/readyz
     API docs:    $BASE/v1/docs/   (Redoc: /v1/redoc/, schema: /v1/schema/)
     admin:       $BASE/admin/     (create a user: .venv/bin/python manage.py createsuperuser)
