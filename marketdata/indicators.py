@@ -512,6 +512,11 @@ def _excluded_reason(info: dict) -> str | None:
         return "needs a period per candle (an input series, not a parameter)"
     if not set(columns) <= set(_OHLC):
         return f"needs inputs other than OHLC: {', '.join(sorted(set(columns) - set(_OHLC)))}"
+    if "d" in info["output_names"]:  # KDJ: k, d, j
+        return (
+            "an output named `d` breaks clients generated from the OpenAPI document (openapi-python-client "
+            "names its parsing variable `d`); STOCH gives the same slow K and D (J = 3K - 2D)"
+        )
     if "Output is path-dependent" in flags:
         return (
             "never forgets where the computation started (cumulative or regime state): "

@@ -1216,6 +1216,8 @@ def history_progress(
         cur.execute(_HISTORY_PROGRESS_SQL, params)
         coins, started, complete, buckets, chunks = cur.fetchone()
     return HistoryProgress(timeframe, coins, started, complete, int(buckets), int(chunks))
+
+
 # --- the stream's (GET /v1/stream) reads ---------------------------------------------------------
 def candles_changed_json(
     *, coin_ids: list[int], timeframe: str, bucket_starts: list[datetime], since: datetime

@@ -135,7 +135,7 @@ COIN_WINDOWS: dict[str, timedelta] = {
 GAPS_LISTED = 20
 SNAPSHOT_FIELDS = (
     "price", "market_cap", "rank", "volume_24h", "high_24h", "low_24h", "change_24h_pct", "last_updated",
-    "fetched_at",
+    "fetched_at", *marketdata_selectors.SNAPSHOT_DETAIL_FIELDS,
 )  # fmt: skip
 
 
@@ -193,7 +193,9 @@ def coin_page(*, upstream_id: str, now: datetime) -> dict[str, Any] | None:
             "first_seen": first_seen,
             "last_seen": last_seen,
         },
-        "snapshot": dict(zip(SNAPSHOT_FIELDS, snapshot, strict=True)) if snapshot[-1] is not None else None,
+        "snapshot": (  # fetched_at is set on every stored snapshot
+            dict(zip(SNAPSHOT_FIELDS, snapshot, strict=True)) if snapshot[8] is not None else None
+        ),
         "series": coin_series(coin_id=coin_id, now=now),
         "flags": ingestion_selectors.quality_flags_recent(coin_id=coin_id),
         "gaps_listed": GAPS_LISTED,

@@ -77,6 +77,7 @@ def test_setup_schedules_registers_the_jobs_of_all_five_apps_once():
     assert PeriodicTask.objects.count() == count
     assert {s.task.split(".")[0] for s in SCHEDULES} == {
         "accounts",
+        "alerts",  # marketdata.alerts (app label alerts): due deliveries, pruning
         "billing",
         "marketdata",
         "ingestion",
