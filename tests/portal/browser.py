@@ -60,10 +60,12 @@ def axe_check(page: Page, source: str, name: str) -> None:
     assert not bad, f"axe-core on {name} ({page.url}):\n{json.dumps(summary, indent=2)}"
 
 
-def shot(page: Page, name: str) -> None:
+def shot(page: Page, name: str, *, full_page: bool = True) -> None:
+    """A screenshot under test-artifacts/portal/ (``full_page=False`` for a page too tall for one
+    image, such as Redoc's rendering of the whole API reference)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^a-z0-9_-]+", "-", name.lower())
-    page.screenshot(path=str(ARTIFACTS / f"{safe}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"{safe}.png"), full_page=full_page)
 
 
 def fits_width(page: Page) -> bool:
