@@ -80,30 +80,23 @@ test_database_url.__test__ = False  # a helper, not a test
 
 
 @contextlib.contextmanager
-def web_process(
-    log_dir: Path, *, settings_module: str, workers: int = 1, env: dict[str, str] | None = None
+def served_process(
+    name: str, args: list[str], log_dir: Path, *, env: dict[str, str], startup_seconds: float = 30
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A real gunicorn (``workers`` sync workers) on a free loopback port against the test database
-    and this Redis; yields its base URL and process once ``/healthz`` answers, stops it after."""
+    """``python -m <args> --port``-style server ``name`` on a free loopback port (``args`` may use
+    ``{port}``), against the test database with ``env`` on top; yields its base URL and process once
+    ``/healthz`` answers (within ``startup_seconds``), stops it after."""
     port = free_port()
-    full_env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": settings_module,
-        "DATABASE_URL": test_database_url(),
-        "DEBUG": "1",
-        "DB_POOL_MAX_SIZE": "2",
-        **(env or {}),
-    }
-    log_path = log_dir / f"gunicorn-{port}.log"
+    full_env = {**os.environ, "DATABASE_URL": test_database_url(), "DEBUG": "1", **env}
+    log_path = log_dir / f"{name}-{port}.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "apiplatform.wsgi:application", "-w", str(workers),
-             "-b", f"127.0.0.1:{port}"],
+            [sys.executable, "-m", *(a.format(port=port) for a in args)],
             cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + startup_seconds
             while True:
                 try:
                     if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
@@ -111,7 +104,7 @@ def web_process(
                 except httpx.HTTPError:
                     pass
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("gunicorn did not start:\n" + log_path.read_text())
+                    raise RuntimeError(f"{name} did not start:\n" + log_path.read_text())
                 time.sleep(0.1)
             yield base, proc
         finally:
@@ -121,6 +114,21 @@ def web_process(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def web_process(
+    log_dir: Path, *, settings_module: str, workers: int = 1, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real gunicorn (``workers`` sync workers) on a free loopback port against the test database
+    and this Redis; yields its base URL and process once ``/healthz`` answers, stops it after."""
+    with served_process(
+        "gunicorn",
+        ["gunicorn", "apiplatform.wsgi:application", "-w", str(workers), "-b", "127.0.0.1:{port}"],
+        log_dir,
+        env={"DJANGO_SETTINGS_MODULE": settings_module, "DB_POOL_MAX_SIZE": "2", **(env or {})},
+    ) as served:
+        yield served
 
 
 def run_python(

@@ -5,21 +5,17 @@ against the test database and Redis, coins with prices written through the real 
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from ingestion import pipeline
 from ingestion.coingecko import RetryPolicy
 from ingestion.simulator import ManualClock, Simulator, SimulatorConfig
-from tests.conftest import REPO_ROOT, free_port, simulator_client, test_database_url
+from tests.conftest import served_process, simulator_client
 from tests.gateway.conftest import make_plan, plans, tenant  # noqa: F401  (fixtures)
 
 #: Short intervals so that the tests simulate minutes in seconds.
@@ -39,43 +35,16 @@ def stream_server(
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """A real uvicorn serving ``apiplatform.asgi:application`` on a free loopback port; yields its
     base URL and process once ``/healthz`` answers, stops it after."""
-    port = free_port()
-    full_env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "apiplatform.settings",
-        "DATABASE_URL": test_database_url(),
-        "DEBUG": "1",
-        "DB_POOL_MAX_SIZE": "4",
-        **FAST,
-        **(env or {}),
-    }
-    log_path = log_dir / f"uvicorn-{port}.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "apiplatform.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--no-access-log", "--lifespan", "off"],
-            cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120  # a loaded machine imports Django slowly
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("uvicorn did not start:\n" + log_path.read_text())
-                time.sleep(0.1)
-            yield base, proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+    with served_process(
+        "uvicorn",
+        ["uvicorn", "apiplatform.asgi:application", "--host", "127.0.0.1", "--port", "{port}",
+         "--no-access-log", "--lifespan", "off"],
+        log_dir,
+        env={"DJANGO_SETTINGS_MODULE": "apiplatform.settings", "DB_POOL_MAX_SIZE": "4", **FAST,
+             **(env or {})},
+        startup_seconds=120,  # a loaded machine imports Django slowly
+    ) as served:  # fmt: skip
+        yield served
 
 
 class Market:
