@@ -116,6 +116,37 @@ def alert_create(
     )
 
 
+@transaction.atomic
+def alert_create_for_webhook(
+    *,
+    organization_id: int,
+    coin_id: int,
+    condition: dict[str, Any],
+    endpoint: WebhookEndpoint | None = None,
+    webhook_url: str | None = None,
+    name: str = "",
+    cooldown_seconds: int = 0,
+) -> tuple[Alert, str | None]:
+    """A new alert delivered to ``endpoint`` or, for ``webhook_url``, to the organization's endpoint
+    for that URL (created if new). Returns (alert, the new endpoint's secret: shown once; None when an
+    existing endpoint is used). The management API and the portal both create alerts through this."""
+    secret = None
+    if endpoint is None:
+        if webhook_url is None:
+            raise ValueError("an endpoint or a webhook URL")
+        endpoint, created = endpoint_for_url(organization_id=organization_id, url=webhook_url)
+        secret = endpoint.secret if created else None
+    alert = alert_create(
+        organization_id=organization_id,
+        endpoint=endpoint,
+        coin_id=coin_id,
+        condition=condition,
+        name=name,
+        cooldown_seconds=cooldown_seconds,
+    )
+    return alert, secret
+
+
 def _condition_fields(condition: dict[str, Any]) -> dict[str, Any]:
     kind = condition["type"]
     level = conditions.FIXED_LEVEL.get(condition.get("indicator", ""), condition.get("level"))
