@@ -201,7 +201,10 @@ class AlertCreateForm(PortalForm):
         choices=[("above", "above the level"), ("below", "below the level")],
     )
     level = forms.FloatField(
-        label="Level", required=False, help_text="A price in USD, a percent change, or the indicator's value."
+        label="Level",
+        required=False,
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+        help_text="A price in USD, a percent change, or the indicator's value.",
     )
     window = forms.ChoiceField(
         label="Window",
