@@ -175,7 +175,7 @@ def _drop_bench_queue() -> None:
     import redis
 
     client = redis.Redis.from_url(os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"))
-    client.delete(BENCH_QUEUE, f"_kombu.binding.{BENCH_QUEUE}")
+    client.delete(BENCH_QUEUE, f"_kombu.binding.{BENCH_QUEUE}", f"_kombu.binding_permanent.{BENCH_QUEUE}")
 
 
 def _ms(seconds: float) -> str:
