@@ -245,7 +245,11 @@ SPECTACULAR_SETTINGS: dict[str, Any] = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # choice sets named after their model (several components have a "status" member)
-    "ENUM_NAME_OVERRIDES": {"DeliveryStatusEnum": "marketdata.alerts.models.Delivery.Status"},
+    "ENUM_NAME_OVERRIDES": {
+        "DeliveryStatusEnum": "marketdata.alerts.models.Delivery.Status",
+        # the alert condition variants (marketdata/alerts/schema.py): each names its own type
+        "IndicatorConditionTypeEnum": ["indicator"],
+    },
 }
 
 # --- accounts: JWT for the management API, API keys for the public API (docs/accounts.md) ------------

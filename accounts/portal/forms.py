@@ -171,3 +171,98 @@ class RoleForm(PortalForm):
         field = self.fields["role"]
         assert isinstance(field, forms.ChoiceField)
         field.choices = role_choices(actor_role)
+
+
+COOLDOWN_CHOICES = [
+    ("0", "None"),
+    ("300", "5 minutes"),
+    ("3600", "1 hour"),
+    ("21600", "6 hours"),
+    ("86400", "24 hours"),
+]
+
+
+class AlertCreateForm(PortalForm):
+    """An alert as a person fills it in. The condition's rules (which members a type needs, the level's
+    range) are the management API's (``marketdata.alerts.serializers.ConditionIn``): the page checks
+    the condition with it; this form only gathers the fields."""
+
+    coin = forms.CharField(
+        label="Coin id", max_length=200, help_text="As in the API, e.g. bitcoin or ethereum."
+    )
+    name = forms.CharField(
+        label="Name", max_length=200, required=False, help_text="Optional, e.g. “BTC above 100k”."
+    )
+    type = forms.ChoiceField(
+        label="Condition", choices=[], widget=forms.Select(attrs={"data-condition-type": ""})
+    )
+    direction = forms.ChoiceField(
+        label="Fires when the value crosses",
+        choices=[("above", "above the level"), ("below", "below the level")],
+    )
+    level = forms.FloatField(
+        label="Level",
+        required=False,
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+        help_text="A price in USD, a percent change, or the indicator's value.",
+    )
+    window = forms.ChoiceField(
+        label="Window",
+        choices=[],
+        required=False,
+        help_text="Change conditions: the % change over this window.",
+    )
+    indicator = forms.ChoiceField(label="Indicator", choices=[], required=False)
+    timeframe = forms.ChoiceField(
+        label="Timeframe",
+        choices=[],
+        required=False,
+        help_text="Indicator conditions: closed candles of this timeframe.",
+    )
+    cooldown_seconds = forms.ChoiceField(
+        label="Cooldown", choices=COOLDOWN_CHOICES, initial="0", help_text="No firing again within this time."
+    )
+    endpoint = forms.ChoiceField(label="Deliver to", choices=[], required=False)
+    webhook_url = forms.CharField(
+        label="New webhook URL",
+        max_length=2000,
+        required=False,
+        help_text="A public https:// URL; used when “A new webhook URL” is chosen above. Its signing "
+        "secret is shown once.",
+    )
+
+    def __init__(self, *args, kinds, windows, indicators, timeframes, endpoints, **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = {
+            "type": kinds,
+            "window": [("", "—"), *windows],
+            "indicator": [("", "—"), *indicators],
+            "timeframe": [("", "—"), *timeframes],
+            "endpoint": [("", "A new webhook URL"), *endpoints],
+        }
+        for name, values in choices.items():
+            field = self.fields[name]
+            assert isinstance(field, forms.ChoiceField)
+            field.choices = values
+        if endpoints:
+            self.fields["endpoint"].initial = endpoints[0][0]
+
+    def condition(self) -> dict:
+        """The condition object of the API, with the members of the chosen type only."""
+        data = self.cleaned_data
+        condition: dict = {"type": data["type"], "direction": data["direction"]}
+        if data.get("level") is not None:
+            condition["level"] = data["level"]
+        members = {"change": ["window"], "indicator": ["indicator", "timeframe"]}.get(data["type"], [])
+        for name in members:
+            if data.get(name):
+                condition[name] = data[name]
+        return condition
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("endpoint") and not (data.get("webhook_url") or "").strip():
+            self.add_error(
+                "webhook_url", "Give the URL of your webhook receiver (or choose an endpoint above)."
+            )
+        return data

@@ -3,7 +3,7 @@ are relied on: problem documents' ``upgrade_url`` points at /pricing)."""
 
 from django.urls import path, re_path
 
-from accounts.portal import account, billing, dashboard, keys, public, team
+from accounts.portal import account, alerts, billing, dashboard, keys, public, team
 
 app_name = "portal"
 
@@ -27,6 +27,12 @@ urlpatterns = [
     path("portal/keys", keys.keys, name="keys"),
     path("portal/keys/<str:key_id>/rotate", keys.key_rotate, name="key-rotate"),
     path("portal/keys/<str:key_id>/revoke", keys.key_revoke, name="key-revoke"),
+    path("portal/alerts", alerts.alerts, name="alerts"),
+    path("portal/alerts/<int:alert_id>/pause", alerts.alert_active, {"active": False}, name="alert-pause"),
+    path("portal/alerts/<int:alert_id>/resume", alerts.alert_active, {"active": True}, name="alert-resume"),
+    path("portal/alerts/<int:alert_id>/delete", alerts.alert_delete, name="alert-delete"),
+    path("portal/alerts/webhooks/<int:endpoint_id>/test", alerts.endpoint_test, name="endpoint-test"),
+    path("portal/alerts/deliveries/<int:delivery_id>/replay", alerts.delivery_replay, name="delivery-replay"),
     path("portal/team", team.team, name="team"),
     path("portal/team/members/<int:member_id>/role", team.member_role, name="member-role"),
     path("portal/team/members/<int:member_id>/remove", team.member_remove, name="member-remove"),

@@ -7,7 +7,8 @@ queues when its transaction commits (:mod:`marketdata.alerts.hooks`):
 2. the values: latest prices (1 query), the reference price of each % change window (1 query per
    window used), the indicators of each timeframe used (1 query per timeframe, computed in numpy);
 3. the crossing rule per alert (pure Python); only alerts whose side changed are written back
-   (one UPDATE), and each firing becomes a recorded delivery (one INSERT) sent after commit.
+   (one UPDATE), and each firing becomes a recorded delivery (one INSERT); after commit their first
+   attempts are queued together (``alerts.deliver_batch``: one broker message per 2,000 deliveries).
 
 Passes never overlap (a transaction-level advisory lock), so an alert cannot fire twice for one
 crossing even when two refreshes finish together.
@@ -138,6 +139,13 @@ def _write_state(changes: list[tuple[int, str, float]], fired_ids: list[int], no
         )
 
 
+def _enqueue(result: EvaluationResult) -> None:
+    """After commit: queue the first attempt of every delivery of the pass (a few broker messages)."""
+    t = time.monotonic()
+    services.deliveries_enqueue([(pk, 1) for pk in result.delivery_ids])
+    result.timings["enqueue"] = time.monotonic() - t
+
+
 def alerts_evaluate(*, now: datetime | None = None) -> EvaluationResult:
     """Evaluate every active alert against the latest values (see the module docstring)."""
     now = now or timezone.now()
@@ -158,9 +166,15 @@ def alerts_evaluate(*, now: datetime | None = None) -> EvaluationResult:
             result.timings["decide"] = time.monotonic() - t
             t = time.monotonic()
             _write_state(changes, [f.alert.id for f in firings], now)
-            result.delivery_ids = services.deliveries_create_for_firings(firings=firings, now=now)
+            result.delivery_ids = services.deliveries_create_for_firings(
+                firings=firings, now=now, enqueue=False
+            )
             result.timings["write"] = time.monotonic() - t
             result.changed, result.fired = len(changes), len(firings)
+            if result.delivery_ids:
+                transaction.on_commit(lambda: _enqueue(result))
+        committing = time.monotonic()
+    result.timings["commit"] = time.monotonic() - committing - result.timings.get("enqueue", 0.0)
     result.seconds = time.monotonic() - began
     if result.fired or result.seconds > 1.0:
         logger.info(

@@ -214,3 +214,7 @@ def deliveries_of(
 
 def attempts_of(*, delivery_id: int) -> list[DeliveryAttempt]:
     return list(DeliveryAttempt.objects.filter(delivery_id=delivery_id).order_by("number"))
+
+
+def delivery_of(*, organization_id: int, delivery_id: int) -> Delivery | None:
+    return Delivery.objects.filter(organization_id=organization_id, pk=delivery_id).first()

@@ -14,6 +14,8 @@ from marketdata.alerts.models import Alert, Delivery, DeliveryAttempt, WebhookEn
 from marketdata.models import TIMEFRAMES
 
 MAX_COOLDOWN = 30 * 24 * 3600
+#: The largest level (in absolute value) an alert takes: far above any price, % change or indicator.
+LEVEL_MAX = 1e12
 
 
 class StrictSerializer(serializers.Serializer):
@@ -27,7 +29,19 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class LevelField(serializers.FloatField):
+    """A finite number; an integer too large for a float is invalid (400), not an OverflowError."""
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except OverflowError:
+            self.fail("invalid")
+
+
 class ConditionIn(StrictSerializer):
+    """A condition; its OpenAPI schema is a oneOf discriminated by ``type`` (``marketdata.alerts.schema``)."""
+
     type = serializers.ChoiceField(
         choices=[a.value for a in Alert.Kind],
         help_text="`price`: the price crosses `level`; `change`: the % change over `window` crosses "
@@ -37,8 +51,11 @@ class ConditionIn(StrictSerializer):
     direction = serializers.ChoiceField(
         choices=["above", "below"], help_text="Fire when the value crosses to this side of `level`."
     )
-    level = serializers.FloatField(
-        required=False, help_text="The level (not for `macd_signal_cross`, whose level is 0)."
+    level = LevelField(
+        required=False,
+        min_value=-LEVEL_MAX,
+        max_value=LEVEL_MAX,
+        help_text="The level (not for `macd_signal_cross`, whose level is 0).",
     )
     window = serializers.ChoiceField(
         choices=list(conditions.WINDOWS), required=False, help_text="`change` only."
@@ -126,6 +143,8 @@ class AlertPatchIn(StrictSerializer):
 
 
 class ConditionOut(serializers.Serializer):
+    """A condition as answered; its OpenAPI schema is a oneOf discriminated by ``type``."""
+
     type = serializers.CharField()
     direction = serializers.CharField()
     level = serializers.FloatField()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -115,6 +116,37 @@ def alert_create(
     )
 
 
+@transaction.atomic
+def alert_create_for_webhook(
+    *,
+    organization_id: int,
+    coin_id: int,
+    condition: dict[str, Any],
+    endpoint: WebhookEndpoint | None = None,
+    webhook_url: str | None = None,
+    name: str = "",
+    cooldown_seconds: int = 0,
+) -> tuple[Alert, str | None]:
+    """A new alert delivered to ``endpoint`` or, for ``webhook_url``, to the organization's endpoint
+    for that URL (created if new). Returns (alert, the new endpoint's secret: shown once; None when an
+    existing endpoint is used). The management API and the portal both create alerts through this."""
+    secret = None
+    if endpoint is None:
+        if webhook_url is None:
+            raise ValueError("an endpoint or a webhook URL")
+        endpoint, created = endpoint_for_url(organization_id=organization_id, url=webhook_url)
+        secret = endpoint.secret if created else None
+    alert = alert_create(
+        organization_id=organization_id,
+        endpoint=endpoint,
+        coin_id=coin_id,
+        condition=condition,
+        name=name,
+        cooldown_seconds=cooldown_seconds,
+    )
+    return alert, secret
+
+
 def _condition_fields(condition: dict[str, Any]) -> dict[str, Any]:
     kind = condition["type"]
     level = conditions.FIXED_LEVEL.get(condition.get("indicator", ""), condition.get("level"))
@@ -196,8 +228,11 @@ def alert_event_data(*, alert: Any, coin: str, value: float, previous_side: str,
     }
 
 
-def deliveries_create_for_firings(*, firings: Iterable[Firing], now: datetime) -> list[int]:
-    """Record one delivery per firing (one INSERT) and send them after commit. Returns their ids."""
+def deliveries_create_for_firings(
+    *, firings: Iterable[Firing], now: datetime, enqueue: bool = True
+) -> list[int]:
+    """Record one delivery per firing (one INSERT) and, with ``enqueue``, queue their first attempts
+    after commit (:func:`deliveries_enqueue`; the caller does it otherwise). Returns their ids."""
     firings = list(firings)
     if not firings:
         return []
@@ -229,7 +264,8 @@ def deliveries_create_for_firings(*, firings: Iterable[Firing], now: datetime) -
         ):
             columns[name].append(value)
     ids = _deliveries_insert(columns)
-    transaction.on_commit(lambda: _enqueue(ids, attempt=1))
+    if enqueue:
+        transaction.on_commit(lambda: deliveries_enqueue([(pk, 1) for pk in ids]))
     return ids
 
 
@@ -259,15 +295,38 @@ def _deliveries_insert(columns: dict[str, list[Any]]) -> list[int]:
         return [row[0] for row in cur.fetchall()]
 
 
-def _enqueue(delivery_ids: list[int], *, attempt: int | None = None, numbers: dict[int, int] | None = None):
-    from marketdata.alerts.tasks import deliver
+#: Deliveries per ``alerts.deliver_batch`` message sent by evaluation and the dispatcher (the worker
+#: splits it into chunks of ``DELIVER_CHUNK``, one endpoint's deliveries together).
+ENQUEUE_MAX = 2000
+DELIVER_CHUNK = 20
+#: A chunk stops starting attempts after this many seconds and queues the rest as a new chunk (one
+#: attempt lasts at most ALERTS_WEBHOOK_TIMEOUT, so the task stays within its soft time limit).
+CHUNK_BUDGET_SECONDS = 25.0
 
-    for pk in delivery_ids:
-        number = attempt if attempt is not None else (numbers or {}).get(pk, 1)
+
+def deliveries_enqueue(pairs: list[tuple[int, int]]) -> None:
+    """Queue attempts ``(delivery id, attempt number)``: one ``alerts.deliver_batch`` message per
+    ``ENQUEUE_MAX`` deliveries (a storm of 6,000 firings is 3 broker round trips, not 6,000)."""
+    from marketdata.alerts.tasks import deliver_batch
+
+    for start in range(0, len(pairs), ENQUEUE_MAX):
+        part = [list(pair) for pair in pairs[start : start + ENQUEUE_MAX]]
         try:
-            deliver.apply_async(kwargs={"delivery_id": pk, "attempt": number})
-        except Exception:  # the broker is down: the dispatcher sends it once the claim expires
-            logger.warning("delivery %s not queued; the dispatcher will send it", pk, exc_info=True)
+            deliver_batch.apply_async(kwargs={"deliveries": part})
+        except Exception:  # the broker is down: the dispatcher sends them once their claim expires
+            logger.warning(
+                "%d deliveries not queued; the dispatcher will send them", len(part), exc_info=True
+            )
+
+
+def deliveries_chunk(*, pairs: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """Split queued attempts into chunks of at most ``DELIVER_CHUNK``, ordered by endpoint so each
+    endpoint's deliveries sit together (a slow receiver holds up its own chunks, not everyone's).
+    Deliveries that no longer exist are left out. One query."""
+    rows = Delivery.objects.filter(pk__in=[pk for pk, _ in pairs]).values_list("id", "endpoint_id")
+    endpoint_of = dict(rows)
+    ordered = sorted((p for p in pairs if p[0] in endpoint_of), key=lambda p: (endpoint_of[p[0]], p[0]))
+    return [ordered[i : i + DELIVER_CHUNK] for i in range(0, len(ordered), DELIVER_CHUNK)]
 
 
 # --- deliveries: attempts -------------------------------------------------------------------------------
@@ -382,6 +441,22 @@ def delivery_attempt(
     return AttemptOutcome(delivery, attempted=True, gave_up=gave_up)
 
 
+def deliveries_attempt_chunk(
+    *, pairs: list[tuple[int, int]], budget_seconds: float | None = None
+) -> tuple[list[AttemptOutcome], list[tuple[int, int]]]:
+    """Make the queued attempts of one chunk in turn (each :func:`delivery_attempt`: recorded,
+    idempotent per attempt number). Stops starting new ones after ``budget_seconds``: returns
+    (outcomes, the attempts left for a new chunk)."""
+    budget = CHUNK_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    began = time.monotonic()
+    outcomes: list[AttemptOutcome] = []
+    for index, (pk, number) in enumerate(pairs):
+        if time.monotonic() - began >= budget:
+            return outcomes, list(pairs[index:])
+        outcomes.append(delivery_attempt(delivery_id=pk, attempt=number))
+    return outcomes, []
+
+
 def deliveries_dispatch_due(*, now: datetime | None = None, limit: int = 1000) -> int:
     """Hand the deliveries whose next attempt is due to the broker (claimed for ``CLAIM``)."""
     now = now or timezone.now()
@@ -395,8 +470,8 @@ def deliveries_dispatch_due(*, now: datetime | None = None, limit: int = 1000) -
         if not due:
             return 0
         Delivery.objects.filter(pk__in=[pk for pk, _ in due]).update(next_attempt_at=now + CLAIM)
-        numbers = {pk: attempts + 1 for pk, attempts in due}
-        transaction.on_commit(lambda: _enqueue(list(numbers), numbers=numbers))
+        pairs = [(pk, attempts + 1) for pk, attempts in due]
+        transaction.on_commit(lambda: deliveries_enqueue(pairs))
     return len(due)
 
 

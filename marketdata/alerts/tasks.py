@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 
 from apiplatform.jobs.base import QUEUE_DEFAULT, QUEUE_INGESTION, PermanentError, project_task
-from apiplatform.jobs.services import DEAD_LETTER_HEADER, job_run_record
+from apiplatform.jobs.services import DEAD_LETTER_HEADER, dead_letter_record, job_run_record
 from marketdata.alerts import services
 from marketdata.alerts.evaluation import alerts_evaluate
 
@@ -39,6 +39,49 @@ def deliver(self, delivery_id: int, attempt: int | None = None, manual: bool = F
             "times: dead"
         )
     return outcome.delivery.status if outcome.delivery is not None else "gone"
+
+
+@project_task(
+    name="alerts.deliver_batch", queue=QUEUE_DEFAULT, soft_time_limit=60, time_limit=75, max_retries=3
+)
+def deliver_batch(self, deliveries: list[list[int]]) -> int:
+    """Attempts queued together (``[[delivery id, attempt number], ...]``: a storm of firings, the
+    dispatcher's due retries). More than one chunk: split by endpoint into chunks and queue one
+    message per chunk. One chunk: make its attempts in turn; what the time budget leaves is queued as
+    a new chunk. A last attempt that fails writes the same dead letter as ``alerts.deliver`` (replayable
+    by the operator, resolved by a customer replay). Attempt numbers make a redelivered message a no-op."""
+    pairs = [(int(pk), int(number)) for pk, number in deliveries]
+    if len(pairs) > services.DELIVER_CHUNK:
+        chunks = services.deliveries_chunk(pairs=pairs)
+        for chunk in chunks:
+            deliver_batch.apply_async(kwargs={"deliveries": [list(p) for p in chunk]})
+        return len(chunks)
+    outcomes, rest = services.deliveries_attempt_chunk(pairs=pairs)
+    if rest:
+        deliver_batch.apply_async(kwargs={"deliveries": [list(p) for p in rest]})
+    for outcome in outcomes:
+        if outcome.gave_up and outcome.delivery is not None:
+            _dead_letter(self, outcome.delivery)
+    return len(outcomes)
+
+
+def _dead_letter(task: Any, delivery: Any) -> None:
+    """The dead letter ``alerts.deliver`` writes when a last attempt fails (same task, same kwargs)."""
+    exc = DeliveryGaveUp(
+        f"delivery {delivery.pk} to {delivery.endpoint.url} failed {delivery.attempts} times: dead"
+    )
+    dead_letter_record(
+        task_name=services.DELIVER_TASK,
+        app="alerts",
+        task_id=task.request.id or "",
+        args=[],
+        kwargs={"delivery_id": delivery.pk, "attempt": delivery.attempts},
+        queue=QUEUE_DEFAULT,
+        exc=exc,
+        traceback="",
+        attempts=delivery.attempts,
+        retryable=False,
+    )
 
 
 @project_task(

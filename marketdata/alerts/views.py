@@ -8,7 +8,6 @@ allowed by name in pyproject.toml's ``marketdata-arrows`` contract.
 
 from __future__ import annotations
 
-from django.db import transaction
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -110,24 +109,18 @@ class AlertListView(AlertsView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         coin_id = _coin_id(values["coin"])
-        org_id = self.organization.pk
-        with transaction.atomic():
-            secret = None
-            if "webhook_url" in values:
-                endpoint, created = services.endpoint_for_url(
-                    organization_id=org_id, url=values["webhook_url"]
-                )
-                secret = endpoint.secret if created else None
-            else:
-                endpoint = self._endpoint(values["endpoint_id"], field="endpoint_id")
-            alert = services.alert_create(
-                organization_id=org_id,
-                endpoint=endpoint,
-                coin_id=coin_id,
-                condition=values["condition"],
-                name=values["name"],
-                cooldown_seconds=values["cooldown_seconds"],
-            )
+        endpoint = None
+        if "endpoint_id" in values:
+            endpoint = self._endpoint(values["endpoint_id"], field="endpoint_id")
+        alert, secret = services.alert_create_for_webhook(
+            organization_id=self.organization.pk,
+            coin_id=coin_id,
+            condition=values["condition"],
+            endpoint=endpoint,
+            webhook_url=values.get("webhook_url"),
+            name=values["name"],
+            cooldown_seconds=values["cooldown_seconds"],
+        )
         alert = self._alert(alert.pk)
         body = {**s.AlertOut(alert).data, "webhook_secret": secret}
         return Response(body, status=status.HTTP_201_CREATED)

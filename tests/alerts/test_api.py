@@ -3,6 +3,8 @@ roles, and the deliveries list."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from marketdata.alerts.models import Alert, WebhookEndpoint
@@ -116,6 +118,7 @@ def test_crud(client, receiver):
         ),
         ({"condition": {"type": "price", "direction": "sideways", "level": 5}}, "condition"),
         ({"condition": {"type": "price", "direction": "above", "level": 5, "extra": 1}}, "condition"),
+        ({"condition": {"type": "price", "direction": "above", "level": 10**400}}, "condition"),  # no float
         ({"endpoint_id": 999}, "endpoint_id"),  # both endpoint_id and webhook_url
         ({"cooldown_seconds": -1}, "cooldown_seconds"),
         ({"surprise": True}, "surprise"),
@@ -167,3 +170,56 @@ def test_deliveries_list_filters_and_pages(client, org, receiver):
     failed = client.get("/v1/account/deliveries?status=failed").json()["results"]
     assert len(failed) == 1
     assert client.get("/v1/account/deliveries?color=red").status_code == 400
+
+
+IND = {"type": "indicator", "direction": "above"}
+CONDITIONS = [  # (condition, accepted)
+    ({"type": "price", "direction": "above", "level": 100000}, True),
+    ({"type": "price", "direction": "below", "level": 0}, False),
+    ({"type": "price", "direction": "above"}, False),
+    ({"type": "price", "direction": "above", "level": 5, "window": "1h"}, False),
+    ({"type": "change", "window": "1h", "direction": "below", "level": -5}, True),
+    ({"type": "change", "direction": "above", "level": 5}, False),
+    ({**IND, "indicator": "rsi", "timeframe": "1h", "level": 70}, True),
+    ({**IND, "indicator": "rsi", "timeframe": "1h", "level": 100}, False),
+    ({**IND, "indicator": "rsi", "timeframe": "1h"}, False),
+    ({**IND, "indicator": "macd", "timeframe": "4h", "direction": "below", "level": -2.5}, True),
+    ({**IND, "indicator": "macd_signal_cross", "timeframe": "1d"}, True),
+    ({**IND, "indicator": "macd_signal_cross", "timeframe": "1d", "level": 0}, True),
+    ({**IND, "indicator": "macd_signal_cross", "timeframe": "1d", "level": 1}, False),
+    ({**IND, "indicator": "rsi", "level": 30}, False),  # no timeframe
+    ({**IND, "indicator": "rsi", "timeframe": "1h", "level": 30, "window": "1h"}, False),
+]  # fmt: skip
+
+
+@functools.cache
+def _openapi() -> dict:
+    from django.test import Client
+
+    return Client().get("/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+
+@pytest.mark.parametrize(("condition", "accepted"), CONDITIONS)
+def test_condition_schema_says_what_the_api_accepts(client, receiver, condition, accepted):
+    """The OpenAPI condition (a oneOf by type) and the API's validation agree, both ways."""
+    import jsonschema
+
+    document = _openapi()
+    alert_in = document["components"]["schemas"]["AlertInRequest"]["properties"]["condition"]
+    assert alert_in == {"$ref": "#/components/schemas/AlertConditionRequest"}
+    condition_schema = document["components"]["schemas"]["AlertConditionRequest"]
+    assert condition_schema["discriminator"]["propertyName"] == "type"
+    assert set(condition_schema["discriminator"]["mapping"]) == {"price", "change", "indicator"}
+    # OpenAPI 3.0 schemas are JSON Schema draft 4 (boolean exclusiveMinimum) plus keywords it ignores
+    validator = jsonschema.Draft4Validator({**alert_in, "components": document["components"]})
+    assert validator.is_valid(condition) is accepted
+    response = client.post(
+        "/v1/account/alerts", price_alert(receiver.url, condition=condition), format="json"
+    )
+    assert response.status_code == (201 if accepted else 400), response.content
+    if accepted:
+        answered = response.json()["condition"]
+        out = jsonschema.Draft4Validator(
+            {"$ref": "#/components/schemas/AlertCondition", "components": document["components"]}
+        )
+        assert out.is_valid(answered), answered

@@ -14,7 +14,7 @@ from apiplatform.jobs.models import DeadLetter
 from apiplatform.jobs.services import dead_letter_replay
 from marketdata.alerts import services, signing, tasks
 from marketdata.alerts.evaluation import alerts_evaluate
-from marketdata.alerts.models import Delivery, DeliveryAttempt, WebhookEndpoint
+from marketdata.alerts.models import Alert, Delivery, DeliveryAttempt, WebhookEndpoint
 
 from .conftest import owner_of, set_price
 
@@ -188,3 +188,118 @@ def test_rotated_secret_signs_the_next_delivery(org, endpoint, receiver, jwt_cli
     assert signing.verify(secret=new_secret, header=header, body=body)
     assert not signing.verify(secret=endpoint.secret, header=header, body=body)
     assert WebhookEndpoint.objects.get(pk=endpoint.pk).secret == new_secret
+
+
+# --- a storm: the first attempts of many firings are queued together ------------------------------------
+@pytest.fixture
+def storm(org, endpoint, other_receiver, make_coins, django_capture_on_commit_callbacks):
+    """45 alerts on two endpoints fire in one pass; returns (result, after-commit callbacks)."""
+    other = services.endpoint_create(organization_id=org.pk, url=other_receiver.url)
+    for i, coin_id in enumerate(make_coins(45)):
+        services.alert_create(
+            organization_id=org.pk,
+            endpoint=endpoint if i % 3 else other,
+            coin_id=coin_id,
+            condition={"type": "price", "direction": "above", "level": 100.0},
+        )
+        set_price(coin_id, 90)
+    with django_capture_on_commit_callbacks(execute=False):
+        alerts_evaluate()
+    for coin_id in Alert.objects.values_list("coin_id", flat=True):
+        set_price(coin_id, 101)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        result = alerts_evaluate()
+    assert result.fired == 45
+    return result, callbacks
+
+
+@pytest.fixture
+def make_coins(db):
+    from marketdata import services as market
+
+    def make(n: int) -> list[int]:
+        ids = market.coins_upsert(coins=[market.CoinIn(f"c-{i}", f"c{i}", f"C {i}") for i in range(n)])
+        return [ids[f"c-{i}"] for i in range(n)]
+
+    return make
+
+
+def test_a_storm_is_queued_as_one_message_and_split_by_endpoint(storm, monkeypatch):
+    result, callbacks = storm
+    sent = []
+    monkeypatch.setattr(tasks.deliver_batch, "apply_async", lambda **kw: sent.append(kw["kwargs"]))
+    monkeypatch.setattr(tasks.deliver, "apply_async", lambda **kw: pytest.fail("one message per delivery"))
+    for callback in callbacks:
+        callback()
+    (message,) = sent  # 45 firings: one broker message
+    assert sorted(pk for pk, _n in message["deliveries"]) == sorted(result.delivery_ids)
+    assert {n for _pk, n in message["deliveries"]} == {1}
+    sent.clear()
+    tasks.deliver_batch(deliveries=message["deliveries"])  # the worker splits it into chunks
+    chunks = [kw["deliveries"] for kw in sent]
+    assert sorted(pk for chunk in chunks for pk, _n in chunk) == sorted(result.delivery_ids)
+    assert all(len(chunk) <= services.DELIVER_CHUNK for chunk in chunks)
+    endpoints = [
+        list(Delivery.objects.filter(pk__in=[pk for pk, _n in c]).values_list("endpoint_id", flat=True))
+        for c in chunks
+    ]
+    switches = sum(1 for e in endpoints for a, b in itertools.pairwise(e) if a != b)
+    assert switches <= 1  # each endpoint's deliveries sit together (one chunk may hold the boundary)
+
+
+def test_a_chunk_attempts_each_delivery_once(storm, receiver, other_receiver, monkeypatch):
+    result, _callbacks = storm
+    monkeypatch.setattr(tasks.deliver_batch, "apply_async", lambda **kw: pytest.fail("nothing left over"))
+    chunk = [[pk, 1] for pk in result.delivery_ids[:10]]
+    assert tasks.deliver_batch(deliveries=chunk) == 10
+    assert len(receiver.received) + len(other_receiver.received) == 10
+    tasks.deliver_batch(deliveries=chunk)  # a redelivered message: those attempts were made
+    assert len(receiver.received) + len(other_receiver.received) == 10
+    assert set(Delivery.objects.filter(pk__in=result.delivery_ids[:10]).values_list("status", flat=True)) == {
+        "succeeded"
+    }
+    assert DeliveryAttempt.objects.filter(delivery_id__in=result.delivery_ids[:10]).count() == 10
+
+
+def test_a_chunk_over_its_time_budget_queues_the_rest(storm, monkeypatch):
+    result, _callbacks = storm
+    sent = []
+    monkeypatch.setattr(tasks.deliver_batch, "apply_async", lambda **kw: sent.append(kw["kwargs"]))
+    monkeypatch.setattr(services, "CHUNK_BUDGET_SECONDS", 0.0)
+    pairs = [(pk, 1) for pk in result.delivery_ids[:5]]
+    outcomes, rest = services.deliveries_attempt_chunk(pairs=pairs, budget_seconds=0.0)
+    assert outcomes == [] and rest == pairs
+    tasks.deliver_batch(deliveries=[list(p) for p in pairs])
+    assert sent == [{"deliveries": [list(p) for p in pairs]}]
+    assert Delivery.objects.filter(pk__in=result.delivery_ids, attempts=0).count() == 45
+
+
+def test_a_last_attempt_failing_in_a_chunk_writes_the_deliver_dead_letter(
+    fired, receiver, eager, django_capture_on_commit_callbacks
+):
+    receiver.reply(500)
+    Delivery.objects.filter(pk=fired.pk).update(created_at=timezone.now() - timedelta(hours=25))
+    tasks.deliver_batch.apply(kwargs={"deliveries": [[fired.pk, 1]]})
+    fired.refresh_from_db()
+    assert fired.status == "dead"
+    letter = DeadLetter.objects.get()
+    assert letter.task_name == "alerts.deliver" and letter.app == "alerts"
+    assert letter.kwargs == {"delivery_id": fired.pk, "attempt": 1}
+    receiver.reply(200)
+    with django_capture_on_commit_callbacks(execute=True):
+        dead_letter_replay(dead_letter_id=letter.pk)  # the operator's replay: one more attempt
+    fired.refresh_from_db()
+    assert fired.status == "succeeded"
+
+
+def test_dispatcher_queues_due_retries_in_one_message(storm, monkeypatch, django_capture_on_commit_callbacks):
+    result, _callbacks = storm
+    Delivery.objects.filter(pk__in=result.delivery_ids).update(
+        status="retrying", attempts=2, next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
+    sent = []
+    monkeypatch.setattr(tasks.deliver_batch, "apply_async", lambda **kw: sent.append(kw["kwargs"]))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.deliveries_dispatch_due() == 45
+    (message,) = sent
+    assert sorted(message["deliveries"]) == sorted([pk, 3] for pk in result.delivery_ids)

@@ -89,14 +89,11 @@ SUPPLIED: dict[tuple[str, str], str] = {
         "as body.url of POST /v1/account/webhook-endpoints"
     ),
     ("POST /v1/account/alerts", "body.webhook_url"): "as body.url of POST /v1/account/webhook-endpoints",
-    ("POST /v1/account/alerts", "body.condition"): (
-        "which members a condition needs depends on its `type` (level for price, window and level for "
-        "change, indicator, timeframe and level for an indicator): the schema lists them all as "
-        "optional, so a complete condition of the generated type is sent; and exactly one of endpoint_id "
-        "and webhook_url (a webhook URL, as above), for a coin that exists. Known gap: a oneOf would say "
-        "the first two"
+    ("POST /v1/account/alerts", "body.coin"): (
+        "a coin that exists (an unknown id is a 400 naming coin), and exactly one of endpoint_id (an "
+        "endpoint of the organization's) and webhook_url (a webhook URL, as above): the condition needs "
+        "nothing here, its schema is a oneOf by type with each kind's members"
     ),
-    ("PATCH /v1/account/alerts/{alert_id}", "body.condition"): "as body.condition of POST /v1/account/alerts",
     ("POST /v1/account/password", "body.current_password"): "the caller's password: only that one is right",
     ("POST /v1/account/password/reset/confirm", "body.token"): (
         "a password-reset token: emailed, signed by the server for the account's current password"
@@ -112,20 +109,6 @@ MAX_EXAMPLES = 12  # per operation and generation mode: 35 operations x 2 modes 
 POSITIVE = schemathesis.GenerationMode.POSITIVE
 MODES = (POSITIVE, schemathesis.GenerationMode.NEGATIVE)
 METHODS = {"get", "put", "post", "patch", "delete"}
-
-
-#: A complete alert condition per type (POST /v1/account/alerts, docs/alerts.md).
-CONDITIONS = {
-    "price": {"type": "price", "direction": "above", "level": 50000},
-    "change": {"type": "change", "direction": "above", "window": "1h", "level": 5},
-    "indicator": {
-        "type": "indicator",
-        "indicator": "rsi",
-        "timeframe": "1h",
-        "direction": "above",
-        "level": 70,
-    },
-}
 
 
 class Supplier:
@@ -203,15 +186,10 @@ class Supplier:
     def _webhook_url(self, case, body: dict) -> None:
         body["webhook_url"] = "http://127.0.0.1:9/hook"
 
-    def _condition(self, case, body: dict) -> None:
-        kind = body["condition"].get("type") if isinstance(body["condition"], dict) else None
-        body["condition"] = CONDITIONS.get(kind, CONDITIONS["price"])
-        if case.method.upper() == "PATCH":  # a change names no coin and no webhook
-            return
-        # exactly one of endpoint_id (an endpoint of the organization's) and webhook_url
+    def _coin(self, case, body: dict) -> None:
+        body["coin"] = "bitcoin"
         body.pop("endpoint_id", None)
         body["webhook_url"] = "http://127.0.0.1:9/hook"
-        body["coin"] = "bitcoin"  # a coin that exists (an unknown id is a 400 naming coin)
 
     def _current_password(self, case, body: dict) -> None:
         body["current_password"] = self.platform.password

@@ -279,6 +279,7 @@ PAGES = [
     ("dashboard", "/portal/"),
     ("keys", "/portal/keys"),
     ("team", "/portal/team"),
+    ("alerts", "/portal/alerts"),
     ("billing", "/portal/billing"),
     ("docs", "/portal/docs"),
     ("try-it", "/portal/docs/try"),
@@ -361,6 +362,68 @@ def test_a_billing_member_sees_no_key_buttons_and_a_post_anyway_is_refused(live,
     )
     assert refused.status == 403 and "may not do this" in refused.text()
     assert ApiKey.objects.filter(organization=organization).count() == 1
+    context.close()
+
+
+def test_alerts_page_creates_an_alert_shows_the_secret_once_and_lists_it(live, browser, axe, make_org):
+    from marketdata import services as market
+    from marketdata.alerts.models import Alert, WebhookEndpoint
+
+    base, _outbox = live
+    market.coins_upsert(coins=[market.CoinIn("bitcoin", "btc", "Bitcoin")])
+    organization, owner = _owner_with_data(make_org)
+    context = browser.new_context(viewport=b.DESKTOP, permissions=["clipboard-read", "clipboard-write"])
+    console = Console(context)
+    page = context.new_page()
+    _log_in(page, base, owner.email)
+    page.get_by_role("link", name="Alerts").click()
+    expect(page).to_have_url(re.compile(r"/portal/alerts$"))
+    expect(page.get_by_text("No alerts yet.")).to_be_visible()
+    # portal.js shows the fields of the chosen condition type only
+    expect(page.get_by_label("Window")).to_be_hidden()
+    page.get_by_label("Condition").select_option("change")
+    expect(page.get_by_label("Window")).to_be_visible()
+    expect(page.get_by_label("Indicator", exact=True)).to_be_hidden()
+    visit(page, axe, "alerts-empty")
+    # a refusal comes back as sentences next to the fields, with the request id
+    page.get_by_label("Coin id").fill("bitcoin")
+    page.get_by_label("Level").fill("5")
+    page.get_by_label("New webhook URL").fill("https://hooks.example.com/candlestack")
+    page.get_by_role("button", name="Create alert").click()
+    expect(page.get_by_text("Required by a change condition")).to_be_visible()
+    expect(page.get_by_role("alert").get_by_text("Request id")).to_be_visible()
+    visit(page, axe, "alerts-form-error")
+    # a price alert to a new URL: its endpoint's signing secret is shown once
+    page.get_by_label("Name", exact=True).fill("BTC above 100k")
+    page.get_by_label("Condition").select_option("price")
+    page.get_by_label("Level").fill("100000")
+    page.get_by_role("button", name="Create alert").click()
+    expect(page.get_by_text("it is shown only once")).to_be_visible()
+    visit(page, axe, "alerts-secret")
+    page.get_by_role("button", name="Copy").click()
+    secret = page.evaluate("navigator.clipboard.readText()")
+    assert (
+        secret.startswith("whsec_")
+        and secret == WebhookEndpoint.objects.get(organization=organization).secret
+    )
+    page.get_by_role("link", name="I have copied it").click()
+    row = page.locator("tr", has_text="BTC above 100k")
+    expect(row).to_contain_text("price above 100000 USD")
+    expect(row).to_contain_text("waiting for a value")
+    expect(page.get_by_text("https://hooks.example.com/candlestack").first).to_be_visible()
+    assert secret not in page.content()
+    visit(page, axe, "alerts-listed")
+    # pause, then delete after the confirmation (loaded by htmx under the row)
+    row.get_by_role("button", name="Pause").click()
+    expect(page.locator("tr", has_text="BTC above 100k")).to_contain_text("paused")
+    page.locator("tr", has_text="BTC above 100k").get_by_role("link", name="Delete").click()
+    expect(page.get_by_role("heading", name=re.compile("Delete BTC above 100k"))).to_be_focused()
+    visit(page, axe, "alerts-delete-confirm")
+    page.get_by_role("button", name="Yes, delete this alert").click()
+    expect(page.get_by_text("Alert deleted.")).to_be_visible()
+    assert not Alert.objects.filter(organization_id=organization.pk).exists()
+    b.shot(page, "alerts-after-delete")
+    assert console.csp_violations() == []
     context.close()
 
 

@@ -49,5 +49,14 @@
   }
   document.addEventListener("change", function (event) {
     if (event.target.matches("select[data-autosubmit]")) event.target.form.requestSubmit();
+    if (event.target.matches("select[data-condition-type]")) conditionFields(event.target);
   });
+  // The alert form shows the fields of the chosen condition type only (without script: all of them,
+  // each saying which type uses it; the server keeps only the chosen type's members).
+  function conditionFields(select) {
+    select.form.querySelectorAll("[data-condition]").forEach(function (field) {
+      field.hidden = field.getAttribute("data-condition").split(" ").indexOf(select.value) < 0;
+    });
+  }
+  document.querySelectorAll("select[data-condition-type]").forEach(conditionFields);
 })();
