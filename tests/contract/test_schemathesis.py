@@ -298,7 +298,7 @@ def run_schemathesis(
             label = f"{operation.method.upper()} {operation.path}"
             seen = statuses.setdefault(label, set())
             for mode in MODES:
-                prepare = supplier.for_operation(label) if mode is POSITIVE else None
+                prepare = supplier.for_operation(label) if mode is POSITIVE else authenticated(headers)
 
                 def on_failure(case, response, exc, label=label):
                     record(failures, label, case, response, exc, headers)
@@ -306,6 +306,23 @@ def run_schemathesis(
                 exercise(operation, mode, headers, seen, prepare, on_failure)
             supplier.restore()
     return failures, statuses
+
+
+def authenticated(headers: dict[str, str]):
+    """``prepare(case)`` for negative cases: the case carries the credentials every request is sent
+    with. A negative case that drops ``Authorization`` is sent with it anyway (the run authenticates
+    every call), so without this its checks would judge a request that was never sent (e.g. "schema-
+    violating request accepted" for one whose only other fault was not on the wire)."""
+
+    def prepare(case) -> None:
+        if case.headers is None:
+            case.headers = {}
+        present = {name.lower() for name in case.headers}
+        for name, value in headers.items():
+            if name.lower() not in present:
+                case.headers[name] = value
+
+    return prepare
 
 
 def exercise(operation, mode, headers: dict[str, str], seen: set[int], prepare, on_failure) -> None:
