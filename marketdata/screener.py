@@ -307,9 +307,8 @@ def latest_indicators_refresh(
             if anchor >= horizon and changes.get(coin, math.inf) > anchor
         }
         fresh = _read_since(timeframe, incremental)
-        windows = _read(
-            timeframe, None if full and coin_ids is None else _full_ids(coin_ids, incremental), now
-        )
+        everything = coin_ids is None and not incremental  # a first refresh, or full=True
+        windows = _read(timeframe, None if everything else _full_ids(coin_ids, incremental), now)
         t_read = time.monotonic()
         out = _merge(_advance(timeframe, fresh, states), _recompute(timeframe, windows))
         t_compute = time.monotonic()
