@@ -160,7 +160,7 @@ def main() -> None:
     Coin.objects.exclude(id__in=ids).update(active=False)  # only the bench coins (a smaller --coins run)
     Coin.objects.filter(id__in=ids).update(active=True)
     first = screener.latest_indicators_refresh(timeframe="1m", now=now, full=True)
-    print(f"first refresh (no states yet, all in full): {first.seconds:.3f} s")
+    print(f"initial full refresh (builds every coin's state): {first.seconds:.3f} s")
     rng = np.random.default_rng(16)
     best = {"before": float("inf"), "after": float("inf")}
 

@@ -284,7 +284,8 @@ def latest_indicators_refresh(
     (a stale coin, or the screener was not run for that long), or with ``full=True`` (every coin: the
     computation before issue 16, kept for the benchmark and for operators).
 
-    ``now``: the time of the refresh (default: the clock); only where the window read starts.
+    ``now``: the time of the refresh (default: the clock); only where the window read starts and
+    which anchors are stale.
     """
     if timeframe not in TIMEFRAME_DELTA:
         raise ValueError(f"unknown timeframe {timeframe!r}")
