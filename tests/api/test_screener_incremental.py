@@ -188,3 +188,25 @@ def test_the_write_path_logs_changes_to_closed_candles_only(db, hour0):
     assert CandleChange.objects.count() == 2  # a correction of the closed candle
     services.candles_upsert(rows=[row._replace(close=2.0, high=2.0)], source="test", now=hour0 + 2 * H)
     assert CandleChange.objects.count() == 2  # unchanged: not written, not logged
+
+
+def test_a_refresh_of_some_coins_consumes_only_their_changes(market):
+    now = market.start + 700 * H
+    screener.latest_indicators_refresh(timeframe="1h", now=now)
+    at = market.start + 700 * H
+    market.write([market.candle(n, at) for n in ("steady", "gappy", "tiny")], now=at + H)
+    assert set(CandleChange.objects.values_list("coin_id", flat=True)) == {
+        market.ids["steady"],
+        market.ids["gappy"],
+        market.ids["tiny"],
+    }
+    result = screener.latest_indicators_refresh(timeframe="1h", coin_ids=[market.ids["steady"]], now=at + H)
+    assert (result.coins, result.full) == (1, 0)
+    assert set(CandleChange.objects.values_list("coin_id", flat=True)) == {
+        market.ids["gappy"],
+        market.ids["tiny"],
+    }
+    rows = {r.coin_id: r for r in LatestIndicator.objects.filter(timeframe="1h")}
+    assert rows[market.ids["steady"]].time == at
+    assert rows[market.ids["gappy"]].time == at - H  # not refreshed yet
+    assert_same(rows[market.ids["steady"]], expected(market.ids["steady"]), "steady")
