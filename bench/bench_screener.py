@@ -11,7 +11,7 @@ logs the changes the screener consumes) and, on the same data:
 
 - after: the incremental refresh (each coin's stored state moved by the candles after its anchor);
 - before: the full recomputation (``full=True``: the last HISTORY candles of every coin read and run
-  through TA-Lib — the refresh as it was before; it also stores fresh states, a small extra).
+  through TA-Lib — the refresh as it was before; it also builds fresh states, ~0.06 s at 2,000 coins).
 
 Prints both with their parts, the ratio, and the largest difference between the values the two
 store (relative to the coin's close for price-valued fields, absolute for RSI, relative otherwise).
