@@ -338,6 +338,12 @@ class LatestIndicator(models.Model):
     atr = models.FloatField(null=True)
     volatility = models.FloatField(null=True)
     computed_at = models.DateTimeField()
+    # The incremental refresh's state (marketdata.screener_state): the indicators' recursive parts
+    # and the last closes after the candle at ``anchor`` (a few candles before ``time``, so that the
+    # newest candles, which late corrections rewrite, are re-read each refresh). Null for a coin with
+    # fewer than HISTORY closed candles (recomputed in full each time).
+    anchor = models.DateTimeField(null=True, help_text="bucket_start of the candle the state is after.")
+    state = models.BinaryField(null=True, editable=False, help_text="Packed float64 (screener_state.WIDTH).")
 
     class Meta:
         constraints = [
@@ -346,3 +352,23 @@ class LatestIndicator(models.Model):
 
     def __str__(self) -> str:
         return f"latest indicators {self.coin_id} {self.timeframe} @ {self.time}"
+
+
+class CandleChange(models.Model):
+    """A change to a closed candle: one row per (timeframe, coin) and write, with the oldest bucket the
+    write changed. Written in the transaction of the change by the candle write path
+    (``services._run_upsert`` and ``services.candles_close``), consumed (deleted) by the screener's
+    refresh of that timeframe, which recomputes in full a coin whose change reaches back before its
+    stored state (marketdata.screener). Append-only: writers never wait on each other or on the
+    screener."""
+
+    id = models.BigAutoField(primary_key=True)
+    timeframe = models.CharField(max_length=3, choices=Timeframe.choices)
+    coin_id = models.BigIntegerField()
+    bucket_start = models.DateTimeField(help_text="The oldest bucket of the series the write changed.")
+
+    class Meta:
+        indexes = [models.Index(fields=["timeframe"], name="candlechange_timeframe")]
+
+    def __str__(self) -> str:
+        return f"change {self.coin_id} {self.timeframe} from {self.bucket_start}"

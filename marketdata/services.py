@@ -226,7 +226,12 @@ ins AS (
           (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume,
            EXCLUDED.volume_24h, EXCLUDED.market_cap, EXCLUDED.closed, EXCLUDED.filled,
            EXCLUDED.samples, EXCLUDED.partial)
-    RETURNING c.coin_id, c.timeframe, c.bucket_start, c.revision = 0 AS inserted
+    RETURNING c.coin_id, c.timeframe, c.bucket_start, c.revision = 0 AS inserted, c.closed
+),
+-- closed candles changed: the screener's refresh recomputes what its stored state cannot absorb
+logged AS (
+    INSERT INTO marketdata_candlechange (timeframe, coin_id, bucket_start)
+    SELECT timeframe, coin_id, min(bucket_start) FROM ins WHERE closed GROUP BY timeframe, coin_id
 )
 SELECT coin_id, timeframe, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
        min(bucket_start), max(bucket_start)
@@ -668,9 +673,14 @@ def candles_close(*, now: datetime | None = None) -> dict[str, int]:
     with connection.cursor() as cur:
         for tf, step in TIMEFRAME_DELTA.items():
             cur.execute(
-                "UPDATE marketdata_candle SET closed = true, revision = revision + 1, updated_at = %s "
-                "WHERE NOT closed AND timeframe = %s AND bucket_start <= %s RETURNING coin_id",
-                [timezone.now(), tf, now - step],
+                "WITH c AS (UPDATE marketdata_candle SET closed = true, revision = revision + 1, "
+                "updated_at = %s WHERE NOT closed AND timeframe = %s AND bucket_start <= %s "
+                "RETURNING coin_id, bucket_start), "
+                # the screener's change log (see _UPSERT_SQL)
+                "logged AS (INSERT INTO marketdata_candlechange (timeframe, coin_id, bucket_start) "
+                "SELECT %s, coin_id, min(bucket_start) FROM c GROUP BY coin_id) "
+                "SELECT coin_id FROM c",
+                [timezone.now(), tf, now - step, tf],
             )
             ids = {r[0] for r in cur.fetchall()}
             if ids:

@@ -24,12 +24,17 @@ def maintain_partitions(self) -> dict[str, Any]:
 
 @project_task(name="marketdata.refresh_screener", queue=QUEUE_DEFAULT, soft_time_limit=240, time_limit=300)
 def refresh_screener(self, timeframes: list[str]) -> dict[str, Any]:
-    """Recompute the screener's latest-indicator table for each timeframe (after the roll-ups)."""
+    """Refresh the screener's latest-indicator table for each timeframe (after the roll-ups);
+    ``details``: per timeframe the coins written, those recomputed in full, and the seconds."""
     with job_run_record(job=self.name, task_id=self.request.id or "") as run:
         for timeframe in timeframes:
             result = latest_indicators_refresh(timeframe=timeframe)
             run.rows_written += result.coins
-            run.details[timeframe] = {"coins": result.coins, "seconds": round(result.seconds, 3)}
+            run.details[timeframe] = {
+                "coins": result.coins,
+                "full": result.full,
+                "seconds": round(result.seconds, 3),
+            }
     return run.details
 
 

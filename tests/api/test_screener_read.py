@@ -73,5 +73,5 @@ def test_every_coin_gets_the_values_of_its_last_history_candles(coins, hour0):
 def test_the_read_gives_each_coin_its_last_history_closed_candles_in_coin_order(coins, hour0):
     # full and tiny come from the grouped query; gappy, young and stale from the LATERAL fallback
     read = screener._read("1h", None, hour0 + timedelta(minutes=5))
-    assert [r[0] for r in read] == sorted(coins.values())
-    assert all(len(r[5]) == min(screener.HISTORY, len(_closed_series(r[0])[2])) for r in read)
+    assert [r.coin_id for r in read] == sorted(coins.values())
+    assert all(len(r.close) == min(screener.HISTORY, len(_closed_series(r.coin_id)[2])) for r in read)
