@@ -37,6 +37,18 @@ def owner_of(org) -> User:
     return Membership.objects.get(organization=org, role="owner").user
 
 
+def price_alert(org, coin: int, receiver):
+    """A webhook endpoint at ``receiver`` and a price alert on ``coin`` delivered to it."""
+    endpoint = alert_services.endpoint_create(organization_id=org.pk, url=receiver.url)
+    alert = alert_services.alert_create(
+        organization_id=org.pk,
+        endpoint=endpoint,
+        coin_id=coin,
+        condition={"type": "price", "direction": "above", "level": 5.0},
+    )
+    return endpoint, alert
+
+
 def price_form(url: str = "", **extra) -> dict:
     return {
         "coin": "bitcoin",
@@ -93,13 +105,7 @@ def test_condition_errors_are_the_apis_and_sit_next_to_their_field(make_org, log
 
 def test_pause_resume_and_delete_with_confirmation(make_org, login, coin, receiver):
     org = make_org()
-    endpoint = alert_services.endpoint_create(organization_id=org.pk, url=receiver.url)
-    alert = alert_services.alert_create(
-        organization_id=org.pk,
-        endpoint=endpoint,
-        coin_id=coin,
-        condition={"type": "price", "direction": "above", "level": 5.0},
-    )
+    _endpoint, alert = price_alert(org, coin, receiver)
     client = login(owner_of(org))
     assert client.post(f"/portal/alerts/{alert.pk}/pause").status_code == 302
     alert.refresh_from_db()
@@ -136,13 +142,7 @@ def test_send_test_and_replay(make_org, login, receiver, django_capture_on_commi
 
 def test_another_organizations_objects_are_404(make_org, login, coin, receiver):
     mine, theirs = make_org(), make_org()
-    endpoint = alert_services.endpoint_create(organization_id=theirs.pk, url=receiver.url)
-    alert = alert_services.alert_create(
-        organization_id=theirs.pk,
-        endpoint=endpoint,
-        coin_id=coin,
-        condition={"type": "price", "direction": "above", "level": 5.0},
-    )
+    endpoint, alert = price_alert(theirs, coin, receiver)
     client = login(owner_of(mine))
     assert client.post(f"/portal/alerts/{alert.pk}/delete").status_code == 404
     assert client.post(f"/portal/alerts/{alert.pk}/pause").status_code == 404
@@ -153,13 +153,7 @@ def test_another_organizations_objects_are_404(make_org, login, coin, receiver):
 
 def test_roles_what_is_not_allowed_is_not_offered_and_refused(make_org, login, member, coin, receiver):
     org = make_org()
-    endpoint = alert_services.endpoint_create(organization_id=org.pk, url=receiver.url)
-    alert = alert_services.alert_create(
-        organization_id=org.pk,
-        endpoint=endpoint,
-        coin_id=coin,
-        condition={"type": "price", "direction": "above", "level": 5.0},
-    )
+    _endpoint, alert = price_alert(org, coin, receiver)
     accountant = login(member(org, "billing"))
     assert 'href="/portal/alerts"' not in accountant.get("/portal/").content.decode()
     refused = accountant.get("/portal/alerts")
