@@ -41,7 +41,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +50,7 @@ import orjson
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.db import connections
+from django.http import StreamingHttpResponse
 
 from accounts import keycache
 from accounts.principal import KeyPrincipal
@@ -523,13 +524,6 @@ async def in_thread(fn, *args, **kwargs):
     return await asyncio.to_thread(_released_db, fn, *args, **kwargs)
 
 
-def release_request_db() -> None:
-    """Called by the stream view before it returns: the request's thread lives as long as the stream
-    (Django's ASGI handler keeps it until the response ends), so its database connection goes back
-    to the pool now instead of being held for hours."""
-    connections.close_all()
-
-
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
 
 
@@ -542,6 +536,48 @@ def hub() -> Hub:
     return current
 
 
+class EventStreamResponse(StreamingHttpResponse):
+    """The stream view's response. Django's ASGI handler can serve it like any streaming response
+    (chunk by chunk through its response iterator), but the stream server's handler
+    (``apiplatform.asgi``) sends its headers, lets the request's thread and database connection go,
+    and then writes ``events`` straight to the connection with :func:`serve` (docs/stream.md, "How
+    it works")."""
+
+    def __init__(self, events: AsyncGenerator[bytes, None], **kwargs: Any) -> None:
+        super().__init__(events, **kwargs)
+        self.events = events
+
+
+async def serve(body: AsyncGenerator[bytes, None], receive, send) -> None:
+    """Write an open stream's chunks to its ASGI connection, one ``send`` per chunk, until the body
+    ends (then the response ends) or the client disconnects (then the body is closed at once, which
+    unregisters the client and gives back its slot)."""
+    task = asyncio.current_task()
+    gone = False
+
+    async def until_disconnect() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        if task is not None:
+            task.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(until_disconnect())
+    try:
+        async with contextlib.aclosing(body):
+            async for chunk in body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        if task is not None:
+            task.uncancel()
+    finally:
+        watcher.cancel()
+
+
 async def stream_events(
     *,
     principal: KeyPrincipal,
@@ -549,8 +585,8 @@ async def stream_events(
     coins: list[str],
     channels: list[str],
     last_event_id: str | None,
-) -> AsyncIterator[bytes]:
-    """The body of one stream (the view's StreamingHttpResponse content)."""
+) -> AsyncGenerator[bytes, None]:
+    """The body of one stream (the view's :class:`EventStreamResponse` content)."""
     sub = Subscriber(
         connection_id=connection_id,
         organization_id=principal.organization_id,
