@@ -45,75 +45,107 @@ COINS = ("benchcoin-a", "benchcoin-b")
 
 
 # --- the clients (child processes; no Django) --------------------------------------------------------
-class Client:
+class Client(asyncio.Protocol):
+    """One SSE client: a bare asyncio protocol that only timestamps what arrives
+    (``data_received``); the HTTP head, the chunked encoding and the events are parsed later, at
+    collection time, so that the clients' own CPU adds as little as possible to the latency they
+    measure."""
+
     def __init__(self, port: int, key: str) -> None:
         self.port, self.key = port, key
         self.events: list[tuple[str, str, bytes, float]] = []  # (id, event, data, received)
         self.last_id: str | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task | None = None
         self.connected = asyncio.Event()
         self.refused = 0  # opens answered with something else than 200
+        self._reset()
 
-    async def open(self, last_id: str | None) -> asyncio.StreamReader:
-        """Open the stream; a refused open (5xx, 429) is retried after a second, as EventSource
-        does, and counted."""
-        while True:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 22)
-            self.writer = writer
-            head = (
-                f"GET /v1/stream?ids={','.join(COINS)}&channels=prices HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                f"Authorization: Bearer {self.key}\r\nAccept: text/event-stream\r\n"
-            )
-            if last_id:
-                head += f"Last-Event-ID: {last_id}\r\n"
-            writer.write((head + "\r\n").encode())
-            status = await reader.readline()
-            if b" 200 " in status:
-                while (await reader.readline()) not in (b"\r\n", b""):
-                    pass
-                return reader
-            self.refused += 1
-            writer.close()
-            await asyncio.sleep(1.0)
+    def _reset(self) -> None:
+        self.raw: list[tuple[float, bytes]] = []  # what arrived after the head, with its time
+        self.head = b""
+        self.status = 0
+        self.answered = asyncio.Event()
+        self.wire = b""  # chunked body not yet decoded
+        self.body = b""  # decoded, not yet a whole event
 
-    async def run(self, last_id: str | None = None) -> None:
-        reader = await self.open(last_id)
-        self.connected.set()
-        buf = b""
-        while True:
-            size_line = await reader.readline()
-            if not size_line:
-                return
-            size = int(size_line.strip() or b"0", 16)
-            if size == 0:
-                return
-            chunk = await reader.readexactly(size)
-            await reader.readexactly(2)
-            now = time.time()
-            buf += chunk
-            while b"\n\n" in buf:
-                block, buf = buf.split(b"\n\n", 1)
+    # the protocol (as little work as possible per read)
+    def data_received(self, data: bytes) -> None:
+        if self.status:
+            self.raw.append((time.time(), data))
+            return
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end >= 0:
+            self.status = int(self.head.split(b" ", 2)[1])
+            rest = self.head[end + 4 :]
+            if rest:
+                self.raw.append((time.time(), rest))
+            self.answered.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.answered.set()
+
+    # parsing, at collection time
+    def parse(self) -> None:
+        raw, self.raw = self.raw, []
+        for received, data in raw:
+            self.wire += data
+            while True:
+                eol = self.wire.find(b"\r\n")
+                if eol < 0:
+                    break
+                size = int(self.wire[:eol], 16)
+                if len(self.wire) < eol + 2 + size + 2:
+                    break
+                self.body += self.wire[eol + 2 : eol + 2 + size]
+                self.wire = self.wire[eol + 4 + size :]
+            while b"\n\n" in self.body:
+                block, self.body = self.body.split(b"\n\n", 1)
                 fields: dict[bytes, bytes] = {}
                 for line in block.split(b"\n"):
                     name, _, value = line.partition(b": ")
                     fields[name] = value
                 if b"event" in fields:
                     ev_id = fields.get(b"id", b"").decode()
-                    self.events.append((ev_id, fields[b"event"].decode(), fields.get(b"data", b""), now))
+                    self.events.append((ev_id, fields[b"event"].decode(), fields.get(b"data", b""), received))
                     if fields[b"event"] != b"heartbeat":
                         self.last_id = ev_id
+
+    async def run(self, last_id: str | None = None) -> None:
+        """Open the stream; a refused open (5xx, 429) is retried after a second, as EventSource
+        does, and counted."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self._reset()
+            transport, _ = await loop.create_connection(lambda: self, "127.0.0.1", self.port)
+            self.transport = transport  # type: ignore[assignment]
+            head = (
+                f"GET /v1/stream?ids={','.join(COINS)}&channels=prices HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {self.key}\r\nAccept: text/event-stream\r\n"
+            )
+            if last_id:
+                head += f"Last-Event-ID: {last_id}\r\n"
+            transport.write((head + "\r\n").encode())
+            await self.answered.wait()
+            if self.status == 200:
+                self.connected.set()
+                return
+            self.refused += 1
+            transport.close()
+            await asyncio.sleep(1.0)
 
     def start(self, last_id: str | None = None) -> None:
         self.task = asyncio.get_running_loop().create_task(self.run(last_id))
 
     async def stop(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):  # closed on purpose
                 await self.task
+        if self.transport is not None:
+            self.transport.close()
+        self.parse()
         self.connected.clear()
 
 
@@ -138,12 +170,16 @@ def client_process(port: int, key: str, n: int, conn) -> None:
                 await asyncio.sleep(1)
                 conn.send("connected")
             elif cmd == "collect":
+                for c in clients:
+                    c.parse()
                 conn.send([[(i, e, d, t) for i, e, d, t in c.events if e != "heartbeat"] for c in clients])
                 for c in clients:
                     c.events.clear()
             elif cmd == "disconnect":
-                marks = [c.last_id for c in clients]
                 await asyncio.gather(*(c.stop() for c in clients))
+                marks = [c.last_id for c in clients]
+                for c in clients:
+                    c.events.clear()
                 conn.send(marks)
             elif cmd == "reconnect":
                 started = time.time()
