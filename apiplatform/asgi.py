@@ -18,7 +18,7 @@ from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "apiplatform.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup(set_prefix=False)
 
@@ -62,7 +62,9 @@ class StreamServerHandler(ASGIHandler):
              value.encode("latin1") if isinstance(value, str) else bytes(value))
             for header, value in response.items()
         ]  # fmt: skip
-        headers += [(b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in response.cookies.values()]
+        headers += [
+            (b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in response.cookies.values()
+        ]
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         deferred.append(response.events)
 

@@ -11,10 +11,12 @@ One :class:`Hub` per server process (per event loop):
 * **One subscription to Redis.** A single asyncio task reads the market stream
   (``marketdata.events.stream_key()``) with ``XREAD BLOCK`` on one ``redis.asyncio`` connection and
   fans each event out to the clients subscribed to its coin and channel: per-client bounded queues
-  (``STREAM_CLIENT_QUEUE``). No Redis connection per client. A client whose queue is full (it does
-  not read fast enough) gets a final ``end`` event (``slow-client``) and is disconnected rather than
-  buffered without bound; its ``end`` carries the id of the last event it received, so it resumes
-  exactly with ``Last-Event-ID``.
+  (``STREAM_CLIENT_QUEUE``). No Redis connection per client. Each event's SSE frame is built once
+  (bytes shared by every client), and the reader reads on without blocking until a publish is
+  drained before it wakes the clients: each client gets one write per publish, not one per event.
+  A client whose queue is full (it does not read fast enough) gets a final ``end`` event
+  (``slow-client``) and is disconnected rather than buffered without bound; its ``end`` carries the
+  id of the last event it received, so it resumes exactly with ``Last-Event-ID``.
 * **The buffer window.** The hub keeps the last ``STREAM_BUFFER_SECONDS`` of events per coin in
   memory (loaded from Redis when the hub starts, then kept by the reader). A client reconnecting
   with ``Last-Event-ID`` inside the window gets exactly the events it missed (its coins, its
@@ -25,7 +27,11 @@ One :class:`Hub` per server process (per event loop):
   charges ``STREAM_CREDITS_PER_MINUTE`` per minute connected, ends streams whose key was revoked,
   expired or deleted (checked every ``STREAM_KEY_CHECK_SECONDS`` through the key cache: the stream
   ends within ``STREAM_KEY_CHECK_SECONDS`` + ``KEY_LOCAL_CACHE_TTL`` of the revocation), releases
-  the slots of streams that ended, and trims the buffer.
+  the slots of streams that ended, and trims the buffer. A third task wakes the clients whose
+  heartbeat is due (one timer for all of them).
+* **The connection** (``apiplatform.asgi``): the view answers an :class:`EventStreamResponse`; the
+  stream server's handler sends its headers, lets the request's thread and database connection go,
+  and writes the chunks of :meth:`Hub.stream` to the ASGI connection itself (:func:`serve`).
 
 Event ids are the Redis stream entry ids (``<ms>-<seq>``), so they are the same in every server
 process: a client may reconnect to any of them.
@@ -86,6 +92,7 @@ STREAM_UNAVAILABLE = problems.register(
 EventId = tuple[int, int]
 _ZERO: EventId = (0, 0)
 _FUTURE_TOLERANCE_MS = 60_000  # a Last-Event-ID this far ahead of the newest event is not ours
+_DRAIN_READS = 20  # non-blocking reads after a blocking one before the clients are woken
 
 
 def parse_id(text: str | bytes | None) -> EventId | None:
@@ -174,18 +181,20 @@ class Subscriber:
     after: EventId = _ZERO  # skip events up to this id (a client resuming from a process ahead of ours)
     last_sent: EventId = _ZERO
     opened: float = field(default_factory=time.monotonic)
+    next_beat: float = float("inf")  # when its next heartbeat is due (time.monotonic)
     minutes_charged: int = 0
 
-    def offer(self, idt: EventId, data: bytes, limit: int) -> None:
+    def offer(self, idt: EventId, data: bytes, limit: int) -> bool:
+        """Queue an event; True when queued (the caller wakes the client once for a whole batch)."""
         if self.ended or idt <= self.after:
-            return
+            return False
         if len(self.pending) >= limit:
             self.end(
                 "slow-client", "The client did not read its events fast enough; reconnect with Last-Event-ID."
             )
-            return
+            return False
         self.pending.append((idt, data))
-        self.ready.set()
+        return True
 
     def end(self, reason: str, detail: str) -> None:
         if not self.ended:
@@ -219,6 +228,7 @@ class Hub:
             self._tasks = [
                 asyncio.get_running_loop().create_task(self._run(), context=ctx),
                 asyncio.get_running_loop().create_task(self._housekeeping(), context=ctx),
+                asyncio.get_running_loop().create_task(self._heartbeats(), context=ctx),
             ]
         await asyncio.shield(self._started)
 
@@ -241,7 +251,7 @@ class Hub:
         while True:
             entries: Any = await self._client().xrange(key, min=start, max="+", count=5000)
             for entry_id, fields in entries:
-                self._dispatch(entry_id, fields)
+                self._dispatch(entry_id, fields, set())
             if len(entries) < 5000:
                 break
             start = "(" + entries[-1][0].decode()
@@ -260,9 +270,21 @@ class Hub:
                     if self._started is not None and not self._started.done():
                         self._started.set_result(None)
                 reply: Any = await self._client().xread({key: _format_id(self.last)}, count=1000, block=5000)
-                for _stream, entries in reply or ():
-                    for entry_id, fields in entries:
-                        self._dispatch(entry_id, fields)
+                woken: set[Subscriber] = set()
+                try:
+                    for _ in range(_DRAIN_READS):
+                        if not reply:
+                            break
+                        for _stream, entries in reply:
+                            for entry_id, fields in entries:
+                                self._dispatch(entry_id, fields, woken)
+                        # the rest of the same publish (one pipeline of XADDs, but Redis answers a
+                        # blocked XREAD after the first): read on without blocking, so that each
+                        # client is woken, and written to, once for all of it
+                        reply = await self._client().xread({key: _format_id(self.last)}, count=1000)
+                finally:
+                    for sub in woken:
+                        sub.ready.set()
                 delay = 0.5
             except asyncio.CancelledError:
                 raise
@@ -282,7 +304,8 @@ class Hub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _dispatch(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+    def _dispatch(self, entry_id: bytes, fields: dict[bytes, bytes], woken: set[Subscriber]) -> None:
+        """Buffer one event and queue it for the subscribed clients (added to ``woken``)."""
         idt = parse_id(entry_id)
         if idt is None or idt <= self.last:
             return
@@ -299,8 +322,8 @@ class Hub:
         if subs:
             limit = settings.STREAM_CLIENT_QUEUE
             for sub in subs:
-                if channel in sub.channels:
-                    sub.offer(idt, data, limit)
+                if channel in sub.channels and sub.offer(idt, data, limit):
+                    woken.add(sub)
 
     def _register(self, sub: Subscriber) -> None:
         self.subscribers[sub.connection_id] = sub
@@ -372,6 +395,15 @@ class Hub:
                 raise
             except Exception:
                 logger.warning("stream housekeeping failed; retrying", exc_info=True)
+
+    async def _heartbeats(self) -> None:
+        """Wake the clients whose heartbeat is due (one timer for all, instead of one per client)."""
+        while True:
+            await asyncio.sleep(min(1.0, settings.STREAM_HEARTBEAT_SECONDS / 4))
+            now = time.monotonic()
+            for sub in self.subscribers.values():
+                if sub.next_beat <= now:
+                    sub.ready.set()
 
     async def _charge_minutes(self, now: float) -> None:
         minute = settings.STREAM_MINUTE_SECONDS
@@ -452,7 +484,7 @@ class Hub:
                 head += [frame(state_id, ev.event, ev.data) for ev in state]
             yield b"".join(head)
             heartbeat = settings.STREAM_HEARTBEAT_SECONDS
-            next_beat = time.monotonic() + heartbeat
+            sub.next_beat = time.monotonic() + heartbeat
             while True:
                 if sub.ended:
                     if sub.ended == "slow-client":
@@ -469,17 +501,15 @@ class Hub:
                     sub.last_sent = items[-1][0]
                     yield b"".join(d for _i, d in items)
                     continue
-                sub.ready.clear()
-                wait = next_beat - time.monotonic()
-                if wait <= 0:
+                if sub.next_beat <= time.monotonic():
                     position = max(self.last, sub.last_sent, sub.after)
                     sub.last_sent = position
                     yield frame(_format_id(position), "heartbeat", orjson.dumps({"time": _now_iso()}))
-                    next_beat = time.monotonic() + heartbeat
+                    sub.next_beat = time.monotonic() + heartbeat
                     continue
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await sub.ready.wait()
+                # woken by the reader (events), the heartbeat task, or sub.end()
+                sub.ready.clear()
+                await sub.ready.wait()
         finally:
             self._unregister(sub)
 
