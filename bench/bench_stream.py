@@ -229,13 +229,26 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-#: The servers compared: ``django`` is Django's own ASGI handler (what served /v1/stream before
-#: issue #18: the request's thread kept for the stream's life, every chunk through Django's response
-#: iterator, opens unbounded); ``stream`` is the stream server's handler (apiplatform.asgi).
+#: The servers compared (``--apps``):
+#: ``before``: the code of ``--before-ref`` (the commit before issue #18's changes), exported to a
+#: temporary directory and served from there: Django's ASGI handler (the request's thread kept for
+#: the stream's life, every chunk through Django's response iterator, opens unbounded) and the hub
+#: as it was (a wake-up and a write per event and client, a timer per client wait);
+#: ``django``: this code under Django's own ASGI handler (the hub of this code);
+#: ``stream``: this code, the stream server's handler (apiplatform.asgi).
 APPS = {
+    "before": ["apiplatform.asgi:application"],
     "django": ["django.core.asgi:get_asgi_application", "--factory"],
     "stream": ["apiplatform.asgi:application"],
 }
+BEFORE_REF = "fc8254c"  # the stream branch before issue #18
+
+
+def export(ref: str, into: Path) -> Path:
+    """The tree of commit ``ref`` in ``into`` (git archive)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
 
 
 class Bench:
@@ -246,10 +259,18 @@ class Bench:
         self.server: subprocess.Popen | None = None
         self.pipes: list = []
         self.workers: list = []
+        self.tmp = None  # the exported tree of the "before" app
 
     # plumbing
     def start_server(self, app: str) -> None:
+        import tempfile
+
         import httpx
+
+        cwd = ROOT
+        if app == "before":
+            self.tmp = tempfile.TemporaryDirectory(prefix="bench-stream-before-")
+            cwd = export(self.args.before_ref, Path(self.tmp.name))
 
         self.port = free_port()
         env = {
@@ -259,7 +280,7 @@ class Bench:
         self.server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", *APPS[app], "--host", "127.0.0.1",
              "--port", str(self.port), "--no-access-log", "--lifespan", "off", "--backlog", "4096"],
-            cwd=ROOT, env=env,
+            cwd=cwd, env={**env, "PYTHONPATH": str(cwd)},
         )  # fmt: skip
         deadline = time.monotonic() + 120
         while True:
@@ -283,6 +304,9 @@ class Bench:
             self.server.kill()  # a graceful stop would wait for the open streams
             self.server.wait(10)
             self.server = None
+        if self.tmp is not None:
+            self.tmp.cleanup()
+            self.tmp = None
 
     def start_workers(self, total: int) -> None:
         ctx = mp.get_context("spawn")
@@ -458,7 +482,8 @@ def main() -> None:
     ap.add_argument("--missed", type=int, default=10, help="rounds published while the clients are away")
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--interval", type=float, default=0.5)
-    ap.add_argument("--apps", default="django,stream", help="servers to compare: django, stream")
+    ap.add_argument("--apps", default="before,stream", help="servers to compare: before, django, stream")
+    ap.add_argument("--before-ref", default=BEFORE_REF, help="the commit served as 'before'")
     args = ap.parse_args()
 
     import django
