@@ -33,8 +33,10 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -119,7 +121,7 @@ class Client(asyncio.Protocol):
         while True:
             self._reset()
             transport, _ = await loop.create_connection(lambda: self, "127.0.0.1", self.port)
-            self.transport = transport  # type: ignore[assignment]
+            self.transport = transport
             head = (
                 f"GET /v1/stream?ids={','.join(COINS)}&channels=prices HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 f"Authorization: Bearer {self.key}\r\nAccept: text/event-stream\r\n"
@@ -259,12 +261,10 @@ class Bench:
         self.server: subprocess.Popen | None = None
         self.pipes: list = []
         self.workers: list = []
-        self.tmp = None  # the exported tree of the "before" app
+        self.tmp: tempfile.TemporaryDirectory[str] | None = None  # the exported tree of "before"
 
     # plumbing
     def start_server(self, app: str) -> None:
-        import tempfile
-
         import httpx
 
         cwd = ROOT
@@ -385,7 +385,7 @@ class Bench:
 
     # the measurements
     def run(self, app: str) -> dict:
-        args, out = self.args, {"app": app}
+        args, out = self.args, dict[str, Any](app=app)
         self.start_server(app)
         try:
             assert self.server is not None
