@@ -370,6 +370,7 @@ class Bench:
         wall = time.monotonic() - t0
         cpu1 = cpu_seconds(self.server.pid), sum(cpu_seconds(p.pid) for p in self.workers)
         latencies: list[float] = []
+        receipts: dict[tuple[str, float], list[float]] = {}  # per event: when each client got it
         missing = dupes = 0
         for evs in per_client:
             got = [(_coin_price(d), t) for _i, e, d, t in evs if e == "price"]
@@ -378,7 +379,12 @@ class Bench:
                 missing += 1
             dupes += len(keys) - len(set(keys))
             latencies += [t - sent[k] for k, t in got if k in sent]
+            for k, t in got:
+                receipts.setdefault(k, []).append(t)
         return {
+            "spread": [max(ts) - min(ts) for ts in receipts.values()],
+            "first": [min(ts) - sent[k] for k, ts in receipts.items() if k in sent],
+            "load": os.getloadavg()[0],
             "lat": latencies, "missing": missing, "dupes": dupes, "wall": wall,
             "server_cpu": cpu1[0] - cpu0[0], "client_cpu": cpu1[1] - cpu0[1],
         }  # fmt: skip
@@ -456,8 +462,14 @@ def report(r: dict, n: int, args) -> None:
     print(f"  clients missing an event:  {r['many']['missing']}   duplicate deliveries: {r['many']['dupes']}")
     f = r["many"]
     print(
+        f"  where the time goes: commit -> first client {ms(pct(f['first'], 0.5)):.1f} ms (median; the "
+        f"publish alone {ms(pct(r['publish'], 0.5)):.1f} ms), first -> last of {n} clients "
+        f"{ms(pct(f['spread'], 0.5)):.1f} ms (median), {ms(max(f['spread'], default=0)):.1f} ms (max)"
+    )
+    print(
         f"  CPU during the fan-out ({f['wall']:.1f} s wall): server {f['server_cpu']:.2f} s, "
-        f"{args.procs} client processes {f['client_cpu']:.2f} s"
+        f"{args.procs} client processes {f['client_cpu']:.2f} s; machine load average {f['load']:.1f}"
+        f" on {os.cpu_count()} CPUs"
     )
     print(
         f"  server RSS: idle {r['rss_before'] / 1024:.1f} MiB, "
@@ -515,6 +527,7 @@ def main() -> None:
         _row, key = api_key_create(organization=org, name="bench", audit=False)
         billing_services.organization_plan_set(organization=org, plan_name="bench-stream")
         price = [1000.0]
+        publish_s: list[float] = []  # commit -> events appended to the Redis stream
 
         def write_round() -> tuple[float, dict[str, float]]:
             """New prices for both coins through the write path, committed, then published."""
@@ -528,6 +541,7 @@ def main() -> None:
             )  # autocommit: committed when it returns
             committed = time.time()
             events.market_events_publish(price_ids=list(COINS), coin_ids=[], since=now, now=now)
+            publish_s.append(time.time() - committed)
             return committed, dict.fromkeys(COINS, price[0])
 
         write_round()  # a state for new connections
@@ -535,8 +549,9 @@ def main() -> None:
         db_url = f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
         for app in args.apps.split(","):
             bench = Bench(args, key, db_url, write_round)
+            publish_s.clear()
             try:
-                results.append(bench.run(app))
+                results.append({**bench.run(app), "publish": list(publish_s)})
             finally:
                 bench.stop()
             time.sleep(2)  # the leases of the last server's streams lapse or are released
