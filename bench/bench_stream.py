@@ -1,23 +1,27 @@
 """Benchmark: the SSE stream (``GET /v1/stream``) with 1,000 concurrent clients on ONE uvicorn process.
 
-Issue #18's numbers, on loopback:
+Issue #18's numbers, on loopback (docs/stream.md, "Performance"):
 
 1. **Fan-out latency.** 1,000 clients subscribe to two coins' prices. Each round the bench writes new
    prices through the write path (``marketdata.services.snapshots_upsert``, committed) and publishes
    them with ``marketdata.events.market_events_publish`` (what the ingestion cycle calls after its
-   commit). Per event and client: write committed -> client received (p50/p95/p99/max), and whether
-   every client got every event exactly once. Target: p99 <= 250 ms, nobody missing an event.
-2. **Memory per idle connection**: the server's RSS (and thread count) with 1 stream open vs 1,001.
+   commit). Per event and client: write committed -> client received (p50/p95/p99/max), whether
+   every client got every event exactly once, where the time goes (commit -> first client, first ->
+   last client) and the CPU the server and the clients spent. Target: p99 <= 250 ms, nobody missing
+   an event.
+2. **Memory per idle connection**: the server's RSS (and thread count) with no stream vs 1,000.
 3. **Reconnect storm.** All clients disconnect, remembering their last event id; more rounds are
    published; all 1,000 reconnect at once with ``Last-Event-ID`` and must each receive every missed
-   event exactly once, in order, before the next live one.
+   event exactly once, in order, before the next live one. Refused opens are retried after 1 s (as
+   EventSource does) and counted.
 
-Baseline of the same run: the same fan-out with 1 client (ratio printed), which is the floor of
-write -> XADD -> XREAD -> one socket.
+Baselines of the same run: the same fan-out with 1 client, and the whole run against the code before
+issue #18 (``--apps before,stream``; ``before`` exports ``--before-ref`` with git archive and serves
+it; ``django`` serves this code through Django's own ASGI handler).
 
-Clients are raw asyncio HTTP/1.1 connections (chunked SSE parsing) in ``--procs`` processes so that
-the client side is not the bottleneck. A throw-away test database (TEST_DATABASE_NAME) and the Redis
-of REDIS_URL are used.
+Clients are bare asyncio protocols (they timestamp each read; HTTP, chunked and SSE parsing happen
+at collection time) in ``--procs`` processes, so that the client side adds as little as it can. A
+throw-away test database (TEST_DATABASE_NAME) and the Redis of REDIS_URL are used.
 
     DEBUG=1 TEST_DATABASE_NAME=test_stream_bench REDIS_URL=redis://127.0.0.1:6379/12 \\
         .venv/bin/python bench/bench_stream.py [--clients 1000] [--rounds 20] [--missed 10] [--procs 2]
