@@ -11,10 +11,12 @@ One :class:`Hub` per server process (per event loop):
 * **One subscription to Redis.** A single asyncio task reads the market stream
   (``marketdata.events.stream_key()``) with ``XREAD BLOCK`` on one ``redis.asyncio`` connection and
   fans each event out to the clients subscribed to its coin and channel: per-client bounded queues
-  (``STREAM_CLIENT_QUEUE``). No Redis connection per client. A client whose queue is full (it does
-  not read fast enough) gets a final ``end`` event (``slow-client``) and is disconnected rather than
-  buffered without bound; its ``end`` carries the id of the last event it received, so it resumes
-  exactly with ``Last-Event-ID``.
+  (``STREAM_CLIENT_QUEUE``). No Redis connection per client. Each event's SSE frame is built once
+  (bytes shared by every client), and the reader reads on without blocking until a publish is
+  drained before it wakes the clients: each client gets one write per publish, not one per event.
+  A client whose queue is full (it does not read fast enough) gets a final ``end`` event
+  (``slow-client``) and is disconnected rather than buffered without bound; its ``end`` carries the
+  id of the last event it received, so it resumes exactly with ``Last-Event-ID``.
 * **The buffer window.** The hub keeps the last ``STREAM_BUFFER_SECONDS`` of events per coin in
   memory (loaded from Redis when the hub starts, then kept by the reader). A client reconnecting
   with ``Last-Event-ID`` inside the window gets exactly the events it missed (its coins, its
@@ -25,7 +27,11 @@ One :class:`Hub` per server process (per event loop):
   charges ``STREAM_CREDITS_PER_MINUTE`` per minute connected, ends streams whose key was revoked,
   expired or deleted (checked every ``STREAM_KEY_CHECK_SECONDS`` through the key cache: the stream
   ends within ``STREAM_KEY_CHECK_SECONDS`` + ``KEY_LOCAL_CACHE_TTL`` of the revocation), releases
-  the slots of streams that ended, and trims the buffer.
+  the slots of streams that ended, and trims the buffer. A third task wakes the clients whose
+  heartbeat is due (one timer for all of them).
+* **The connection** (``apiplatform.asgi``): the view answers an :class:`EventStreamResponse`; the
+  stream server's handler sends its headers, lets the request's thread and database connection go,
+  and writes the chunks of :meth:`Hub.stream` to the ASGI connection itself (:func:`serve`).
 
 Event ids are the Redis stream entry ids (``<ms>-<seq>``), so they are the same in every server
 process: a client may reconnect to any of them.
@@ -41,7 +47,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +56,7 @@ import orjson
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.db import connections
+from django.http import StreamingHttpResponse
 
 from accounts import keycache
 from accounts.principal import KeyPrincipal
@@ -85,6 +92,7 @@ STREAM_UNAVAILABLE = problems.register(
 EventId = tuple[int, int]
 _ZERO: EventId = (0, 0)
 _FUTURE_TOLERANCE_MS = 60_000  # a Last-Event-ID this far ahead of the newest event is not ours
+_DRAIN_READS = 20  # non-blocking reads after a blocking one before the clients are woken
 
 
 def parse_id(text: str | bytes | None) -> EventId | None:
@@ -173,18 +181,20 @@ class Subscriber:
     after: EventId = _ZERO  # skip events up to this id (a client resuming from a process ahead of ours)
     last_sent: EventId = _ZERO
     opened: float = field(default_factory=time.monotonic)
+    next_beat: float = float("inf")  # when its next heartbeat is due (time.monotonic)
     minutes_charged: int = 0
 
-    def offer(self, idt: EventId, data: bytes, limit: int) -> None:
+    def offer(self, idt: EventId, data: bytes, limit: int) -> bool:
+        """Queue an event; True when queued (the caller wakes the client once for a whole batch)."""
         if self.ended or idt <= self.after:
-            return
+            return False
         if len(self.pending) >= limit:
             self.end(
                 "slow-client", "The client did not read its events fast enough; reconnect with Last-Event-ID."
             )
-            return
+            return False
         self.pending.append((idt, data))
-        self.ready.set()
+        return True
 
     def end(self, reason: str, detail: str) -> None:
         if not self.ended:
@@ -218,6 +228,7 @@ class Hub:
             self._tasks = [
                 asyncio.get_running_loop().create_task(self._run(), context=ctx),
                 asyncio.get_running_loop().create_task(self._housekeeping(), context=ctx),
+                asyncio.get_running_loop().create_task(self._heartbeats(), context=ctx),
             ]
         await asyncio.shield(self._started)
 
@@ -240,7 +251,7 @@ class Hub:
         while True:
             entries: Any = await self._client().xrange(key, min=start, max="+", count=5000)
             for entry_id, fields in entries:
-                self._dispatch(entry_id, fields)
+                self._dispatch(entry_id, fields, set())
             if len(entries) < 5000:
                 break
             start = "(" + entries[-1][0].decode()
@@ -259,9 +270,21 @@ class Hub:
                     if self._started is not None and not self._started.done():
                         self._started.set_result(None)
                 reply: Any = await self._client().xread({key: _format_id(self.last)}, count=1000, block=5000)
-                for _stream, entries in reply or ():
-                    for entry_id, fields in entries:
-                        self._dispatch(entry_id, fields)
+                woken: set[Subscriber] = set()
+                try:
+                    for _ in range(_DRAIN_READS):
+                        if not reply:
+                            break
+                        for _stream, entries in reply:
+                            for entry_id, fields in entries:
+                                self._dispatch(entry_id, fields, woken)
+                        # the rest of the same publish (one pipeline of XADDs, but Redis answers a
+                        # blocked XREAD after the first): read on without blocking, so that each
+                        # client is woken, and written to, once for all of it
+                        reply = await self._client().xread({key: _format_id(self.last)}, count=1000)
+                finally:
+                    for sub in woken:
+                        sub.ready.set()
                 delay = 0.5
             except asyncio.CancelledError:
                 raise
@@ -281,7 +304,8 @@ class Hub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _dispatch(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+    def _dispatch(self, entry_id: bytes, fields: dict[bytes, bytes], woken: set[Subscriber]) -> None:
+        """Buffer one event and queue it for the subscribed clients (added to ``woken``)."""
         idt = parse_id(entry_id)
         if idt is None or idt <= self.last:
             return
@@ -298,8 +322,8 @@ class Hub:
         if subs:
             limit = settings.STREAM_CLIENT_QUEUE
             for sub in subs:
-                if channel in sub.channels:
-                    sub.offer(idt, data, limit)
+                if channel in sub.channels and sub.offer(idt, data, limit):
+                    woken.add(sub)
 
     def _register(self, sub: Subscriber) -> None:
         self.subscribers[sub.connection_id] = sub
@@ -371,6 +395,15 @@ class Hub:
                 raise
             except Exception:
                 logger.warning("stream housekeeping failed; retrying", exc_info=True)
+
+    async def _heartbeats(self) -> None:
+        """Wake the clients whose heartbeat is due (one timer for all, instead of one per client)."""
+        while True:
+            await asyncio.sleep(min(1.0, settings.STREAM_HEARTBEAT_SECONDS / 4))
+            now = time.monotonic()
+            for sub in self.subscribers.values():
+                if sub.next_beat <= now:
+                    sub.ready.set()
 
     async def _charge_minutes(self, now: float) -> None:
         minute = settings.STREAM_MINUTE_SECONDS
@@ -451,7 +484,7 @@ class Hub:
                 head += [frame(state_id, ev.event, ev.data) for ev in state]
             yield b"".join(head)
             heartbeat = settings.STREAM_HEARTBEAT_SECONDS
-            next_beat = time.monotonic() + heartbeat
+            sub.next_beat = time.monotonic() + heartbeat
             while True:
                 if sub.ended:
                     if sub.ended == "slow-client":
@@ -468,17 +501,15 @@ class Hub:
                     sub.last_sent = items[-1][0]
                     yield b"".join(d for _i, d in items)
                     continue
-                sub.ready.clear()
-                wait = next_beat - time.monotonic()
-                if wait <= 0:
+                if sub.next_beat <= time.monotonic():
                     position = max(self.last, sub.last_sent, sub.after)
                     sub.last_sent = position
                     yield frame(_format_id(position), "heartbeat", orjson.dumps({"time": _now_iso()}))
-                    next_beat = time.monotonic() + heartbeat
+                    sub.next_beat = time.monotonic() + heartbeat
                     continue
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await sub.ready.wait()
+                # woken by the reader (events), the heartbeat task, or sub.end()
+                sub.ready.clear()
+                await sub.ready.wait()
         finally:
             self._unregister(sub)
 
@@ -523,13 +554,6 @@ async def in_thread(fn, *args, **kwargs):
     return await asyncio.to_thread(_released_db, fn, *args, **kwargs)
 
 
-def release_request_db() -> None:
-    """Called by the stream view before it returns: the request's thread lives as long as the stream
-    (Django's ASGI handler keeps it until the response ends), so its database connection goes back
-    to the pool now instead of being held for hours."""
-    connections.close_all()
-
-
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
 
 
@@ -542,6 +566,48 @@ def hub() -> Hub:
     return current
 
 
+class EventStreamResponse(StreamingHttpResponse):
+    """The stream view's response. Django's ASGI handler can serve it like any streaming response
+    (chunk by chunk through its response iterator), but the stream server's handler
+    (``apiplatform.asgi``) sends its headers, lets the request's thread and database connection go,
+    and then writes ``events`` straight to the connection with :func:`serve` (docs/stream.md, "How
+    it works")."""
+
+    def __init__(self, events: AsyncGenerator[bytes, None], **kwargs: Any) -> None:
+        super().__init__(events, **kwargs)
+        self.events = events
+
+
+async def serve(body: AsyncGenerator[bytes, None], receive, send) -> None:
+    """Write an open stream's chunks to its ASGI connection, one ``send`` per chunk, until the body
+    ends (then the response ends) or the client disconnects (then the body is closed at once, which
+    unregisters the client and gives back its slot)."""
+    task = asyncio.current_task()
+    gone = False
+
+    async def until_disconnect() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        if task is not None:
+            task.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(until_disconnect())
+    try:
+        async with contextlib.aclosing(body):
+            async for chunk in body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        if task is not None:
+            task.uncancel()
+    finally:
+        watcher.cancel()
+
+
 async def stream_events(
     *,
     principal: KeyPrincipal,
@@ -549,8 +615,8 @@ async def stream_events(
     coins: list[str],
     channels: list[str],
     last_event_id: str | None,
-) -> AsyncIterator[bytes]:
-    """The body of one stream (the view's StreamingHttpResponse content)."""
+) -> AsyncGenerator[bytes, None]:
+    """The body of one stream (the view's :class:`EventStreamResponse` content)."""
     sub = Subscriber(
         connection_id=connection_id,
         organization_id=principal.organization_id,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.renderers import BaseRenderer
 
@@ -170,7 +169,7 @@ class StreamView(MarketDataView):
         principal = request.auth
         connection_id = streaming.stream_open(principal)
         try:
-            response = StreamingHttpResponse(
+            response = streaming.EventStreamResponse(
                 streaming.stream_events(
                     principal=principal,
                     connection_id=connection_id,
