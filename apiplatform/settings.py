@@ -370,6 +370,7 @@ STREAM_SLOT_LEASE_SECONDS = env_float("STREAM_SLOT_LEASE_SECONDS", 30.0)  # conc
 STREAM_CREDITS_PER_MINUTE = env_int("STREAM_CREDITS_PER_MINUTE", 1)  # per minute connected, after the open
 STREAM_MINUTE_SECONDS = env_float("STREAM_MINUTE_SECONDS", 60.0)  # the charged "minute" (tests shorten it)
 STREAM_RETRY_MS = env_int("STREAM_RETRY_MS", 3000)  # the SSE "retry:" a client waits before reconnecting
+STREAM_WRITE_TIMEOUT = env_float("STREAM_WRITE_TIMEOUT", 30.0)  # a write blocked longer: slow client, dropped
 STREAM_OPEN_CONCURRENCY = env_int("STREAM_OPEN_CONCURRENCY", 16)  # stream opens (request threads) at once
 
 # --- Stripe (subscriptions, metered overage, webhooks; see docs/billing.md) -------------------------

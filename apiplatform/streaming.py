@@ -111,6 +111,9 @@ def _format_id(idt: EventId) -> str:
     return f"{idt[0]}-{idt[1]}"
 
 
+SLOW_CLIENT_DETAIL = "The client did not read its events fast enough; reconnect with Last-Event-ID."
+
+
 def frame(event_id: str, event: str, data: bytes) -> bytes:
     """One SSE event (``data`` is one line of JSON)."""
     return b"id: " + event_id.encode() + b"\nevent: " + event.encode() + b"\ndata: " + data + b"\n\n"
@@ -189,9 +192,7 @@ class Subscriber:
         if self.ended or idt <= self.after:
             return False
         if len(self.pending) >= limit:
-            self.end(
-                "slow-client", "The client did not read its events fast enough; reconnect with Last-Event-ID."
-            )
+            self.end("slow-client", SLOW_CLIENT_DETAIL)
             return False
         self.pending.append((idt, data))
         return True
@@ -581,9 +582,18 @@ class EventStreamResponse(StreamingHttpResponse):
 async def serve(body: AsyncGenerator[bytes, None], receive, send) -> None:
     """Write an open stream's chunks to its ASGI connection, one ``send`` per chunk, until the body
     ends (then the response ends) or the client disconnects (then the body is closed at once, which
-    unregisters the client and gives back its slot)."""
+    unregisters the client and gives back its slot).
+
+    A client that stops reading while its connection stays open fills the socket buffers and blocks
+    ``send``. A write blocked longer than ``STREAM_WRITE_TIMEOUT`` ends the stream: the body is closed
+    (slot, queue and subscription given back at once), then a final ``end`` event (``slow-client``,
+    without an id, so the client's Last-Event-ID stays that of the last event it got) and the end of
+    the response wait, bounded by the same timeout, for the client to read them or leave."""
     task = asyncio.current_task()
-    gone = False
+    loop = asyncio.get_running_loop()
+    timeout = settings.STREAM_WRITE_TIMEOUT
+    gone = stalled = False
+    writing_since: float | None = None
 
     async def until_disconnect() -> None:
         nonlocal gone
@@ -593,19 +603,42 @@ async def serve(body: AsyncGenerator[bytes, None], receive, send) -> None:
         if task is not None:
             task.cancel()
 
-    watcher = asyncio.get_running_loop().create_task(until_disconnect())
+    async def stall_guard() -> None:
+        nonlocal stalled
+        while True:
+            await asyncio.sleep(timeout / 4)
+            since = writing_since
+            if since is not None and loop.time() - since > timeout:
+                stalled = True
+                if task is not None:
+                    task.cancel()
+                return
+
+    watcher = loop.create_task(until_disconnect())
+    guard = loop.create_task(stall_guard())
     try:
         async with contextlib.aclosing(body):
             async for chunk in body:
+                writing_since = loop.time()
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                writing_since = None
+        guard.cancel()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
-        if not gone:
+        if not (gone or stalled):
             raise
         if task is not None:
             task.uncancel()
     finally:
         watcher.cancel()
+        guard.cancel()
+    if stalled and not gone:
+        logger.info("stream dropped: the client read nothing for %.0f s (slow-client)", timeout)
+        end = b"event: end\ndata: " + orjson.dumps({"reason": "slow-client", "detail": SLOW_CLIENT_DETAIL})
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await send({"type": "http.response.body", "body": end + b"\n\n", "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def stream_events(

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import time
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -296,3 +298,48 @@ def test_a_client_that_does_not_read_is_dropped_with_a_final_event(tmp_path, mar
         rest = list(stream)  # the server ends the stream: iteration stops
     assert rest[-1].event == "end" and json.loads(rest[-1].data)["reason"] == "slow-client"
     assert len(rest) < 2000
+
+
+def test_a_client_that_stops_reading_loses_its_slot_after_the_write_timeout(tmp_path, market, stream_key):
+    """The client keeps its connection open and reads nothing while events pile up: the blocked
+    write ends the stream after STREAM_WRITE_TIMEOUT (3 s here), its slot comes back (a plan of one
+    stream admits a new one), and when the client finally reads, the stream ends with `end`."""
+    from marketdata import events
+
+    _org, key = stream_key(1)
+    coin = market.ids()[0]
+    path = f"/v1/stream?ids={coin}"
+    with (
+        stream_server(tmp_path, env={"STREAM_WRITE_TIMEOUT": "3"}) as (base, _),
+        httpx.Client(timeout=10) as client,
+        socket.socket() as stuck,
+    ):
+        # a fixed 128 KiB receive buffer (no autotuning up to tcp_rmem's 32 MiB): with the server's send
+        # buffer (at most 4 MiB) a few MiB unread fill the way
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 131072)
+        url = urlsplit(base)
+        stuck.connect((url.hostname, url.port))
+        stuck.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {key}\r\n\r\n".encode()
+        )
+        stuck.settimeout(10)
+        head = b""
+        while b"\r\n\r\n" not in head:  # the answer's head, then the client stops reading
+            head += stuck.recv(1024)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert open_stream(client, base + path, key) == 429  # the stuck client holds the only slot
+        big = json.dumps({"coin": coin, "pad": "x" * 20_000}).encode()
+        for _ in range(6):  # ~12 MB: far more than the socket buffers hold
+            events.events_append([events.MarketEvent("price", coin, "prices", big)] * 100)
+        blocked_at = time.monotonic()
+        while (status := open_stream(client, base + path, key)) != 200:
+            assert status == 429, status
+            assert time.monotonic() - blocked_at < 3 + 5, "the stuck client kept its slot"
+            time.sleep(0.3)
+        received = b""
+        while chunk := stuck.recv(65536):  # reading again: what was buffered, the end, then EOF
+            received += chunk
+            if b"0\r\n\r\n" in received[-16:]:
+                break
+    tail = received[-400:].decode(errors="replace")
+    assert "event: end" in tail and '"slow-client"' in tail, tail
