@@ -174,6 +174,31 @@ EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.Emai
 # Where django.core.mail.backends.filebased.EmailBackend writes (one file per connection): a test outbox.
 EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(BASE_DIR / ".run" / "mail"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Candlestack <no-reply@candlestack.localhost>")
+SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)  # sender of Django's own error emails
+# SMTP (EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend): the relay or provider to send
+# through. Production must name it (no silent "localhost"); `manage.py doctor` opens a connection.
+EMAIL_HOST = env_str("EMAIL_HOST", "" if PRODUCTION else "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)  # STARTTLS after connecting (submission, port 587)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)  # TLS from the first byte (port 465)
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0)  # seconds per SMTP operation: a hung server frees the worker
+SMTP_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "EMAIL_USE_TLS and EMAIL_USE_SSL are mutually exclusive: STARTTLS (port 587) or TLS from the "
+        "start (port 465), set one."
+    )
+if PRODUCTION and EMAIL_BACKEND == SMTP_EMAIL_BACKEND and not EMAIL_HOST:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "EMAIL_HOST must be set when DEBUG=0 with the SMTP email backend (the relay or provider to "
+        "send through, e.g. localhost for a local relay)."
+    )
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 
 # --- security (production) ---------------------------------------------------------------------------

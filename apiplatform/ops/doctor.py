@@ -12,6 +12,8 @@ between two runs of its periodic jobs; docs/operations.md ("manage.py doctor") l
 
 from __future__ import annotations
 
+import contextlib
+import smtplib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -269,6 +271,54 @@ def check_stripe(ctx: Context) -> Result:
     return Result("stripe", OK, f"configured; last webhook event {_age(max(age, timedelta(0)))} ago")
 
 
+# --- email ---------------------------------------------------------------------------------------------
+def _smtp_target() -> str:
+    """Where SMTP mail goes, as the doctor prints it: host, port, security, user; never the password."""
+    security = "STARTTLS" if settings.EMAIL_USE_TLS else "TLS" if settings.EMAIL_USE_SSL else "no TLS"
+    user = f" as {settings.EMAIL_HOST_USER}" if settings.EMAIL_HOST_USER else ""
+    return f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT} ({security}){user}"
+
+
+def check_email(ctx: Context) -> Result:
+    """The email backend; for SMTP, whether a connection opens (connect, EHLO, STARTTLS and login as
+    configured, bounded by ``EMAIL_TIMEOUT`` and the check's timeout), then QUIT: nothing is sent.
+    A backend that does not deliver (console, file, memory) is a warning in production."""
+    from django.core.mail import get_connection
+    from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
+    from django.utils.module_loading import import_string
+
+    backend = settings.EMAIL_BACKEND
+    if not issubclass(import_string(backend), SMTPBackend):
+        if settings.DEBUG:
+            return Result("email", OK, f"{backend} (development)")
+        return Result("email", WARN, f"{backend}: emails (verification, password reset) are not delivered")
+    if not settings.EMAIL_HOST:
+        return Result("email", FAIL, "SMTP backend without EMAIL_HOST")
+    if settings.EMAIL_USE_TLS and settings.EMAIL_USE_SSL:
+        return Result("email", FAIL, "EMAIL_USE_TLS and EMAIL_USE_SSL are both set (one or the other)")
+    target = _smtp_target()
+    probe = get_connection(backend, fail_silently=False, timeout=min(settings.EMAIL_TIMEOUT, ctx.timeout))
+    started = time.monotonic()
+    try:
+        probe.open()
+    except Exception as exc:  # refused, timed out, TLS or login refused: all named, none raised
+        if isinstance(exc, smtplib.SMTPResponseException):
+            text = exc.smtp_error
+            reason = f"{exc.smtp_code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+        else:
+            reason = str(exc)
+        detail = f"{target}: {type(exc).__name__}: {reason[:200]}"
+        if settings.EMAIL_HOST_PASSWORD:  # a server may echo what it was sent: never print the password
+            detail = detail.replace(settings.EMAIL_HOST_PASSWORD, "***")
+        return Result("email", FAIL, detail)
+    finally:
+        with contextlib.suppress(Exception):  # QUIT on a broken connection
+            probe.close()
+    elapsed_ms = (time.monotonic() - started) * 1000
+    logged_in = ", logged in" if settings.EMAIL_HOST_USER and settings.EMAIL_HOST_PASSWORD else ""
+    return Result("email", OK, f"SMTP {target}: connected{logged_in} in {elapsed_ms:.0f} ms")
+
+
 def checks_all() -> list[tuple[str, Check]]:
     """Every check, in output order: (name, function)."""
     return [
@@ -284,6 +334,7 @@ def checks_all() -> list[tuple[str, Check]]:
         ("dead_letters", check_dead_letters),
         ("usage_flush", check_usage_flush),
         ("stripe", check_stripe),
+        ("email", check_email),
     ]
 
 

@@ -16,7 +16,7 @@ _LABEL = {doctor.OK: "ok  ", doctor.WARN: "warn", doctor.FAIL: "FAIL"}
 
 
 class Command(BaseCommand):
-    help = "Check configuration, dependencies, migrations, partitions, beat, workers, lags and Stripe."
+    help = "Check configuration, dependencies, migrations, partitions, beat, workers, lags, Stripe and email."
     requires_system_checks: list[str] = []  # the configuration check runs them itself, bounded
 
     def add_arguments(self, parser):
