@@ -13,94 +13,22 @@ scripts/lib.sh). Everything runs on loopback.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import socket
 import statistics
-import string
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port, web_process
+from tests.conftest import web_process
+from tests.deploy.nginx import nginx_in_front
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TEMPLATE = REPO_ROOT / "deploy" / "nginx" / "candlestack.conf.template"
 SLOW_CLIENTS = 50
 SAMPLES = 200
 FACTOR = 20  # generous: loopback latencies are small and the machine is shared
-
-
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if found is None:
-        pytest.fail(
-            "nginx is not installed: scripts/test.sh installs it (ensure_nginx in scripts/lib.sh), "
-            "or run apt-get install -y nginx-light"
-        )
-    return found
-
-
-@contextlib.contextmanager
-def nginx_in_front(tmp_path: Path, upstream: str) -> Iterator[int]:
-    """nginx with the shipped server block (deploy/nginx/candlestack.conf.template, rendered the way
-    the docs say) on a free loopback port; a minimal top-level nginx.conf around it."""
-    port = free_port()
-    site = string.Template(TEMPLATE.read_text()).safe_substitute(
-        CANDLESTACK_LISTEN=f"127.0.0.1:{port}",
-        CANDLESTACK_SERVER_NAME="localhost",
-        CANDLESTACK_UPSTREAM=upstream.removeprefix("http://"),
-    )
-    assert "${" not in site
-    (tmp_path / "candlestack.conf").write_text(site)
-    for sub in ("body", "proxy"):
-        (tmp_path / sub).mkdir()
-    user = "user root;" if os.geteuid() == 0 else ""  # worker processes must reach tmp_path
-    (tmp_path / "nginx.conf").write_text(
-        f"""
-        daemon off;
-        {user}
-        worker_processes 1;
-        pid {tmp_path}/nginx.pid;
-        error_log {tmp_path}/error.log warn;
-        events {{ worker_connections 1024; }}
-        http {{
-            access_log off;
-            client_body_temp_path {tmp_path}/body;
-            proxy_temp_path {tmp_path}/proxy;
-            include {tmp_path}/candlestack.conf;
-        }}
-        """
-    )
-    conf, log = str(tmp_path / "nginx.conf"), str(tmp_path / "error.log")
-    command = [nginx_binary(), "-p", str(tmp_path), "-e", log, "-c", conf]
-    check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
-    assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (tmp_path / "error.log").read_text()
-            assert time.monotonic() < deadline, (tmp_path / "error.log").read_text()
-            time.sleep(0.1)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 @contextlib.contextmanager
