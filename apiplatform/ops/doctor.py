@@ -98,12 +98,16 @@ def check_configuration(ctx: Context) -> Result:
         lambda: check_secret_key(settings.SECRET_KEY, production=True),
         lambda: check_secret("JWT_SIGNING_KEY", settings.SIMPLE_JWT["SIGNING_KEY"], production=True),
         lambda: check_secret("API_KEY_PEPPER", settings.ACCOUNTS["API_KEY_PEPPER"], production=True),
+        # Unset is refused at start-up in production; in development a key is derived from SECRET_KEY.
+        *(lambda k=key: check_secret("ALERTS_SECRET_KEYS", k, production=True) for key in settings.ALERTS_SECRET_KEYS),
     )
     for rule in secrets:
         try:
             rule()
         except ImproperlyConfigured as exc:
-            weak.append(str(exc).split(":")[0].split(";")[0])
+            reason = str(exc).split(":")[0].split(";")[0]
+            if reason not in weak:  # ALERTS_SECRET_KEYS may hold several keys
+                weak.append(reason)
     if settings.DEBUG:
         detail = "DEBUG=1: development settings, not fit for production"
         return Result("configuration", WARN, detail + (f" ({'; '.join(weak)})" if weak else ""))
