@@ -12,6 +12,7 @@ between two runs of its periodic jobs; docs/operations.md ("manage.py doctor") l
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -94,13 +95,16 @@ def check_configuration(ctx: Context) -> Result:
     """The secret rules the settings enforce at start-up in production (apiplatform.env), and Django's
     deployment checks (``check --deploy``) when DEBUG is off."""
     weak = []
-    secrets = (
+    secrets: list[Callable[[], object]] = [
         lambda: check_secret_key(settings.SECRET_KEY, production=True),
         lambda: check_secret("JWT_SIGNING_KEY", settings.SIMPLE_JWT["SIGNING_KEY"], production=True),
         lambda: check_secret("API_KEY_PEPPER", settings.ACCOUNTS["API_KEY_PEPPER"], production=True),
-        # Unset is refused at start-up in production; in development a key is derived from SECRET_KEY.
-        *(lambda k=key: check_secret("ALERTS_SECRET_KEYS", k, production=True) for key in settings.ALERTS_SECRET_KEYS),
-    )
+    ]
+    # Each key (unset is refused at start-up in production; in development one derives from SECRET_KEY).
+    secrets += [
+        functools.partial(check_secret, "ALERTS_SECRET_KEYS", key, production=True)
+        for key in settings.ALERTS_SECRET_KEYS
+    ]
     for rule in secrets:
         try:
             rule()

@@ -28,7 +28,7 @@ SETTING = "ALERTS_SECRET_KEYS"
 HKDF_INFO = b"candlestack alerts webhook signing secrets, fernet key v1"
 
 
-class SecretNotDecryptable(ImproperlyConfigured):  # noqa: N818  # a configuration error, named for it
+class SecretNotDecryptable(ImproperlyConfigured):  # a configuration error, named for what failed
     """A stored secret that no key in ALERTS_SECRET_KEYS decrypts (its key was removed, or the
     value is not a token)."""
 
@@ -42,7 +42,7 @@ def fernet_key(material: str) -> bytes:
 def key_materials() -> tuple[str, ...]:
     """The configured keys, newest first; with none set, ``SECRET_KEY`` (development and tests only:
     the settings refuse to start without ALERTS_SECRET_KEYS when DEBUG=0)."""
-    return tuple(k for k in settings.ALERTS_SECRET_KEYS if k) or (settings.SECRET_KEY,)
+    return tuple(k for k in settings.ALERTS_SECRET_KEYS if k) or (str(settings.SECRET_KEY),)
 
 
 @functools.lru_cache(maxsize=8)

@@ -51,9 +51,10 @@ def webhook_url_check(url: str) -> None:
 def endpoint_create(*, organization_id: int, url: str, description: str = "") -> WebhookEndpoint:
     """A new endpoint with a new signing secret (the caller shows ``endpoint.secret`` once)."""
     webhook_url_check(url)
-    return WebhookEndpoint.objects.create(
-        organization_id=organization_id, url=url, description=description, secret=signing.secret_new()
-    )
+    endpoint = WebhookEndpoint(organization_id=organization_id, url=url, description=description)
+    endpoint.secret = signing.secret_new()  # stored encrypted (WebhookEndpoint.secret)
+    endpoint.save()
+    return endpoint
 
 
 def endpoint_for_url(*, organization_id: int, url: str) -> tuple[WebhookEndpoint, bool]:
@@ -128,7 +129,8 @@ def endpoint_secrets_reencrypt(
             except encryption.SecretNotDecryptable:
                 state.failed.append(pk)
                 continue
-            if WebhookEndpoint.objects.filter(pk=pk, secret_encrypted=token).update(secret_encrypted=new_token):
+            unchanged = WebhookEndpoint.objects.filter(pk=pk, secret_encrypted=token)  # compare and set
+            if unchanged.update(secret_encrypted=new_token):
                 state.reencrypted += 1
             else:
                 state.current += 1  # rotated (under the newest key) or deleted meanwhile
