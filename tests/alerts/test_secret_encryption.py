@@ -12,6 +12,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from apiplatform.ops import doctor
 from marketdata.alerts import encryption, services, signing
 from marketdata.alerts.models import WebhookEndpoint
 from tests.conftest import run_python
@@ -218,3 +219,18 @@ def test_production_requires_strong_alerts_secret_keys():
         assert "ALERTS_SECRET_KEYS is too weak" in result.stderr
     development = run_python(SETUP, {"DEBUG": "1", "ALERTS_SECRET_KEYS": None})
     assert development.returncode == 0 and development.stdout.strip() == "0", development.stderr
+
+
+@pytest.mark.django_db
+def test_doctor_names_a_weak_alerts_secret_key_in_production(settings):
+    settings.DEBUG = False
+    settings.SECRET_KEY = "k" * 10 + "abcdefghij" * 5
+    settings.SIMPLE_JWT = {**settings.SIMPLE_JWT, "SIGNING_KEY": "j" * 10 + "abcdefghij" * 5}
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "API_KEY_PEPPER": "p" * 10 + "abcdefghij" * 5}
+    settings.ALERTS_SECRET_KEYS = [KEY_NEW, "short", "x"]
+    (result,) = doctor.run_checks(only=["configuration"])
+    assert result.status == doctor.FAIL
+    assert result.detail == "ALERTS_SECRET_KEYS is too weak for production"
+    settings.ALERTS_SECRET_KEYS = [KEY_NEW, KEY_OLD]
+    (result,) = doctor.run_checks(only=["configuration"])
+    assert "ALERTS_SECRET_KEYS" not in result.detail
