@@ -91,14 +91,15 @@ def check_secret_key(secret_key: str | None, *, production: bool) -> None:
         )
 
 
-def check_secret(name: str, value: str | None, *, production: bool) -> str | None:
+def check_secret(name: str, value: str | None, *, production: bool, derivable: bool = True) -> str | None:
     """Refuse a weak secret in production (``x``, a short or repetitive value): the same rule as
     :func:`check_secret_key`. Unset (None or empty) is allowed: the caller derives it from SECRET_KEY,
-    which is checked itself. Returns ``value``."""
+    which is checked itself (``derivable=False``: the caller requires it and the message does not
+    offer to leave it unset). Returns ``value``."""
     if production and value and (len(value) < 50 or len(set(value)) < 5):
+        unset = ", or leave it unset to derive it from SECRET_KEY" if derivable else ""
         raise ImproperlyConfigured(
             f"{name} is too weak for production: use at least 50 characters and 5 distinct ones "
-            "(python -c 'import secrets; print(secrets.token_urlsafe(64))'), or leave it unset to "
-            "derive it from SECRET_KEY."
+            f"(python -c 'import secrets; print(secrets.token_urlsafe(64))'){unset}."
         )
     return value

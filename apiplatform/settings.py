@@ -486,6 +486,20 @@ ALERTS_WEBHOOK_RETRY_MAX = env_int("ALERTS_WEBHOOK_RETRY_MAX", 6 * 3600)
 ALERTS_WEBHOOK_RETRY_WINDOW = env_int("ALERTS_WEBHOOK_RETRY_WINDOW", 24 * 3600)
 ALERTS_MAX_PER_ORGANIZATION = env_int("ALERTS_MAX_PER_ORGANIZATION", 1000)
 ALERTS_DELIVERY_RETENTION_DAYS = env_int("ALERTS_DELIVERY_RETENTION_DAYS", 30)
+# Keys encrypting webhook signing secrets at rest (marketdata/alerts/encryption.py): comma-separated,
+# the first encrypts, every one decrypts (rotation: put a new key first, run
+# `manage.py alerts_rotate_secret_key`, then drop the old one). Required when DEBUG=0, each as strong
+# as SECRET_KEY; unset in development, one key is derived from SECRET_KEY (HKDF).
+ALERTS_SECRET_KEYS = env_list("ALERTS_SECRET_KEYS", [])
+for _key in ALERTS_SECRET_KEYS:
+    check_secret("ALERTS_SECRET_KEYS", _key, production=PRODUCTION, derivable=False)
+if PRODUCTION and not ALERTS_SECRET_KEYS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "ALERTS_SECRET_KEYS must be set when DEBUG=0 (production mode): the key that encrypts webhook "
+        "signing secrets (python -c 'import secrets; print(secrets.token_urlsafe(64))')."
+    )
 
 # --- logging: JSON in production, readable text in development, request/task ids on every line ------
 LOG_FORMAT = env_str("LOG_FORMAT", "json" if PRODUCTION else "text")

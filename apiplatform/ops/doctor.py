@@ -13,6 +13,7 @@ between two runs of its periodic jobs; docs/operations.md ("manage.py doctor") l
 from __future__ import annotations
 
 import contextlib
+import functools
 import smtplib
 import threading
 import time
@@ -96,16 +97,23 @@ def check_configuration(ctx: Context) -> Result:
     """The secret rules the settings enforce at start-up in production (apiplatform.env), and Django's
     deployment checks (``check --deploy``) when DEBUG is off."""
     weak = []
-    secrets = (
+    secrets: list[Callable[[], object]] = [
         lambda: check_secret_key(settings.SECRET_KEY, production=True),
         lambda: check_secret("JWT_SIGNING_KEY", settings.SIMPLE_JWT["SIGNING_KEY"], production=True),
         lambda: check_secret("API_KEY_PEPPER", settings.ACCOUNTS["API_KEY_PEPPER"], production=True),
-    )
+    ]
+    # Each key (unset is refused at start-up in production; in development one derives from SECRET_KEY).
+    secrets += [
+        functools.partial(check_secret, "ALERTS_SECRET_KEYS", key, production=True, derivable=False)
+        for key in settings.ALERTS_SECRET_KEYS
+    ]
     for rule in secrets:
         try:
             rule()
         except ImproperlyConfigured as exc:
-            weak.append(str(exc).split(":")[0].split(";")[0])
+            reason = str(exc).split(":")[0].split(";")[0]
+            if reason not in weak:  # ALERTS_SECRET_KEYS may hold several keys
+                weak.append(reason)
     if settings.DEBUG:
         detail = "DEBUG=1: development settings, not fit for production"
         return Result("configuration", WARN, detail + (f" ({'; '.join(weak)})" if weak else ""))

@@ -9,15 +9,22 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from marketdata.alerts import encryption
+
 
 class WebhookEndpoint(models.Model):
     """Where an organization's alerts are delivered. The signing ``secret`` is shown once (at
-    creation or rotation) and then only used to sign: the API never returns it again."""
+    creation or rotation) and then only used to sign: the API never returns it again.
+
+    The database holds it encrypted (``secret_encrypted``, a Fernet token under ALERTS_SECRET_KEYS:
+    marketdata/alerts/encryption.py); ``secret`` is the plain value, decrypted when read, and
+    ``WebhookEndpoint(secret=...)`` or assigning it encrypts. Save ``secret_encrypted`` in
+    ``update_fields``."""
 
     organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="+")
     url = models.URLField(max_length=2000)
     description = models.CharField(max_length=200, blank=True, default="")
-    secret = models.CharField(max_length=100)
+    secret_encrypted = models.CharField(max_length=500)
     created_at = models.DateTimeField(default=timezone.now)
     secret_rotated_at = models.DateTimeField(null=True, blank=True)
 
@@ -26,6 +33,14 @@ class WebhookEndpoint(models.Model):
 
     def __str__(self) -> str:
         return f"endpoint {self.pk} {self.url}"
+
+    @property
+    def secret(self) -> str:
+        return encryption.decrypt(self.secret_encrypted)
+
+    @secret.setter
+    def secret(self, plain: str) -> None:
+        self.secret_encrypted = encryption.encrypt(plain)
 
 
 class Side(models.TextChoices):

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +28,7 @@ from django.utils import timezone
 from apiplatform.jobs.models import DeadLetter
 from apiplatform.jobs.services import dead_letter_resolve
 from apiplatform.problems import ProblemError
-from marketdata.alerts import conditions, signing, transport
+from marketdata.alerts import conditions, encryption, signing, transport
 from marketdata.alerts import problems as p
 from marketdata.alerts.models import Alert, Delivery, DeliveryAttempt, WebhookEndpoint
 from marketdata.alerts.selectors import Firing, coin_upstream_ids
@@ -51,9 +51,10 @@ def webhook_url_check(url: str) -> None:
 def endpoint_create(*, organization_id: int, url: str, description: str = "") -> WebhookEndpoint:
     """A new endpoint with a new signing secret (the caller shows ``endpoint.secret`` once)."""
     webhook_url_check(url)
-    return WebhookEndpoint.objects.create(
-        organization_id=organization_id, url=url, description=description, secret=signing.secret_new()
-    )
+    endpoint = WebhookEndpoint(organization_id=organization_id, url=url, description=description)
+    endpoint.secret = signing.secret_new()  # stored encrypted (WebhookEndpoint.secret)
+    endpoint.save()
+    return endpoint
 
 
 def endpoint_for_url(*, organization_id: int, url: str) -> tuple[WebhookEndpoint, bool]:
@@ -78,7 +79,7 @@ def endpoint_rotate_secret(*, endpoint: WebhookEndpoint) -> WebhookEndpoint:
     """A new secret at once: deliveries signed from now on use it (shown once to the caller)."""
     endpoint.secret = signing.secret_new()
     endpoint.secret_rotated_at = timezone.now()
-    endpoint.save(update_fields=["secret", "secret_rotated_at"])
+    endpoint.save(update_fields=["secret_encrypted", "secret_rotated_at"])
     return endpoint
 
 
@@ -87,6 +88,55 @@ def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
         endpoint.delete()
     except ProtectedError:
         raise ProblemError(p.WEBHOOK_ENDPOINT_IN_USE) from None
+
+
+@dataclass
+class ReencryptProgress:
+    """Where ``endpoint_secrets_reencrypt`` is: endpoints seen of ``total``, how many were
+    re-encrypted, already under the newest key, or not decryptable (their ids)."""
+
+    total: int
+    seen: int = 0
+    reencrypted: int = 0
+    current: int = 0
+    failed: list[int] = field(default_factory=list)
+
+
+def endpoint_secrets_reencrypt(
+    *, batch_size: int = 500, progress: Callable[[ReencryptProgress], None] | None = None
+) -> ReencryptProgress:
+    """Re-encrypt every stored signing secret under the newest key of ALERTS_SECRET_KEYS (after a
+    key rotation; docs/alerts.md). The secrets themselves do not change. Each row is written only
+    if it still holds the token read (a secret rotated meanwhile is under the newest key already),
+    so it runs safely beside the API. ``progress`` is called after every batch."""
+    state = ReencryptProgress(total=WebhookEndpoint.objects.count())
+    last_pk = 0
+    while True:
+        rows = list(
+            WebhookEndpoint.objects.filter(pk__gt=last_pk)
+            .order_by("pk")
+            .values_list("pk", "secret_encrypted")[:batch_size]
+        )
+        if not rows:
+            return state
+        for pk, token in rows:
+            state.seen += 1
+            if encryption.is_current(token):
+                state.current += 1
+                continue
+            try:
+                new_token = encryption.reencrypt(token)
+            except encryption.SecretNotDecryptable:
+                state.failed.append(pk)
+                continue
+            unchanged = WebhookEndpoint.objects.filter(pk=pk, secret_encrypted=token)  # compare and set
+            if unchanged.update(secret_encrypted=new_token):
+                state.reencrypted += 1
+            else:
+                state.current += 1  # rotated (under the newest key) or deleted meanwhile
+        last_pk = rows[-1][0]
+        if progress is not None:
+            progress(state)
 
 
 # --- alerts --------------------------------------------------------------------------------------------

@@ -149,6 +149,7 @@ PRODUCTION = {
     "DJANGO_SETTINGS_MODULE": "apiplatform.settings",
     "JWT_SIGNING_KEY": None,
     "API_KEY_PEPPER": None,
+    "ALERTS_SECRET_KEYS": secrets.token_urlsafe(64),
 }
 SETUP = "import django; django.setup(); print('started')"
 

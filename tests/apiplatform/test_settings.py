@@ -10,6 +10,7 @@ PRODUCTION = {
     "SECRET_KEY": GOOD_KEY,
     "ALLOWED_HOSTS": "api.example.com",
     "DJANGO_SETTINGS_MODULE": "apiplatform.settings",
+    "ALERTS_SECRET_KEYS": secrets.token_urlsafe(64),
 }
 SETUP = "import django; django.setup(); print('started')"
 

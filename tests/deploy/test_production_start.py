@@ -27,6 +27,7 @@ def production_env(static_root, **extra) -> dict[str, str]:
         "DEBUG": "0",
         "DJANGO_SETTINGS_MODULE": "apiplatform.settings",
         "SECRET_KEY": secrets.token_urlsafe(64),
+        "ALERTS_SECRET_KEYS": secrets.token_urlsafe(64),
         "ALLOWED_HOSTS": "127.0.0.1",
         "SECURE_SSL_REDIRECT": "0",  # plain HTTP on loopback in this test
         "STATIC_ROOT": str(static_root),

@@ -47,6 +47,7 @@ REQUIRED = {
     "CELERY_BROKER_URL",
     "JWT_SIGNING_KEY",
     "API_KEY_PEPPER",
+    "ALERTS_SECRET_KEYS",
     "PUBLIC_BASE_URL",
     "STRIPE_SECRET_KEY",
     "STRIPE_WEBHOOK_SECRET",
@@ -117,13 +118,17 @@ def test_the_env_example_holds_no_secret_and_loads_as_production_settings(tmp_pa
         "SECRET_KEY",
         "JWT_SIGNING_KEY",
         "API_KEY_PEPPER",
+        "ALERTS_SECRET_KEYS",
         "STRIPE_SECRET_KEY",
         "STRIPE_WEBHOOK_SECRET",
     ):
         assert values[name].startswith("<"), f"{name} must be a placeholder in the example"
     filled = {
         **values,
-        **{name: secrets.token_urlsafe(64) for name in ("SECRET_KEY", "JWT_SIGNING_KEY", "API_KEY_PEPPER")},
+        **{
+            name: secrets.token_urlsafe(64)
+            for name in ("SECRET_KEY", "JWT_SIGNING_KEY", "API_KEY_PEPPER", "ALERTS_SECRET_KEYS")
+        },
         "DATABASE_URL": test_database_url(),
         "STATIC_ROOT": str(tmp_path),
     }
