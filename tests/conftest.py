@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -66,6 +67,18 @@ def closed_port() -> int:
     return free_port()
 
 
+def production_environment() -> dict[str, str | None]:
+    """Environment variables of a production-mode start (DEBUG=0) with every required secret set and
+    strong (for ``run_python``; None removes a variable)."""
+    return {
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(64),
+        "ALERTS_SECRET_KEYS": secrets.token_urlsafe(64),
+        "ALLOWED_HOSTS": "api.example.com",
+        "DJANGO_SETTINGS_MODULE": "apiplatform.settings",
+    }
+
+
 def test_database_url() -> str:
     """DATABASE_URL of the test database pytest-django created, for subprocesses (web, workers).
     The data they must see has to be committed: use ``django_db(transaction=True)``."""
@@ -77,6 +90,31 @@ def test_database_url() -> str:
 
 
 test_database_url.__test__ = False  # a helper, not a test
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, seconds: float, why: Callable[[], str]) -> None:
+    """Wait until ``url`` answers 200; fail with ``why()`` (e.g. the server's log) if ``proc`` exits or
+    ``seconds`` pass first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{url} never answered:\n{why()}")
+        time.sleep(0.1)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Terminate ``proc``; kill it if it has not ended within ``timeout`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
 
 
 @contextlib.contextmanager
@@ -96,24 +134,15 @@ def served_process(
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + startup_seconds
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{name} did not start:\n" + log_path.read_text())
-                time.sleep(0.1)
+            wait_healthy(
+                f"{base}/healthz",
+                proc,
+                startup_seconds,
+                lambda: f"{name} did not start:\n" + log_path.read_text(),
+            )
             yield base, proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+            stop_process(proc)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from django.core import mail
 from rest_framework.test import APIClient
 
 from apiplatform.logging import RedactSecretsFilter
-from tests.conftest import run_python
+from tests.conftest import production_environment, run_python
 
 PASSWORD = "journey passphrase one"
 NEW_PASSWORD = "journey passphrase two"
@@ -142,15 +142,7 @@ def test_answers_that_carry_a_secret_are_never_stored(make_user, make_org, jwt_c
     assert not not_no_store
 
 
-PRODUCTION = {
-    "DEBUG": "0",
-    "SECRET_KEY": secrets.token_urlsafe(64),
-    "ALLOWED_HOSTS": "api.example.com",
-    "DJANGO_SETTINGS_MODULE": "apiplatform.settings",
-    "JWT_SIGNING_KEY": None,
-    "API_KEY_PEPPER": None,
-    "ALERTS_SECRET_KEYS": secrets.token_urlsafe(64),
-}
+PRODUCTION = {**production_environment(), "JWT_SIGNING_KEY": None, "API_KEY_PEPPER": None}
 SETUP = "import django; django.setup(); print('started')"
 
 

@@ -1,17 +1,9 @@
 """Production mode refuses unsafe settings; with real values `check --deploy` is clean."""
 
-import secrets
+from tests.conftest import REPO_ROOT, production_environment, run_manage, run_python
 
-from tests.conftest import REPO_ROOT, run_manage, run_python
-
-GOOD_KEY = secrets.token_urlsafe(64)
-PRODUCTION = {
-    "DEBUG": "0",
-    "SECRET_KEY": GOOD_KEY,
-    "ALLOWED_HOSTS": "api.example.com",
-    "DJANGO_SETTINGS_MODULE": "apiplatform.settings",
-    "ALERTS_SECRET_KEYS": secrets.token_urlsafe(64),
-}
+PRODUCTION = production_environment()
+GOOD_KEY = PRODUCTION["SECRET_KEY"]
 SETUP = "import django; django.setup(); print('started')"
 
 

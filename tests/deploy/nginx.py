@@ -9,14 +9,12 @@ import os
 import shutil
 import string
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import REPO_ROOT, free_port, stop_process, wait_healthy
 
 TEMPLATE = REPO_ROOT / "deploy" / "nginx" / "candlestack.conf.template"
 
@@ -75,21 +73,7 @@ def nginx_in_front(
     assert check.returncode == 0, check.stderr
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (tmp_path / "error.log").read_text()
-            assert time.monotonic() < deadline, (tmp_path / "error.log").read_text()
-            time.sleep(0.1)
+        wait_healthy(f"http://127.0.0.1:{port}/healthz", proc, 20, (tmp_path / "error.log").read_text)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)

@@ -3,15 +3,10 @@ refused together, at start-up, naming the variables (the same way as the other p
 
 from __future__ import annotations
 
-import secrets
-
-from tests.conftest import run_python
+from tests.conftest import production_environment, run_python
 
 PRODUCTION = {
-    "DEBUG": "0",
-    "SECRET_KEY": secrets.token_urlsafe(64),
-    "ALLOWED_HOSTS": "api.example.com",
-    "DJANGO_SETTINGS_MODULE": "apiplatform.settings",
+    **production_environment(),
     "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
     "EMAIL_HOST": None,
     "EMAIL_USE_TLS": None,

@@ -11,12 +11,11 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port, run_python, test_database_url
+from tests.conftest import REPO_ROOT, free_port, run_python, stop_process, test_database_url, wait_healthy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -76,16 +75,7 @@ def test_serve_script_collects_static_files_so_admin_and_docs_pages_load(tmp_pat
             cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 180  # collectstatic compresses every file first
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.25)
+            wait_healthy(f"{base}/healthz", proc, 180, log.read_text)  # collectstatic compresses first
             assert (tmp_path / "static" / "staticfiles.json").is_file()
             schema = httpx.get(f"{base}/v1/schema/?format=json", timeout=10)
             assert schema.status_code == 200 and schema.headers["ETag"]
@@ -95,9 +85,4 @@ def test_serve_script_collects_static_files_so_admin_and_docs_pages_load(tmp_pat
                 for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', response.text):
                     assert httpx.get(base + asset, timeout=10).status_code == 200, asset
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop_process(proc, timeout=20)
