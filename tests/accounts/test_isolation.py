@@ -172,7 +172,7 @@ def _alerts_state(org) -> dict:
     return {
         "alerts": list(Alert.objects.filter(organization=org).values_list("id", "active", "name")),
         "endpoints": list(
-            WebhookEndpoint.objects.filter(organization=org).values_list("id", "url", "secret")
+            WebhookEndpoint.objects.filter(organization=org).values_list("id", "url", "secret_encrypted")
         ),
         "deliveries": list(Delivery.objects.filter(organization=org).values_list("id", "status", "attempts")),
     }
