@@ -44,7 +44,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from accounts import problems as p
 from accounts import roles
 from accounts.names import ORGANIZATION_NAME_HELP, ORGANIZATION_NAME_PATTERN
-from accounts.serializers import PatchIn, SignupIn
+from accounts.serializers import SignupIn
 from apiplatform.problems import (
     BAD_REQUEST,
     NOT_AUTHENTICATED,
@@ -56,6 +56,7 @@ from apiplatform.problems import (
     problem_body,
 )
 from apiplatform.schema import NOT_BLANK_NO_NUL, PROBLEM_CONTENT_TYPE, Problem, ProblemAutoSchema
+from apiplatform.serializers import PatchSerializer
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -88,20 +89,6 @@ class SessionJWTScheme(SimpleJWTScheme):
     """``accounts.session_auth.SessionJWTAuthentication``: the same bearer JWT scheme (``jwtAuth``)."""
 
     target_class = "accounts.session_auth.SessionJWTAuthentication"
-
-
-# --- PATCH bodies ------------------------------------------------------------------------------------------
-class PatchBodyScheme(OpenApiSerializerExtension):
-    """``accounts.serializers.PatchIn``: every field optional, at least one, no other member."""
-
-    target_class = "accounts.serializers.PatchIn"
-    match_subclasses = True
-
-    def map_serializer(self, auto_schema, direction):
-        schema = auto_schema._map_basic_serializer(self.target, direction)
-        schema["minProperties"] = 1
-        schema["additionalProperties"] = False
-        return schema
 
 
 def password_rules(password: dict[str, Any]) -> None:
@@ -275,12 +262,12 @@ class ManagementSchema(ProblemAutoSchema):
     # -- request body --
     def _get_request_for_media_type(self, serializer, direction="request"):
         schema, required = super()._get_request_for_media_type(serializer, direction)
-        # A PATCH body (PatchIn) has no required member but must not be empty (minProperties: 1), and
+        # A PATCH body (PatchSerializer) has no required member but must not be empty (minProperties: 1), and
         # the sign-up body is an anyOf (drf-spectacular sees no required member in it): the body itself
         # is required, so that "no body" is as invalid in the schema as on the server.
         # Likewise a oneOf of bodies (PolymorphicProxySerializer) is required when each of them is.
         instance = force_instance(serializer)
-        if isinstance(instance, PatchIn | SignupIn):
+        if isinstance(instance, PatchSerializer | SignupIn):
             required = True
         elif isinstance(instance, PolymorphicProxySerializer) and isinstance(instance.serializers, list):
             required = all(

@@ -14,6 +14,7 @@ from accounts.names import ORGANIZATION_NAME_HELP, ORGANIZATION_NAME_PATTERN
 from accounts.origins import MAX_ORIGIN_LENGTH, ORIGIN_PATTERN
 from accounts.principal import BROWSER_KEY_SCOPES, KEY_SCOPES
 from apiplatform.query import QuerySerializer
+from apiplatform.serializers import PatchSerializer
 
 
 # --- input ----------
@@ -95,26 +96,11 @@ class VerifyResendOut(serializers.Serializer):
     email_verified = serializers.BooleanField()
 
 
-class PatchIn(serializers.Serializer):
-    """A PATCH body: send at least one of its members and no other (an empty body or an unknown
-    member is a 400 validation-error)."""
-
-    # accounts.schema.PatchBodyScheme documents this as minProperties: 1, additionalProperties: false.
-
-    def validate(self, attrs):
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError(dict.fromkeys(unknown, "unknown field"))
-        if not attrs:
-            raise serializers.ValidationError(f"send at least one of: {', '.join(self.fields)}")
-        return attrs
-
-
-class OrganizationUpdateIn(PatchIn):
+class OrganizationUpdateIn(PatchSerializer):
     name = OrganizationNameField(required=False)
 
 
-class RoleChangeIn(PatchIn):
+class RoleChangeIn(PatchSerializer):
     role = serializers.ChoiceField(choices=Role.choices, required=False)
 
 

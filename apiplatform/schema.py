@@ -3,11 +3,13 @@ project's schema class, which documents every error response as ``application/pr
 
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
 from apiplatform.problems import PROBLEM_CONTENT_TYPE
+from apiplatform.serializers import PatchSerializer
 
 
 class Problem(serializers.Serializer):
@@ -87,3 +89,21 @@ __all__ = [
     "ProblemAutoSchema",
     "problem_response",
 ]
+
+
+class StrictBodyScheme(OpenApiSerializerExtension):
+    """``apiplatform.serializers.StrictSerializer`` bodies: ``additionalProperties: false``, and a
+    ``PatchSerializer`` body also ``minProperties: 1``."""
+
+    target_class = "apiplatform.serializers.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        if direction == "request":
+            schema["additionalProperties"] = False
+            if isinstance(self.target, PatchSerializer) or (
+                isinstance(self.target, type) and issubclass(self.target, PatchSerializer)
+            ):
+                schema["minProperties"] = 1
+        return schema

@@ -1,8 +1,7 @@
 """OpenAPI for the alerts API (drf-spectacular extensions, registered by importing this module).
 
-- A ``StrictSerializer`` refuses unknown members (400), so its request schema says
-  ``additionalProperties: false`` (a generated client and schemathesis then know it).
-- An alert's ``condition`` is a ``oneOf`` discriminated by ``type`` (price / change / indicator), each
+(Strict bodies, ``additionalProperties: false``, are ``apiplatform.schema.StrictBodyScheme``.)
+An alert's ``condition`` is a ``oneOf`` discriminated by ``type`` (price / change / indicator), each
   with its own required members, so a generated client can trust it; the request's indicator variant
   is itself a ``oneOf`` discriminated by ``indicator`` (RSI's level lies between 0 and 100,
   ``macd_signal_cross`` has no level). The schemas are written from the same constants the
@@ -19,17 +18,6 @@ from drf_spectacular.plumbing import ComponentIdentity, ResolvedComponent
 
 from marketdata.alerts import conditions
 from marketdata.models import TIMEFRAMES
-
-
-class StrictBodyScheme(OpenApiSerializerExtension):
-    target_class = "marketdata.alerts.serializers.StrictSerializer"
-    match_subclasses = True
-
-    def map_serializer(self, auto_schema, direction):
-        schema = auto_schema._map_basic_serializer(self.target, direction)
-        if direction == "request":
-            schema["additionalProperties"] = False
-        return schema
 
 
 def _level(**bounds: float) -> dict[str, Any]:
@@ -156,7 +144,7 @@ def condition_schema(auto_schema, *, request: bool) -> dict[str, Any]:
 
 class ConditionInScheme(OpenApiSerializerExtension):
     target_class = "marketdata.alerts.serializers.ConditionIn"
-    priority = 1  # before StrictBodyScheme (ConditionIn is a StrictSerializer)
+    priority = 1  # before apiplatform.schema.StrictBodyScheme (ConditionIn is a StrictSerializer)
 
     def get_name(self, auto_schema, direction):
         return "AlertCondition"

@@ -9,6 +9,7 @@ import math
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apiplatform.serializers import PatchSerializer, StrictSerializer
 from marketdata.alerts import conditions
 from marketdata.alerts.models import Alert, Delivery, DeliveryAttempt, WebhookEndpoint
 from marketdata.models import TIMEFRAMES
@@ -16,17 +17,6 @@ from marketdata.models import TIMEFRAMES
 MAX_COOLDOWN = 30 * 24 * 3600
 #: The largest level (in absolute value) an alert takes: far above any price, % change or indicator.
 LEVEL_MAX = 1e12
-
-
-class StrictSerializer(serializers.Serializer):
-    """Unknown members are a 400 validation-error, not silently ignored."""
-
-    def to_internal_value(self, data):
-        if hasattr(data, "keys"):  # nested serializers too (they have no initial_data)
-            unknown = sorted(set(data.keys()) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(dict.fromkeys(unknown, "unknown field"))
-        return super().to_internal_value(data)
 
 
 class LevelField(serializers.FloatField):
@@ -128,18 +118,12 @@ class AlertIn(StrictSerializer):
         return attrs
 
 
-class AlertPatchIn(StrictSerializer):
+class AlertPatchIn(PatchSerializer):
     condition = ConditionIn(required=False)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     endpoint_id = serializers.IntegerField(required=False, min_value=1)
     cooldown_seconds = serializers.IntegerField(required=False, min_value=0, max_value=MAX_COOLDOWN)
     active = serializers.BooleanField(required=False)
-
-    def validate(self, attrs):
-        attrs = super().validate(attrs)
-        if not attrs:
-            raise serializers.ValidationError(f"send at least one of: {', '.join(self.fields)}")
-        return attrs
 
 
 class ConditionOut(serializers.Serializer):
@@ -195,15 +179,9 @@ class EndpointIn(StrictSerializer):
     description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
-class EndpointPatchIn(StrictSerializer):
+class EndpointPatchIn(PatchSerializer):
     url = serializers.CharField(max_length=2000, required=False)
     description = serializers.CharField(max_length=200, required=False, allow_blank=True)
-
-    def validate(self, attrs):
-        attrs = super().validate(attrs)
-        if not attrs:
-            raise serializers.ValidationError("send at least one of: url, description")
-        return attrs
 
 
 class EndpointOut(serializers.ModelSerializer):

@@ -17,7 +17,7 @@ from accounts.schema import problem
 from accounts.tenancy import OrganizationScopedView
 from marketdata import selectors as market
 from marketdata.alerts import problems as p
-from marketdata.alerts import schema as _schema  # noqa: F401  # registers the strict-body extension
+from marketdata.alerts import schema as _schema  # noqa: F401  # registers the condition oneOf extensions
 from marketdata.alerts import selectors, services
 from marketdata.alerts import serializers as s
 from marketdata.alerts.models import Alert, Delivery, WebhookEndpoint
